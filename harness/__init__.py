@@ -1,0 +1,3 @@
+"""comm-harness: run communicator tests over a device-by-world-size matrix."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,116 @@
+"""The data that flows from the matrix to the executors and back: cells, their results, the executor protocol.
+
+The layers: `matrix.py` loads and validates matrix.yaml into `Cell`s; `plan.py` decides, per cell, which
+executor runs it here or why it is skipped; an executor (`executors/local.py`, `executors/docker.py`) runs
+one cell through `python -m harness.cell_runner` and returns a `CellResult`; `report.py` writes results.
+Nothing after `matrix.py` reads raw YAML.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+Device = Literal["cpu", "cuda", "xpu"]
+CellStatus = Literal["passed", "failed", "skipped", "error"]
+
+BACKEND_OF_DEVICE: dict[str, str] = {"cpu": "gloo", "cuda": "nccl", "xpu": "xccl"}
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """How to build the Docker image a cell runs in (paths relative to the repository root)."""
+
+    dockerfile: str
+    build_args: dict[str, str] = field(default_factory=dict)
+    shm_size: str = "1g"
+    network_host: bool = False
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the matrix: a device, a world size, and what to run there."""
+
+    id: str
+    device: Device
+    backend: str
+    world_size: int
+    tests: tuple[str, ...]
+    pytest_args: tuple[str, ...] = ("--forked",)
+    markers: str | None = None
+    keyword: str | None = None
+    # Further axes (e.g. {"all2all_backend": "naive"}); the cell runner hands each to the tests.
+    params: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    timeout_s: float = 1800.0
+    test_timeout_s: float = 120.0
+    required: bool = False
+    image: ImageSpec | None = None
+    runs_on: tuple[str, ...] = ()
+    # Where the cell was declared, for error messages: "matrix.yaml:12".
+    source: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Cell:
+        data = dict(data)
+        image = data.pop("image", None)
+        for key in ("tests", "pytest_args", "runs_on"):
+            data[key] = tuple(data.get(key, ()))
+        return cls(image=ImageSpec(**image) if image else None, **data)
+
+
+@dataclass
+class TestCounts:
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    errors: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.passed + self.failed + self.skipped + self.errors
+
+
+@dataclass
+class CellResult:
+    """What became of one cell; `summary.json` holds one of these per cell."""
+
+    id: str
+    device: str
+    world_size: int
+    status: CellStatus
+    reason: str = ""
+    executor: str = ""
+    counts: TestCounts = field(default_factory=TestCounts)
+    duration_s: float = 0.0
+    results_dir: str = ""
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+    required: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# Called by executors as the cell makes progress: (cell id, event) where event is one JSON line of
+# the plugin's progress file ({"event": "start"|"report", "nodeid": ..., ...}).
+ProgressCallback = Callable[[str, dict[str, Any]], None]
+
+
+class Executor(Protocol):
+    """Runs one cell to completion and never leaves a process or container behind."""
+
+    name: str
+
+    def run(
+        self,
+        cell: Cell,
+        results_dir: Path,
+        gpu_ids: list[int],
+        on_progress: ProgressCallback,
+    ) -> CellResult: ...
