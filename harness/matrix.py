@@ -1,0 +1,362 @@
+"""Load matrix.yaml, validate it (schema and cross-checks, every problem at once) and expand it into cells.
+
+Expansion order, as in GitHub Actions' matrices: devices x world sizes x axes, then `exclude` rules drop
+cells, then each `include` entry either updates the cells it matches or, matching none, adds one cell.
+Settings resolve defaults < device < include entry; `env` maps are merged in that order.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import itertools
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from harness.errors import ConfigurationError
+from harness.model import BACKEND_OF_DEVICE, Cell, ImageSpec
+from harness.yaml_locations import (
+    KeyPath,
+    duplicate_keys,
+    format_key_path,
+    line_of,
+    parse_yaml_with_nodes,
+)
+
+# Settings a cell inherits from `defaults`, its device and its include entries.
+CELL_SETTINGS = ("tests", "pytest_args", "markers", "keyword", "timeout", "test_timeout", "env", "required")
+BUILTIN_DEFAULTS: dict[str, Any] = {
+    "tests": ["tests"],
+    "pytest_args": ["--forked"],
+    "markers": None,
+    "keyword": None,
+    "timeout": 1800,
+    "test_timeout": 120,
+    "env": {},
+    "required": False,
+}
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """A validated matrix: its cells in file order and the directory their paths are relative to."""
+
+    path: Path
+    root: Path
+    cells: tuple[Cell, ...]
+    axes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def ids(self) -> list[str]:
+        return [cell.id for cell in self.cells]
+
+    def select(self, patterns: Iterable[str]) -> list[Cell]:
+        """The cells whose id matches any glob in `patterns` (all cells when there are none)."""
+        return select_cells(self.cells, patterns)
+
+
+@dataclass
+class _Problems:
+    """Problems found so far, each rendered as 'file:line: key.path: message'."""
+
+    path: Path
+    root_node: yaml.Node | None
+    entries: list[tuple[int, str]] = field(default_factory=list)
+
+    def add(self, key_path: KeyPath, message: str, *, key: bool = False, line: int | None = None) -> None:
+        line = line if line is not None else line_of(self.root_node, key_path, key=key)
+        self.entries.append((line, f"{self.path}:{line}: {format_key_path(key_path)}: {message}"))
+
+    def raise_if_any(self) -> None:
+        if not self.entries:
+            return
+        lines = [text for _, text in sorted(self.entries, key=lambda entry: entry[0])]
+        count = len(lines)
+        raise ConfigurationError(
+            f"{self.path}: {count} problem{'s' if count > 1 else ''} in the matrix:\n  "
+            + "\n  ".join(lines)
+            + "\nFix them (the schema is harness/resources/matrix.schema.json) and run again."
+        )
+
+
+def load_matrix(path: str | Path) -> Matrix:
+    """Read, validate and expand a matrix file; raises ConfigurationError listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigurationError(f"{path}: matrix file not found; pass the path of a matrix.yaml.") from None
+    except OSError as error:
+        raise ConfigurationError(f"{path}: cannot read the matrix file: {error.strerror}") from None
+    data, root_node = parse_yaml_with_nodes(text, path)
+    problems = _Problems(path, root_node)
+    if data is None:
+        problems.add([], "the file is empty; it needs at least `version: 1` and `devices:`", line=1)
+        problems.raise_if_any()
+    for key_path, line, first_line in duplicate_keys(root_node):
+        problems.add(key_path, f"key written twice (first on line {first_line}); YAML keeps only the last",
+                     line=line)
+    schema_ok = _check_schema(data, problems)
+    root = path.resolve().parent
+    _check_files(data, root, problems)
+    cells: list[Cell] = []
+    axes: dict[str, tuple[str, ...]] = {}
+    if schema_ok:
+        _check_backends(data, problems)
+        axes = {name: tuple(values) for name, values in (data.get("axes") or {}).items()}
+        cells = _expand(data, axes, problems)
+    problems.raise_if_any()
+    return Matrix(path=path, root=root, cells=tuple(cells), axes=axes)
+
+
+def select_cells(cells: Iterable[Cell], patterns: Iterable[str]) -> list[Cell]:
+    """Cells whose id matches any of the fnmatch `patterns`; a pattern matching nothing is an error."""
+    cells = list(cells)
+    patterns = list(patterns)
+    if not patterns:
+        return cells
+    unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(c.id, p) for c in cells)]
+    if unmatched:
+        valid = "\n  ".join(cell.id for cell in cells)
+        names = ", ".join(repr(p) for p in unmatched)
+        raise ConfigurationError(f"--cell {names} matches no cell of the matrix. Valid ids:\n  {valid}")
+    return [cell for cell in cells if any(fnmatch.fnmatchcase(cell.id, p) for p in patterns)]
+
+
+def _load_schema() -> dict[str, Any]:
+    text = resources.files("harness").joinpath("resources/matrix.schema.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def _check_schema(data: Any, problems: _Problems) -> bool:
+    validator = jsonschema.Draft202012Validator(_load_schema())
+    errors = list(validator.iter_errors(data))
+    for error in errors:
+        _report_schema_error(error, problems)
+    return not errors
+
+
+def _json_type(value: Any) -> str:
+    names = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "mapping"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _report_schema_error(error: jsonschema.ValidationError, problems: _Problems) -> None:
+    path = list(error.absolute_path)
+    value = error.instance
+    kind = error.validator
+    if kind == "additionalProperties" and isinstance(value, dict):
+        allowed = sorted(error.schema.get("properties", {}))
+        for name in sorted(set(value) - set(allowed)):
+            hint = difflib.get_close_matches(str(name), allowed, n=1)
+            did_you_mean = f" (did you mean '{hint[0]}'?)" if hint else ""
+            message = f"unknown key '{name}'{did_you_mean}; allowed keys: {', '.join(allowed)}"
+            problems.add([*path, name], message, key=True)
+    elif kind == "type":
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        problems.add(path, f"expected {expected}, got {_json_type(value)} ({value!r})")
+    elif kind == "minimum" or kind == "exclusiveMinimum":
+        bound = "at least" if kind == "minimum" else "greater than"
+        problems.add(path, f"{value!r} is too small: must be {bound} {error.validator_value}")
+    elif kind == "enum":
+        if path and path[-1] == "device" or (len(path) == 2 and path[0] == "devices"):
+            what = "device"
+        else:
+            what = "value"
+        choices = ", ".join(str(choice) for choice in error.validator_value)
+        problems.add(path, f"unknown {what} {value!r}; choose one of: {choices}")
+    elif kind == "const":
+        problems.add(path, f"{value!r} is not supported; use {error.validator_value!r}")
+    elif kind == "required":
+        missing = [name for name in error.validator_value if name not in (value or {})]
+        problems.add(path, f"missing required key{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
+    elif kind == "uniqueItems":
+        problems.add(path, f"duplicate entries in {value!r}")
+    elif kind in ("minItems", "minProperties", "minLength"):
+        problems.add(path, "must not be empty")
+    elif kind == "pattern":
+        if error.absolute_schema_path and "propertyNames" in error.absolute_schema_path:
+            message = f"invalid name {value!r}: must match {error.validator_value}"
+            problems.add([*path, value], message, key=True)
+        else:
+            problems.add(path, f"{value!r} must match {error.validator_value} (letters, digits, '_' and '.')")
+    else:
+        problems.add(path, error.message)
+
+
+def _check_backends(data: dict[str, Any], problems: _Problems) -> None:
+    for device, config in data["devices"].items():
+        backend = config.get("backend")
+        if backend is not None and backend != BACKEND_OF_DEVICE[device]:
+            problems.add(["devices", device, "backend"],
+                         f"device {device} uses backend {BACKEND_OF_DEVICE[device]}, not {backend}; "
+                         f"remove the key or set it to {BACKEND_OF_DEVICE[device]}")
+
+
+def _check_files(data: Any, root: Path, problems: _Problems) -> None:
+    """Test paths and Dockerfiles must exist, relative to the matrix file's directory."""
+    if not isinstance(data, dict):
+        return
+    places: list[tuple[list[str | int], Any]] = [(["defaults"], data.get("defaults"))]
+    devices = data.get("devices")
+    if isinstance(devices, dict):
+        places += [(["devices", name], config) for name, config in devices.items()]
+    include = data.get("include")
+    if isinstance(include, list):
+        places += [(["include", index], entry) for index, entry in enumerate(include)]
+    for key_path, settings in places:
+        if not isinstance(settings, dict):
+            continue
+        tests = settings.get("tests")
+        if isinstance(tests, list):
+            for index, test in enumerate(tests):
+                if isinstance(test, str) and test and not (root / test.split("::")[0]).exists():
+                    problems.add([*key_path, "tests", index],
+                                 f"test path '{test}' does not exist (relative to {root})")
+        image = settings.get("image")
+        dockerfile = image.get("dockerfile") if isinstance(image, dict) else None
+        if isinstance(dockerfile, str) and dockerfile and not (root / dockerfile).is_file():
+            problems.add([*key_path, "image", "dockerfile"],
+                         f"Dockerfile '{dockerfile}' does not exist (relative to {root})")
+
+
+def _merge_settings(*layers: dict[str, Any]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for name in CELL_SETTINGS:
+            if name not in layer:
+                continue
+            if name == "env":
+                merged["env"] = {**merged.get("env", {}), **layer["env"]}
+            else:
+                merged[name] = layer[name]
+    return merged
+
+
+def _matches(rule: dict[str, Any], device: str, world_size: int, params: dict[str, str]) -> bool:
+    coordinates: dict[str, Any] = {"device": device, "world_size": world_size, **params}
+    return all(
+        name in coordinates and coordinates[name] == value
+        for name, value in rule.items()
+        if name not in CELL_SETTINGS
+    )
+
+
+@dataclass
+class _Draft:
+    """A cell before its settings are frozen: coordinates, settings layers and where it was declared."""
+
+    device: str
+    world_size: int
+    params: dict[str, str]
+    settings: dict[str, Any]
+    line: int
+
+    @property
+    def id(self) -> str:
+        suffix = "".join(f"-{value}" for value in self.params.values())
+        return f"{self.device}-{BACKEND_OF_DEVICE[self.device]}-ws{self.world_size}{suffix}"
+
+
+def _expand(data: dict[str, Any], axes: dict[str, tuple[str, ...]], problems: _Problems) -> list[Cell]:
+    defaults = data.get("defaults") or {}
+    devices: dict[str, dict[str, Any]] = data["devices"]
+    drafts: list[_Draft] = []
+    for device, config in devices.items():
+        line = line_of(problems.root_node, ["devices", device], key=True)
+        for world_size in config["world_sizes"]:
+            for values in itertools.product(*axes.values()):
+                params = dict(zip(axes, values, strict=True))
+                drafts.append(_Draft(device, world_size, params, _merge_settings(defaults, config), line))
+
+    for index, rule in enumerate(data.get("exclude") or []):
+        _check_axis_keys(rule, axes, ["exclude", index], problems)
+        kept = [d for d in drafts if not _matches(rule, d.device, d.world_size, d.params)]
+        if len(kept) == len(drafts):
+            problems.add(["exclude", index], "this rule matches no cell; fix its keys or remove it")
+        drafts = kept
+
+    expanded = len(drafts)
+    for index, entry in enumerate(data.get("include") or []):
+        _check_axis_keys(entry, axes, ["include", index], problems)
+        device = entry["device"]
+        if device not in devices:
+            problems.add(["include", index, "device"],
+                         f"device {device} is not declared under `devices:`; declare it there first")
+            continue
+        targets = [d for d in drafts[:expanded] if _matches(entry, d.device, d.world_size, d.params)]
+        for draft in targets:
+            draft.settings = _merge_settings(draft.settings, entry)
+        if not targets:
+            params = {name: str(entry[name]) for name in axes if name in entry}
+            line = line_of(problems.root_node, ["include", index])
+            settings = _merge_settings(defaults, devices[device], entry)
+            drafts.append(_Draft(device, entry["world_size"], params, settings, line))
+
+    first_line: dict[str, int] = {}
+    for draft in drafts:
+        if draft.id in first_line:
+            message = (f"cell id '{draft.id}' is produced twice (first at line {first_line[draft.id]}); "
+                       "make the entries differ or remove one")
+            problems.add([], message, line=draft.line)
+        first_line.setdefault(draft.id, draft.line)
+    if not drafts:
+        problems.add(["devices"], "the matrix has no cells after exclude rules; nothing would run")
+    return [_freeze(draft, devices[draft.device], problems.path) for draft in drafts]
+
+
+def _check_axis_keys(entry: dict[str, Any], axes: dict[str, tuple[str, ...]], key_path: list[str | int],
+                     problems: _Problems) -> None:
+    known = {"device", "world_size", *CELL_SETTINGS}
+    for name, value in entry.items():
+        if name in known:
+            continue
+        if name not in axes:
+            choices = sorted(known | set(axes))
+            hint = difflib.get_close_matches(name, choices, n=1)
+            did_you_mean = f" (did you mean '{hint[0]}'?)" if hint else ""
+            declared = ", ".join(axes) or "none"
+            problems.add([*key_path, name], f"'{name}' is neither a cell setting nor a declared axis"
+                                            f"{did_you_mean}; axes declared: {declared}", key=True)
+        elif value not in axes[name] and key_path[0] == "exclude":
+            values = ", ".join(axes[name])
+            problems.add([*key_path, name], f"{value!r} is not a value of axis {name} ({values})")
+
+
+def _freeze(draft: _Draft, device_config: dict[str, Any], path: Path) -> Cell:
+    settings = {**BUILTIN_DEFAULTS, **draft.settings}
+    image_config = device_config.get("image")
+    image = None
+    if image_config:
+        image = ImageSpec(
+            dockerfile=image_config["dockerfile"],
+            build_args={k: str(v) for k, v in (image_config.get("build_args") or {}).items()},
+            shm_size=image_config.get("shm_size", "1g"),
+            network_host=image_config.get("network_host", False),
+        )
+    return Cell(
+        id=draft.id,
+        device=draft.device,  # type: ignore[arg-type]
+        backend=BACKEND_OF_DEVICE[draft.device],
+        world_size=draft.world_size,
+        tests=tuple(settings["tests"]),
+        pytest_args=tuple(settings["pytest_args"]),
+        markers=settings["markers"],
+        keyword=settings["keyword"],
+        params=dict(draft.params),
+        env={name: str(value) for name, value in settings["env"].items()},
+        timeout_s=float(settings["timeout"]),
+        test_timeout_s=float(settings["test_timeout"]),
+        required=bool(settings["required"]),
+        image=image,
+        runs_on=tuple(device_config.get("runs_on") or ()),
+        source=f"{path.name}:{draft.line}",
+    )
