@@ -1,0 +1,267 @@
+"""`DeviceCommunicatorBase`: the collective vocabulary every platform's communicator speaks.
+
+Public methods validate their input, move the collective's dim to dim 0 (`tensor_layout.to_rows`) and
+call two primitives on contiguous rows, `_all_gatherv_rows` and `_reduce_scatterv_rows`. The base
+implements them with torch.distributed's list collectives, which take uneven sizes on NCCL; platform
+subclasses override only these primitives (and the few methods whose backend needs another way).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import torch
+import torch.distributed as dist
+
+from communicators.all2all import All2AllManagerBase, create_all2all_manager
+from communicators.backends import DEFAULT_ALL2ALL_BACKEND
+from communicators.resolution import resolve_all2all_backend
+from communicators.tensor_layout import (
+    check_sizes,
+    from_rows,
+    normalize_dim,
+    pack_rows,
+    to_rows,
+    unpack_rows,
+)
+from communicators.torch_compat import all_gather_single, reduce_scatter_single
+
+TensorOrList = torch.Tensor | Sequence[torch.Tensor]
+
+
+class DeviceCommunicatorBase:
+    """Collectives over one process group on one device, plus all2all dispatch/combine via a manager."""
+
+    platform: ClassVar[str]
+    # The torch.distributed backend the group must have ("gloo", "nccl", "xccl").
+    process_group_backend: ClassVar[str]
+
+    def __init__(
+        self,
+        device: torch.device | str,
+        group: dist.ProcessGroup | None = None,
+        *,
+        all2all_backend: str = DEFAULT_ALL2ALL_BACKEND,
+    ) -> None:
+        if not dist.is_initialized():
+            raise RuntimeError(
+                f"{type(self).__name__}: torch.distributed is not initialised; call "
+                "torch.distributed.init_process_group first (in tests: ask for the dist_env fixture)"
+            )
+        self.device = self._device_for(torch.device(device))
+        self.group = group if group is not None else dist.group.WORLD
+        self._check_group_backend()
+        self.rank = dist.get_rank(self.group)
+        self.world_size = dist.get_world_size(self.group)
+        self.all2all_backend = resolve_all2all_backend(self.platform, all2all_backend)
+        self.all2all_manager: All2AllManagerBase = create_all2all_manager(self)
+
+    # -- set-up hooks ---------------------------------------------------------------------------------
+
+    def _device_for(self, device: torch.device) -> torch.device:
+        """`device` checked against this platform, with a default index filled in where it has one."""
+        if device.type != self.platform:
+            raise ValueError(f"{type(self).__name__} runs on {self.platform} devices, got {device}")
+        return device
+
+    def _check_group_backend(self) -> None:
+        backend = str(dist.get_backend(self.group))
+        if self.process_group_backend not in backend:
+            raise ValueError(
+                f"{type(self).__name__} needs a {self.process_group_backend} process group, "
+                f"got one with backend {backend!r}"
+            )
+
+    # -- collectives ----------------------------------------------------------------------------------
+
+    def all_reduce(self, input_: torch.Tensor) -> torch.Tensor:
+        """The element-wise sum of `input_` over all ranks (in place where `input_` is contiguous)."""
+        self._check_tensor(input_)
+        out = input_.contiguous()
+        dist.all_reduce(out, group=self.group)
+        return out
+
+    def all_gather(self, input_: torch.Tensor, dim: int = -1) -> torch.Tensor:
+        """Every rank's `input_` (all of one shape) concatenated along `dim` in rank order."""
+        return self.all_gatherv(input_, dim=dim)
+
+    def all_gatherv(
+        self, input_: TensorOrList, dim: int = 0, sizes: Sequence[int] | None = None
+    ) -> torch.Tensor | list[torch.Tensor]:
+        """Every rank's tensor(s) concatenated along `dim`, where rank r has `sizes[r]` (None: all equal)."""
+        is_list = isinstance(input_, (list, tuple))
+        tensors = list(input_) if is_list else [input_]
+        if not tensors:
+            return []
+        dims = []
+        for tensor in tensors:
+            self._check_tensor(tensor)
+            dims.append(normalize_dim(tensor, dim, self.rank))
+        lengths = {tensor.shape[d] for tensor, d in zip(tensors, dims, strict=True)}
+        if len(lengths) != 1:
+            raise ValueError(
+                f"rank {self.rank}: all_gatherv of a list needs one length along dim {dim} in every tensor, "
+                f"got {[tuple(t.shape) for t in tensors]}"
+            )
+        local = lengths.pop()
+        sizes = [local] * self.world_size if sizes is None else check_sizes(sizes, self.world_size, self.rank)
+        if sizes[self.rank] != local:
+            raise ValueError(
+                f"rank {self.rank}: sizes[{self.rank}] is {sizes[self.rank]} but the tensor has {local} "
+                f"along dim {dim} (sizes {sizes})"
+            )
+        rows = [to_rows(tensor, d) for tensor, d in zip(tensors, dims, strict=True)]
+        if len(rows) == 1:
+            gathered = [self._gather_rows(rows[0], sizes)]
+        else:
+            # One collective for the whole list: tensors of any dtype travel as columns of one byte buffer.
+            packed, columns = pack_rows(rows)
+            gathered = unpack_rows(self._gather_rows(packed, sizes), columns)
+        out = [from_rows(rows_out, d) for rows_out, d in zip(gathered, dims, strict=True)]
+        return out if is_list else out[0]
+
+    def reduce_scatter(self, input_: torch.Tensor, dim: int = -1) -> torch.Tensor:
+        """This rank's equal share along `dim` of the sum of every rank's `input_`."""
+        return self.reduce_scatterv(input_, dim=dim)
+
+    def reduce_scatterv(
+        self, input_: torch.Tensor, dim: int = -1, sizes: Sequence[int] | None = None
+    ) -> torch.Tensor:
+        """This rank's `sizes[rank]` slice along `dim` of the sum of every rank's `input_`."""
+        self._check_tensor(input_)
+        d = normalize_dim(input_, dim, self.rank)
+        length = input_.shape[d]
+        if sizes is None:
+            if length % self.world_size:
+                raise ValueError(
+                    f"rank {self.rank}: reduce_scatter needs a length along dim {dim} divisible by the world "
+                    f"size {self.world_size}, got {length}; pass sizes to reduce_scatterv for uneven shares"
+                )
+            sizes = [length // self.world_size] * self.world_size
+        else:
+            sizes = check_sizes(sizes, self.world_size, self.rank)
+            if sum(sizes) != length:
+                raise ValueError(
+                    f"rank {self.rank}: sizes {sizes} add up to {sum(sizes)} but the tensor has {length} "
+                    f"along dim {dim}"
+                )
+        rows = to_rows(input_, d)
+        if length == 0:
+            # Every rank sees the same sizes, so every rank skips the collective together.
+            return from_rows(rows, d)
+        return from_rows(self._reduce_scatterv_rows(rows, sizes), d)
+
+    def gather(self, input_: torch.Tensor, dst: int = 0, dim: int = -1) -> torch.Tensor | None:
+        """On `dst`, every rank's `input_` concatenated along `dim`; None on the other ranks."""
+        self._check_tensor(input_)
+        self._check_peer(dst, "dst")
+        d = normalize_dim(input_, dim, self.rank)
+        rows = to_rows(input_, d)
+        gather_list = [torch.empty_like(rows) for _ in range(self.world_size)] if self.rank == dst else None
+        dist.gather(rows, gather_list, group=self.group, group_dst=dst)
+        if gather_list is None:
+            return None
+        return from_rows(torch.cat(gather_list), d)
+
+    def broadcast(self, input_: torch.Tensor, src: int = 0) -> torch.Tensor:
+        """Rank `src`'s `input_` on every rank."""
+        self._check_tensor(input_)
+        self._check_peer(src, "src")
+        out = input_.contiguous()
+        dist.broadcast(out, group=self.group, group_src=src)
+        return out
+
+    def send(self, input_: torch.Tensor, dst: int | None = None) -> None:
+        """Send `input_` to rank `dst` of the group (default: the next rank)."""
+        self._check_tensor(input_)
+        dst = (self.rank + 1) % self.world_size if dst is None else dst
+        self._check_peer(dst, "dst")
+        dist.send(input_.contiguous(), group=self.group, group_dst=dst)
+
+    def recv(
+        self, size: torch.Size | Sequence[int], dtype: torch.dtype, src: int | None = None
+    ) -> torch.Tensor:
+        """A tensor of `size` and `dtype` from rank `src` of the group (default: the previous rank)."""
+        src = (self.rank - 1) % self.world_size if src is None else src
+        self._check_peer(src, "src")
+        out = torch.empty(tuple(size), dtype=dtype, device=self.device)
+        dist.recv(out, group=self.group, group_src=src)
+        return out
+
+    def barrier(self) -> None:
+        """Wait until every rank of the group reaches this point."""
+        dist.barrier(group=self.group)
+
+    def destroy(self) -> None:
+        """Release the all2all manager; the process group belongs to the caller and stays."""
+        self.all2all_manager.destroy()
+
+    # -- all2all, delegated to the manager -------------------------------------------------------------
+
+    def dispatch(
+        self,
+        hidden_states: torch.Tensor,
+        topk_weights: torch.Tensor,
+        topk_ids: torch.Tensor,
+        sizes: Sequence[int],
+        extra_tensors: Sequence[torch.Tensor] | None = None,
+    ) -> tuple:
+        """Every rank's tokens, router weights and expert ids (and extra tensors), see the manager."""
+        return self.all2all_manager.dispatch(hidden_states, topk_weights, topk_ids, sizes, extra_tensors)
+
+    def dispatch_router_logits(
+        self,
+        hidden_states: torch.Tensor,
+        router_logits: torch.Tensor,
+        sizes: Sequence[int],
+        extra_tensors: Sequence[torch.Tensor] | None = None,
+    ) -> tuple:
+        """Every rank's tokens and router logits (and extra tensors), see the manager."""
+        return self.all2all_manager.dispatch_router_logits(hidden_states, router_logits, sizes, extra_tensors)
+
+    def combine(self, hidden_states: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
+        """This rank's own tokens of the expert output summed over ranks, see the manager."""
+        return self.all2all_manager.combine(hidden_states, sizes)
+
+    # -- primitives on rows (dim 0, contiguous), overridden per platform --------------------------------
+
+    def _gather_rows(self, rows: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+        if sum(sizes) == 0:
+            # Every rank sees the same sizes, so every rank skips the collective together.
+            return rows.new_empty((0, *rows.shape[1:]))
+        return self._all_gatherv_rows(rows, sizes)
+
+    def _all_gatherv_rows(self, rows: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+        out = rows.new_empty((sum(sizes), *rows.shape[1:]))
+        if len(set(sizes)) == 1:
+            all_gather_single(out, rows, group=self.group)
+        else:
+            # Row blocks of a dim-0 buffer are contiguous views: NCCL writes each rank's rows in place.
+            dist.all_gather(list(out.split(sizes)), rows, group=self.group)
+        return out
+
+    def _reduce_scatterv_rows(self, rows: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+        out = rows.new_empty((sizes[self.rank], *rows.shape[1:]))
+        if len(set(sizes)) == 1:
+            reduce_scatter_single(out, rows, group=self.group)
+        else:
+            dist.reduce_scatter(out, list(rows.split(sizes)), group=self.group)
+        return out
+
+    # -- checks -----------------------------------------------------------------------------------------
+
+    def _check_tensor(self, tensor: torch.Tensor) -> None:
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"rank {self.rank}: expected a torch.Tensor, got {type(tensor).__name__}")
+        if tensor.device != self.device:
+            raise ValueError(
+                f"rank {self.rank}: tensor is on {tensor.device} "
+                f"but {type(self).__name__} works on {self.device}"
+            )
+
+    def _check_peer(self, peer: int, role: str) -> None:
+        if not 0 <= peer < self.world_size:
+            raise ValueError(
+                f"rank {self.rank}: {role} {peer} is not a rank of this group (size {self.world_size})"
+            )

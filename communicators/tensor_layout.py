@@ -1,0 +1,117 @@
+"""Tensor shapes around collectives: rows along dim 0, checked sizes, byte-packing and padding.
+
+Every collective here works on "rows": the tensor with the collective's dim moved to dim 0 and made
+contiguous, so that a rank's share is a contiguous block and any dim is handled by one code path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+
+def normalize_dim(tensor: torch.Tensor, dim: int, rank: int) -> int:
+    """`dim` as a non-negative index into `tensor`, or a ValueError naming the rank."""
+    if tensor.dim() == 0:
+        raise ValueError(f"rank {rank}: collectives along a dim need a tensor with dims, got a 0-d tensor")
+    if not -tensor.dim() <= dim < tensor.dim():
+        raise ValueError(f"rank {rank}: dim {dim} is out of range for shape {tuple(tensor.shape)}")
+    return dim % tensor.dim()
+
+
+def to_rows(tensor: torch.Tensor, dim: int) -> torch.Tensor:
+    """`tensor` with `dim` moved to dim 0, contiguous (a copy only where the layout needs one)."""
+    return tensor.movedim(dim, 0).contiguous()
+
+
+def from_rows(rows: torch.Tensor, dim: int) -> torch.Tensor:
+    """The inverse of `to_rows`: dim 0 moved back to `dim`, contiguous."""
+    return rows.movedim(0, dim).contiguous()
+
+
+def check_sizes(sizes: Sequence[int], world_size: int, rank: int) -> list[int]:
+    """`sizes` as a list of non-negative ints, one per rank, or a ValueError saying what is wrong."""
+    sizes = [int(size) for size in sizes]
+    if len(sizes) != world_size:
+        raise ValueError(
+            f"rank {rank}: sizes {sizes} has {len(sizes)} entries; it needs one per rank ({world_size})"
+        )
+    if any(size < 0 for size in sizes):
+        raise ValueError(f"rank {rank}: sizes {sizes} has a negative entry")
+    return sizes
+
+
+@dataclass(frozen=True)
+class PackedColumn:
+    """Where one tensor lies in a byte-packed row buffer, and how to rebuild it."""
+
+    dtype: torch.dtype
+    row_shape: tuple[int, ...]
+    offset: int
+    width: int
+
+
+def pack_rows(rows: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[PackedColumn]]:
+    """Concatenate row tensors of any dtypes, byte by byte, into one uint8 tensor of shape (n, bytes)."""
+    columns: list[PackedColumn] = []
+    parts: list[torch.Tensor] = []
+    offset = 0
+    for tensor in rows:
+        row_shape = tuple(tensor.shape[1:])
+        flat = tensor.reshape(tensor.shape[0], math.prod(row_shape)).contiguous()
+        as_bytes = flat.view(torch.uint8)
+        columns.append(PackedColumn(tensor.dtype, row_shape, offset, as_bytes.shape[1]))
+        parts.append(as_bytes)
+        offset += as_bytes.shape[1]
+    return torch.cat(parts, dim=1), columns
+
+
+def unpack_rows(packed: torch.Tensor, columns: Sequence[PackedColumn]) -> list[torch.Tensor]:
+    """The inverse of `pack_rows` for a packed buffer with any number of rows."""
+    n = packed.shape[0]
+    return [
+        packed[:, c.offset : c.offset + c.width].contiguous().view(c.dtype).view(n, *c.row_shape)
+        for c in columns
+    ]
+
+
+def all_gatherv_padded(
+    rows: torch.Tensor,
+    sizes: Sequence[int],
+    all_gather_equal: Callable[[torch.Tensor, torch.Tensor], None],
+) -> torch.Tensor:
+    """Uneven all-gather from an equal-size one: pad every rank's rows to the largest, gather, unpad."""
+    world_size = len(sizes)
+    longest = max(sizes)
+    padded = rows
+    if rows.shape[0] < longest:
+        padded = rows.new_zeros((longest, *rows.shape[1:]))
+        padded[: rows.shape[0]] = rows
+    gathered = rows.new_empty((world_size * longest, *rows.shape[1:]))
+    all_gather_equal(gathered, padded)
+    if min(sizes) == longest:
+        return gathered
+    blocks = gathered.view(world_size, longest, *rows.shape[1:])
+    return torch.cat([blocks[r, : sizes[r]] for r in range(world_size)])
+
+
+def reduce_scatterv_padded(
+    rows: torch.Tensor,
+    sizes: Sequence[int],
+    rank: int,
+    reduce_scatter_equal: Callable[[torch.Tensor, torch.Tensor], None],
+) -> torch.Tensor:
+    """Uneven reduce-scatter from an equal-size one: pad every rank's chunk to the largest, reduce, unpad."""
+    world_size = len(sizes)
+    longest = max(sizes)
+    padded = rows
+    if min(sizes) < longest:
+        padded = rows.new_zeros((world_size * longest, *rows.shape[1:]))
+        for r, chunk in enumerate(rows.split(list(sizes))):
+            padded[r * longest : r * longest + sizes[r]] = chunk
+    out = rows.new_empty((longest, *rows.shape[1:]))
+    reduce_scatter_equal(out, padded)
+    return out[: sizes[rank]]
