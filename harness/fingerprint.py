@@ -19,7 +19,13 @@ from typing import Any
 
 # Variables that change how collectives behave; recorded so two runs can be compared.
 RECORDED_ENV_PREFIXES = (
-    "NCCL_", "TORCH_", "NVSHMEM_", "CCL_", "ZE_", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS",
+    "NCCL_",
+    "TORCH_",
+    "NVSHMEM_",
+    "CCL_",
+    "ZE_",
+    "CUDA_VISIBLE_DEVICES",
+    "OMP_NUM_THREADS",
 )
 
 
@@ -117,8 +123,11 @@ def collect_fingerprint() -> dict[str, Any]:
         "nvidia_gpus": [asdict(gpu) for gpu in gpus],
         "image_digest": os.environ.get("HARNESS_IMAGE_DIGEST"),
         "image": os.environ.get("HARNESS_IMAGE"),
-        "env": {name: value for name, value in sorted(os.environ.items())
-                if name.startswith(RECORDED_ENV_PREFIXES)},
+        "env": {
+            name: value
+            for name, value in sorted(os.environ.items())
+            if name.startswith(RECORDED_ENV_PREFIXES)
+        },
     }
 
 

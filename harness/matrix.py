@@ -101,8 +101,9 @@ def load_matrix(path: str | Path) -> Matrix:
         problems.add([], "the file is empty; it needs at least `version: 1` and `devices:`", line=1)
         problems.raise_if_any()
     for key_path, line, first_line in duplicate_keys(root_node):
-        problems.add(key_path, f"key written twice (first on line {first_line}); YAML keeps only the last",
-                     line=line)
+        problems.add(
+            key_path, f"key written twice (first on line {first_line}); YAML keeps only the last", line=line
+        )
     schema_ok = _check_schema(data, problems)
     root = path.resolve().parent
     _check_files(data, root, problems)
@@ -196,9 +197,11 @@ def _check_backends(data: dict[str, Any], problems: _Problems) -> None:
     for device, config in data["devices"].items():
         backend = config.get("backend")
         if backend is not None and backend != BACKEND_OF_DEVICE[device]:
-            problems.add(["devices", device, "backend"],
-                         f"device {device} uses backend {BACKEND_OF_DEVICE[device]}, not {backend}; "
-                         f"remove the key or set it to {BACKEND_OF_DEVICE[device]}")
+            problems.add(
+                ["devices", device, "backend"],
+                f"device {device} uses backend {BACKEND_OF_DEVICE[device]}, not {backend}; "
+                f"remove the key or set it to {BACKEND_OF_DEVICE[device]}",
+            )
 
 
 def _check_files(data: Any, root: Path, problems: _Problems) -> None:
@@ -219,13 +222,16 @@ def _check_files(data: Any, root: Path, problems: _Problems) -> None:
         if isinstance(tests, list):
             for index, test in enumerate(tests):
                 if isinstance(test, str) and test and not (root / test.split("::")[0]).exists():
-                    problems.add([*key_path, "tests", index],
-                                 f"test path '{test}' does not exist (relative to {root})")
+                    problems.add(
+                        [*key_path, "tests", index], f"test path '{test}' does not exist (relative to {root})"
+                    )
         image = settings.get("image")
         dockerfile = image.get("dockerfile") if isinstance(image, dict) else None
         if isinstance(dockerfile, str) and dockerfile and not (root / dockerfile).is_file():
-            problems.add([*key_path, "image", "dockerfile"],
-                         f"Dockerfile '{dockerfile}' does not exist (relative to {root})")
+            problems.add(
+                [*key_path, "image", "dockerfile"],
+                f"Dockerfile '{dockerfile}' does not exist (relative to {root})",
+            )
 
 
 def _merge_settings(*layers: dict[str, Any]) -> dict[str, Any]:
@@ -289,8 +295,10 @@ def _expand(data: dict[str, Any], axes: dict[str, tuple[str, ...]], problems: _P
         _check_axis_keys(entry, axes, ["include", index], problems)
         device = entry["device"]
         if device not in devices:
-            problems.add(["include", index, "device"],
-                         f"device {device} is not declared under `devices:`; declare it there first")
+            problems.add(
+                ["include", index, "device"],
+                f"device {device} is not declared under `devices:`; declare it there first",
+            )
             continue
         targets = [d for d in drafts[:expanded] if _matches(entry, d.device, d.world_size, d.params)]
         for draft in targets:
@@ -304,8 +312,10 @@ def _expand(data: dict[str, Any], axes: dict[str, tuple[str, ...]], problems: _P
     first_line: dict[str, int] = {}
     for draft in drafts:
         if draft.id in first_line:
-            message = (f"cell id '{draft.id}' is produced twice (first at line {first_line[draft.id]}); "
-                       "make the entries differ or remove one")
+            message = (
+                f"cell id '{draft.id}' is produced twice (first at line {first_line[draft.id]}); "
+                "make the entries differ or remove one"
+            )
             problems.add([], message, line=draft.line)
         first_line.setdefault(draft.id, draft.line)
     if not drafts:
@@ -313,8 +323,9 @@ def _expand(data: dict[str, Any], axes: dict[str, tuple[str, ...]], problems: _P
     return [_freeze(draft, devices[draft.device], problems.path) for draft in drafts]
 
 
-def _check_axis_keys(entry: dict[str, Any], axes: dict[str, tuple[str, ...]], key_path: list[str | int],
-                     problems: _Problems) -> None:
+def _check_axis_keys(
+    entry: dict[str, Any], axes: dict[str, tuple[str, ...]], key_path: list[str | int], problems: _Problems
+) -> None:
     known = {"device", "world_size", *CELL_SETTINGS}
     for name, value in entry.items():
         if name in known:
@@ -324,8 +335,12 @@ def _check_axis_keys(entry: dict[str, Any], axes: dict[str, tuple[str, ...]], ke
             hint = difflib.get_close_matches(name, choices, n=1)
             did_you_mean = f" (did you mean '{hint[0]}'?)" if hint else ""
             declared = ", ".join(axes) or "none"
-            problems.add([*key_path, name], f"'{name}' is neither a cell setting nor a declared axis"
-                                            f"{did_you_mean}; axes declared: {declared}", key=True)
+            problems.add(
+                [*key_path, name],
+                f"'{name}' is neither a cell setting nor a declared axis"
+                f"{did_you_mean}; axes declared: {declared}",
+                key=True,
+            )
         elif value not in axes[name] and key_path[0] == "exclude":
             values = ", ".join(axes[name])
             problems.add([*key_path, name], f"{value!r} is not a value of axis {name} ({values})")

@@ -139,8 +139,13 @@ def describe_host(host: HostCapabilities) -> list[tuple[str, str]]:
         ("python", str(torch.get("python") or sys.version.split()[0])),
         ("torch", str(torch.get("torch") or f"not importable: {torch.get('error', '')}")),
         ("torch CUDA", str(torch.get("torch_cuda") or "none (CPU build)")),
-        ("backends", ", ".join(f"{name} {'yes' if torch.get(f'{name}_available') else 'no'}"
-                               for name in ("gloo", "nccl", "xccl"))),
+        (
+            "backends",
+            ", ".join(
+                f"{name} {'yes' if torch.get(f'{name}_available') else 'no'}"
+                for name in ("gloo", "nccl", "xccl")
+            ),
+        ),
         ("NCCL", str(torch.get("nccl") or "-")),
         ("oneCCL", str(torch.get("oneccl") or "-")),
     ]

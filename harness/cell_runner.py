@@ -1,0 +1,139 @@
+"""The one entry point that runs a cell, in the cell's environment (the host, or a container).
+
+    python -m harness.cell_runner CELL_JSON RESULTS_DIR
+
+Writes RESULTS_DIR/fingerprint.json, runs pytest with the comm-harness plugin's options in a subprocess
+(its output on this process's stdout, which the executor tees into log.txt) and exits with pytest's code.
+Loaded into that pytest as a plugin too (`-p harness.cell_runner`), it adds a "collected" event to the
+progress file so the live view can show "12/40".
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.fingerprint import collect_fingerprint
+from harness.model import Cell
+
+PLUGIN_MODULE = "harness.pytest_plugin.plugin"
+PROGRESS_FILE_ENV = "HARNESS_PROGRESS_FILE"
+EXIT_RUNNER_USAGE = 4  # pytest's own code for a usage error; the executor reports the log tail
+
+
+def plugin_registered_by_entry_point() -> bool:
+    """Whether pytest will load the plugin by itself (installed package, autoload not disabled)."""
+    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        return False
+    entry_points = importlib.metadata.entry_points(group="pytest11")
+    return any(entry_point.value == PLUGIN_MODULE for entry_point in entry_points)
+
+
+def build_pytest_command(cell: Cell, results_dir: Path, *, load_plugin: bool) -> list[str]:
+    """The pytest command line for `cell` (options as the plugin contract names them)."""
+    command = [sys.executable, "-m", "pytest"]
+    if load_plugin:
+        command += ["-p", PLUGIN_MODULE]
+    command += [
+        "-p",
+        "harness.cell_runner",
+        # The repository may be mounted read-only (containers): no .pytest_cache.
+        "-p",
+        "no:cacheprovider",
+        "-ra",
+        "--dist-device",
+        cell.device,
+        "--dist-world-size",
+        str(cell.world_size),
+        "--dist-timeout",
+        f"{cell.test_timeout_s:g}",
+        "--dist-progress",
+        str(results_dir / "progress.jsonl"),
+        "--junitxml",
+        str(results_dir / "junit.xml"),
+        "-o",
+        f"junit_suite_name={cell.id}",
+    ]
+    if "all2all_backend" in cell.params:
+        command += ["--dist-all2all-backend", cell.params["all2all_backend"]]
+    command += list(cell.pytest_args)
+    if cell.markers:
+        command += ["-m", cell.markers]
+    if cell.keyword:
+        command += ["-k", cell.keyword]
+    return command + list(cell.tests)
+
+
+def build_pytest_environment(cell: Cell, results_dir: Path) -> dict[str, str]:
+    """This environment plus the cell's params as HARNESS_PARAM_<KEY> (all2all_backend is also an option)."""
+    env = dict(os.environ)
+    env.update(cell.env)
+    for key, value in cell.params.items():
+        env[f"HARNESS_PARAM_{key.upper()}"] = value
+    env["HARNESS_CELL_ID"] = cell.id
+    env[PROGRESS_FILE_ENV] = str(results_dir / "progress.jsonl")
+    return env
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Pytest hook (this module loaded with -p): record how many tests the cell will run."""
+    path = os.environ.get(PROGRESS_FILE_ENV)
+    if not path:
+        return
+    event = {"event": "collected", "count": len(session.items), "time": time.time()}
+    with open(path, "a", encoding="utf-8") as stream:
+        stream.write(json.dumps(event) + "\n")
+
+
+def run_cell(cell: Cell, results_dir: Path) -> int:
+    """Fingerprint the environment, run pytest, return its exit code."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    fingerprint = collect_fingerprint()
+    fingerprint["cell"] = cell.id
+    (results_dir / "fingerprint.json").write_text(json.dumps(fingerprint, indent=2) + "\n", encoding="utf-8")
+    command = build_pytest_command(cell, results_dir, load_plugin=not plugin_registered_by_entry_point())
+    print(f"[harness] cell {cell.id}: {' '.join(command)}", flush=True)
+    started: list[subprocess.Popen[bytes]] = []
+
+    def forward_as_interrupt(signum: int, frame: Any) -> None:
+        # pytest writes junit.xml for the tests it finished when interrupted; the executor kills later.
+        for process in started:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+
+    signal.signal(signal.SIGINT, forward_as_interrupt)
+    signal.signal(signal.SIGTERM, forward_as_interrupt)
+    started.append(subprocess.Popen(command, env=build_pytest_environment(cell, results_dir)))
+    return started[0].wait()
+
+
+def _read_cell(path: Path) -> Cell:
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return Cell.from_json(data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m harness.cell_runner CELL_JSON RESULTS_DIR`."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m harness.cell_runner CELL_JSON RESULTS_DIR", file=sys.stderr)
+        return EXIT_RUNNER_USAGE
+    try:
+        cell = _read_cell(Path(args[0]))
+    except (OSError, ValueError, TypeError) as error:
+        print(f"[harness] cannot read the cell from {args[0]}: {error}", file=sys.stderr)
+        return EXIT_RUNNER_USAGE
+    return run_cell(cell, Path(args[1]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Which executor runs each cell on this host, or why the cell is skipped here.
+
+Pure decisions from the cells, a `HostCapabilities` and (for Docker) an image check, so tests can plan
+for hosts this machine is not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from harness.errors import DockerUnavailableError
+from harness.model import Cell
+from harness.probe import HostCapabilities
+
+ExecutorChoice = Literal["auto", "local", "docker"]
+# (image present, reason naming the tag and how to build it): DockerExecutor.image_status.
+ImageCheck = Callable[[Cell], tuple[bool, str]]
+
+
+@dataclass(frozen=True)
+class PlannedCell:
+    """A cell and its fate here: `executor` "local"/"docker", or None with the reason it is skipped."""
+
+    cell: Cell
+    executor: str | None
+    reason: str
+
+    @property
+    def gpus_needed(self) -> int:
+        return self.cell.world_size if self.cell.device in ("cuda", "xpu") else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.cell.id,
+            "device": self.cell.device,
+            "backend": self.cell.backend,
+            "world_size": self.cell.world_size,
+            "params": self.cell.params,
+            "required": self.cell.required,
+            "executor": self.executor,
+            "status": "skipped" if self.executor is None else "planned",
+            "reason": self.reason,
+            "source": self.cell.source,
+        }
+
+
+def hardware_gap(cell: Cell, host: HostCapabilities) -> str:
+    """Why this host lacks the devices the cell needs ("" when it has them), wherever the cell runs."""
+    if cell.device == "cuda" and host.nvidia_gpu_count < cell.world_size:
+        plural = "s" if cell.world_size > 1 else ""
+        return f"needs {cell.world_size} CUDA GPU{plural}, this host has {host.nvidia_gpu_count}"
+    if cell.device == "xpu":
+        if host.intel_gpu_count == 0:
+            return "no Intel GPU on this host"
+        if host.intel_gpu_count < cell.world_size:
+            return f"needs {cell.world_size} Intel GPUs, this host has {host.intel_gpu_count}"
+    return ""
+
+
+def local_gap(cell: Cell, host: HostCapabilities) -> str:
+    """Why the cell cannot run directly on this host ("" when it can)."""
+    gap = hardware_gap(cell, host)
+    if gap:
+        return gap
+    torch = host.torch
+    if not torch.get("torch"):
+        return f"torch is not importable on this host ({torch.get('error') or 'not installed'})"
+    if cell.device == "cpu" and not torch.get("gloo_available"):
+        return f"torch {torch['torch']} on this host has no gloo backend"
+    if cell.device == "cuda":
+        if not torch.get("torch_cuda"):
+            return f"torch {torch['torch']} on this host is a CPU build (no CUDA)"
+        if not torch.get("nccl_available"):
+            return f"torch {torch['torch']} on this host has no NCCL backend"
+    if cell.device == "xpu":
+        if not torch.get("xpu_available"):
+            return "Intel GPU present but torch.xpu is not available (install torch from the XPU index)"
+        if int(torch.get("xpu_device_count") or 0) < cell.world_size:
+            return f"needs {cell.world_size} XPUs, torch.xpu sees {torch.get('xpu_device_count')}"
+        if not torch.get("xccl_available"):
+            return f"torch {torch['torch']} on this host has no xccl backend"
+    return ""
+
+
+def plan_cells(
+    cells: Iterable[Cell],
+    host: HostCapabilities,
+    choice: ExecutorChoice = "auto",
+    image_check: ImageCheck | None = None,
+) -> list[PlannedCell]:
+    """Decide every cell's executor; `--executor docker` without an engine is a DockerUnavailableError."""
+    if choice == "docker" and not host.docker_available:
+        raise DockerUnavailableError(
+            f"--executor docker: {host.docker_reason or 'no Docker engine answers'}.\n"
+            "Start an engine (e.g. `bash .ci/docker-engine.sh`) or use --executor auto|local."
+        )
+    return [_plan_one(cell, host, choice, image_check) for cell in cells]
+
+
+def _plan_one(
+    cell: Cell, host: HostCapabilities, choice: ExecutorChoice, image_check: ImageCheck | None
+) -> PlannedCell:
+    if choice in ("auto", "docker"):
+        gap = hardware_gap(cell, host)
+        if choice == "docker":
+            if gap:
+                return PlannedCell(cell, None, gap)
+            if cell.image is None:
+                return PlannedCell(cell, None, f"device {cell.device} has no `image:` in the matrix")
+            present, image_reason = image_check(cell) if image_check else (False, "")
+            note = "image present" if present else f"image will be built first ({image_reason})"
+            return PlannedCell(cell, "docker", note)
+        if host.docker_available and cell.image is not None and not gap and image_check is not None:
+            present, image_reason = image_check(cell)
+            if present:
+                return PlannedCell(cell, "docker", image_reason or "image present")
+            docker_note = f"no Docker image ({image_reason})"
+        else:
+            docker_note = f"Docker: {host.docker_reason}" if not host.docker_available else ""
+        local = local_gap(cell, host)
+        if local:
+            return PlannedCell(cell, None, local)
+        return PlannedCell(cell, "local", f"on the host{'; ' + docker_note if docker_note else ''}")
+    local = local_gap(cell, host)
+    return PlannedCell(cell, None, local) if local else PlannedCell(cell, "local", "on the host")

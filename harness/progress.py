@@ -1,0 +1,193 @@
+"""Live progress of a run: which cell, which test, how long.
+
+On a terminal, a rich live table of every cell; in CI logs (CI=true, or output not a terminal) plain lines
+such as `[cpu-gloo-ws4] 12/40 tests/...::test_x PASSED 0.08s`, one per test and one per finished cell.
+Events arrive from executor threads (the plugin's progress.jsonl, tailed), so every view takes a lock.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from harness.model import CellResult
+from harness.plan import PlannedCell
+from harness.report import STATUS_STYLE
+
+
+@dataclass
+class CellProgress:
+    """What is known of one cell while it runs."""
+
+    status: str = "waiting"
+    total: int | None = None
+    done: int = 0
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    current: str = ""
+    started: float | None = None
+    duration: float | None = None
+    reason: str = ""
+    last_test_line: str = field(default="", repr=False)
+
+    def apply(self, event: dict[str, Any]) -> str | None:
+        """Update from one progress event; returns the test's outcome word when the test is done."""
+        kind = event.get("event")
+        if kind == "collected":
+            self.total = int(event.get("count", 0))
+        elif kind == "start":
+            self.current = str(event.get("nodeid", ""))
+        elif kind == "report":
+            when, outcome = event.get("when"), event.get("outcome")
+            if when == "call" or (when == "setup" and outcome != "passed"):
+                self.done += 1
+                word = {"passed": "PASSED", "failed": "FAILED", "skipped": "SKIPPED"}.get(str(outcome), "?")
+                if when == "setup" and outcome == "failed":
+                    word = "ERROR"
+                self.passed += outcome == "passed"
+                self.failed += outcome == "failed"
+                self.skipped += outcome == "skipped"
+                return word
+            if when == "teardown" and outcome == "failed":
+                self.failed += 1
+                return "ERROR in teardown"
+        return None
+
+    def counter(self) -> str:
+        return f"{self.done}/{self.total}" if self.total is not None else str(self.done)
+
+
+class ProgressView(Protocol):
+    """What the run command tells the user as cells start, progress and finish."""
+
+    def cell_started(self, planned: PlannedCell) -> None: ...
+
+    def event(self, cell_id: str, event: dict[str, Any]) -> None: ...
+
+    def cell_finished(self, result: CellResult) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _finish_line(result: CellResult) -> str:
+    counts = result.counts
+    if result.status == "skipped":
+        return f"[{result.id}] skipped: {result.reason}"
+    text = (
+        f"[{result.id}] {result.status.upper()}: {counts.passed} passed, {counts.failed} failed, "
+        f"{counts.errors} errors, {counts.skipped} skipped in {result.duration_s:.1f}s"
+    )
+    if result.status == "error" and result.reason:
+        text += f" — {result.reason.splitlines()[0]}"
+    return text
+
+
+class PlainProgress:
+    """One line per test and per finished cell, for CI logs."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._cells: dict[str, CellProgress] = {}
+        self._lock = threading.Lock()
+
+    def cell_started(self, planned: PlannedCell) -> None:
+        with self._lock:
+            self._cells[planned.cell.id] = CellProgress(status="running", started=time.monotonic())
+            self._print(f"[{planned.cell.id}] started ({planned.executor}: {planned.reason})")
+
+    def event(self, cell_id: str, event: dict[str, Any]) -> None:
+        with self._lock:
+            progress = self._cells.setdefault(cell_id, CellProgress(status="running"))
+            word = progress.apply(event)
+            if word is not None:
+                duration = float(event.get("duration") or 0.0)
+                self._print(f"[{cell_id}] {progress.counter()} {event.get('nodeid')} {word} {duration:.2f}s")
+
+    def cell_finished(self, result: CellResult) -> None:
+        with self._lock:
+            self._print(_finish_line(result))
+
+    def close(self) -> None:
+        """Nothing to tear down for plain lines."""
+
+    def _print(self, line: str) -> None:
+        self._console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+class LiveProgress:
+    """A rich live table of every cell, refreshed a few times a second."""
+
+    def __init__(self, console: Console, planned: list[PlannedCell]) -> None:
+        self._console = console
+        self._lock = threading.Lock()
+        self._cells = {p.cell.id: CellProgress() for p in planned}
+        for p in planned:
+            if p.executor is None:
+                self._cells[p.cell.id].status = "skipped"
+                self._cells[p.cell.id].reason = p.reason
+        self._live = Live(get_renderable=self._render, console=console, refresh_per_second=4, transient=False)
+        self._live.start()
+
+    def cell_started(self, planned: PlannedCell) -> None:
+        with self._lock:
+            cell = self._cells[planned.cell.id]
+            cell.status, cell.started = "running", time.monotonic()
+            cell.reason = planned.executor or ""
+
+    def event(self, cell_id: str, event: dict[str, Any]) -> None:
+        with self._lock:
+            self._cells.setdefault(cell_id, CellProgress(status="running")).apply(event)
+
+    def cell_finished(self, result: CellResult) -> None:
+        with self._lock:
+            cell = self._cells.setdefault(result.id, CellProgress())
+            cell.status, cell.duration, cell.current = result.status, result.duration_s, ""
+            cell.passed, cell.skipped = result.counts.passed, result.counts.skipped
+            cell.failed = result.counts.failed + result.counts.errors
+            cell.reason = (
+                (result.reason.splitlines() or [""])[0] if result.status != "passed" else result.executor
+            )
+
+    def close(self) -> None:
+        self._live.stop()
+
+    def _render(self) -> Table:
+        table = Table(expand=False)
+        for column in ("cell", "status", "tests", "passed", "failed", "time", "now / why"):
+            table.add_column(
+                column, overflow="ellipsis", no_wrap=True, max_width=70 if column == "now / why" else None
+            )
+        with self._lock:
+            for cell_id, cell in self._cells.items():
+                elapsed = cell.duration
+                if elapsed is None and cell.started is not None:
+                    elapsed = time.monotonic() - cell.started
+                style = STATUS_STYLE.get(cell.status, "cyan")
+                table.add_row(
+                    cell_id,
+                    f"[{style}]{cell.status}[/]",
+                    cell.counter() if cell.status != "skipped" else "-",
+                    str(cell.passed),
+                    str(cell.failed),
+                    f"{elapsed:.1f}s" if elapsed is not None else "-",
+                    cell.current or cell.reason,
+                )
+        return table
+
+
+def use_plain_output(console: Console) -> bool:
+    """Plain lines in CI (CI=true) and when output is not a terminal."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes") or not console.is_terminal
+
+
+def make_progress_view(console: Console, planned: list[PlannedCell]) -> ProgressView:
+    """The live table on a terminal, plain lines otherwise."""
+    return PlainProgress(console) if use_plain_output(console) else LiveProgress(console, planned)
