@@ -1,0 +1,10 @@
+"""The distributed pytest plugin: each test that asks for `dist_env` runs its body on N forked rank processes.
+
+Which process runs which file:
+- `plugin.py`: the pytest process (options, markers, hooks, fixtures).
+- `launcher.py`: the pytest process, or its pytest-forked child; forks fresh ranks for one test (fork mode).
+- `workers.py`: the pytest process; keeps rank workers alive across tests (reuse mode).
+- `rank_processes.py`: the pytest process; forks, watches, dumps, kills and reaps a set of ranks.
+- `rank.py`: a rank process; joins the process group, runs the test body, reports its outcome.
+- `settings.py`, `env.py`, `outcomes.py`, `lifetime.py`: data and small functions used on both sides.
+"""

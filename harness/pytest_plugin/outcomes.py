@@ -1,0 +1,117 @@
+"""What each rank reported, or how it ended without reporting, and the one verdict pytest gets from them."""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+from typing import Literal
+
+import pytest
+
+RankStatus = Literal["passed", "failed", "skipped", "xfailed"]
+
+
+@dataclass(frozen=True)
+class RankOutcome:
+    """Sent by a rank once its test body has finished."""
+
+    rank: int
+    status: RankStatus
+    summary: str = ""  # one line: the exception or the skip/xfail reason
+    detail: str = ""  # the failure as pytest formats it
+
+
+@dataclass(frozen=True)
+class RankProblem:
+    """A rank that never reported an outcome: it crashed, exited, hung or was stopped."""
+
+    rank: int
+    what: str  # completes "rank 1 of 4 ...", e.g. "killed by SIGSEGV"
+    # The rank's Python stack: what a crash left behind, or what a hung rank dumped ("" when it could not);
+    # None when there is none to show (the rank exited on its own).
+    stack: str | None = None
+    running: bool = False  # still running when stopped (hung or blocked), rather than ended by itself
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The test's result, over all ranks."""
+
+    status: RankStatus
+    message: str = ""
+
+    def raise_into_pytest(self) -> None:
+        """Turn a non-passing verdict into the pytest outcome exception (no traceback of the plugin's own)."""
+        if self.status == "failed":
+            pytest.fail(self.message, pytrace=False)
+        if self.status == "skipped":
+            # Report the skip at the test, not at this line.
+            raise pytest.skip.Exception(self.message, _use_item_location=True)
+        if self.status == "xfailed":
+            pytest.xfail(self.message)
+
+
+def describe_exit(status: int) -> str:
+    """How a rank ended without reporting, from its wait status: 'killed by SIGSEGV', 'exited with code 3'."""
+    if os.WIFSIGNALED(status):
+        signum = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = f"signal {signum}"
+        return f"killed by {name}"
+    return f"exited with code {os.WEXITSTATUS(status)} without reporting a result"
+
+
+def judge(world_size: int, outcomes: list[RankOutcome], problems: list[RankProblem]) -> Verdict:
+    """Pass only if every rank passed; any failure or problem fails; else a skip on any rank skips."""
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed or problems:
+        return Verdict("failed", _failure_message(world_size, failed, problems))
+    for status in ("skipped", "xfailed"):
+        reasons = {o.rank: o.summary for o in outcomes if o.status == status}
+        if reasons:
+            return Verdict(status, _merge_reasons(world_size, reasons))
+    return Verdict("passed")
+
+
+def _failure_message(world_size: int, failed: list[RankOutcome], problems: list[RankProblem]) -> str:
+    # First line: one clause per kind of trouble, so pytest's one-line summary already names the ranks.
+    # Likeliest cause first: a rank that died, then ranks that failed, then ranks left waiting on them.
+    clauses = _problem_clauses(world_size, [p for p in problems if not p.running])
+    clauses += [f"rank {o.rank} of {world_size} failed: {o.summary}" for o in failed]
+    clauses += _problem_clauses(world_size, [p for p in problems if p.running])
+    sections = [
+        (o.rank, f"---- rank {o.rank} of {world_size} failed ----\n{o.detail.rstrip()}") for o in failed
+    ]
+    for problem in problems:
+        if problem.stack is None:
+            continue
+        body = problem.stack.rstrip() or "(no Python stack could be collected)"
+        sections.append(
+            (problem.rank, f"---- rank {problem.rank} of {world_size} {problem.what}; its stack ----\n{body}")
+        )
+    sections.sort(key=lambda section: section[0])
+    return "\n\n".join(["; ".join(clauses), *(text for _, text in sections)])
+
+
+def _problem_clauses(world_size: int, problems: list[RankProblem]) -> list[str]:
+    by_what: dict[str, list[int]] = {}
+    for problem in problems:
+        by_what.setdefault(problem.what, []).append(problem.rank)
+    return [f"{_ranks(ranks)} of {world_size} {what}" for what, ranks in by_what.items()]
+
+
+def _merge_reasons(world_size: int, reasons: dict[int, str]) -> str:
+    distinct = set(reasons.values())
+    if len(distinct) == 1:
+        return distinct.pop()
+    return "; ".join(f"rank {rank} of {world_size}: {reason}" for rank, reason in sorted(reasons.items()))
+
+
+def _ranks(ranks: list[int]) -> str:
+    ranks = sorted(ranks)
+    if len(ranks) == 1:
+        return f"rank {ranks[0]}"
+    return "ranks " + ", ".join(str(rank) for rank in ranks)

@@ -1,0 +1,234 @@
+"""The pytest side of the plugin: options, markers, fixtures, and the hooks that send a test to its ranks.
+
+Runs in the pytest process (and, under `--forked` in fork mode, in pytest-forked's child of it). A test is
+distributed when it asks for `dist_env`, directly or through `communicator`: its fixtures are resolved here
+as usual, then `pytest_pyfunc_call` runs its body on the ranks (`launcher.py` or `workers.py`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from harness.pytest_plugin.env import PendingCommunicator, PendingDistEnv
+from harness.pytest_plugin.launcher import run_in_fresh_ranks
+from harness.pytest_plugin.outcomes import Verdict
+from harness.pytest_plugin.progress import ProgressWriter
+from harness.pytest_plugin.settings import BACKEND_OF_DEVICE, DistSettings, resolve_reuse
+from harness.pytest_plugin.workers import WorkerPool
+
+# Fixtures whose values in the pytest process are placeholders, replaced on every rank.
+RANK_FIXTURES = ("dist_env", "communicator")
+
+
+@dataclass
+class PluginState:
+    """What the plugin keeps for one pytest session."""
+
+    settings: DistSettings
+    pytest_pid: int
+    # --forked with reuse on: distributed tests stay in this process (next to the workers), the rest fork.
+    fork_non_distributed: bool = False
+    pool: WorkerPool | None = field(default=None, repr=False)
+
+    def run(self, item: pytest.Function) -> Verdict:
+        """Run a distributed test's body on the ranks: the reuse workers when possible, else fresh ranks."""
+        if self.settings.reuse:
+            why_not = self._why_not_reuse(item)
+            if why_not is None:
+                self.pool = self.pool or WorkerPool(self.settings)
+                return self.pool.run(item, _pickled_funcargs(item))
+            item.add_report_section(
+                "call", "comm-harness", f"ran in fork mode, not on the reuse workers: {why_not}"
+            )
+        return run_in_fresh_ranks(item, self.settings, self.pytest_pid)
+
+    def _why_not_reuse(self, item: pytest.Function) -> str | None:
+        if item.get_closest_marker("dist_fork"):
+            return "the test is marked dist_fork"
+        if os.getpid() != self.pytest_pid:
+            return "the test runs in a forked child of pytest (marked forked)"
+        unpicklable = []
+        for name, value in _funcargs_to_send(item).items():
+            try:
+                pickle.dumps(value)
+            except Exception as exc:  # pickling raises many types: PicklingError, TypeError, AttributeError
+                unpicklable.append(f"{name} ({type(exc).__name__}: {exc})")
+        if unpicklable:
+            return "fixture values that cannot be pickled: " + ", ".join(unpicklable)
+        return None
+
+
+_STATE = pytest.StashKey[PluginState]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("comm-harness", "distributed tests on forked ranks (comm-harness)")
+    group.addoption(
+        "--dist-device",
+        choices=sorted(BACKEND_OF_DEVICE),
+        default="cpu",
+        help="device of the ranks: cpu (gloo), cuda (nccl), xpu (xccl). Default: cpu.",
+    )
+    group.addoption(
+        "--dist-world-size",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="number of ranks each distributed test runs on. Default: 1.",
+    )
+    group.addoption(
+        "--dist-timeout",
+        type=_positive_float,
+        default=120.0,
+        metavar="SECONDS",
+        help="per distributed test; then the ranks' stacks are reported and the ranks killed. Default: 120.",
+    )
+    group.addoption(
+        "--dist-reuse",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="keep rank workers and their process group alive across tests (auto: on for cuda/xpu, off for "
+        "cpu). Module state then persists across tests on the workers.",
+    )
+    group.addoption(
+        "--dist-all2all-backend",
+        default="allgather_reducescatter",
+        metavar="NAME",
+        help="all2all backend the communicator fixture asks for. Default: allgather_reducescatter.",
+    )
+    group.addoption(
+        "--dist-progress",
+        default=None,
+        metavar="FILE",
+        help="append one JSON line per test start and report to FILE, as it happens.",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "world_size(*sizes): the world sizes a distributed test supports; others skip it."
+    )
+    config.addinivalue_line(
+        "markers", "dist_fork: run this distributed test on fresh forked ranks even in reuse mode."
+    )
+    device = config.getoption("dist_device")
+    state = PluginState(
+        settings=DistSettings(
+            device=device,
+            world_size=config.getoption("dist_world_size"),
+            timeout_s=config.getoption("dist_timeout"),
+            reuse=resolve_reuse(config.getoption("dist_reuse"), device),
+            all2all_backend=config.getoption("dist_all2all_backend"),
+        ),
+        pytest_pid=os.getpid(),
+    )
+    progress_path = config.getoption("dist_progress")
+    if progress_path:
+        config.pluginmanager.register(ProgressWriter(progress_path), "comm_harness_progress")
+    if state.settings.reuse and config.getoption("forked", default=False):
+        # Reuse workers must be children of this process, which lives all session: so distributed tests
+        # stay here, and only the others get pytest-forked's per-test fork (its marker, set at collection).
+        config.option.forked = False
+        state.fork_non_distributed = True
+    config.stash[_STATE] = state
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return config.stash[_STATE].settings.describe()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    state = config.stash[_STATE]
+    world_size = state.settings.world_size
+    for item in items:
+        marker = item.get_closest_marker("world_size")
+        if marker is not None:
+            sizes = _marker_sizes(item, marker)
+            if world_size not in sizes:
+                supported = ", ".join(str(size) for size in sizes)
+                item.add_marker(
+                    pytest.mark.skip(
+                        reason=f"supports world sizes {supported}; this run has world size {world_size}"
+                    )
+                )
+        if state.fork_non_distributed and not is_distributed(item):
+            item.add_marker(pytest.mark.forked)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    if not is_distributed(pyfuncitem):
+        return None
+    pyfuncitem.config.stash[_STATE].run(pyfuncitem).raise_into_pytest()
+    return True
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    state = session.config.stash[_STATE]
+    if state.pool is not None and os.getpid() == state.pytest_pid:
+        state.pool.close()
+
+
+@pytest.fixture
+def dist_env(request: pytest.FixtureRequest) -> PendingDistEnv:
+    """This rank's DistEnv (rank, world_size, device, group, backend); asking for it makes a test distributed.
+
+    In the pytest process it is a placeholder; each rank gets the real one.
+    """
+    return PendingDistEnv(request.node.nodeid)
+
+
+@pytest.fixture
+def communicator(dist_env: PendingDistEnv, request: pytest.FixtureRequest) -> PendingCommunicator:
+    """`communicators.create_communicator(dist_env.device, all2all_backend=...)` per rank, destroyed after."""
+    return PendingCommunicator(request.node.nodeid)
+
+
+def is_distributed(item: pytest.Item) -> bool:
+    """A test is distributed when `dist_env` is among its fixtures (directly or through another fixture)."""
+    return "dist_env" in getattr(item, "fixturenames", ())
+
+
+def _funcargs_to_send(item: pytest.Function) -> dict[str, Any]:
+    return {name: item.funcargs[name] for name in item._fixtureinfo.argnames if name not in RANK_FIXTURES}
+
+
+def _pickled_funcargs(item: pytest.Function) -> bytes:
+    return pickle.dumps(_funcargs_to_send(item))
+
+
+def _marker_sizes(item: pytest.Item, marker: pytest.Mark) -> tuple[int, ...]:
+    sizes = marker.args
+    if not sizes or not all(type(size) is int and size > 0 for size in sizes):
+        path, line, _ = item.location
+        raise pytest.UsageError(
+            f"{path}:{(line or 0) + 1}: {item.nodeid}: @pytest.mark.world_size takes positive integers, "
+            f"e.g. world_size(2, 4); got world_size{sizes!r}"
+        )
+    return sizes
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value

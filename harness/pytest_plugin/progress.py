@@ -1,0 +1,44 @@
+"""`--dist-progress FILE`, in the main pytest process: a JSON line per test start and per report, at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import pytest
+
+
+class ProgressWriter:
+    """A pytest plugin object; pytest-forked rebuilds reports in the main process, so all events come here."""
+
+    def __init__(self, path: str) -> None:
+        try:
+            self._file = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115  closed at unconfigure
+        except OSError as exc:
+            raise pytest.UsageError(f"--dist-progress {path}: cannot append to it: {exc.strerror}") from None
+        self._pid = os.getpid()
+
+    def pytest_runtest_logstart(self, nodeid: str) -> None:
+        self._write({"event": "start", "nodeid": nodeid, "time": time.time()})
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self._write(
+            {
+                "event": "report",
+                "nodeid": report.nodeid,
+                "when": report.when,
+                "outcome": report.outcome,
+                "duration": report.duration,
+            }
+        )
+
+    def pytest_unconfigure(self) -> None:
+        self._file.close()
+
+    def _write(self, event: dict[str, Any]) -> None:
+        # Forks of pytest inherit this file; only the main process may write, or lines would repeat.
+        if os.getpid() == self._pid:
+            self._file.write(json.dumps(event) + "\n")
+            self._file.flush()

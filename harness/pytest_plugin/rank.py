@@ -1,0 +1,205 @@
+"""Code that runs inside a rank process: the process's own set-up, its process group, and the test body."""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import pickle
+import signal
+import traceback
+from collections.abc import Callable
+from datetime import timedelta
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import pytest
+
+from harness.pytest_plugin.env import DistEnv
+from harness.pytest_plugin.lifetime import die_with_parent, flush_stdio
+from harness.pytest_plugin.outcomes import RankOutcome
+from harness.pytest_plugin.settings import DistSettings
+
+if TYPE_CHECKING:
+    import torch
+
+# Exit code of a rank whose plugin code (not the test) raised: the parent reports it as such.
+EXIT_RANK_CRASHED = 70
+# Collectives must not time out before the plugin does, or the report would lose the ranks' stacks.
+_PROCESS_GROUP_TIMEOUT_MARGIN_S = 60.0
+
+
+class RankSetupError(Exception):
+    """The rank cannot run at all here (e.g. fewer visible GPUs than ranks)."""
+
+
+def become_rank(rank: int, parent_pid: int, pgid: int, stack_path: str, main: Callable[[], None]) -> NoReturn:
+    """Turn a freshly forked child into a rank process, run `main`, and exit without returning into pytest."""
+    code = EXIT_RANK_CRASHED
+    try:
+        os.setpgid(0, pgid)  # pgid 0: this rank founds the group the others join
+        die_with_parent(parent_pid)
+        with open(stack_path, "w") as stack_file:
+            # A crash writes its Python stack here; on a timeout the parent sends SIGUSR1 to get one.
+            faulthandler.enable(file=stack_file, all_threads=True)
+            faulthandler.register(signal.SIGUSR1, file=stack_file, all_threads=True)
+            main()
+            code = 0
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        flush_stdio()
+        os._exit(code)
+
+
+def run_one_test(
+    item: pytest.Function, settings: DistSettings, rank: int, store_path: str, results: Connection
+) -> None:
+    """Fork mode: join a fresh process group, run the test body once, report, leave the group."""
+    import torch.distributed as dist
+
+    try:
+        env = join_process_group(settings, rank, store_path)
+    except BaseException as exc:
+        results.send(_setup_failure(settings, rank, exc))
+        return
+    outcome = run_test_body(item, env, item.funcargs, settings)
+    flush_stdio()
+    results.send(outcome)
+    dist.destroy_process_group()
+
+
+def serve_tests(
+    items: dict[str, pytest.Function],
+    settings: DistSettings,
+    rank: int,
+    store_path: str,
+    results: Connection,
+    requests: Connection,
+) -> None:
+    """Reuse mode: join the process group once, then run each test the parent names, until told to stop."""
+    import torch.distributed as dist
+
+    env: DistEnv | None = None
+    while True:
+        try:
+            request = requests.recv()
+        except EOFError:
+            break
+        if request is None:
+            break
+        nodeid, funcargs_blob = request
+        if env is None:
+            try:
+                env = join_process_group(settings, rank, store_path)
+            except BaseException as exc:
+                results.send(_setup_failure(settings, rank, exc))
+                return
+        try:
+            funcargs = pickle.loads(funcargs_blob)
+        except BaseException as exc:
+            outcome = RankOutcome(
+                rank, "failed", f"could not unpickle the fixture values: {exc!r}", traceback.format_exc()
+            )
+        else:
+            outcome = run_test_body(items[nodeid], env, funcargs, settings)
+        flush_stdio()
+        results.send(outcome)
+    if env is not None:
+        dist.destroy_process_group()
+
+
+def join_process_group(settings: DistSettings, rank: int, store_path: str) -> DistEnv:
+    """Bind this rank's device and join the default process group through a FileStore private to this run."""
+    import torch.distributed as dist
+
+    device = _bind_device(settings.device, rank, settings.world_size)
+    store = dist.FileStore(store_path, settings.world_size)
+    options: dict[str, Any] = {}
+    if device.type != "cpu":
+        options["device_id"] = device  # eager communicator set-up, bound to this rank's device
+    dist.init_process_group(
+        settings.backend,
+        store=store,
+        rank=rank,
+        world_size=settings.world_size,
+        timeout=timedelta(seconds=settings.timeout_s + _PROCESS_GROUP_TIMEOUT_MARGIN_S),
+        **options,
+    )
+    # Gloo's init can return on one rank before its peers have finished connecting: a rank that then exits
+    # at once (a test with no collective) breaks their connection. A barrier makes set-up complete everywhere.
+    dist.barrier()
+    return DistEnv(rank, settings.world_size, device, dist.group.WORLD, settings.backend)
+
+
+def run_test_body(
+    item: pytest.Function, env: DistEnv, funcargs: dict[str, Any], settings: DistSettings
+) -> RankOutcome:
+    """Call the test function with this rank's dist_env/communicator in place of the placeholders."""
+    args = {name: funcargs.get(name) for name in item._fixtureinfo.argnames}
+    communicator = None
+    try:
+        if "dist_env" in args:
+            args["dist_env"] = env
+        if "communicator" in args:
+            communicator = _create_communicator(env, settings)
+            args["communicator"] = communicator
+        item.obj(**args)
+        outcome = RankOutcome(env.rank, "passed")
+    except pytest.skip.Exception as exc:
+        outcome = RankOutcome(env.rank, "skipped", exc.msg)
+    except pytest.xfail.Exception as exc:
+        outcome = RankOutcome(env.rank, "xfailed", exc.msg)
+    except BaseException as exc:
+        outcome = _test_failure(item, env.rank, exc)
+    if communicator is not None:
+        try:
+            communicator.destroy()
+        except BaseException as exc:
+            if outcome.status == "passed":
+                outcome = _test_failure(item, env.rank, exc)
+    return outcome
+
+
+def _bind_device(device: str, rank: int, world_size: int) -> torch.device:
+    import torch
+
+    if device == "cpu":
+        return torch.device("cpu")
+    # Only ranks touch the accelerator: a parent that initialised it could not fork working ranks.
+    accelerator = getattr(torch, device)
+    visible = accelerator.device_count() if accelerator.is_available() else 0
+    if rank >= visible:
+        hint = "CUDA_VISIBLE_DEVICES" if device == "cuda" else "ZE_AFFINITY_MASK"
+        raise RankSetupError(
+            f"world size {world_size} needs {device} device {rank} for rank {rank}, but {visible} "
+            f"{device} device(s) are visible here ({hint}); run with --dist-world-size {visible} or fewer"
+        )
+    accelerator.set_device(rank)
+    return torch.device(device, rank)
+
+
+def _create_communicator(env: DistEnv, settings: DistSettings) -> Any:
+    # Imported here: the plugin must work where the communicators package is absent.
+    from communicators import create_communicator
+
+    return create_communicator(env.device, all2all_backend=settings.all2all_backend)
+
+
+def _test_failure(item: pytest.Function, rank: int, exc: BaseException) -> RankOutcome:
+    excinfo = pytest.ExceptionInfo.from_exception(exc)
+    summary = excinfo.exconly().strip().splitlines()
+    first_line = summary[0] if summary else type(exc).__name__
+    # With several ranks in one report, pytest's default long tracebacks (whole torch functions) drown the
+    # point: use short ones unless --tb asked for a style. `_repr_failure_py` is what repr_failure calls.
+    style = "short" if item.config.getoption("tbstyle", "auto") == "auto" else None
+    return RankOutcome(rank, "failed", first_line, str(item._repr_failure_py(excinfo, style=style)))
+
+
+def _setup_failure(settings: DistSettings, rank: int, exc: BaseException) -> RankOutcome:
+    first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+    return RankOutcome(
+        rank,
+        "failed",
+        f"could not set up the {settings.backend} rank: {first_line}",
+        "".join(traceback.format_exception(exc)),
+    )

@@ -1,0 +1,41 @@
+"""The plugin's settings, read once from the command line and handed to every rank."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BACKEND_OF_DEVICE: dict[str, str] = {"cpu": "gloo", "cuda": "nccl", "xpu": "xccl"}
+
+# Reuse pays where per-test set-up is expensive: a CUDA/XPU context plus an NCCL/xccl communicator costs
+# seconds, a gloo group tens of milliseconds. On CPU the isolation of a fresh fork is worth more.
+REUSE_BY_DEFAULT: dict[str, bool] = {"cpu": False, "cuda": True, "xpu": True}
+
+
+@dataclass(frozen=True)
+class DistSettings:
+    """What every distributed test of this session runs with."""
+
+    device: str
+    world_size: int
+    timeout_s: float
+    reuse: bool
+    all2all_backend: str
+
+    @property
+    def backend(self) -> str:
+        return BACKEND_OF_DEVICE[self.device]
+
+    def describe(self) -> str:
+        """One line for the pytest header."""
+        mode = "reuse (workers kept across tests)" if self.reuse else "fork (fresh ranks per test)"
+        return (
+            f"comm-harness: device {self.device} ({self.backend}), world size {self.world_size}, "
+            f"{mode}, timeout {self.timeout_s:g} s per test"
+        )
+
+
+def resolve_reuse(choice: str, device: str) -> bool:
+    """`--dist-reuse auto|on|off` for this device."""
+    if choice == "auto":
+        return REUSE_BY_DEFAULT[device]
+    return choice == "on"

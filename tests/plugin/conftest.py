@@ -1,0 +1,14 @@
+"""Fixtures of the plugin's tests."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+from plugin_runs import run_pytest_in
+
+
+@pytest.fixture
+def run_pytest(pytester: pytest.Pytester):
+    """`run_pytest_in` the directory of `pytester.makepyfile` (test modules load the pytester plugin)."""
+    return functools.partial(run_pytest_in, pytester.path)

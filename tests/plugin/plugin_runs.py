@@ -1,0 +1,75 @@
+"""For the plugin's tests: run a real, separate pytest on small test files and read what happened."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+RECORD_ENV = "COMM_HARNESS_TEST_RECORD"
+REPO_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+def plugin_args() -> list[str]:
+    """`-p` for the plugin, unless it is installed: its entry point loads it then; -p would load it twice."""
+    installed = any(ep.name == "comm_harness" for ep in importlib.metadata.entry_points(group="pytest11"))
+    return [] if installed else ["-p", "harness.pytest_plugin.plugin"]
+
+
+@dataclass
+class Run:
+    """The outcome of one pytest run: exit code, output, per-test outcomes, and the ranks' records."""
+
+    ret: int
+    output: str
+    outcomes: dict[str, str] = field(default_factory=dict)  # test name -> passed / failed / skipped
+    messages: dict[str, str] = field(default_factory=dict)  # test name -> failure text or skip reason
+    # test name -> {rank: pid}, from the lines the test bodies append to the record file
+    pids: dict[str, dict[int, int]] = field(default_factory=dict)
+
+
+def run_pytest_in(directory: Path, *args: str, timeout: float = 90) -> Run:
+    """Run a separate `python -m pytest` in `directory` with the plugin; the test bodies may append
+    "name rank pid" lines to the file named by $COMM_HARNESS_TEST_RECORD."""
+    record, junit = directory / "record.txt", directory / "junit.xml"
+    record.write_text("")
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(directory), REPO_ROOT, os.environ.get("PYTHONPATH", "")])
+    )
+    env[RECORD_ENV] = str(record)
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *plugin_args(),
+        "-p",
+        "no:cacheprovider",
+        f"--junitxml={junit}",
+    ]
+    done = subprocess.run(
+        [*command, "-rA", *args], cwd=directory, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    run = Run(done.returncode, done.stdout + done.stderr)
+    if junit.exists():
+        _read_junit(junit, run)
+    for line in record.read_text().splitlines():
+        name, rank, pid = line.split()
+        run.pids.setdefault(name, {})[int(rank)] = int(pid)
+    return run
+
+
+def _read_junit(path: Path, run: Run) -> None:
+    for case in ET.parse(path).getroot().iter("testcase"):
+        name = case.get("name", "")
+        run.outcomes[name] = "passed"
+        for child in case:
+            if child.tag in ("failure", "error"):
+                run.outcomes[name] = "failed"
+                run.messages[name] = child.text or child.get("message") or ""
+            elif child.tag == "skipped":
+                run.outcomes[name] = "skipped"
+                run.messages[name] = child.get("message") or ""
