@@ -1,0 +1,33 @@
+# The CPU toolchain: torch's CPU build (gloo) and the test runner's packages, nothing of the project.
+# The repository is mounted read-only at /repo when a cell runs, so a code change needs no rebuild.
+#
+# Online:  BASE_IMAGE=python:3.11-slim, torch from TORCH_INDEX_URL, the rest from PyPI.
+# Offline: WHEELHOUSE=1 installs from the wheels/ directory of the build context only (`harness images
+#          build cpu --offline` fills it and makes BASE_IMAGE from Debian packages).
+ARG BASE_IMAGE=python:3.11-slim
+
+FROM ${BASE_IMAGE} AS install
+ARG TORCH_VERSION=2.13.0
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG WHEELHOUSE=
+COPY requirements.txt /tmp/requirements.txt
+COPY wheels/ /tmp/wheels/
+# A venv: Debian's own python3 refuses pip installs into the system (PEP 668).
+RUN python3 -m venv /opt/venv \
+ && if [ -n "$WHEELHOUSE" ]; then \
+        /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /tmp/wheels \
+            "torch==${TORCH_VERSION}" -r /tmp/requirements.txt; \
+    else \
+        /opt/venv/bin/pip install --no-cache-dir --index-url "$TORCH_INDEX_URL" "torch==${TORCH_VERSION}" \
+        && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt; \
+    fi \
+ && /opt/venv/bin/python -c "import torch.distributed as d; assert d.is_gloo_available(), 'torch lacks gloo'"
+
+# A second stage so the wheels copied into the build context do not stay in the image's layers.
+FROM ${BASE_IMAGE}
+COPY --from=install /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+LABEL comm-harness.device=cpu
+WORKDIR /repo

@@ -1,0 +1,435 @@
+"""Runs a cell in a container of its device's image, through the Docker SDK.
+
+The container runs `python -m harness.cell_runner /results/cell.json /results` with the repository mounted
+read-only at /repo and the cell's results directory at /results, exactly as the local executor runs it on
+the host. The harness owns the container's whole life: it enforces the cell's timeout itself (the SDK's
+wait timeout is an HTTP timeout, not a watchdog), removes the container on every exit path, and at start
+removes labelled containers that a crashed harness left behind.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import re
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import IO, Any
+
+from harness.errors import ConfigurationError, DockerUnavailableError, HarnessError
+from harness.executors.progress_tail import ProgressTail
+from harness.executors.results import JUNIT_XML, LOG_TXT, PROGRESS_JSONL, collect_cell_result, write_cell_json
+from harness.images import build_command, build_image, find_image, recipe_for
+from harness.model import Cell, CellResult, ProgressCallback, TestCounts
+
+REPO_MOUNT = "/repo"
+RESULTS_MOUNT = "/results"
+LABEL = "comm-harness"
+LABEL_CELL = "comm-harness.cell"
+LABEL_RUN = "comm-harness.run"
+LABEL_PID = "comm-harness.pid"
+LABEL_HOST = "comm-harness.host"
+# How long a cell may take to wind down after SIGINT (pytest then still writes junit.xml) before SIGKILL.
+INTERRUPT_GRACE_S = 5.0
+# Inside the container, coreutils' timeout kills the cell this long after its own timeout: a backstop for
+# a harness that died (SIGKILL, power) and so can no longer enforce it.
+BACKSTOP_GRACE_S = 60
+POLL_S = 1.0
+MIN_CUDA_SHM_BYTES = 1 << 30
+
+# Host variables a container may inherit, by exact name: the knobs users set to debug or tune
+# communicators. Everything else stays on the host; the matrix's `env:` adds more explicitly.
+INHERITED_ENV = frozenset({
+    "NCCL_DEBUG", "NCCL_DEBUG_SUBSYS", "NCCL_SOCKET_IFNAME", "NCCL_IB_DISABLE", "NCCL_P2P_DISABLE",
+    "NCCL_SHM_DISABLE", "NCCL_NVLS_ENABLE", "NCCL_ALGO", "NCCL_PROTO", "NCCL_TIMEOUT",
+    "TORCH_NCCL_ASYNC_ERROR_HANDLING", "TORCH_NCCL_DUMP_ON_TIMEOUT", "TORCH_NCCL_BLOCKING_WAIT",
+    "TORCH_NCCL_TRACE_BUFFER_SIZE", "TORCH_DISTRIBUTED_DEBUG", "TORCH_CPP_LOG_LEVEL",
+    "TORCH_SHOW_CPP_STACKTRACES",
+    "TORCH_SYMM_MEM_DISABLE_MULTICAST", "NVSHMEM_DISABLE_NVLS", "GLOO_SOCKET_IFNAME",
+    "CCL_LOG_LEVEL", "CCL_ATL_TRANSPORT", "ZE_ENABLE_PCI_ID_DEVICE_ORDER", "OMP_NUM_THREADS",
+})  # fmt: skip
+INHERITED_ENV_PREFIX = "HARNESS_"
+
+
+def connect_engine(timeout_s: float = 60.0) -> Any:
+    """A Docker client, or DockerUnavailableError saying why none answers."""
+    try:
+        import docker
+    except ImportError:
+        raise DockerUnavailableError(
+            "the docker Python package is not installed: pip install 'docker>=7'"
+        ) from None
+    try:
+        client = docker.from_env(timeout=timeout_s)
+        client.ping()
+    except Exception as error:  # the SDK raises DockerException, requests' errors or OSError
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise DockerUnavailableError(
+            f"no Docker engine answers ({first_line}).\n"
+            "Start one (`bash .ci/docker-engine.sh`, or `dockerd`) or point DOCKER_HOST at one."
+        ) from None
+    return client
+
+
+def container_environment(
+    cell: Cell, gpu_ids: list[int], host_env: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The container's whole environment: allow-listed host variables, the cell's `env`, the harness's own."""
+    host = dict(os.environ if host_env is None else host_env)
+    env = {
+        name: value
+        for name, value in host.items()
+        if name in INHERITED_ENV or name.startswith(INHERITED_ENV_PREFIX)
+    }
+    env.update(cell.env)
+    if cell.device == "xpu":
+        # /dev/dri holds every Intel GPU of the host: Level Zero's mask keeps the cell on its own.
+        env["ZE_AFFINITY_MASK"] = ",".join(str(gpu) for gpu in gpu_ids)
+    env.update({
+        "PYTHONPATH": REPO_MOUNT,
+        # The container user is the host's uid, which has no home there; torch and pytest want one.
+        "HOME": "/tmp",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    })
+    return env
+
+
+def parse_size(size: str) -> int:
+    """Bytes in a Docker size such as "512m" or "2g"."""
+    match = re.fullmatch(r"\s*(\d+)\s*([bkmg]?)b?\s*", size.lower())
+    if not match:
+        raise ConfigurationError(f"shm_size {size!r} is not a size such as 512m or 2g")
+    return int(match.group(1)) * 1024 ** "bkmg".index(match.group(2) or "b")
+
+
+def device_options(cell: Cell, gpu_ids: list[int]) -> dict[str, Any]:
+    """containers.create() options that give the cell its devices and nothing more (never privileged)."""
+    import docker.types
+
+    shm_size = cell.image.shm_size if cell.image else "1g"
+    options: dict[str, Any] = {"shm_size": shm_size}
+    if cell.device == "cuda":
+        # NCCL fails on Docker's 64 MB default /dev/shm ("Error while creating shared memory segment").
+        if parse_size(shm_size) < MIN_CUDA_SHM_BYTES:
+            options["shm_size"] = "1g"
+        options["device_requests"] = [
+            docker.types.DeviceRequest(device_ids=[str(gpu) for gpu in gpu_ids], capabilities=[["gpu"]])
+        ]
+        options["ulimits"] = [docker.types.Ulimit(name="memlock", soft=-1, hard=-1)]
+    elif cell.device == "xpu":
+        options["devices"] = ["/dev/dri:/dev/dri:rwm"]
+        render_gid = _render_group_id()
+        if render_gid is not None:
+            options["group_add"] = [str(render_gid)]
+    return options
+
+
+def _render_group_id() -> int | None:
+    """The gid owning the host's render nodes, which the container user must share to open them."""
+    render_nodes = sorted(Path("/dev/dri").glob("renderD*"))
+    if render_nodes:
+        return render_nodes[0].stat().st_gid
+    try:
+        return grp.getgrnam("render").gr_gid
+    except KeyError:
+        return None
+
+
+def container_name(run_id: str, cell_id: str) -> str:
+    """A unique, valid container name that says which run and cell it belongs to."""
+    return re.sub(r"[^a-zA-Z0-9_.-]", "_", f"comm-harness-{run_id}-{cell_id}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_containers(client: Any) -> list[str]:
+    """Remove labelled containers whose harness process on this host is gone; returns their names."""
+    hostname = socket.gethostname()
+    removed = []
+    for container in client.containers.list(all=True, filters={"label": LABEL}):
+        labels = container.labels
+        if labels.get(LABEL_HOST) not in (None, hostname):
+            continue  # another host's harness shares this engine: its liveness is not ours to judge
+        pid = labels.get(LABEL_PID, "")
+        if pid.isdigit() and _pid_alive(int(pid)):
+            continue
+        _remove_quietly(container)
+        removed.append(container.name)
+    return removed
+
+
+def _remove_quietly(container: Any) -> None:
+    import docker.errors
+
+    try:
+        container.remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as error:
+        # "removal already in progress" is the one benign conflict; anything else must be seen.
+        if "already in progress" not in str(error):
+            raise
+
+
+class _RunningContainer:
+    """One cell's container, and why the harness stopped it if it did."""
+
+    def __init__(self, container: Any) -> None:
+        self.container = container
+        self.stop_reason = ""
+        self.lock = threading.Lock()
+
+    def has_exited(self) -> bool:
+        self.container.reload()
+        return self.container.status in ("exited", "dead")
+
+    def exit_code(self) -> int:
+        return int(self.container.attrs.get("State", {}).get("ExitCode", -1))
+
+    def wait_exited(self, seconds: float) -> bool:
+        """Poll until the container exits or `seconds` pass (the SDK's wait is not a watchdog)."""
+        deadline = time.monotonic() + seconds
+        while not self.has_exited():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
+        return True
+
+    def stop(self, reason: str) -> None:
+        """SIGINT (pytest still writes junit.xml), then SIGKILL after the grace period."""
+        import docker.errors
+
+        with self.lock:
+            if self.stop_reason:
+                return
+            self.stop_reason = reason
+        try:
+            self.container.kill(signal="SIGINT")
+            if not self.wait_exited(INTERRUPT_GRACE_S):
+                self.container.kill()
+                self.wait_exited(INTERRUPT_GRACE_S)
+        except docker.errors.APIError:
+            pass  # it exited between two calls: what we wanted
+
+
+class DockerExecutor:
+    """Runs cells in containers of their device's image; use as a context manager or call close()."""
+
+    name = "docker"
+
+    def __init__(
+        self,
+        project_root: Path,
+        *,
+        run_id: str | None = None,
+        offline: bool = False,
+        client: Any | None = None,
+    ) -> None:
+        self.project_root = project_root.resolve()
+        self.run_id = run_id or uuid.uuid4().hex[:12]
+        self.offline = offline
+        self._client = client or connect_engine()
+        self._running: dict[str, _RunningContainer] = {}
+        self._lock = threading.Lock()
+        self._build_locks: dict[str, threading.Lock] = {}
+        self._build_failures: dict[str, str] = {}
+        self.removed_stale = remove_stale_containers(self._client)
+
+    @staticmethod
+    def engine_status() -> tuple[bool, str]:
+        """(a Docker engine answers, why not)."""
+        try:
+            connect_engine(timeout_s=5.0).close()
+        except DockerUnavailableError as error:
+            return False, str(error)
+        return True, ""
+
+    def image_status(self, cell: Cell) -> tuple[bool, str]:
+        """(the cell's image is present locally, a reason naming its tag and how to build it)."""
+        try:
+            tag = recipe_for(cell.device, cell.image, self.project_root).tag
+        except ConfigurationError as error:
+            return False, str(error)
+        if find_image(self._client, tag) is not None:
+            return True, f"image {tag} present"
+        return False, f"image {tag} is not built; `{build_command(cell.device)}` builds it"
+
+    def run(
+        self, cell: Cell, results_dir: Path, gpu_ids: list[int], on_progress: ProgressCallback
+    ) -> CellResult:
+        """Run the cell in a fresh container to completion (or timeout) and collect its result."""
+        results_dir = results_dir.resolve()
+        results_dir.mkdir(parents=True, exist_ok=True)
+        for stale in (JUNIT_XML, PROGRESS_JSONL):
+            (results_dir / stale).unlink(missing_ok=True)
+        write_cell_json(cell, results_dir)
+        started = time.monotonic()
+        with (results_dir / LOG_TXT).open("wb") as log:
+            try:
+                image = self._ensure_image(cell, log)
+            except HarnessError as error:
+                return self._error(cell, results_dir, str(error), time.monotonic() - started)
+            with ProgressTail(results_dir / PROGRESS_JSONL, cell.id, on_progress):
+                exit_code, stop_reason = self._run_container(cell, image, results_dir, gpu_ids, log)
+        return collect_cell_result(
+            cell, results_dir, exit_code, time.monotonic() - started, self.name, reason=stop_reason
+        )
+
+    def _ensure_image(self, cell: Cell, log: IO[bytes]) -> Any:
+        """The cell's image, built first when missing (once per run, however many cells need it)."""
+        recipe = recipe_for(cell.device, cell.image, self.project_root)
+        tag = recipe.tag
+        with self._lock:
+            build_lock = self._build_locks.setdefault(tag, threading.Lock())
+        with build_lock:
+            if tag in self._build_failures:
+                raise HarnessError(self._build_failures[tag])
+            image = find_image(self._client, tag)
+            if image is not None:
+                return image
+
+            def log_line(line: str) -> None:
+                log.write(f"[build] {line}\n".encode())
+                log.flush()
+
+            try:
+                build_image(self._client, recipe, offline=self.offline, log=log_line)
+            except HarnessError as error:
+                self._build_failures[tag] = f"image {tag} is missing and building it failed: {error}"
+                raise HarnessError(self._build_failures[tag]) from None
+            return self._client.images.get(tag)
+
+    def _run_container(
+        self, cell: Cell, image: Any, results_dir: Path, gpu_ids: list[int], log: IO[bytes]
+    ) -> tuple[int, str]:
+        """Create, start, watch and always remove the cell's container; returns (exit code, stop reason)."""
+        tag = image.tags[0] if image.tags else image.id
+        environment = container_environment(cell, gpu_ids)
+        environment.update({"HARNESS_IMAGE": tag, "HARNESS_IMAGE_DIGEST": image.id})
+        backstop_s = int(cell.timeout_s) + BACKSTOP_GRACE_S
+        command = [
+            "timeout", "-s", "KILL", str(backstop_s),
+            "python", "-m", "harness.cell_runner", f"{RESULTS_MOUNT}/cell.json", RESULTS_MOUNT,
+        ]  # fmt: skip
+        network_host = bool(cell.image and cell.image.network_host)
+        container = self._client.containers.create(
+            image.id,
+            command,
+            name=container_name(self.run_id, cell.id),
+            working_dir=REPO_MOUNT,
+            volumes={
+                str(self.project_root): {"bind": REPO_MOUNT, "mode": "ro"},
+                str(results_dir): {"bind": RESULTS_MOUNT, "mode": "rw"},
+            },
+            environment=environment,
+            labels={
+                LABEL: "1",
+                LABEL_CELL: cell.id,
+                LABEL_RUN: self.run_id,
+                LABEL_PID: str(os.getpid()),
+                LABEL_HOST: socket.gethostname(),
+            },
+            # The host's uid, so results are the user's files, not root's.
+            user=f"{os.getuid()}:{os.getgid()}",
+            # An init as PID 1 forwards SIGINT to the runner and reaps orphaned rank processes.
+            init=True,
+            # gloo over loopback works without a network; NCCL and xccl use shared memory and devices.
+            network_mode="host" if network_host else "none",
+            **device_options(cell, gpu_ids),
+        )
+        running = _RunningContainer(container)
+        with self._lock:
+            self._running[cell.id] = running
+        try:
+            container.start()
+            stream_ended = threading.Event()
+            streamer = threading.Thread(
+                target=_stream_logs, args=(container, log, stream_ended), name=f"logs-{cell.id}", daemon=True
+            )
+            streamer.start()
+            self._watch(cell, running, stream_ended)
+            streamer.join(timeout=10)
+            return running.exit_code(), running.stop_reason
+        finally:
+            with self._lock:
+                self._running.pop(cell.id, None)
+            _remove_quietly(container)
+
+    def _watch(self, cell: Cell, running: _RunningContainer, stream_ended: threading.Event) -> None:
+        """Return when the container exits; past the cell's timeout, stop it (the harness's own watchdog)."""
+        deadline = time.monotonic() + cell.timeout_s
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                running.stop(f"cell timed out after {cell.timeout_s:g}s; the container was killed")
+                running.wait_exited(INTERRUPT_GRACE_S)
+                return
+            # The log stream ends when the container does, which wakes us at once; the status check
+            # covers a stream that broke early.
+            if stream_ended.is_set():
+                time.sleep(min(POLL_S, remaining))
+            else:
+                stream_ended.wait(min(POLL_S, remaining))
+            if running.has_exited():
+                return
+
+    def _error(self, cell: Cell, results_dir: Path, reason: str, duration: float) -> CellResult:
+        return CellResult(
+            id=cell.id,
+            device=cell.device,
+            world_size=cell.world_size,
+            status="error",
+            reason=reason,
+            executor=self.name,
+            counts=TestCounts(),
+            duration_s=round(duration, 3),
+            results_dir=str(results_dir),
+            required=cell.required,
+        )
+
+    def interrupt(self) -> None:
+        """Stop every running cell (Ctrl-C); their results say "interrupted"."""
+        with self._lock:
+            running = list(self._running.values())
+        threads = [threading.Thread(target=cell.stop, args=("interrupted",)) for cell in running]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def close(self) -> None:
+        """Stop running cells and remove every container this executor created."""
+        self.interrupt()
+        mine = {"label": f"{LABEL_RUN}={self.run_id}"}
+        for container in self._client.containers.list(all=True, filters=mine):
+            _remove_quietly(container)
+
+    def __enter__(self) -> DockerExecutor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _stream_logs(container: Any, log: IO[bytes], ended: threading.Event) -> None:
+    """Copy the container's output into the cell's log as it comes; the stream ends with the container."""
+    try:
+        for chunk in container.logs(stream=True, follow=True):
+            log.write(chunk)
+            log.flush()
+    except Exception as error:  # a broken stream must not lose the cell: the watchdog still polls
+        log.write(f"\n[harness] the container's log stream broke: {error}\n".encode())
+    finally:
+        ended.set()

@@ -1,0 +1,391 @@
+"""The Docker images cells run in: one recipe per device, content-hash tags, and builds with the log streamed.
+
+An image holds a toolchain only (Python, torch, pytest); the repository is mounted at /repo when a cell runs.
+Its tag is `comm-harness/<device>:<hash>`, the hash covering the Dockerfile, the files it copies and its
+build arguments, so a change to any of them makes a new tag and an unchanged image is never rebuilt.
+Where the base image and the Python packages come from (a registry, or for `--offline` a Debian
+bootstrap and a host-side wheelhouse) is not part of the recipe: it is recorded in the image's labels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ConfigurationError, HarnessError
+from harness.model import ImageSpec
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# Files of docker/ that every Dockerfile copies into the image; part of each recipe's hash.
+CONTEXT_FILES = ("requirements.txt",)
+OFFLINE_BASE_IMAGE = "comm-harness/base:bookworm-python3"
+# Build arguments that say where things come from, not what the image is: excluded from the tag.
+SOURCE_BUILD_ARGS = ("BASE_IMAGE", "WHEELHOUSE")
+LABEL_DEVICE = "comm-harness.device"
+LABEL_SOURCES = "comm-harness.sources"
+BUILD_LOG_TAIL_LINES = 40
+
+Log = Callable[[str], None]
+
+
+class ImageBuildError(HarnessError):
+    """An image could not be built; the message holds the tail of the build log."""
+
+
+@dataclass(frozen=True)
+class DeviceImage:
+    """The default recipe of one device's image."""
+
+    device: str
+    dockerfile: str
+    python_version: str
+    build_args: dict[str, str] = field(default_factory=dict)
+    # Whether a Debian bootstrap can stand in for the base image (the xpu image needs Intel's driver).
+    offline_base: bool = True
+
+
+DEVICE_IMAGES: dict[str, DeviceImage] = {
+    "cpu": DeviceImage(
+        "cpu",
+        "docker/cpu.Dockerfile",
+        "3.11",
+        {"TORCH_VERSION": "2.13.0", "TORCH_INDEX_URL": "https://download.pytorch.org/whl/cpu"},
+    ),
+    "cuda": DeviceImage(
+        "cuda",
+        "docker/cuda.Dockerfile",
+        "3.11",
+        {"TORCH_VERSION": "2.13.0", "TORCH_INDEX_URL": "https://download.pytorch.org/whl/cu130"},
+    ),
+    "xpu": DeviceImage(
+        "xpu",
+        "docker/xpu.Dockerfile",
+        "3.12",
+        {"TORCH_VERSION": "2.13.0", "TORCH_INDEX_URL": "https://download.pytorch.org/whl/xpu"},
+        offline_base=False,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ImageRecipe:
+    """What one image is made of: a Dockerfile, the files it copies, and its build arguments."""
+
+    device: str
+    dockerfile: Path
+    build_args: dict[str, str]
+    python_version: str
+    offline_base: bool
+
+    @property
+    def context_dir(self) -> Path:
+        return self.dockerfile.parent
+
+    @property
+    def tag(self) -> str:
+        """`comm-harness/<device>:<12 hex digits of the recipe's content hash>`."""
+        digest = hashlib.sha256()
+        digest.update(self.dockerfile.read_bytes())
+        for name in CONTEXT_FILES:
+            digest.update(name.encode() + b"\0" + (self.context_dir / name).read_bytes())
+        for key, value in sorted(self.build_args.items()):
+            if key not in SOURCE_BUILD_ARGS:
+                digest.update(f"{key}={value}\0".encode())
+        return f"comm-harness/{self.device}:{digest.hexdigest()[:12]}"
+
+
+def recipe_for(device: str, spec: ImageSpec | None = None, repo_root: Path = REPO_ROOT) -> ImageRecipe:
+    """The recipe of `device`'s image, with a matrix cell's `image:` overrides applied."""
+    if device not in DEVICE_IMAGES:
+        raise ConfigurationError(f"no image for device {device!r}; known devices: {', '.join(DEVICE_IMAGES)}")
+    default = DEVICE_IMAGES[device]
+    dockerfile = repo_root / (spec.dockerfile if spec else default.dockerfile)
+    if not dockerfile.is_file():
+        raise ConfigurationError(f"Dockerfile {dockerfile} of the {device} image does not exist")
+    for name in CONTEXT_FILES:
+        if not (dockerfile.parent / name).is_file():
+            raise ConfigurationError(
+                f"{dockerfile.parent / name} is missing: every Dockerfile's directory must hold {name}"
+            )
+    build_args = {**default.build_args, **(spec.build_args if spec else {})}
+    return ImageRecipe(device, dockerfile, build_args, default.python_version, default.offline_base)
+
+
+def cache_dir() -> Path:
+    """Where wheelhouses and build logs are kept between runs (HARNESS_CACHE_DIR overrides)."""
+    return Path(os.environ.get("HARNESS_CACHE_DIR") or Path.home() / ".cache" / "comm-harness")
+
+
+def find_image(client: Any, tag: str) -> Any | None:
+    """The local image named `tag`, or None."""
+    import docker.errors
+
+    try:
+        return client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def build_command(device: str) -> str:
+    """The command a user runs to build `device`'s image, for messages."""
+    return f"harness images build {device}" + (" --offline" if DEVICE_IMAGES[device].offline_base else "")
+
+
+@dataclass
+class BuildOutcome:
+    tag: str
+    built: bool
+    seconds: float
+    image_id: str
+
+
+def build_image(
+    client: Any,
+    recipe: ImageRecipe,
+    *,
+    base_image: str | None = None,
+    wheelhouse: Path | None = None,
+    offline: bool = False,
+    rebuild: bool = False,
+    log: Log = print,
+) -> BuildOutcome:
+    """Build `recipe`'s image unless it is present; `offline` makes the base image and wheelhouse locally."""
+    started = time.monotonic()
+    tag = recipe.tag
+    present = find_image(client, tag)
+    if present is not None and not rebuild and not _sources_differ(present, base_image, wheelhouse):
+        log(f"{tag}: present ({present.short_id}), not rebuilt")
+        return BuildOutcome(tag, False, time.monotonic() - started, present.id)
+
+    if offline and base_image is None:
+        if not recipe.offline_base:
+            raise ConfigurationError(
+                f"the {recipe.device} image needs a base image with its vendor's GPU driver, which a Debian "
+                f"bootstrap cannot provide: pass --base-image IMAGE (an image already on this engine)"
+            )
+        base_image = ensure_offline_base(client, log)
+    if offline and wheelhouse is None:
+        wheelhouse = ensure_wheelhouse(recipe, log)
+
+    build_args = dict(recipe.build_args)
+    if base_image:
+        build_args["BASE_IMAGE"] = base_image
+    if wheelhouse:
+        build_args["WHEELHOUSE"] = "1"
+    sources = _sources_label(base_image, wheelhouse)
+    log(f"{tag}: building from {recipe.dockerfile} ({sources})")
+    with tempfile.TemporaryDirectory(prefix="comm-harness-build-") as context:
+        _assemble_context(recipe, wheelhouse, Path(context))
+        image_id = _stream_build(
+            client,
+            Path(context),
+            tag,
+            build_args,
+            {LABEL_DEVICE: recipe.device, LABEL_SOURCES: sources},
+            recipe.device,
+            log,
+        )
+    return BuildOutcome(tag, True, time.monotonic() - started, image_id)
+
+
+def _sources_label(base_image: str | None, wheelhouse: Path | None) -> str:
+    base = f"base={base_image or 'default'}"
+    return base + (f" wheelhouse={wheelhouse_digest(wheelhouse)}" if wheelhouse else " wheelhouse=none")
+
+
+def _sources_differ(image: Any, base_image: str | None, wheelhouse: Path | None) -> bool:
+    """True when the user named a base image or wheelhouse other than the present image was built from."""
+    recorded = dict(
+        part.split("=", 1) for part in image.labels.get(LABEL_SOURCES, "").split() if "=" in part
+    )
+    if base_image is not None and recorded.get("base") != base_image:
+        return True
+    return wheelhouse is not None and recorded.get("wheelhouse") != wheelhouse_digest(wheelhouse)
+
+
+def _assemble_context(recipe: ImageRecipe, wheelhouse: Path | None, context: Path) -> None:
+    """A build context of the Dockerfile, its files and `wheels/` (empty when installing from an index)."""
+    shutil.copy2(recipe.dockerfile, context / "Dockerfile")
+    for name in CONTEXT_FILES:
+        shutil.copy2(recipe.context_dir / name, context / name)
+    wheels = context / "wheels"
+    wheels.mkdir()
+    (wheels / ".keep").touch()
+    for wheel in _wheels_in(wheelhouse) if wheelhouse else ():
+        try:
+            os.link(wheel, wheels / wheel.name)
+        except OSError:  # another filesystem: hard links cannot cross it
+            shutil.copy2(wheel, wheels / wheel.name)
+
+
+def _stream_build(
+    client: Any,
+    context: Path,
+    tag: str,
+    build_args: dict[str, str],
+    labels: dict[str, str],
+    device: str,
+    log: Log,
+) -> str:
+    """Run the build through the low-level API, passing each log line to `log` as it comes."""
+    import docker.errors
+
+    tail: deque[str] = deque(maxlen=BUILD_LOG_TAIL_LINES)
+    log_path = cache_dir() / "logs" / f"build-{device}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    image_id = ""
+    with log_path.open("w") as log_file:
+        try:
+            stream = client.api.build(
+                path=str(context),
+                dockerfile="Dockerfile",
+                tag=tag,
+                buildargs=build_args,
+                labels=labels,
+                decode=True,
+                rm=True,
+                forcerm=True,
+                pull=False,
+            )
+            for chunk in stream:
+                text = chunk.get("stream") or chunk.get("status") or ""
+                if "error" in chunk:
+                    text = f"ERROR: {chunk['error']}"
+                for line in text.splitlines():
+                    if line.strip():
+                        tail.append(line)
+                        log_file.write(line + "\n")
+                        log(line)
+                if "error" in chunk:
+                    raise ImageBuildError(_build_failure(tag, device, tail, log_path))
+                image_id = chunk.get("aux", {}).get("ID", image_id)
+        except docker.errors.DockerException as error:
+            tail.append(str(error))
+            raise ImageBuildError(_build_failure(tag, device, tail, log_path)) from None
+    built = find_image(client, tag)
+    if built is None:
+        raise ImageBuildError(_build_failure(tag, device, tail, log_path))
+    return image_id or built.id
+
+
+def _build_failure(tag: str, device: str, tail: Iterable[str], log_path: Path) -> str:
+    lines = "\n".join(f"  | {line}" for line in tail)
+    return (
+        f"building {tag} failed; the last lines of its log ({log_path}):\n{lines}\n"
+        f"Fix the cause and run `{build_command(device)}` again."
+    )
+
+
+def _wheels_in(wheelhouse: Path) -> list[Path]:
+    return sorted(wheelhouse.glob("*.whl"))
+
+
+def wheelhouse_digest(wheelhouse: Path) -> str:
+    """12 hex digits identifying a wheelhouse's listing (names and sizes)."""
+    wheels = _wheels_in(wheelhouse)
+    if not wheels:
+        raise ConfigurationError(f"wheelhouse {wheelhouse} holds no .whl files")
+    listing = "".join(f"{wheel.name}:{wheel.stat().st_size}\n" for wheel in wheels)
+    return hashlib.sha256(listing.encode()).hexdigest()[:12]
+
+
+def wheelhouse_requirements(recipe: ImageRecipe) -> list[str]:
+    """What the wheelhouse must hold: torch at the recipe's version and the image's requirements file."""
+    torch = f"torch=={recipe.build_args['TORCH_VERSION']}"
+    return [torch, "-r", str(recipe.context_dir / "requirements.txt")]
+
+
+def ensure_wheelhouse(recipe: ImageRecipe, log: Log = print) -> Path:
+    """A host-side wheelhouse for `recipe`, downloaded once with pip and cached by its requirement set."""
+    requirements = (recipe.context_dir / "requirements.txt").read_bytes()
+    key = hashlib.sha256(
+        requirements + recipe.build_args["TORCH_VERSION"].encode() + recipe.python_version.encode()
+    ).hexdigest()[:12]
+    target = cache_dir() / "wheelhouse" / f"{recipe.device}-py{recipe.python_version}-{key}"
+    complete = target / ".complete"
+    if complete.exists():
+        log(f"wheelhouse {target}: cached")
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    # pip's own configuration (index, mirror, find-links) says where wheels come from; for cuda and xpu
+    # point PIP_EXTRA_INDEX_URL at the torch index. The Dockerfile checks the torch build it gets.
+    command = [
+        sys.executable, "-m", "pip", "download", "--only-binary=:all:",
+        "--python-version", recipe.python_version, "-d", str(target), *wheelhouse_requirements(recipe),
+    ]  # fmt: skip
+    log(f"wheelhouse {target}: {' '.join(command[1:])}")
+    _run_logged(command, log, what="downloading the wheelhouse")
+    complete.write_text(wheelhouse_digest(target) + "\n")
+    return target
+
+
+def ensure_offline_base(client: Any, log: Log = print) -> str:
+    """The offline base image (minbase Debian bookworm with python3), made by debootstrap when missing."""
+    if find_image(client, OFFLINE_BASE_IMAGE) is not None:
+        log(f"{OFFLINE_BASE_IMAGE}: present")
+        return OFFLINE_BASE_IMAGE
+    if shutil.which("debootstrap") is None:
+        raise ConfigurationError(
+            f"{OFFLINE_BASE_IMAGE} is missing and debootstrap is not installed: run "
+            f"`apt-get install debootstrap` (or .ci/docker-engine.sh), or pass --base-image IMAGE"
+        )
+    if os.geteuid() != 0:
+        raise ConfigurationError(
+            f"{OFFLINE_BASE_IMAGE} is missing and making it with debootstrap needs root; "
+            f"run this build as root once, or pass --base-image IMAGE"
+        )
+    work = cache_dir() / "base-build"
+    shutil.rmtree(work, ignore_errors=True)
+    rootfs, tarball = work / "rootfs", work / "rootfs.tar"
+    work.mkdir(parents=True)
+    try:
+        command = [
+            "debootstrap", "--variant=minbase", "--include=python3,python3-venv,python3-pip",
+            "bookworm", str(rootfs),
+        ]  # fmt: skip
+        if os.environ.get("HARNESS_DEBIAN_MIRROR"):
+            command.append(os.environ["HARNESS_DEBIAN_MIRROR"])
+        log(f"{OFFLINE_BASE_IMAGE}: missing; {' '.join(command)}")
+        _run_logged(command, log, what="bootstrapping the Debian base image")
+        # The downloaded .debs and package lists are a third of the tree and of no use in the image.
+        for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            for entry in (rootfs / cache).glob("*"):
+                if entry.is_file():
+                    entry.unlink()
+        _run_logged(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(tarball), "."], log, what="tar")
+        repository, tag = OFFLINE_BASE_IMAGE.split(":")
+        client.api.import_image_from_file(
+            str(tarball),
+            repository=repository,
+            tag=tag,
+            changes=["ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 'CMD ["bash"]'],
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if find_image(client, OFFLINE_BASE_IMAGE) is None:
+        raise ImageBuildError(f"importing the bootstrapped tree as {OFFLINE_BASE_IMAGE} left no image")
+    log(f"{OFFLINE_BASE_IMAGE}: imported")
+    return OFFLINE_BASE_IMAGE
+
+
+def _run_logged(command: list[str], log: Log, what: str) -> None:
+    """Run `command`, passing its output to `log` line by line; a failure raises with the output's tail."""
+    tail: deque[str] = deque(maxlen=BUILD_LOG_TAIL_LINES)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    for line in process.stdout:
+        tail.append(line.rstrip())
+        log(line.rstrip())
+    if process.wait() != 0:
+        lines = "\n".join(f"  | {line}" for line in tail)
+        raise ImageBuildError(f"{what} failed (exit {process.returncode}): {' '.join(command)}\n{lines}")

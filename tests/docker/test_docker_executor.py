@@ -1,0 +1,180 @@
+"""Cells run in real containers of the CPU image, on a real engine: results, timeouts, clean-up, isolation."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.executors.docker import (
+    LABEL,
+    LABEL_HOST,
+    LABEL_PID,
+    LABEL_RUN,
+    DockerExecutor,
+    remove_stale_containers,
+)
+from harness.model import Cell, ImageSpec
+
+pytestmark = pytest.mark.docker
+
+CELLS = "tests/docker/cells"
+
+
+def make_cell(name: str, test_file: str, world_size: int = 1, **overrides: Any) -> Cell:
+    fields: dict[str, Any] = {
+        "id": f"docker-test-{name}",
+        "device": "cpu",
+        "backend": "gloo",
+        "world_size": world_size,
+        "tests": (f"{CELLS}/{test_file}",),
+        "image": ImageSpec(dockerfile="docker/cpu.Dockerfile", shm_size="1g"),
+        "timeout_s": 300.0,
+        "test_timeout_s": 60.0,
+        "env": {"OMP_NUM_THREADS": "1"},
+    }
+    fields.update(overrides)
+    return Cell(**fields)
+
+
+class ProgressRecorder:
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.first_start = threading.Event()
+
+    def __call__(self, cell_id: str, event: dict[str, Any]) -> None:
+        self.events.append(event)
+        if event.get("event") == "start":
+            self.first_start.set()
+
+
+def test_passing_cell_runs_in_a_container(
+    executor: DockerExecutor, tmp_path: Path, docker_client: Any, cpu_image: str
+) -> None:
+    progress = ProgressRecorder()
+    cell = make_cell("pass", "cell_collectives.py", world_size=2)
+
+    result = executor.run(cell, tmp_path / cell.id, [], progress)
+
+    assert result.status == "passed", result.reason
+    assert (result.counts.passed, result.counts.failed) == (2, 0)
+    assert result.executor == "docker"
+    # The fingerprint was taken inside the container, of the image the cell ran in.
+    assert result.fingerprint["image_digest"] == docker_client.images.get(cpu_image).id
+    assert result.fingerprint["hostname"] != socket.gethostname()
+    assert result.fingerprint["executable"].startswith("/opt/venv/")
+    started = [event["nodeid"] for event in progress.events if event.get("event") == "start"]
+    assert len(started) == 2 and all("cell_collectives.py::" in nodeid for nodeid in started)
+    log = (tmp_path / cell.id / "log.txt").read_text()
+    assert "2 passed" in log
+
+
+def test_failing_test_makes_the_cell_failed(executor: DockerExecutor, tmp_path: Path) -> None:
+    cell = make_cell("fail", "cell_one_failure.py")
+
+    result = executor.run(cell, tmp_path / cell.id, [], ProgressRecorder())
+
+    assert result.status == "failed"
+    assert (result.counts.passed, result.counts.failed) == (1, 1)
+    assert "this failure is the point of the cell" in (tmp_path / cell.id / "log.txt").read_text()
+
+
+def test_timeout_kills_the_container(executor: DockerExecutor, tmp_path: Path) -> None:
+    cell = make_cell("timeout", "cell_sleeps.py", timeout_s=8.0, test_timeout_s=3600.0)
+
+    result = executor.run(cell, tmp_path / cell.id, [], ProgressRecorder())
+
+    assert result.status == "error"
+    assert "timed out after 8s" in result.reason
+    # The executor fixture checks that the container is gone.
+
+
+def test_interrupt_stops_a_running_cell(executor: DockerExecutor, tmp_path: Path) -> None:
+    progress = ProgressRecorder()
+    cell = make_cell("interrupt", "cell_sleeps.py", test_timeout_s=3600.0)
+    results: list[Any] = []
+    runner = threading.Thread(
+        target=lambda: results.append(executor.run(cell, tmp_path / cell.id, [], progress))
+    )
+    runner.start()
+    assert progress.first_start.wait(120), "the sleeping test never started"
+
+    executor.interrupt()
+    runner.join(60)
+
+    assert not runner.is_alive()
+    assert results[0].status == "error" and results[0].reason == "interrupted"
+
+
+def test_container_sees_allow_listed_env_and_a_read_only_repo(
+    executor: DockerExecutor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COMM_HARNESS_TEST_SECRET", "must-stay-on-the-host")
+    monkeypatch.setenv("NCCL_DEBUG", "INFO")
+    cell = make_cell("probe", "cell_probe.py", env={"CELL_VARIABLE": "from-the-matrix"})
+
+    result = executor.run(cell, tmp_path / cell.id, [], ProgressRecorder())
+
+    assert result.status == "passed", result.reason
+    probe = json.loads((tmp_path / cell.id / "probe.json").read_text())
+    assert "COMM_HARNESS_TEST_SECRET" not in probe["env"]
+    assert probe["env"]["NCCL_DEBUG"] == "INFO"
+    assert probe["env"]["CELL_VARIABLE"] == "from-the-matrix"
+    assert probe["repo_write"] == "EROFS"
+    assert probe["cwd"] == "/repo"
+    assert (probe["uid"], probe["gid"]) == (os.getuid(), os.getgid())
+    assert probe["shm_bytes"] == 1 << 30
+    assert (tmp_path / cell.id / "junit.xml").stat().st_uid == os.getuid()
+
+
+def test_stale_labelled_containers_are_removed_at_start(
+    docker_client: Any, cpu_image: str, tmp_path: Path
+) -> None:
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    dead_pid = finished.stdout.decode().strip()
+    labels = {LABEL: "1", LABEL_HOST: socket.gethostname()}
+    stale = docker_client.containers.create(cpu_image, ["true"], labels={**labels, LABEL_PID: dead_pid})
+    live = docker_client.containers.create(
+        cpu_image, ["true"], labels={**labels, LABEL_PID: str(os.getpid())}
+    )
+    try:
+        removed = remove_stale_containers(docker_client)
+
+        assert stale.name in removed
+        assert live.name not in removed
+        names = {container.name for container in docker_client.containers.list(all=True)}
+        assert stale.name not in names and live.name in names
+    finally:
+        live.remove(force=True)
+
+
+def test_close_removes_every_container_of_its_run(docker_client: Any, cpu_image: str) -> None:
+    executor = DockerExecutor(Path("."), client=docker_client)
+
+    orphan = docker_client.containers.create(
+        cpu_image, ["true"], labels={LABEL: "1", LABEL_RUN: executor.run_id, LABEL_PID: str(os.getpid())}
+    )
+
+    executor.close()
+
+    assert orphan.name not in {container.name for container in docker_client.containers.list(all=True)}
+
+
+def test_image_build_failure_makes_the_cell_an_error(executor: DockerExecutor, tmp_path: Path) -> None:
+    broken = ImageSpec(dockerfile="tests/docker/broken/broken.Dockerfile")
+    cell = make_cell("broken-image", "cell_one_failure.py", image=broken)
+
+    present, reason = executor.image_status(cell)
+    result = executor.run(cell, tmp_path / cell.id, [], ProgressRecorder())
+
+    assert not present and "harness images build cpu" in reason
+    assert result.status == "error"
+    assert "building it failed" in result.reason
+    assert "unreachable: scratch has no /bin/sh" in result.reason  # the build log's tail
