@@ -62,9 +62,10 @@ def resolve_all2all_backend(platform: str, name: str) -> str:
 
 
 def plan_all2all_backend(
-    platform: str, name: str, is_installed: Callable[[str], bool] = library_installed
+    platform: str, name: str, is_installed: Callable[[str], bool] | None = None
 ) -> All2AllResolution:
     """The rule of the module docstring, without side effects; `is_installed(module)` answers for libs."""
+    is_installed = is_installed or library_installed
     if platform not in PLATFORMS:
         raise UnknownAll2AllBackendError(
             f"Unknown platform {platform!r} for all2all backend {name!r}; "
