@@ -1,0 +1,217 @@
+"""Inside a rank: one sweep of message sizes for one collective, checked and timed.
+
+For each size every rank builds a known input, runs the communicator's collective once and compares the
+result with a reference it computes locally (every rank knows every rank's input: it is a formula of the
+rank), then times the collective on buffers of the same size. Where torch.distributed has the same
+collective, it is timed in alternation with the communicator's, on preallocated buffers, and the
+difference is the communicator's own overhead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from communicators.torch_compat import all_gather_single, reduce_scatter_single
+from harness.bench.bandwidth import algbw_gbps, busbw_gbps
+from harness.bench.options import BenchOptions
+from harness.bench.timing import DeviceClock, time_interleaved
+
+COMMUNICATOR = "communicator"
+TORCH = "torch.distributed"
+
+
+@dataclass
+class CollectiveCase:
+    """One collective at one size, ready to check and time."""
+
+    op: str
+    count: int  # elements moved, by nccl-tests' byte convention (the total for gathers and scatters)
+    run_communicator: Callable[[], object]
+    run_torch: Callable[[], object] | None
+    check: Callable[[], bool]
+    impl: str = COMMUNICATOR
+
+
+def pattern(count: int, rank: int, dtype: torch.dtype, device: torch.device, start: int = 0) -> torch.Tensor:
+    """Rank `rank`'s input: small integers, so that sums over up to 64 ranks are exact even in bfloat16."""
+    index = torch.arange(start, start + count, device=device)
+    return ((index % 5) + rank + 1).to(dtype)
+
+
+def uneven_shares(count: int, world_size: int) -> list[int]:
+    """`count` split in proportion to rank + 1, the last rank taking what rounding leaves."""
+    weight = world_size * (world_size + 1) // 2
+    shares = [count * (rank + 1) // weight for rank in range(world_size)]
+    shares[-1] += count - sum(shares)
+    return shares
+
+
+def build_case(op: str, nbytes: int, communicator: Any, dtype: torch.dtype) -> CollectiveCase:
+    """The case for `op` at (about) `nbytes`: the element count is rounded down to a multiple of the ranks."""
+    rank, n, device = communicator.rank, communicator.world_size, communicator.device
+    count = max(n, nbytes // dtype.itemsize // n * n)
+    share = count // n
+    own = pattern(count, rank, dtype, device)
+    expected_sum = sum(pattern(count, r, dtype, device) for r in range(n))
+
+    def equal(actual: torch.Tensor | None, expected: torch.Tensor) -> bool:
+        return actual is not None and actual.shape == expected.shape and bool(torch.equal(actual, expected))
+
+    if op == "all_reduce":
+        timed = torch.zeros(count, dtype=dtype, device=device)
+        return CollectiveCase(
+            op,
+            count,
+            lambda: communicator.all_reduce(timed),
+            lambda: dist.all_reduce(timed),
+            lambda: equal(communicator.all_reduce(own.clone()), expected_sum),
+        )
+    if op == "all_gather":
+        local = pattern(share, rank, dtype, device)
+        gathered = torch.empty(count, dtype=dtype, device=device)
+        expected = torch.cat([pattern(share, r, dtype, device) for r in range(n)])
+        return CollectiveCase(
+            op,
+            count,
+            lambda: communicator.all_gather(local, dim=0),
+            lambda: all_gather_single(gathered, local),
+            lambda: equal(communicator.all_gather(local, dim=0), expected),
+        )
+    if op == "reduce_scatter":
+        scattered = torch.empty(share, dtype=dtype, device=device)
+        expected = expected_sum[rank * share : (rank + 1) * share]
+        return CollectiveCase(
+            op,
+            count,
+            lambda: communicator.reduce_scatter(own, dim=0),
+            lambda: reduce_scatter_single(scattered, own),
+            lambda: equal(communicator.reduce_scatter(own.clone(), dim=0), expected),
+        )
+    if op == "all_to_all":
+        exchanged = torch.empty(count, dtype=dtype, device=device)
+        # Chunk r of rank i's input arrives as chunk i on rank r.
+        expected = torch.cat([pattern(share, i, dtype, device, start=rank * share) for i in range(n)])
+        method = getattr(communicator, "all_to_all", None)
+        if method is None:
+            # The communicator has no all_to_all: the row is torch.distributed's own, labelled as such.
+            def run() -> torch.Tensor:
+                out = torch.empty_like(own)
+                dist.all_to_all_single(out, own)
+                return out
+
+            return CollectiveCase(op, count, run, None, lambda: equal(run(), expected), impl=TORCH)
+        return CollectiveCase(
+            op,
+            count,
+            lambda: method(own),
+            lambda: dist.all_to_all_single(exchanged, own),
+            lambda: equal(method(own.clone()), expected),
+        )
+    if op == "broadcast":
+        root_input = pattern(count, 0, dtype, device)
+        timed = root_input.clone()
+        return CollectiveCase(
+            op,
+            count,
+            lambda: communicator.broadcast(timed, src=0),
+            lambda: dist.broadcast(timed, src=0),
+            lambda: equal(communicator.broadcast(root_input.clone() * (rank == 0), src=0), root_input),
+        )
+    shares = uneven_shares(count, n)
+    offsets = [sum(shares[:r]) for r in range(n)]
+    if op == "all_gatherv":
+        local = pattern(shares[rank], rank, dtype, device)
+        expected = torch.cat([pattern(shares[r], r, dtype, device) for r in range(n)])
+        return CollectiveCase(
+            op,
+            count,
+            lambda: communicator.all_gatherv(local, dim=0, sizes=shares),
+            None,
+            lambda: equal(communicator.all_gatherv(local, dim=0, sizes=shares), expected),
+        )
+    if op == "reduce_scatterv":
+        expected = expected_sum[offsets[rank] : offsets[rank] + shares[rank]]
+        return CollectiveCase(
+            op,
+            count,
+            lambda: communicator.reduce_scatterv(own, dim=0, sizes=shares),
+            None,
+            lambda: equal(communicator.reduce_scatterv(own.clone(), dim=0, sizes=shares), expected),
+        )
+    raise ValueError(f"no bench case for collective {op!r}")
+
+
+def sweep_collective(
+    op: str, communicator: Any, options: BenchOptions, clock: DeviceClock, announce: Callable[[str], None]
+) -> Iterator[dict[str, Any]]:
+    """Rows for `op` at every size of `options`: the collective's, torch's and the overhead between them."""
+    dtype = getattr(torch, options.dtype)
+    for nbytes in options.sizes:
+        announce(f"{op} {nbytes} bytes")
+        case = build_case(op, nbytes, communicator, dtype)
+        incorrect = ranks_where_false(case.check(), communicator)
+        candidates = [case.run_communicator]
+        if options.overhead and case.run_torch is not None:
+            candidates.append(case.run_torch)
+        iters = options.iterations_for(nbytes)
+        times = time_interleaved(
+            clock, candidates, warmup=options.warmup, iters=iters, repeats=options.repeats
+        )
+        moved = case.count * dtype.itemsize
+        common = {
+            "bytes": moved,
+            "count": case.count,
+            "dtype": options.dtype,
+            "world_size": communicator.world_size,
+            "device": options.device,
+            "iters": iters,
+            "repeats": options.repeats,
+        }
+        n = communicator.world_size
+        yield {
+            "op": op,
+            "impl": case.impl,
+            **common,
+            **_figures(op, n, moved, times[0][0]),
+            "correct": not incorrect,
+            "incorrect_ranks": incorrect,
+        }
+        if len(times) == 2:
+            torch_s, comm_s = times[1][0], times[0][0]
+            yield {
+                "op": op,
+                "impl": TORCH,
+                **common,
+                **_figures(op, n, moved, torch_s),
+                "correct": True,
+                "incorrect_ranks": [],
+            }
+            yield {
+                "op": "overhead",
+                "collective": op,
+                **common,
+                "communicator_us": comm_s * 1e6,
+                "torch_us": torch_s * 1e6,
+                "overhead_pct": (comm_s / torch_s - 1.0) * 100.0 if torch_s > 0 else 0.0,
+            }
+
+
+def ranks_where_false(flag: bool, communicator: Any) -> list[int]:
+    """The ranks whose `flag` is False (every rank learns all of them)."""
+    flags = torch.zeros(communicator.world_size, dtype=torch.int32, device=communicator.device)
+    flags[communicator.rank] = 0 if flag else 1
+    dist.all_reduce(flags)
+    return [rank for rank, bad in enumerate(flags.tolist()) if bad]
+
+
+def _figures(op: str, world_size: int, nbytes: int, seconds: float) -> dict[str, float]:
+    return {
+        "time_us": seconds * 1e6,
+        "algbw_gbps": algbw_gbps(nbytes, seconds),
+        "busbw_gbps": busbw_gbps(op, world_size, nbytes, seconds),
+    }

@@ -1,0 +1,126 @@
+"""Inside a rank: MoE all2all dispatch + combine of the communicator's backend against the naive reference.
+
+Each rank holds `tokens` tokens of `hidden` values with top-k router weights and expert ids. A round trip is
+dispatch (every rank's tokens reach every rank), then combine of the dispatched hidden states as the expert
+output (no expert compute: only communication is timed), which returns each rank's own rows summed over
+ranks. Both schemes are checked against the expected tensors and against each other before being timed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+
+from harness.bench.collectives import ranks_where_false
+from harness.bench.naive_reference import naive_combine, naive_dispatch
+from harness.bench.options import BenchOptions
+from harness.bench.timing import DeviceClock, time_interleaved
+
+NAIVE_REFERENCE = "naive_reference"
+# Expert ids index this many experts; the value only shapes the ids tensor's contents.
+NUM_EXPERTS = 64
+
+
+def token_inputs(
+    tokens: int, hidden: int, topk: int, rank: int, dtype: torch.dtype, device: torch.device
+) -> list[torch.Tensor]:
+    """Rank `rank`'s hidden states, top-k weights (float32) and expert ids (int64): formulas of the rank."""
+    t = torch.arange(tokens, device=device).unsqueeze(1)
+    h = torch.arange(hidden, device=device).unsqueeze(0)
+    k = torch.arange(topk, device=device).unsqueeze(0)
+    # Integers in [-8, 8]: their sums over ranks are exact in bfloat16, so every comparison can be exact.
+    hidden_states = ((t * 7 + h * 3 + rank * 11) % 17 - 8).to(dtype)
+    topk_weights = ((t + k + rank) % 4 + 1).to(torch.float32) / 4
+    topk_ids = (t * topk + k + rank) % NUM_EXPERTS
+    return [hidden_states, topk_weights, topk_ids]
+
+
+def sweep_dispatch_combine(
+    communicator: Any, options: BenchOptions, clock: DeviceClock, announce: Callable[[str], None]
+) -> Iterator[dict[str, Any]]:
+    """Two rows per token count: the communicator's backend and the naive reference, checked and timed."""
+    for tokens in options.tokens:
+        announce(f"dispatch_combine {tokens} tokens x {options.hidden} hidden")
+        yield from _measure(tokens, communicator, options, clock)
+
+
+def _measure(
+    tokens: int, communicator: Any, options: BenchOptions, clock: DeviceClock
+) -> list[dict[str, Any]]:
+    rank, n, device = communicator.rank, communicator.world_size, communicator.device
+    dtype = getattr(torch, options.dispatch_dtype)
+    sizes = [tokens] * n
+    inputs = token_inputs(tokens, options.hidden, options.topk, rank, dtype, device)
+    every_rank = [token_inputs(tokens, options.hidden, options.topk, r, dtype, device) for r in range(n)]
+    expected_dispatch = [torch.cat([each[i] for each in every_rank]) for i in range(len(inputs))]
+    expected_combine = inputs[0] * n
+    backend = communicator.all2all_backend
+
+    def dispatch(scheme: str) -> list[torch.Tensor]:
+        if scheme == NAIVE_REFERENCE:
+            return naive_dispatch(inputs, sizes, rank)
+        return list(communicator.dispatch(*inputs, sizes))[: len(inputs)]
+
+    def combine(scheme: str, hidden_states: torch.Tensor) -> torch.Tensor:
+        if scheme == NAIVE_REFERENCE:
+            return naive_combine(hidden_states, sizes, rank)
+        return communicator.combine(hidden_states, sizes)
+
+    def round_trip(scheme: str) -> Callable[[], Iterator[None]]:
+        def steps() -> Iterator[None]:
+            hidden_states = dispatch(scheme)[0]
+            yield
+            combine(scheme, hidden_states)
+            yield
+
+        return steps
+
+    outputs = {}
+    for scheme in (backend, NAIVE_REFERENCE):
+        dispatched = dispatch(scheme)
+        # The naive combine reduces in place: keep the dispatched tensors intact for the comparison below.
+        outputs[scheme] = [*dispatched, combine(scheme, dispatched[0].clone())]
+    expected = [*expected_dispatch, expected_combine]
+    correct = {
+        scheme: all(torch.equal(a, b) for a, b in zip(outputs[scheme], expected, strict=True))
+        for scheme in outputs
+    }
+    gathered_bytes = sum(t.numel() * t.element_size() for t in expected_dispatch)
+    iters = options.iterations_for(gathered_bytes)
+    agrs_s, naive_s = time_interleaved(
+        clock,
+        [round_trip(backend), round_trip(NAIVE_REFERENCE)],
+        warmup=options.warmup,
+        iters=iters,
+        repeats=options.repeats,
+        phases=2,
+    )
+    common = {
+        "op": "dispatch_combine",
+        "tokens": tokens,
+        "hidden": options.hidden,
+        "topk": options.topk,
+        "dtype": options.dispatch_dtype,
+        "world_size": n,
+        "device": options.device,
+        "iters": iters,
+        "repeats": options.repeats,
+    }
+    rows = []
+    for scheme, (dispatch_s, combine_s) in ((backend, agrs_s), (NAIVE_REFERENCE, naive_s)):
+        incorrect = ranks_where_false(correct[scheme], communicator)
+        row = {
+            **common,
+            "backend": scheme,
+            "time_us": (dispatch_s + combine_s) * 1e6,
+            "dispatch_us": dispatch_s * 1e6,
+            "combine_us": combine_s * 1e6,
+            "correct": not incorrect,
+            "incorrect_ranks": incorrect,
+        }
+        if scheme != NAIVE_REFERENCE:
+            row["speedup_vs_naive"] = sum(naive_s) / sum(agrs_s) if sum(agrs_s) > 0 else 0.0
+        rows.append(row)
+    return rows

@@ -1,0 +1,103 @@
+"""Timing inside the ranks: interleaved repeats of back-to-back iterations, the slowest rank's time.
+
+Every repeat starts together (a barrier) and ends when this rank's device is idle, so a repeat's time is
+one rank's wall time of `iters` iterations; the time of a repeat is the maximum over ranks (the slowest
+rank bounds a collective), and the reported time is the median over repeats, which keeps a burst of load
+from another process on a shared CPU out of the figure. Candidates compared with each other (the
+communicator against raw torch.distributed, AgRs against the naive reference) are timed in alternation
+within each repeat, so that drifting load hits them alike.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DeviceClock:
+    """How this rank waits for its device and for its peers."""
+
+    device: torch.device
+
+    def synchronize(self) -> None:
+        """Block until every kernel queued on this rank's device has finished (nothing on the CPU)."""
+        if self.device.type != "cpu":
+            getattr(torch, self.device.type).synchronize(self.device)
+
+    def barrier(self) -> None:
+        """Every rank reaches this point with an idle device."""
+        self.synchronize()
+        if self.device.type == "cuda":
+            dist.barrier(device_ids=[self.device.index])
+        else:
+            dist.barrier()
+        self.synchronize()
+
+
+def time_interleaved(
+    clock: DeviceClock,
+    candidates: Sequence[Callable[[], object]],
+    *,
+    warmup: int,
+    iters: int,
+    repeats: int,
+    phases: int = 1,
+) -> list[list[float]]:
+    """Seconds per iteration of each candidate, per phase: the median over repeats of the slowest rank.
+
+    A candidate with `phases` > 1 is called with no arguments and returns an iterator of `phases` steps
+    (e.g. dispatch then combine); each step is timed on its own, with the device synchronised in between.
+    """
+    for candidate in candidates:
+        for _ in range(warmup):
+            _call(candidate, phases, clock)
+    # samples[repeat][candidate][phase]
+    samples = torch.zeros(repeats, len(candidates), phases, dtype=torch.float64)
+    for repeat in range(repeats):
+        for index, candidate in enumerate(candidates):
+            clock.barrier()
+            samples[repeat, index] = torch.tensor(_time_iterations(candidate, phases, iters, clock)) / iters
+    slowest = samples.to(clock.device)
+    dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
+    slowest = slowest.cpu()
+    return [
+        [statistics.median(slowest[:, index, phase].tolist()) for phase in range(phases)]
+        for index in range(len(candidates))
+    ]
+
+
+def _call(candidate: Callable[[], object], phases: int, clock: DeviceClock) -> None:
+    if phases == 1:
+        candidate()
+    else:
+        for _ in candidate():  # type: ignore[attr-defined]
+            pass
+    clock.synchronize()
+
+
+def _time_iterations(
+    candidate: Callable[[], object], phases: int, iters: int, clock: DeviceClock
+) -> list[float]:
+    """Seconds of `iters` iterations, per phase."""
+    if phases == 1:
+        # Back to back, one synchronisation at the end, as nccl-tests does: no per-iteration sync latency.
+        start = time.perf_counter()
+        for _ in range(iters):
+            candidate()
+        clock.synchronize()
+        return [time.perf_counter() - start]
+    totals = [0.0] * phases
+    for _ in range(iters):
+        steps = candidate()
+        for phase in range(phases):
+            start = time.perf_counter()
+            next(steps)  # type: ignore[call-overload]
+            clock.synchronize()
+            totals[phase] += time.perf_counter() - start
+    return totals
