@@ -97,9 +97,6 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def run_cell(cell: Cell, results_dir: Path) -> int:
     """Fingerprint the environment, run pytest, return its exit code."""
     results_dir.mkdir(parents=True, exist_ok=True)
-    fingerprint = collect_fingerprint()
-    fingerprint["cell"] = cell.id
-    (results_dir / "fingerprint.json").write_text(json.dumps(fingerprint, indent=2) + "\n", encoding="utf-8")
     command = build_pytest_command(cell, results_dir, load_plugin=not plugin_registered_by_entry_point())
     print(f"[harness] cell {cell.id}: {' '.join(command)}", flush=True)
     started: list[subprocess.Popen[bytes]] = []
@@ -113,6 +110,10 @@ def run_cell(cell: Cell, results_dir: Path) -> int:
     signal.signal(signal.SIGINT, forward_as_interrupt)
     signal.signal(signal.SIGTERM, forward_as_interrupt)
     started.append(subprocess.Popen(command, env=build_pytest_environment(cell, results_dir)))
+    # Fingerprinting imports torch too: do it while pytest starts rather than before it.
+    fingerprint = collect_fingerprint()
+    fingerprint["cell"] = cell.id
+    (results_dir / "fingerprint.json").write_text(json.dumps(fingerprint, indent=2) + "\n", encoding="utf-8")
     return started[0].wait()
 
 

@@ -13,6 +13,7 @@ COMMAND_MODULES = [
     "harness.commands.plan",
     "harness.commands.run",
     "harness.commands.doctor",
+    "harness.commands.images",
 ]
 
 

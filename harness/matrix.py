@@ -109,8 +109,8 @@ def load_matrix(path: str | Path) -> Matrix:
     _check_files(data, root, problems)
     cells: list[Cell] = []
     axes: dict[str, tuple[str, ...]] = {}
+    _check_backends(data, problems)
     if schema_ok:
-        _check_backends(data, problems)
         axes = {name: tuple(values) for name, values in (data.get("axes") or {}).items()}
         cells = _expand(data, axes, problems)
     problems.raise_if_any()
@@ -156,9 +156,10 @@ def _report_schema_error(error: jsonschema.ValidationError, problems: _Problems)
     if kind == "additionalProperties" and isinstance(value, dict):
         allowed = sorted(error.schema.get("properties", {}))
         for name in sorted(set(value) - set(allowed)):
-            hint = difflib.get_close_matches(str(name), allowed, n=1)
+            hint = difflib.get_close_matches(str(name), allowed, n=1, cutoff=0.5)
             did_you_mean = f" (did you mean '{hint[0]}'?)" if hint else ""
-            message = f"unknown key '{name}'{did_you_mean}; allowed keys: {', '.join(allowed)}"
+            what = "device" if path == ["devices"] else "key"
+            message = f"unknown {what} '{name}'{did_you_mean}; allowed: {', '.join(allowed)}"
             problems.add([*path, name], message, key=True)
     elif kind == "type":
         expected = error.validator_value
@@ -193,10 +194,15 @@ def _report_schema_error(error: jsonschema.ValidationError, problems: _Problems)
         problems.add(path, error.message)
 
 
-def _check_backends(data: dict[str, Any], problems: _Problems) -> None:
-    for device, config in data["devices"].items():
-        backend = config.get("backend")
-        if backend is not None and backend != BACKEND_OF_DEVICE[device]:
+def _check_backends(data: Any, problems: _Problems) -> None:
+    devices = data.get("devices") if isinstance(data, dict) else None
+    for device, config in (devices if isinstance(devices, dict) else {}).items():
+        backend = config.get("backend") if isinstance(config, dict) else None
+        if (
+            device in BACKEND_OF_DEVICE
+            and backend in BACKEND_OF_DEVICE.values()
+            and backend != BACKEND_OF_DEVICE[device]
+        ):
             problems.add(
                 ["devices", device, "backend"],
                 f"device {device} uses backend {BACKEND_OF_DEVICE[device]}, not {backend}; "
@@ -265,6 +271,7 @@ class _Draft:
     params: dict[str, str]
     settings: dict[str, Any]
     line: int
+    key_path: list[str | int]
 
     @property
     def id(self) -> str:
@@ -281,7 +288,16 @@ def _expand(data: dict[str, Any], axes: dict[str, tuple[str, ...]], problems: _P
         for world_size in config["world_sizes"]:
             for values in itertools.product(*axes.values()):
                 params = dict(zip(axes, values, strict=True))
-                drafts.append(_Draft(device, world_size, params, _merge_settings(defaults, config), line))
+                drafts.append(
+                    _Draft(
+                        device,
+                        world_size,
+                        params,
+                        _merge_settings(defaults, config),
+                        line,
+                        ["devices", device],
+                    )
+                )
 
     for index, rule in enumerate(data.get("exclude") or []):
         _check_axis_keys(rule, axes, ["exclude", index], problems)
@@ -307,7 +323,7 @@ def _expand(data: dict[str, Any], axes: dict[str, tuple[str, ...]], problems: _P
             params = {name: str(entry[name]) for name in axes if name in entry}
             line = line_of(problems.root_node, ["include", index])
             settings = _merge_settings(defaults, devices[device], entry)
-            drafts.append(_Draft(device, entry["world_size"], params, settings, line))
+            drafts.append(_Draft(device, entry["world_size"], params, settings, line, ["include", index]))
 
     first_line: dict[str, int] = {}
     for draft in drafts:
@@ -316,7 +332,7 @@ def _expand(data: dict[str, Any], axes: dict[str, tuple[str, ...]], problems: _P
                 f"cell id '{draft.id}' is produced twice (first at line {first_line[draft.id]}); "
                 "make the entries differ or remove one"
             )
-            problems.add([], message, line=draft.line)
+            problems.add(draft.key_path, message, line=draft.line)
         first_line.setdefault(draft.id, draft.line)
     if not drafts:
         problems.add(["devices"], "the matrix has no cells after exclude rules; nothing would run")
@@ -332,7 +348,7 @@ def _check_axis_keys(
             continue
         if name not in axes:
             choices = sorted(known | set(axes))
-            hint = difflib.get_close_matches(name, choices, n=1)
+            hint = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
             did_you_mean = f" (did you mean '{hint[0]}'?)" if hint else ""
             declared = ", ".join(axes) or "none"
             problems.add(

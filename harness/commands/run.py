@@ -49,9 +49,6 @@ def handle(args: argparse.Namespace) -> int:
     matrix, _, host, planned = plan_matrix(args)
     console = make_console()
     report = RunReport(args.out, planned, host.to_json(), strict=args.strict, matrix=str(matrix.path))
-    for p in planned:
-        if p.executor is None:
-            report.add(skipped_result(p))
     gpu_ids = {"cuda": [gpu.index for gpu in host.nvidia_gpus], "xpu": list(range(host.intel_gpu_count))}
     pool = ResourcePool(cores=host.cores, gpu_ids=gpu_ids, jobs=args.jobs)
     executors = make_executors({p.executor for p in planned if p.executor}, matrix.root)
@@ -61,6 +58,9 @@ def handle(args: argparse.Namespace) -> int:
         report.add(result)
         view.cell_finished(result)
 
+    for p in planned:
+        if p.executor is None:
+            on_finish(skipped_result(p))
     scheduler = CellScheduler(executors, pool, args.out, view.cell_started, view.event, on_finish)
     # CI cancels jobs with SIGTERM: stop the cells as for Ctrl-C, and still write the summary.
     previous_sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)

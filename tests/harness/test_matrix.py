@@ -1,0 +1,205 @@
+"""matrix.yaml: loading, every kind of problem reported at once with file:line, expansion and cell ids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cli_runs import REPO_ROOT
+
+from harness.errors import ConfigurationError
+from harness.matrix import load_matrix, select_cells
+
+GOOD = """
+version: 1
+defaults:
+  tests: [tests/test_tiny.py]
+  timeout: 300
+  env: {SHARED: "1"}
+devices:
+  cpu:
+    world_sizes: [1, 2]
+    image: {dockerfile: docker/cpu.Dockerfile, shm_size: 2g, build_args: {TORCH_VERSION: 2.13.0}}
+    runs_on: [ubuntu-latest]
+    env: {OMP_NUM_THREADS: 1}
+    required: true
+  cuda:
+    backend: nccl
+    world_sizes: [2, 4]
+    test_timeout: 30
+axes:
+  flavour: [plain, spicy]
+exclude:
+  - {device: cuda, world_size: 4, flavour: spicy}
+include:
+  - {device: cuda, world_size: 2, required: true, env: {EXTRA: x}}
+  - {device: cpu, world_size: 3, flavour: plain, keyword: all_reduce}
+"""
+
+
+def problems_of(path: Path) -> str:
+    with pytest.raises(ConfigurationError) as caught:
+        load_matrix(path)
+    return str(caught.value)
+
+
+def test_expands_devices_world_sizes_and_axes_with_readable_ids(project):
+    matrix = load_matrix(project(GOOD))
+    assert matrix.ids == [
+        "cpu-gloo-ws1-plain",
+        "cpu-gloo-ws1-spicy",
+        "cpu-gloo-ws2-plain",
+        "cpu-gloo-ws2-spicy",
+        "cuda-nccl-ws2-plain",
+        "cuda-nccl-ws2-spicy",
+        "cuda-nccl-ws4-plain",
+        "cpu-gloo-ws3-plain",
+    ]
+
+
+def test_settings_resolve_defaults_then_device_then_include(project):
+    cells = {cell.id: cell for cell in load_matrix(project(GOOD)).cells}
+    cpu = cells["cpu-gloo-ws2-spicy"]
+    assert cpu.backend == "gloo" and cpu.world_size == 2 and cpu.params == {"flavour": "spicy"}
+    assert cpu.env == {"SHARED": "1", "OMP_NUM_THREADS": "1"}
+    assert cpu.timeout_s == 300 and cpu.test_timeout_s == 120 and cpu.required
+    assert cpu.tests == ("tests/test_tiny.py",) and cpu.pytest_args == ("--forked",)
+    assert (
+        cpu.image is not None
+        and cpu.image.shm_size == "2g"
+        and cpu.image.build_args == {"TORCH_VERSION": "2.13.0"}
+    )
+    assert cpu.runs_on == ("ubuntu-latest",)
+    # The include entry without an axis value updates both flavours of cuda ws2, and only them.
+    assert cells["cuda-nccl-ws2-plain"].required and cells["cuda-nccl-ws2-spicy"].env["EXTRA"] == "x"
+    assert not cells["cuda-nccl-ws4-plain"].required and cells["cuda-nccl-ws4-plain"].test_timeout_s == 30
+    added = cells["cpu-gloo-ws3-plain"]
+    assert added.keyword == "all_reduce" and added.source.startswith("matrix.yaml:")
+
+
+def test_cell_json_round_trips(project):
+    from harness.model import Cell
+
+    for cell in load_matrix(project(GOOD)).cells:
+        assert Cell.from_json(cell.to_json()) == cell
+
+
+def test_default_matrix_of_the_repository_validates():
+    matrix = load_matrix(REPO_ROOT / "matrix.yaml")
+    by_device = {}
+    for cell in matrix.cells:
+        by_device.setdefault(cell.device, []).append(cell.world_size)
+    assert by_device == {"cpu": [1, 2, 4], "cuda": [1, 2, 4, 8], "xpu": [1, 2, 4]}
+    assert "cpu-gloo-ws4" in matrix.ids and "cuda-nccl-ws8" in matrix.ids and "xpu-xccl-ws1" in matrix.ids
+    for cell in matrix.cells:
+        assert cell.tests == ("tests/communicators",)
+        if cell.device == "cuda":
+            assert cell.env["NCCL_NVLS_ENABLE"] == "0"
+            assert cell.env["TORCH_SYMM_MEM_DISABLE_MULTICAST"] == "1"
+            assert cell.env["NVSHMEM_DISABLE_NVLS"] == "1"
+
+
+def test_yaml_syntax_error_names_file_line_and_column(project):
+    path = project("version: 1\ndevices:\n  cpu: {world_sizes: [1, 2}\n")
+    message = problems_of(path)
+    assert f"{path}:3:" in message and "YAML syntax error" in message
+
+
+def test_every_problem_is_reported_at_once_with_its_line(project):
+    path = project(
+        """
+        version: 1
+        defaults:
+          test: [tests]
+        devices:
+          cpu:
+            world_sizes: [0, 2]
+            image: {dockerfile: docker/missing.Dockerfile}
+          tpu:
+            world_sizes: [1]
+          cuda:
+            backend: gloo
+            world_sizes: [1]
+            timeout: soon
+            tests: [tests/test_tiny.py, tests/nowhere]
+        """
+    )
+    message = problems_of(path)
+    expected = [
+        (3, "defaults.test: unknown key 'test' (did you mean 'tests'?)"),
+        (6, "devices.cpu.world_sizes[0]: 0 is too small: must be at least 1"),
+        (7, "devices.cpu.image.dockerfile: Dockerfile 'docker/missing.Dockerfile' does not exist"),
+        (8, "devices.tpu: unknown device 'tpu' (did you mean 'xpu'?)"),
+        (11, "devices.cuda.backend: device cuda uses backend nccl, not gloo"),
+        (13, "devices.cuda.timeout: expected number, got string ('soon')"),
+        (14, "devices.cuda.tests[1]: test path 'tests/nowhere' does not exist"),
+    ]
+    for line, text in expected:
+        assert f"{path}:{line}: {text}" in message, message
+    assert "7 problems" in message
+
+
+def test_backend_must_match_the_device(project):
+    path = project(
+        """
+        version: 1
+        defaults: {tests: [tests]}
+        devices:
+          cuda: {backend: gloo, world_sizes: [1]}
+        """
+    )
+    assert f"{path}:4: devices.cuda.backend: device cuda uses backend nccl, not gloo" in problems_of(path)
+
+
+def test_unknown_backend_name_is_listed_with_the_choices(project):
+    path = project(
+        """
+        version: 1
+        defaults: {tests: [tests]}
+        devices:
+          xpu: {backend: ccl, world_sizes: [1]}
+        """
+    )
+    assert "devices.xpu.backend: unknown value 'ccl'; choose one of: gloo, nccl, xccl" in problems_of(path)
+
+
+def test_duplicate_ids_duplicate_keys_and_dead_rules_are_caught(project):
+    path = project(
+        """
+        version: 1
+        defaults: {tests: [tests]}
+        devices:
+          cpu: {world_sizes: [1]}
+        exclude:
+          - {device: cpu, world_size: 8}
+        include:
+          - {device: cpu, world_size: 2}
+          - {device: cpu, world_size: 2}
+          - {device: cpu, world_size: 3, colour: red}
+        version: 1
+        """
+    )
+    message = problems_of(path)
+    assert f"{path}:11: version: key written twice (first on line 1)" in message
+    assert f"{path}:6: exclude[0]: this rule matches no cell" in message
+    assert f"{path}:9: include[1]: cell id 'cpu-gloo-ws2' is produced twice (first at line 8)" in message
+    assert f"{path}:10: include[2].colour: 'colour' is neither a cell setting nor a declared axis" in message
+
+
+def test_missing_and_empty_files_are_clear_errors(tmp_path):
+    assert "matrix file not found" in problems_of(tmp_path / "nope.yaml")
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert "the file is empty" in problems_of(empty)
+
+
+def test_cell_patterns_select_by_glob_and_reject_unknown_ids(project):
+    cells = load_matrix(project(GOOD)).cells
+    assert [c.id for c in select_cells(cells, ["cuda-*-ws4-*", "cpu-gloo-ws1-plain"])] == [
+        "cpu-gloo-ws1-plain",
+        "cuda-nccl-ws4-plain",
+    ]
+    assert select_cells(cells, []) == list(cells)
+    with pytest.raises(ConfigurationError) as caught:
+        select_cells(cells, ["cpu-*", "gpu-*"])
+    assert "'gpu-*' matches no cell" in str(caught.value) and "cuda-nccl-ws2-spicy" in str(caught.value)

@@ -1,0 +1,220 @@
+"""Scheduling within cores and GPUs, a cell's result from its files, exit codes and the run's report files."""
+
+from __future__ import annotations
+
+import json
+import threading
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from harness.executors.results import collect_cell_result, read_junit_counts
+from harness.model import Cell, CellResult
+from harness.model import TestCounts as Counts  # an alias, or pytest would try to collect it
+from harness.plan import PlannedCell
+from harness.report import RunReport, compute_exit_code, load_summary, skipped_result
+from harness.scheduler import CellScheduler, ResourcePool
+
+
+def planned(device: str, world_size: int, suffix: str = "", required: bool = False) -> PlannedCell:
+    backend = {"cpu": "gloo", "cuda": "nccl", "xpu": "xccl"}[device]
+    cell = Cell(
+        id=f"{device}-{backend}-ws{world_size}{suffix}",
+        device=device,
+        backend=backend,
+        world_size=world_size,
+        tests=("tests",),
+        required=required,
+    )
+    return PlannedCell(cell, "local", "on the host")
+
+
+def test_cpu_cells_take_cores_but_an_idle_host_takes_any_cell():
+    pool = ResourcePool(cores=2)
+    assert pool.try_acquire(planned("cpu", 1)) == []
+    assert pool.try_acquire(planned("cpu", 2)) is None  # 1 + 2 > 2 cores
+    pool.release(planned("cpu", 1), [])
+    assert pool.try_acquire(planned("cpu", 4)) == []  # more than the host, but nothing else runs
+    assert pool.try_acquire(planned("cpu", 1)) is None
+
+
+def test_jobs_caps_cells_regardless_of_cores():
+    pool = ResourcePool(cores=2, jobs=3)
+    assert all(pool.try_acquire(planned("cpu", 4)) == [] for _ in range(3))
+    assert pool.try_acquire(planned("cpu", 1)) is None
+
+
+def test_gpu_cells_get_disjoint_gpu_ids():
+    pool = ResourcePool(cores=64, gpu_ids={"cuda": [0, 1, 2, 3]})
+    first = pool.try_acquire(planned("cuda", 2))
+    second = pool.try_acquire(planned("cuda", 1))
+    assert first == [0, 1] and second == [2]
+    assert pool.try_acquire(planned("cuda", 2)) is None  # only GPU 3 is free
+    pool.release(planned("cuda", 2), first)
+    assert pool.try_acquire(planned("cuda", 2)) == [0, 1]
+
+
+class RecordingExecutor:
+    """Runs nothing; records which GPUs are held at once, so overlaps would show."""
+
+    name = "local"
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.held: set[int] = set()
+        self.overlaps: list[int] = []
+        self.most_at_once = 0
+        self.running = 0
+
+    def run(self, cell: Cell, results_dir: Path, gpu_ids: list[int], on_progress) -> CellResult:
+        with self.lock:
+            self.overlaps += [g for g in gpu_ids if g in self.held]
+            self.held |= set(gpu_ids)
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        on_progress(cell.id, {"event": "report", "nodeid": "t", "when": "call", "outcome": "passed"})
+        threading.Event().wait(0.05)
+        with self.lock:
+            self.held -= set(gpu_ids)
+            self.running -= 1
+        return CellResult(
+            cell.id, cell.device, cell.world_size, "passed", executor=self.name, counts=Counts(passed=1)
+        )
+
+
+def test_scheduler_runs_every_cell_in_parallel_without_sharing_a_gpu(tmp_path):
+    executor = RecordingExecutor()
+    cells = [planned("cuda", n, f"-{i}") for i, n in enumerate([1, 2, 4, 1, 2, 1, 1])]
+    events, finished = [], []
+    scheduler = CellScheduler(
+        {"local": executor},
+        ResourcePool(cores=64, gpu_ids={"cuda": [0, 1, 2, 3]}),
+        tmp_path,
+        lambda p: None,
+        lambda cid, e: events.append(cid),
+        finished.append,
+    )
+    results, interrupted = scheduler.run(cells)
+    assert not interrupted and executor.overlaps == []
+    assert sorted(r.id for r in results) == sorted(p.cell.id for p in cells) == sorted(r.id for r in finished)
+    assert len(events) == len(cells) and executor.most_at_once >= 2
+
+
+def test_an_executor_exception_becomes_that_cells_error(tmp_path):
+    class Broken(RecordingExecutor):
+        def run(self, cell, results_dir, gpu_ids, on_progress):
+            raise RuntimeError("engine went away")
+
+    scheduler = CellScheduler(
+        {"local": Broken()},
+        ResourcePool(cores=2),
+        tmp_path,
+        lambda p: None,
+        lambda c, e: None,
+        lambda r: None,
+    )
+    results, _ = scheduler.run([planned("cpu", 1)])
+    assert results[0].status == "error" and "RuntimeError: engine went away" in results[0].reason
+
+
+JUNIT = """<?xml version="1.0" encoding="utf-8"?>
+<testsuites>
+<testsuite name="pytest" errors="{errors}" failures="{failures}" skipped="1" tests="{tests}" time="1.0">
+<testcase classname="tests.test_x" name="test_ok" time="0.1"/>
+<testcase classname="tests.test_x" name="test_skip" time="0.0">
+<skipped message="supports world sizes 2"/></testcase>
+{extra}
+</testsuite></testsuites>"""
+FAILURE = (
+    '<testcase classname="tests.test_x" name="test_bad" time="0.2">'
+    '<failure message="rank 1: assert 3 == 4">Traceback\nrank 1: assert 3 == 4</failure></testcase>'
+)
+
+
+def write_cell_dir(tmp_path: Path, *, failures: int = 0, junit: bool = True) -> Path:
+    directory = tmp_path / "cpu-gloo-ws2"
+    directory.mkdir(parents=True)
+    if junit:
+        extra = FAILURE if failures else ""
+        text = JUNIT.format(errors=0, failures=failures, tests=2 + failures, extra=extra)
+        (directory / "junit.xml").write_text(text)
+    (directory / "log.txt").write_text("line 1\nTraceback: boom\n")
+    (directory / "fingerprint.json").write_text(json.dumps({"torch": "2.13.0", "hostname": "h"}))
+    return directory
+
+
+def test_a_cells_result_comes_from_its_junit_and_fingerprint(tmp_path):
+    cell = planned("cpu", 2).cell
+    passed = collect_cell_result(cell, write_cell_dir(tmp_path), 0, 1.5, "local")
+    assert passed.status == "passed" and passed.counts == Counts(passed=1, skipped=1)
+    assert passed.fingerprint["torch"] == "2.13.0" and passed.executor == "local"
+
+
+def test_failures_missing_junit_timeouts_and_empty_collections(tmp_path):
+    cell = planned("cpu", 2).cell
+    failed = collect_cell_result(cell, write_cell_dir(tmp_path / "a", failures=1), 1, 1.0, "local")
+    assert failed.status == "failed" and failed.counts.failed == 1
+    missing = collect_cell_result(cell, write_cell_dir(tmp_path / "b", junit=False), 1, 1.0, "docker")
+    assert (
+        missing.status == "error" and "no junit.xml" in missing.reason and "Traceback: boom" in missing.reason
+    )
+    timed_out = collect_cell_result(
+        cell, write_cell_dir(tmp_path / "c"), -9, 9.0, "local", "cell timed out after 9s"
+    )
+    assert timed_out.status == "error" and timed_out.reason == "cell timed out after 9s"
+    assert timed_out.counts.passed == 1  # what finished before the timeout still counts
+    empty = collect_cell_result(cell, write_cell_dir(tmp_path / "d"), 5, 1.0, "local")
+    assert empty.status == "error" and "collected no tests" in empty.reason
+
+
+def test_unreadable_junit_counts_as_missing(tmp_path):
+    (tmp_path / "junit.xml").write_text("<testsuites><testsuite")
+    assert read_junit_counts(tmp_path / "junit.xml") is None
+
+
+def status(s: str, required: bool = False) -> dict:
+    return {"status": s, "required": required}
+
+
+def test_exit_codes():
+    assert (
+        compute_exit_code([status("passed"), status("skipped", True)], strict=False, interrupted=False) == 0
+    )
+    assert compute_exit_code([status("passed"), status("failed")], strict=False, interrupted=False) == 1
+    assert compute_exit_code([status("error")], strict=False, interrupted=False) == 1
+    assert compute_exit_code([status("failed"), status("skipped", True)], strict=True, interrupted=False) == 3
+    assert (
+        compute_exit_code([status("skipped", False), status("passed", True)], strict=True, interrupted=False)
+        == 0
+    )
+    assert compute_exit_code([status("failed", True)], strict=True, interrupted=False) == 1
+    assert compute_exit_code([status("passed")], strict=True, interrupted=True) == 130
+
+
+def test_the_report_is_rewritten_as_cells_finish_and_merges_junit(tmp_path):
+    out = tmp_path / "results"
+    out.mkdir()
+    ran, skipped = planned("cpu", 2, required=True), planned("cuda", 4, required=True)
+    skipped = PlannedCell(skipped.cell, None, "needs 4 CUDA GPUs, this host has 0")
+    report = RunReport(out, [ran, skipped], {"cores": 2}, strict=True, matrix="matrix.yaml")
+    report.add(skipped_result(skipped))
+    partial = load_summary(out)
+    assert partial["pending"] == ["cpu-gloo-ws2"] and partial["exit_code"] is None
+    result = collect_cell_result(ran.cell, write_cell_dir(out, failures=1), 1, 2.0, "local")
+    report.add(result)
+    assert report.finish(interrupted=False) == 3
+    summary = load_summary(out / "summary.json")
+    assert [c["id"] for c in summary["cells"]] == ["cpu-gloo-ws2", "cuda-nccl-ws4"]
+    first = summary["cells"][0]
+    for key in ("id", "device", "world_size", "status", "reason", "executor", "counts", "duration_s"):
+        assert key in first
+    assert first["results_dir"] == "cpu-gloo-ws2" and summary["finished"] and summary["strict"] is True
+    markdown = (out / "summary.md").read_text()
+    assert "| cpu | ❌ failed 1/2" in markdown and "rank 1: assert 3 == 4" in markdown
+    assert "| cuda-nccl-ws4 | skipped | yes | needs 4 CUDA GPUs, this host has 0 |" in markdown
+    suites = {s.get("name"): s for s in ET.parse(out / "junit.xml").getroot()}
+    assert set(suites) == {"cpu-gloo-ws2", "cuda-nccl-ws4"}
+    assert len(suites["cpu-gloo-ws2"].findall("testcase")) == 3
+    assert (
+        suites["cuda-nccl-ws4"].find("testcase/skipped").get("message")
+        == "needs 4 CUDA GPUs, this host has 0"
+    )
