@@ -170,9 +170,12 @@ def _bind_device(device: str, rank: int, world_size: int) -> torch.device:
     visible = accelerator.device_count() if accelerator.is_available() else 0
     if rank >= visible:
         hint = "CUDA_VISIBLE_DEVICES" if device == "cuda" else "ZE_AFFINITY_MASK"
+        remedy = (
+            f"run with --dist-world-size {visible} or fewer" if visible else "run on a machine that has one"
+        )
         raise RankSetupError(
             f"world size {world_size} needs {device} device {rank} for rank {rank}, but {visible} "
-            f"{device} device(s) are visible here ({hint}); run with --dist-world-size {visible} or fewer"
+            f"{device} device(s) are visible here ({hint}); {remedy}"
         )
     accelerator.set_device(rank)
     return torch.device(device, rank)
@@ -197,9 +200,6 @@ def _test_failure(item: pytest.Function, rank: int, exc: BaseException) -> RankO
 
 def _setup_failure(settings: DistSettings, rank: int, exc: BaseException) -> RankOutcome:
     first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
-    return RankOutcome(
-        rank,
-        "failed",
-        f"could not set up the {settings.backend} rank: {first_line}",
-        "".join(traceback.format_exception(exc)),
-    )
+    # A RankSetupError says all there is to say; anything else is unexpected and keeps its traceback.
+    detail = str(exc) if isinstance(exc, RankSetupError) else "".join(traceback.format_exception(exc))
+    return RankOutcome(rank, "failed", f"could not set up the {settings.backend} rank: {first_line}", detail)

@@ -15,13 +15,14 @@ import pytest, torch, torch.distributed as dist
 STATE = []
 
 
-def record(name, rank):
+def record(name, rank, pid=None):
     with open(os.environ["COMM_HARNESS_TEST_RECORD"], "a") as f:
-        f.write(f"{name} {rank} {os.getpid()}\\n")
+        f.write(f"{name} {rank} {pid or os.getpid()}\\n")
 
 
 def test_all_reduce(dist_env):
     record("test_all_reduce", dist_env.rank)
+    record("parent_of_test_all_reduce", dist_env.rank, os.getppid())
     t = torch.ones(4, device=dist_env.device) * (dist_env.rank + 1)
     dist.all_reduce(t, group=dist_env.group)
     assert t[0].item() == sum(range(1, dist_env.world_size + 1))
@@ -194,6 +195,10 @@ def test_reuse_keeps_workers_and_restarts_them_after_a_failure(scenario_run):
     # Fixture values that do not pickle (a MonkeyPatch) send the test to fresh forked ranks instead.
     assert set(pids["test_fixture_side_effects"].values()).isdisjoint(workers.values())
     assert "ran in fork mode, not on the reuse workers" in run.output
+    # Under --forked the workers stay children of the main pytest process; the other tests still fork.
+    pytest_pid = pids["parent_of_test_all_reduce"][0]
+    runs_in_pytest = pids["test_not_distributed"][-1] == pytest_pid
+    assert runs_in_pytest is (mode == "reuse"), (mode, pids)
 
 
 def test_progress_file_has_a_line_per_event(scenario_run):
