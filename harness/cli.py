@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "harness.commands.run",
     "harness.commands.doctor",
     "harness.commands.images",
+    "harness.commands.bench",
 ]
 
 

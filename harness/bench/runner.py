@@ -47,11 +47,14 @@ def check_devices(options: BenchOptions) -> None:
     import torch.distributed as dist
 
     backend = options.backend
-    available = dist.is_available() and {
-        "gloo": dist.is_gloo_available,
-        "nccl": dist.is_nccl_available,
-        "xccl": getattr(dist, "is_xccl_available", lambda: False),
-    }[backend]()
+    available = (
+        dist.is_available()
+        and {
+            "gloo": dist.is_gloo_available,
+            "nccl": dist.is_nccl_available,
+            "xccl": getattr(dist, "is_xccl_available", lambda: False),
+        }[backend]()
+    )
     if not available:
         raise ConfigurationError(
             f"--device {options.device} needs torch.distributed's {backend} backend, which this torch "

@@ -1,0 +1,134 @@
+"""The `harness bench` command line: its arguments and what it does with them.
+
+Shared by `harness bench` (harness/commands/bench.py) and `python -m harness.bench`, which works where the
+rest of the harness CLI's dependencies (Docker SDK, jsonschema, rich) are not installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from harness.bench.floors import check_floors, load_floors, unchecked_floors
+from harness.bench.options import ALL_OPS, DTYPES, build_options, format_size
+from harness.bench.plot import require_matplotlib, write_plot
+from harness.bench.results import build_document, incorrect_rows, is_collective, write_document
+from harness.bench.runner import run_bench
+from harness.bench.table import print_tables
+from harness.errors import EXIT_OK, EXIT_TEST_FAILURES
+
+DESCRIPTION = (
+    "nccl-tests-style bandwidth of every communicator collective (algbw, busbw, correctness per size), the "
+    "communicator's overhead against raw torch.distributed, and all2all dispatch+combine against the naive "
+    "broadcast reference. Exit 1 when a result is wrong or a floor is missed, 2 on bad options."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The bench's options on `parser`."""
+    parser.add_argument("--device", choices=("cpu", "cuda", "xpu"), default="cpu")
+    parser.add_argument("--world-size", type=int, default=2, help="ranks, one device each (default 2)")
+    parser.add_argument("--ops", help=f"comma-separated subset of: {', '.join(ALL_OPS)} (default: all)")
+    parser.add_argument(
+        "--sizes", help="message sizes, e.g. 1K,64K,1M (default: 1K..64M on cpu, 1K..1G on gpus, x4 steps)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer sizes and repeats (and a smaller hidden size on cpu)"
+    )
+    parser.add_argument("--dtype", choices=DTYPES, help="collectives' dtype (default: float32 cpu, bf16 gpu)")
+    parser.add_argument("--warmup", type=int, help="untimed iterations per size (default 2 cpu, 5 gpu)")
+    parser.add_argument("--iters", type=int, help="timed iterations per repeat (default: by size)")
+    parser.add_argument("--repeats", type=int, help="timed repeats, median reported (default 5 cpu, 3 gpu)")
+    parser.add_argument("--tokens", help="dispatch+combine tokens per rank (default 64,512,4096)")
+    parser.add_argument("--hidden", type=int, help="dispatch+combine hidden size (default 4096)")
+    parser.add_argument("--dispatch-dtype", choices=DTYPES, help="dispatch+combine dtype (default bfloat16)")
+    parser.add_argument(
+        "--no-overhead", action="store_true", help="do not time raw torch.distributed beside the communicator"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds without progress before the bench is ended"
+    )
+    parser.add_argument("--json", metavar="FILE", help="write {rows, environment, settings} as JSON")
+    parser.add_argument("--plot", metavar="FILE", help="write a PNG: busbw against size, dispatch+combine")
+    parser.add_argument("--floors", metavar="FILE", help="fail (exit 1) under a floor of this file")
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Run the bench; 0 when every row is correct and above its floors, 1 otherwise."""
+    options = build_options(
+        device=args.device,
+        world_size=args.world_size,
+        ops=args.ops,
+        sizes=args.sizes,
+        quick=args.quick,
+        dtype=args.dtype,
+        warmup=args.warmup,
+        iters=args.iters,
+        repeats=args.repeats,
+        tokens=args.tokens,
+        hidden=args.hidden,
+        dispatch_dtype=args.dispatch_dtype,
+        overhead=not args.no_overhead,
+        timeout_s=args.timeout,
+    )
+    floors = load_floors(args.floors) if args.floors else []
+    if args.plot:
+        require_matplotlib()
+    title = f"{options.device} ({options.backend}) world size {options.world_size}"
+    ops = ", ".join(options.ops)
+    print(f"harness bench: {title}, {options.dtype}, {len(options.sizes)} sizes, ops {ops}", flush=True)
+    rows = run_bench(options, on_row=_print_progress)
+    print_tables(rows, title)
+    _print_speedups(rows)
+    if args.json:
+        write_document(args.json, build_document(rows, options, _environment()))
+        print(f"wrote {args.json}")
+    if args.plot:
+        write_plot(args.plot, rows, f"comm-harness bench: {title}")
+        print(f"wrote {args.plot}")
+    failures = [f"WRONG: {line}" for line in incorrect_rows(rows)]
+    failures += [
+        f"FLOOR: {violation.message()}"
+        for violation in check_floors(rows, floors, options.device, options.world_size)
+    ]
+    for floor in unchecked_floors(rows, floors, options.device, options.world_size):
+        print(f"note: no row was measured for floor {floor.describe()} ({floor.source}); not checked")
+    for line in failures:
+        print(line, file=sys.stderr)
+    if failures:
+        print(f"harness bench: {len(failures)} failure(s)", file=sys.stderr)
+        return EXIT_TEST_FAILURES
+    return EXIT_OK
+
+
+def _print_progress(row: dict[str, Any]) -> None:
+    if is_collective(row):
+        print(
+            f"  {row['op']:<16}{format_size(row['bytes']):>6}  {row['time_us']:>12.1f} us  "
+            f"busbw {row['busbw_gbps']:>9.3f} GB/s  {'ok' if row['correct'] else 'WRONG'}",
+            flush=True,
+        )
+    elif row.get("op") == "dispatch_combine":
+        print(
+            f"  dispatch_combine {row['tokens']:>5} tokens  {row['backend']:<24}"
+            f"{row['time_us']:>12.0f} us  {'ok' if row['correct'] else 'WRONG'}",
+            flush=True,
+        )
+
+
+def _print_speedups(rows: list[dict[str, Any]]) -> None:
+    speedups = [r for r in rows if "speedup_vs_naive" in r]
+    if speedups:
+        text = ", ".join(f"{r['tokens']} tokens {r['speedup_vs_naive']:.2f}x" for r in speedups)
+        backend = speedups[0]["backend"]
+        print(f"{backend} dispatch+combine against the naive reference (naive time / its time): {text}")
+
+
+def _environment() -> dict[str, Any]:
+    try:
+        from harness.fingerprint import collect_fingerprint
+
+        return collect_fingerprint()
+    except Exception as error:  # a fingerprint that cannot be taken must not lose the measurements
+        return {"error": f"fingerprint failed: {error}"}

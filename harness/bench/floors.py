@@ -1,0 +1,225 @@
+"""Bandwidth floors: the least a qualified platform must measure, and the check of bench rows against them.
+
+A floors file (qualification/floors.yaml) lists entries, each for one device, world size(s) and op, with
+one bound:
+- `busbw_gbps: X`: every row of that collective at `min_bytes` or more reaches X GB/s bus bandwidth;
+- `speedup_vs_naive: X` (op dispatch_combine): the backend's round trip is X times as fast as the naive
+  reference's, or faster, at `min_tokens` tokens per rank or more;
+- `max_overhead_pct: X` (op overhead, with `collective`): the communicator is at most X % slower than raw
+  torch.distributed at `min_bytes` or more.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.bench.bandwidth import COLLECTIVES
+from harness.bench.options import DEVICES, DISPATCH_COMBINE, format_size, parse_size
+from harness.errors import ConfigurationError
+from harness.yaml_locations import format_key_path, line_of, parse_yaml_with_nodes
+
+OVERHEAD = "overhead"
+BOUNDS = {"busbw_gbps": "min", "speedup_vs_naive": "min", "max_overhead_pct": "max"}
+_BOUND_OF_OP = {
+    **{op: "busbw_gbps" for op in COLLECTIVES},
+    DISPATCH_COMBINE: "speedup_vs_naive",
+    OVERHEAD: "max_overhead_pct",
+}
+_KEYS = ("device", "world_size", "op", "collective", "dtype", "min_bytes", "min_tokens", *BOUNDS, "note")
+
+
+@dataclass(frozen=True)
+class Floor:
+    """One bound from a floors file."""
+
+    device: str
+    world_sizes: tuple[int, ...]
+    op: str
+    bound: str  # a key of BOUNDS
+    value: float
+    min_bytes: int = 0
+    min_tokens: int = 0
+    collective: str | None = None
+    dtype: str | None = None
+    source: str = ""  # "qualification/floors.yaml:12"
+
+    def describe(self) -> str:
+        """'cuda ws4 all_reduce >= 256M: busbw_gbps >= 280'."""
+        what = self.op if self.collective is None else f"{self.op} of {self.collective}"
+        scope = f" >= {format_size(self.min_bytes)}" if self.min_bytes else ""
+        scope += f" >= {self.min_tokens} tokens" if self.min_tokens else ""
+        relation = ">=" if BOUNDS[self.bound] == "min" else "<="
+        sizes = ",".join(str(n) for n in self.world_sizes)
+        return f"{self.device} ws{sizes} {what}{scope}: {self.bound} {relation} {self.value:g}"
+
+    def matches(self, row: dict[str, Any]) -> bool:
+        """Whether this floor bounds `row` (device and world size are checked by the caller)."""
+        if row.get("op") != self.op or row.get("baseline"):
+            return False
+        if self.collective is not None and row.get("collective") != self.collective:
+            return False
+        if self.dtype is not None and row.get("dtype") != self.dtype:
+            return False
+        if row.get("bytes", 0) < self.min_bytes or row.get("tokens", 0) < self.min_tokens:
+            return False
+        return self.op != DISPATCH_COMBINE or "speedup_vs_naive" in row
+
+
+@dataclass(frozen=True)
+class FloorViolation:
+    """A row that misses a floor."""
+
+    floor: Floor
+    row: dict[str, Any]
+    measured: float
+
+    def message(self) -> str:
+        """What missed which floor, by how much, and where the floor is written."""
+        row = self.row
+        what = row["op"] if self.floor.collective is None else f"{row['op']} of {row['collective']}"
+        at = f"{format_size(row['bytes'])}" if "bytes" in row else f"{row.get('tokens')} tokens"
+        relation = "<" if BOUNDS[self.floor.bound] == "min" else ">"
+        return (
+            f"{row.get('device')} ws{row.get('world_size')} {what} at {at}: {self.floor.bound} "
+            f"{self.measured:.3g} {relation} floor {self.floor.value:g} ({self.floor.source})"
+        )
+
+
+def measured_value(floor: Floor, row: dict[str, Any]) -> float:
+    """The figure of `row` that `floor` bounds."""
+    return float(row["overhead_pct"] if floor.bound == "max_overhead_pct" else row[floor.bound])
+
+
+def applicable(floors: Iterable[Floor], device: str, world_size: int) -> list[Floor]:
+    """The floors for this device and world size."""
+    return [f for f in floors if f.device == device and world_size in f.world_sizes]
+
+
+def check_floors(
+    rows: Iterable[dict[str, Any]], floors: Iterable[Floor], device: str, world_size: int
+) -> list[FloorViolation]:
+    """Every (floor, row) pair of this device and world size where the row misses the floor."""
+    rows = list(rows)
+    violations = []
+    for floor in applicable(floors, device, world_size):
+        for row in rows:
+            if not floor.matches(row):
+                continue
+            measured = measured_value(floor, row)
+            missed = measured < floor.value if BOUNDS[floor.bound] == "min" else measured > floor.value
+            if missed:
+                violations.append(FloorViolation(floor, row, measured))
+    return violations
+
+
+def unchecked_floors(
+    rows: Iterable[dict[str, Any]], floors: Iterable[Floor], device: str, world_size: int
+) -> list[Floor]:
+    """The floors of this device and world size that no row was measured for (e.g. sizes below min_bytes)."""
+    rows = list(rows)
+    return [f for f in applicable(floors, device, world_size) if not any(f.matches(row) for row in rows)]
+
+
+def load_floors(path: str | Path) -> list[Floor]:
+    """Read and validate a floors file; a ConfigurationError lists every problem as file:line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigurationError(f"{path}: cannot read the floors file: {error.strerror}") from None
+    data, root = parse_yaml_with_nodes(text, path)
+    problems: list[str] = []
+
+    def problem(key_path: list[str | int], message: str, key: bool = False) -> None:
+        problems.append(f"{path}:{line_of(root, key_path, key=key)}: {format_key_path(key_path)}: {message}")
+
+    floors: list[Floor] = []
+    if not isinstance(data, dict) or data.get("version") != 1 or not isinstance(data.get("floors"), list):
+        problem([], "a floors file is a mapping with `version: 1` and a list `floors:`")
+    else:
+        for index, entry in enumerate(data["floors"]):
+            source = f"{path}:{line_of(root, ['floors', index])}"
+            floor = _parse_entry(entry, ["floors", index], problem, source)
+            if floor is not None:
+                floors.append(floor)
+    if problems:
+        raise ConfigurationError(
+            f"{path}: {len(problems)} problem(s) in the floors file:\n  "
+            + "\n  ".join(problems)
+            + "\nFix them (the format is in harness/bench/floors.py) and run again."
+        )
+    return floors
+
+
+def _parse_entry(entry: Any, at: list[str | int], problem: Callable[..., None], source: str) -> Floor | None:
+    if not isinstance(entry, dict):
+        problem(at, f"expected a mapping with device, world_size, op and one bound, got {entry!r}")
+        return None
+    ok = True
+    for name in entry:
+        if name not in _KEYS:
+            close = difflib.get_close_matches(str(name), _KEYS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problem([*at, name], f"unknown key {name!r}{hint}; allowed: {', '.join(_KEYS)}", key=True)
+            ok = False
+    device = entry.get("device")
+    if device not in DEVICES:
+        problem([*at, "device"], f"device {device!r}: choose one of {', '.join(DEVICES)}")
+        ok = False
+    sizes = entry.get("world_size")
+    world_sizes = tuple(sizes) if isinstance(sizes, list) else (sizes,)
+    if not world_sizes or not all(_is_count(n) and n >= 1 for n in world_sizes):
+        problem([*at, "world_size"], f"world_size {sizes!r}: a positive integer or a list of them")
+        ok = False
+    op = entry.get("op")
+    if op not in _BOUND_OF_OP:
+        problem([*at, "op"], f"op {op!r}: choose one of {', '.join(_BOUND_OF_OP)}")
+        return None
+    bounds = [name for name in BOUNDS if name in entry]
+    if bounds != [_BOUND_OF_OP[op]]:
+        problem(at, f"op {op} takes exactly one bound, {_BOUND_OF_OP[op]}; found {bounds or 'none'}")
+        return None
+    value = entry[bounds[0]]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        problem([*at, bounds[0]], f"{value!r}: a non-negative number")
+        ok = False
+    collective = entry.get("collective")
+    if (op == OVERHEAD) != (collective is not None) or collective not in (None, *COLLECTIVES):
+        problem(
+            [*at, "collective"] if "collective" in entry else at,
+            f"op overhead needs `collective:` (one of {', '.join(COLLECTIVES)}); other ops take none",
+        )
+        ok = False
+    min_bytes = 0
+    if "min_bytes" in entry:
+        try:
+            min_bytes = parse_size(str(entry["min_bytes"]))
+        except ConfigurationError:
+            problem([*at, "min_bytes"], f"{entry['min_bytes']!r}: a size such as 1M or 256M")
+            ok = False
+    min_tokens = entry.get("min_tokens", 0)
+    if not _is_count(min_tokens) or min_tokens < 0:
+        problem([*at, "min_tokens"], f"{min_tokens!r}: a non-negative integer")
+        ok = False
+    if not ok:
+        return None
+    return Floor(
+        device=device,
+        world_sizes=world_sizes,
+        op=op,
+        bound=bounds[0],
+        value=float(value),
+        min_bytes=min_bytes,
+        min_tokens=min_tokens,
+        collective=collective,
+        dtype=entry.get("dtype"),
+        source=source,
+    )
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -1,0 +1,121 @@
+"""The bench's JSON document: {"rows": [...], "environment": {...}, "settings": {...}}, and its schema.
+
+Row kinds, told apart by "op":
+- a collective (all_reduce, ... reduce_scatterv): {"op", "impl", "bytes", "time_us", "algbw_gbps",
+  "busbw_gbps", "correct", ...}; "impl" is "communicator", or "torch.distributed" where the communicator
+  lacks the collective or for the baseline twin ("baseline": true) that overhead rows compare against;
+- "overhead": {"collective", "bytes", "communicator_us", "torch_us", "overhead_pct"};
+- "dispatch_combine": {"tokens", "hidden", "backend" ("allgather_reducescatter" | "naive_reference"),
+  "time_us", "dispatch_us", "combine_us", "correct"}; the backend's row adds "speedup_vs_naive".
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from harness.bench.bandwidth import COLLECTIVES
+from harness.bench.options import DISPATCH_COMBINE, BenchOptions, format_size
+
+_NUMBER = {"type": "number", "minimum": 0}
+_COUNT = {"type": "integer", "minimum": 1}
+_COMMON = {"world_size": _COUNT, "device": {"type": "string"}, "dtype": {"type": "string"}}
+
+ROW_SCHEMAS: dict[str, dict[str, Any]] = {
+    "collective": {
+        "type": "object",
+        "required": ["op", "impl", "bytes", "time_us", "algbw_gbps", "busbw_gbps", "correct", "world_size"],
+        "properties": {
+            "op": {"enum": list(COLLECTIVES)},
+            "impl": {"enum": ["communicator", "torch.distributed"]},
+            "bytes": _COUNT,
+            "time_us": _NUMBER,
+            "algbw_gbps": _NUMBER,
+            "busbw_gbps": _NUMBER,
+            "correct": {"type": "boolean"},
+            "incorrect_ranks": {"type": "array", "items": {"type": "integer"}},
+            **_COMMON,
+        },
+    },
+    "overhead": {
+        "type": "object",
+        "required": ["op", "collective", "bytes", "communicator_us", "torch_us", "overhead_pct"],
+        "properties": {
+            "op": {"const": "overhead"},
+            "collective": {"enum": list(COLLECTIVES)},
+            "bytes": _COUNT,
+            "communicator_us": _NUMBER,
+            "torch_us": _NUMBER,
+            "overhead_pct": {"type": "number"},
+            **_COMMON,
+        },
+    },
+    "dispatch_combine": {
+        "type": "object",
+        "required": ["op", "tokens", "hidden", "backend", "time_us", "dispatch_us", "combine_us", "correct"],
+        "properties": {
+            "op": {"const": DISPATCH_COMBINE},
+            "tokens": _COUNT,
+            "hidden": _COUNT,
+            "backend": {"type": "string"},
+            "time_us": _NUMBER,
+            "dispatch_us": _NUMBER,
+            "combine_us": _NUMBER,
+            "speedup_vs_naive": _NUMBER,
+            "correct": {"type": "boolean"},
+            **_COMMON,
+        },
+    },
+}
+
+DOCUMENT_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["rows", "environment", "settings"],
+    "properties": {
+        "rows": {
+            "type": "array",
+            "items": {
+                "oneOf": [
+                    ROW_SCHEMAS["collective"],
+                    ROW_SCHEMAS["overhead"],
+                    ROW_SCHEMAS["dispatch_combine"],
+                ]
+            },
+        },
+        "environment": {"type": "object"},
+        "settings": {"type": "object"},
+    },
+}
+
+
+def build_document(
+    rows: list[dict[str, Any]], options: BenchOptions, environment: dict[str, Any]
+) -> dict[str, Any]:
+    """The --json document."""
+    return {"rows": rows, "environment": environment, "settings": options.to_json()}
+
+
+def write_document(path: str | Path, document: dict[str, Any]) -> None:
+    """Write the document as indented JSON, creating the directory."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+
+
+def is_collective(row: dict[str, Any]) -> bool:
+    """A collective's own row (not its torch.distributed baseline twin)."""
+    return row.get("op") in COLLECTIVES and not row.get("baseline")
+
+
+def incorrect_rows(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per row whose check failed, naming the op, the size and the ranks."""
+    lines = []
+    for row in rows:
+        if row.get("correct", True):
+            continue
+        at = format_size(row["bytes"]) if "bytes" in row else f"{row['tokens']} tokens ({row['backend']})"
+        ranks = ", ".join(str(rank) for rank in row.get("incorrect_ranks", [])) or "?"
+        lines.append(f"{row['op']} at {at}: wrong result on rank(s) {ranks}")
+    return lines
