@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "harness.commands.doctor",
     "harness.commands.images",
     "harness.commands.bench",
+    "harness.commands.matrix",
 ]
 
 
