@@ -1,0 +1,216 @@
+"""Per-test cost of trivial distributed tests: torch's MultiProcessTestCase vs the plugin (fork, reuse modes).
+
+Each variant is a real pytest run over N generated tests whose body is one all_reduce; the per-test time is
+the JUnit `time` of each test (setup + call + teardown), and the figure is its median. Plain, non-distributed
+tests in the same run give pytest's own per-test floor.
+
+    python benchmarks/plugin_overhead.py                        # CPU, gloo, world size 4
+    python benchmarks/plugin_overhead.py --device cuda --world-size 4 --no-mptc
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Multicast/NVLS set-up fails on the lent H200 machines; every process the benchmark starts gets these.
+GPU_ENV = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
+
+PLUGIN_TESTS = """
+import torch, torch.distributed as dist
+
+WORLD_SIZE = {world_size}
+
+{tests}
+"""
+PLUGIN_TEST = """
+def test_all_reduce_{i}(dist_env):
+    t = torch.ones(4, device=dist_env.device)
+    dist.all_reduce(t, group=dist_env.group)
+    assert t[0].item() == WORLD_SIZE
+
+
+def test_plain_{i}():
+    assert torch.ones(4)[0].item() == 1
+"""
+
+MPTC_TESTS = """
+import torch, torch.distributed as dist
+from torch.testing._internal.common_distributed import MultiProcessTestCase
+
+DEVICE, BACKEND, WORLD_SIZE = {device!r}, {backend!r}, {world_size}
+
+
+class AllReduceTest(MultiProcessTestCase):
+    @property
+    def world_size(self):
+        return WORLD_SIZE
+
+    def setUp(self):
+        super().setUp()
+        self._spawn_processes()
+
+    def all_reduce_once(self):
+        if DEVICE == "cuda":
+            torch.cuda.set_device(self.rank)
+        store = dist.FileStore(self.file_name, WORLD_SIZE)
+        dist.init_process_group(BACKEND, store=store, rank=self.rank, world_size=WORLD_SIZE)
+        t = torch.ones(4, device=DEVICE)
+        dist.all_reduce(t)
+        assert t[0].item() == WORLD_SIZE
+        dist.destroy_process_group()
+
+
+for _i in range({count}):
+    setattr(AllReduceTest, f"test_all_reduce_{{_i}}", AllReduceTest.all_reduce_once)
+"""
+
+
+@dataclass
+class Figures:
+    """Per-test JUnit times of one variant."""
+
+    variant: str
+    tests: int
+    median_s: float
+    first_s: float
+    max_s: float
+    plain_median_s: float | None
+    wall_s: float
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--device", choices=["cpu", "cuda", "xpu"], default="cpu")
+    parser.add_argument("--world-size", type=int, default=4)
+    parser.add_argument("--fork-tests", type=int, default=20, help="tests per plugin fork-mode run")
+    parser.add_argument("--reuse-tests", type=int, default=100, help="tests per plugin reuse-mode run")
+    parser.add_argument("--mptc-tests", type=int, default=4, help="tests under MultiProcessTestCase (slow)")
+    parser.add_argument("--no-mptc", action="store_true", help="skip MultiProcessTestCase")
+    parser.add_argument("--json", type=Path, default=Path("results/plugin_overhead.json"))
+    args = parser.parse_args()
+    backend = {"cpu": "gloo", "cuda": "nccl", "xpu": "xccl"}[args.device]
+    dist_args = [f"--dist-device={args.device}", f"--dist-world-size={args.world_size}"]
+    figures: list[Figures] = []
+    with tempfile.TemporaryDirectory(prefix="plugin-overhead-") as workdir:
+        work = Path(workdir)
+        if not args.no_mptc:
+            (work / "test_mptc.py").write_text(
+                MPTC_TESTS.format(
+                    device=args.device, backend=backend, world_size=args.world_size, count=args.mptc_tests
+                )
+            )
+            figures.append(_run(work, "MultiProcessTestCase", "test_mptc.py", [], plugin=False))
+        for variant, count, extra in (
+            ("plugin, fork mode", args.fork_tests, ["--dist-reuse=off"]),
+            ("plugin, fork mode, --forked", args.fork_tests, ["--dist-reuse=off", "--forked"]),
+            ("plugin, reuse mode", args.reuse_tests, ["--dist-reuse=on"]),
+            ("plugin, reuse mode, --forked", args.reuse_tests, ["--dist-reuse=on", "--forked"]),
+        ):
+            name = f"test_plugin_{count}.py"
+            tests = "".join(PLUGIN_TEST.format(i=i) for i in range(count))
+            (work / name).write_text(PLUGIN_TESTS.format(world_size=args.world_size, tests=tests))
+            figures.append(_run(work, variant, name, [*dist_args, *extra], plugin=True))
+    _print_table(args, figures)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(
+        json.dumps(
+            {
+                "device": args.device,
+                "backend": backend,
+                "world_size": args.world_size,
+                "cpus": os.cpu_count(),
+                "load_average": os.getloadavg(),
+                "figures": [asdict(f) for f in figures],
+            },
+            indent=2,
+        )
+    )
+    print(f"\nwritten: {args.json}")
+    return 0
+
+
+def _run(work: Path, variant: str, test_file: str, extra: list[str], plugin: bool) -> Figures:
+    junit = work / f"{test_file}.xml"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
+    for key, value in GPU_ENV.items():
+        env.setdefault(key, value)
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        test_file,
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        f"--junitxml={junit}",
+    ]
+    if plugin and not _plugin_installed():
+        command += ["-p", "harness.pytest_plugin.plugin"]
+    started = time.monotonic()
+    done = subprocess.run([*command, *extra], cwd=work, env=env, capture_output=True, text=True)
+    wall = time.monotonic() - started
+    if done.returncode != 0:
+        sys.exit(
+            f"{variant}: pytest failed (exit {done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+        )
+    dist_times, plain_times = [], []
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        (plain_times if case.get("name", "").startswith("test_plain") else dist_times).append(
+            float(case.get("time", 0))
+        )
+    return Figures(
+        variant=variant,
+        tests=len(dist_times),
+        median_s=statistics.median(dist_times),
+        first_s=dist_times[0],
+        max_s=max(dist_times),
+        plain_median_s=statistics.median(plain_times) if plain_times else None,
+        wall_s=wall,
+    )
+
+
+def _plugin_installed() -> bool:
+    return any(ep.name == "comm_harness" for ep in importlib.metadata.entry_points(group="pytest11"))
+
+
+def _print_table(args: argparse.Namespace, figures: list[Figures]) -> None:
+    print(f"\nTrivial all_reduce tests, {args.device}, world size {args.world_size} (JUnit time per test)\n")
+    header = (
+        f"{'variant':32} {'tests':>5} {'median':>10} {'first':>10} {'max':>10} {'plain test':>11} {'wall':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    for f in figures:
+        plain = f"{f.plain_median_s * 1e3:8.1f} ms" if f.plain_median_s is not None else f"{'-':>11}"
+        print(
+            f"{f.variant:32} {f.tests:5d} {f.median_s * 1e3:7.1f} ms {f.first_s * 1e3:7.1f} ms "
+            f"{f.max_s * 1e3:7.1f} ms {plain} {f.wall_s:6.1f} s"
+        )
+    by_variant = {f.variant: f for f in figures}
+    fork, reuse = by_variant["plugin, fork mode"], by_variant["plugin, reuse mode"]
+    if "MultiProcessTestCase" in by_variant:
+        ratio = by_variant["MultiProcessTestCase"].median_s / fork.median_s
+        print(f"\nfork mode vs MultiProcessTestCase: {ratio:.0f}x faster per test (target: 40x)")
+    print(f"fork mode median: {fork.median_s * 1e3:.1f} ms (aim: under 100 ms on CPU)")
+    overhead = reuse.median_s - (reuse.plain_median_s or 0.0)
+    print(
+        f"reuse mode median: {reuse.median_s * 1e3:.1f} ms, {overhead * 1e3:.1f} ms over a plain pytest test"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
