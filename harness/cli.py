@@ -16,6 +16,8 @@ COMMAND_MODULES = [
     "harness.commands.images",
     "harness.commands.bench",
     "harness.commands.matrix",
+    "harness.commands.report",
+    "harness.commands.qualify",
 ]
 
 

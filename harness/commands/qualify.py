@@ -1,0 +1,98 @@
+"""`harness qualify [MATRIX]`: release qualification on this host, recorded in qualification.json and .md.
+
+Thin by design: `harness run --strict` on the required cells, then (with --bench) `harness bench` once per
+device and world size that ran, then `harness report`'s merge over the results directory with the floors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from harness.bench.floors import load_floors
+from harness.commands import add_matrix_arguments, make_console, resolve_matrix_path
+from harness.commands import run as run_command
+from harness.errors import EXIT_INTERRUPTED, ConfigurationError
+from harness.matrix import load_matrix
+from harness.merge import merge_results, missing_required, render_markdown, report_json
+from harness.qualify import run_bench_for_qualification
+from harness.report import load_summary
+
+QUALIFICATION_JSON = "qualification.json"
+QUALIFICATION_MD = "qualification.md"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `qualify` subcommand."""
+    parser = subparsers.add_parser(
+        "qualify",
+        help="release qualification: every required cell must run and pass; bench against floors",
+        description="Run the required cells with --strict, optionally the bench per device and world size "
+        "against bandwidth floors, and record fingerprints, results and figures in qualification.json and "
+        "qualification.md. Exit 0 qualified, 1 failures (tests, wrong bench results, floors missed), "
+        "2 bad input, 3 a required cell skipped or errored, 130 interrupted.",
+    )
+    add_matrix_arguments(parser)
+    parser.add_argument("--out", type=Path, default=Path("qualification-results"), help="results directory")
+    parser.add_argument("--jobs", type=_at_least_one, default=None, metavar="N", help="cells at once")
+    parser.add_argument(
+        "--bench", action="store_true", help="also run the bench once per device and world size that ran"
+    )
+    parser.add_argument("--quick", action="store_true", help="with --bench: the bench's --quick sweep")
+    parser.add_argument(
+        "--floors", type=Path, metavar="FILE", help="bandwidth floors to meet (implies --bench)"
+    )
+    parser.set_defaults(handler=handle)
+
+
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Run, bench, record; the exit code of the merged qualification report."""
+    floors = load_floors(args.floors) if args.floors else []
+    matrix = load_matrix(resolve_matrix_path(args.matrix))
+    required = [cell for cell in matrix.select(args.cell) if cell.required]
+    if not required:
+        raise ConfigurationError(
+            f"{matrix.path}: no required cell among those selected; qualification runs `required: true` cells"
+        )
+    args.out.mkdir(parents=True, exist_ok=True)
+    for stale in args.out.glob("bench-*.json"):
+        stale.unlink()
+    run_args = argparse.Namespace(**vars(args))
+    run_args.matrix, run_args.cell, run_args.strict = str(matrix.path), [c.id for c in required], True
+    if run_command.handle(run_args) == EXIT_INTERRUPTED:
+        return EXIT_INTERRUPTED
+    console = make_console()
+    if args.bench or floors:
+        ran = [cell for cell in load_summary(args.out)["cells"] if cell["executor"]]
+        targets = sorted({(cell["device"], cell["world_size"]) for cell in ran})
+        if not targets:
+            console.print("bench: no cell ran here, so nothing to measure")
+        # A bench that fails records the environment its device's cells ran in.
+        fingerprints = {cell["device"]: cell["fingerprint"] for cell in ran}
+        for device, world_size in targets:
+            console.print(f"[bold]bench[/]: {device} world size {world_size}")
+            run_bench_for_qualification(
+                device, world_size, args.out, quick=args.quick, fingerprint=fingerprints[device]
+            )
+    report = merge_results([args.out], expected=required, strict=True, floors=floors)
+    (args.out / QUALIFICATION_MD).write_text(render_markdown(report), encoding="utf-8")
+    document = report_json(report, args.out.resolve())
+    document.update(qualified=report.exit_code == 0, floors_file=str(args.floors) if args.floors else None)
+    (args.out / QUALIFICATION_JSON).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    for outcome in report.bench:
+        for line in [outcome.error, *outcome.incorrect, *(v.message() for v in outcome.violations)]:
+            if line:
+                console.print(f"BENCH {outcome.device} ws{outcome.world_size}: {line}", markup=False)
+    verdict = "QUALIFIED" if report.exit_code == 0 else "NOT QUALIFIED"
+    if missing_required(report):
+        verdict += f" (required cells not passed for want of running: {', '.join(missing_required(report))})"
+    console.print(f"[bold]{verdict}[/] · {args.out / QUALIFICATION_MD} · exit code {report.exit_code}")
+    return report.exit_code

@@ -1,0 +1,135 @@
+"""`harness report DIR...`: one summary from results of cells run on different machines (CI artifacts)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from harness.bench.floors import load_floors
+from harness.commands import make_console
+from harness.errors import EXIT_STRICT, ConfigurationError
+from harness.github import in_github_actions
+from harness.matrix import load_matrix
+from harness.merge import (
+    MARKDOWN_LIMIT_BYTES,
+    MergedReport,
+    annotations,
+    merge_results,
+    missing_required,
+    render_markdown,
+    report_json,
+)
+from harness.model import Cell
+from harness.report import merged_junit, render_table
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `report` subcommand."""
+    parser = subparsers.add_parser(
+        "report",
+        help="merge result directories (e.g. CI artifacts) into one summary",
+        description="Merge `harness run --out` directories and cell directories into one report. Exit 0, "
+        "1 when a cell failed, errored or is missing or a bench failed, 2 on bad input, 3 with --strict "
+        "when a required cell is skipped, errored or missing.",
+    )
+    parser.add_argument(
+        "dirs", nargs="+", type=Path, metavar="DIR", help="run or cell directories, or directories of them"
+    )
+    parser.add_argument("--markdown", type=Path, metavar="FILE", help="write the Markdown report here")
+    parser.add_argument("--junit", type=Path, metavar="FILE", help="write the merged JUnit XML here")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write the merged summary as JSON here")
+    parser.add_argument(
+        "--strict", action="store_true", help="exit 3 when a required cell is skipped, errored or missing"
+    )
+    parser.add_argument(
+        "--matrix",
+        type=Path,
+        metavar="FILE",
+        help="the cells to expect: any found in no DIR is reported missing (an error)",
+    )
+    parser.add_argument(
+        "--cell", action="append", default=[], metavar="PATTERN", help="with --matrix: expect only these"
+    )
+    parser.add_argument("--required", action="store_true", help="with --matrix: expect only required cells")
+    parser.add_argument(
+        "--floors", type=Path, metavar="FILE", help="judge bench documents found in the DIRs against these"
+    )
+    parser.add_argument(
+        "--markdown-limit",
+        type=int,
+        default=MARKDOWN_LIMIT_BYTES,
+        metavar="BYTES",
+        help=f"cap the Markdown at this size (default {MARKDOWN_LIMIT_BYTES}: GitHub keeps 1 MiB per step)",
+    )
+    parser.set_defaults(handler=handle)
+
+
+def expected_cells(args: argparse.Namespace) -> list[Cell] | None:
+    """The cells --matrix, --cell and --required name, or None without --matrix."""
+    if args.matrix is None:
+        if args.cell or args.required:
+            raise ConfigurationError("--cell and --required select cells of --matrix FILE; pass it too")
+        return None
+    cells = load_matrix(args.matrix).select(args.cell)
+    return [cell for cell in cells if cell.required or not args.required]
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Merge, print the table, write the files asked for; annotations when run in GitHub Actions."""
+    if args.markdown_limit < 10_000:
+        raise ConfigurationError(f"--markdown-limit {args.markdown_limit}: give at least 10000 bytes")
+    floors = load_floors(args.floors) if args.floors else []
+    report = merge_results(args.dirs, expected=expected_cells(args), strict=args.strict, floors=floors)
+    write_outputs(
+        report, markdown=args.markdown, junit=args.junit, json_path=args.json, limit=args.markdown_limit
+    )
+    print_report(report)
+    return report.exit_code
+
+
+def write_outputs(
+    report: MergedReport, *, markdown: Path | None, junit: Path | None, json_path: Path | None, limit: int
+) -> None:
+    """Write the Markdown, JUnit and JSON files that were asked for (their directories are created)."""
+    if markdown is not None:
+        _parent(markdown).write_text(render_markdown(report, limit), encoding="utf-8")
+    if junit is not None:
+        # Cells' results_dir are absolute in a merged report, so the root here is never used.
+        tree = ET.ElementTree(merged_junit(report.summary, Path("/")))
+        ET.indent(tree)
+        tree.write(_parent(junit), encoding="utf-8", xml_declaration=True)
+    if json_path is not None:
+        document = report_json(report, _parent(json_path).resolve().parent)
+        json_path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+
+def _parent(path: Path) -> Path:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigurationError(f"{path}: cannot create its directory: {error.strerror}") from None
+    return path
+
+
+def print_report(report: MergedReport) -> None:
+    """The table and one line per failure on stdout; GitHub annotations too when run in Actions."""
+    console = make_console()
+    console.print(render_table(report.summary))
+    for note in report.summary["notes"]:
+        console.print(f"note: {note}", markup=False)
+    for failure in report.failures:
+        ranks = f" [{failure.rank_text()}]" if failure.ranks else ""
+        console.print(f"FAILED {failure.cell} {failure.test}{ranks}: {failure.summary}", markup=False)
+    for outcome in report.bench:
+        for line in [outcome.error, *outcome.incorrect, *(v.message() for v in outcome.violations)]:
+            if line:
+                console.print(f"BENCH {outcome.device} ws{outcome.world_size}: {line}", markup=False)
+    if report.exit_code == EXIT_STRICT:
+        console.print(f"--strict: required cells did not pass or run: {', '.join(missing_required(report))}")
+    if in_github_actions():
+        # Workflow commands must reach stdout unwrapped and unstyled.
+        for line in annotations(report):
+            print(line, flush=True)
+    console.print(f"{len(report.cells)} cells · exit code {report.exit_code}")

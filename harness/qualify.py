@@ -1,0 +1,222 @@
+"""Release qualification's bandwidth half: bench each runnable device and world size, judge it against floors.
+
+`harness qualify` runs the required cells (through `harness run --strict`) and, with --bench, the bench
+(through `harness bench`'s own code) once per device and world size it could run, writing each bench's
+JSON document beside the cells' results as `bench-<device>-ws<N>.json`. A bench that could not finish
+leaves a document with an "error" instead of rows, so the record says why a figure is missing.
+`harness report` finds these documents in any results directory and judges them against the floors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.bench.floors import Floor, FloorViolation, check_floors, unchecked_floors
+from harness.bench.options import DISPATCH_COMBINE, format_size
+from harness.bench.results import incorrect_rows, is_collective, write_document
+from harness.errors import HarnessError
+
+# Bench documents are found by content, not name; files this large are results of something else.
+MAX_BENCH_DOCUMENT_BYTES = 64 << 20
+
+
+def bench_document_name(device: str, world_size: int) -> str:
+    """The file `harness qualify` writes one bench's document to."""
+    return f"bench-{device}-ws{world_size}.json"
+
+
+@dataclass
+class BenchOutcome:
+    """One bench document, judged: its figures, wrong results, floors missed and floors it could not check."""
+
+    path: Path
+    device: str
+    world_size: int
+    rows: list[dict[str, Any]]
+    error: str = ""
+    environment: dict[str, Any] = field(default_factory=dict)
+    incorrect: list[str] = field(default_factory=list)
+    violations: list[FloorViolation] = field(default_factory=list)
+    unchecked: list[Floor] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        """The bench did not finish, a result was wrong, or a floor was missed."""
+        return bool(self.error or self.incorrect or self.violations)
+
+    def figures(self) -> list[dict[str, Any]]:
+        """Per collective, its largest message's busbw and the peak; per backend, dispatch+combine speedup."""
+        figures = []
+        by_op: dict[str, list[dict[str, Any]]] = {}
+        for row in self.rows:
+            if is_collective(row) and row.get("impl") == "communicator":
+                by_op.setdefault(row["op"], []).append(row)
+        for op, rows in by_op.items():
+            largest = max(rows, key=lambda row: row["bytes"])
+            figures.append(
+                {
+                    "op": op,
+                    "bytes": largest["bytes"],
+                    "busbw_gbps": largest["busbw_gbps"],
+                    "peak_busbw_gbps": max(row["busbw_gbps"] for row in rows),
+                }
+            )
+        for row in self.rows:
+            if row.get("op") == DISPATCH_COMBINE and "speedup_vs_naive" in row:
+                figures.append(
+                    {
+                        "op": DISPATCH_COMBINE,
+                        "tokens": row["tokens"],
+                        "speedup_vs_naive": row["speedup_vs_naive"],
+                    }
+                )
+        return figures
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "document": str(self.path),
+            "device": self.device,
+            "world_size": self.world_size,
+            "error": self.error,
+            "failed": self.failed,
+            "figures": self.figures(),
+            "incorrect": self.incorrect,
+            "floors_missed": [violation.message() for violation in self.violations],
+            "floors_unchecked": [f"{floor.describe()} ({floor.source})" for floor in self.unchecked],
+            "torch": self.environment.get("torch"),
+            "nccl": self.environment.get("nccl"),
+            "hostname": self.environment.get("hostname"),
+        }
+
+
+def read_bench_document(path: Path) -> dict[str, Any] | None:
+    """The bench document in `path`, or None when the file is some other JSON (or not JSON)."""
+    try:
+        if path.stat().st_size > MAX_BENCH_DOCUMENT_BYTES:
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
+        return None
+    settings = data.get("settings")
+    if not isinstance(settings, dict) or "device" not in settings or "world_size" not in settings:
+        return None
+    return data
+
+
+def find_bench_documents(directory: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """Every bench document under `directory`, in path order."""
+    found = []
+    for path in sorted(directory.rglob("*.json")):
+        document = read_bench_document(path)
+        if document is not None:
+            found.append((path, document))
+    return found
+
+
+def judge_bench(path: Path, document: dict[str, Any], floors: Iterable[Floor]) -> BenchOutcome:
+    """A bench document's outcome against `floors`."""
+    floors = list(floors)
+    settings = document["settings"]
+    device, world_size = str(settings["device"]), int(settings["world_size"])
+    rows = [row for row in document["rows"] if isinstance(row, dict)]
+    return BenchOutcome(
+        path=path,
+        device=device,
+        world_size=world_size,
+        rows=rows,
+        error=str(document.get("error") or ""),
+        environment=document.get("environment") if isinstance(document.get("environment"), dict) else {},
+        incorrect=incorrect_rows(rows),
+        violations=check_floors(rows, floors, device, world_size),
+        unchecked=unchecked_floors(rows, floors, device, world_size) if rows else [],
+    )
+
+
+def unmeasured_floors(floors: Iterable[Floor], outcomes: Iterable[BenchOutcome]) -> list[tuple[Floor, int]]:
+    """(floor, world size) pairs that no bench document measured at all."""
+    measured = {(outcome.device, outcome.world_size) for outcome in outcomes}
+    return [
+        (floor, world_size)
+        for floor in floors
+        for world_size in floor.world_sizes
+        if (floor.device, world_size) not in measured
+    ]
+
+
+def bench_markdown(outcomes: list[BenchOutcome], floors: list[Floor]) -> list[str]:
+    """The report's bandwidth section: figures per device and world size, then floors missed or unchecked."""
+    if not outcomes and not floors:
+        return []
+    lines = ["## Bandwidth", ""]
+    if outcomes:
+        lines += [
+            "| device | ws | op | at | busbw GB/s | peak GB/s | verdict |",
+            "|---|---|---|---|---|---|---|",
+        ]
+    for outcome in outcomes:
+        verdict = "❌" if outcome.failed else "✅"
+        where = f"| {outcome.device} | {outcome.world_size} "
+        if outcome.error:
+            first = outcome.error.strip().splitlines()[0] if outcome.error.strip() else "unknown error"
+            lines.append(f"{where}| bench | - | - | - | 💥 {first.replace('|', '/')[:300]} |")
+            continue
+        for figure in outcome.figures():
+            if figure["op"] == DISPATCH_COMBINE:
+                lines.append(
+                    f"{where}| dispatch_combine | {figure['tokens']} tokens "
+                    f"| {figure['speedup_vs_naive']:.2f}x vs naive | - | {verdict} |"
+                )
+            else:
+                lines.append(
+                    f"{where}| {figure['op']} | {format_size(figure['bytes'])} | {figure['busbw_gbps']:.2f} "
+                    f"| {figure['peak_busbw_gbps']:.2f} | {verdict} |"
+                )
+    lines.append("")
+    problems = [
+        f"- ❌ wrong result, {o.device} ws{o.world_size}: {line}" for o in outcomes for line in o.incorrect
+    ]
+    problems += [f"- ❌ floor missed: {v.message()}" for o in outcomes for v in o.violations]
+    problems += [
+        f"- ⚠️ not checked (no row at its sizes): {f.describe()} ({f.source})"
+        for o in outcomes
+        for f in o.unchecked
+    ]
+    problems += [
+        f"- ⚠️ not measured: {floor.describe()} at ws{world_size} ({floor.source}): no bench document for "
+        f"{floor.device} ws{world_size}"
+        for floor, world_size in unmeasured_floors(floors, outcomes)
+    ]
+    if problems:
+        lines += [*problems, ""]
+    elif floors:
+        lines += [f"Every measured figure meets its floor ({len(floors)} floors).", ""]
+    return lines
+
+
+def run_bench_for_qualification(
+    device: str, world_size: int, out_dir: Path, *, quick: bool, fingerprint: dict[str, Any]
+) -> Path:
+    """Run `harness bench` for one device and world size into out_dir; a failure leaves an error document."""
+    from harness.bench.command import add_arguments, handle
+
+    path = out_dir / bench_document_name(device, world_size)
+    path.unlink(missing_ok=True)
+    parser = argparse.ArgumentParser(prog="harness bench")
+    add_arguments(parser)
+    argv = ["--device", device, "--world-size", str(world_size), "--json", str(path)]
+    args = parser.parse_args(argv + (["--quick"] if quick else []))
+    try:
+        handle(args)
+    except HarnessError as error:
+        settings = {"device": device, "world_size": world_size, "quick": quick}
+        write_document(
+            path, {"rows": [], "environment": fingerprint, "settings": settings, "error": str(error)}
+        )
+    return path
