@@ -22,14 +22,20 @@ def normalize_dim(tensor: torch.Tensor, dim: int, rank: int) -> int:
     return dim % tensor.dim()
 
 
+def dense(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` with row-major strides (a copy only where needed)."""
+    # An empty tensor counts as contiguous whatever its strides, and views of it (to bytes) then fail.
+    return tensor.contiguous() if tensor.numel() else tensor.new_empty(tensor.shape)
+
+
 def to_rows(tensor: torch.Tensor, dim: int) -> torch.Tensor:
-    """`tensor` with `dim` moved to dim 0, contiguous (a copy only where the layout needs one)."""
-    return tensor.movedim(dim, 0).contiguous()
+    """`tensor` with `dim` moved to dim 0, with row-major strides (a copy only where the layout needs one)."""
+    return dense(tensor.movedim(dim, 0))
 
 
 def from_rows(rows: torch.Tensor, dim: int) -> torch.Tensor:
-    """The inverse of `to_rows`: dim 0 moved back to `dim`, contiguous."""
-    return rows.movedim(0, dim).contiguous()
+    """The inverse of `to_rows`: dim 0 moved back to `dim`, with row-major strides."""
+    return dense(rows.movedim(0, dim))
 
 
 def check_sizes(sizes: Sequence[int], world_size: int, rank: int) -> list[int]:
@@ -61,7 +67,7 @@ def pack_rows(rows: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[PackedCo
     offset = 0
     for tensor in rows:
         row_shape = tuple(tensor.shape[1:])
-        flat = tensor.reshape(tensor.shape[0], math.prod(row_shape)).contiguous()
+        flat = dense(tensor.reshape(tensor.shape[0], math.prod(row_shape)))
         as_bytes = flat.view(torch.uint8)
         columns.append(PackedColumn(tensor.dtype, row_shape, offset, as_bytes.shape[1]))
         parts.append(as_bytes)
@@ -73,7 +79,7 @@ def unpack_rows(packed: torch.Tensor, columns: Sequence[PackedColumn]) -> list[t
     """The inverse of `pack_rows` for a packed buffer with any number of rows."""
     n = packed.shape[0]
     return [
-        packed[:, c.offset : c.offset + c.width].contiguous().view(c.dtype).view(n, *c.row_shape)
+        dense(packed[:, c.offset : c.offset + c.width]).view(c.dtype).view(n, *c.row_shape)
         for c in columns
     ]
 
