@@ -27,6 +27,9 @@ from harness.model import Cell, CellResult, ProgressCallback, TestCounts
 
 REPO_MOUNT = "/repo"
 RESULTS_MOUNT = "/results"
+# Where the harness package is mounted when the project root (the matrix's directory) does not hold it.
+HARNESS_MOUNT = "/opt/comm-harness"
+HARNESS_PACKAGE = Path(__file__).resolve().parents[1]
 LABEL = "comm-harness"
 LABEL_CELL = "comm-harness.cell"
 LABEL_RUN = "comm-harness.run"
@@ -88,14 +91,28 @@ def container_environment(
     if cell.device == "xpu":
         # /dev/dri holds every Intel GPU of the host: Level Zero's mask keeps the cell on its own.
         env["ZE_AFFINITY_MASK"] = ",".join(str(gpu) for gpu in gpu_ids)
-    env.update({
-        "PYTHONPATH": REPO_MOUNT,
-        # The container user is the host's uid, which has no home there; torch and pytest want one.
-        "HOME": "/tmp",
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONDONTWRITEBYTECODE": "1",
-    })
+    env.update(
+        {
+            "PYTHONPATH": f"{REPO_MOUNT}:{HARNESS_MOUNT}",
+            # The container user is the host's uid, which has no home there; torch and pytest want one.
+            "HOME": "/tmp",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+    )
     return env
+
+
+def project_mounts(project_root: Path, results_dir: Path) -> dict[str, dict[str, str]]:
+    """Bind mounts: the project read-only at /repo, the results read-write, the harness if outside /repo."""
+    mounts = {
+        str(project_root): {"bind": REPO_MOUNT, "mode": "ro"},
+        str(results_dir): {"bind": RESULTS_MOUNT, "mode": "rw"},
+    }
+    if HARNESS_PACKAGE.parent != project_root:
+        # Only the package directory: a whole site-packages on PYTHONPATH would shadow the image's torch.
+        mounts[str(HARNESS_PACKAGE)] = {"bind": f"{HARNESS_MOUNT}/harness", "mode": "ro"}
+    return mounts
 
 
 def parse_size(size: str) -> int:
@@ -129,10 +146,12 @@ def device_options(cell: Cell, gpu_ids: list[int]) -> dict[str, Any]:
 
 
 def _render_group_id() -> int | None:
-    """The gid owning the host's render nodes, which the container user must share to open them."""
-    render_nodes = sorted(Path("/dev/dri").glob("renderD*"))
+    """The gid owning the host's Intel render nodes, which the container user must share to open them."""
+    from harness.probe import find_intel_render_nodes
+
+    render_nodes = find_intel_render_nodes()
     if render_nodes:
-        return render_nodes[0].stat().st_gid
+        return Path(render_nodes[0]).stat().st_gid
     try:
         return grp.getgrnam("render").gr_gid
     except KeyError:
@@ -329,10 +348,7 @@ class DockerExecutor:
             command,
             name=container_name(self.run_id, cell.id),
             working_dir=REPO_MOUNT,
-            volumes={
-                str(self.project_root): {"bind": REPO_MOUNT, "mode": "ro"},
-                str(results_dir): {"bind": RESULTS_MOUNT, "mode": "rw"},
-            },
+            volumes=project_mounts(self.project_root, results_dir),
             environment=environment,
             labels={
                 LABEL: "1",

@@ -1,0 +1,172 @@
+"""What a cell's container is given (environment, devices, mounts) and how image tags follow their inputs.
+
+No engine needed: these check the options handed to the Docker SDK and the recipe hashing.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main as harness_main
+from harness.errors import ConfigurationError, DockerUnavailableError
+from harness.executors.docker import (
+    HARNESS_MOUNT,
+    HARNESS_PACKAGE,
+    REPO_MOUNT,
+    DockerExecutor,
+    connect_engine,
+    container_environment,
+    container_name,
+    device_options,
+    parse_size,
+    project_mounts,
+)
+from harness.images import OFFLINE_BASE_IMAGE, recipe_for
+from harness.model import Cell, ImageSpec
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def make_cell(device: str = "cpu", shm_size: str = "1g", **overrides: object) -> Cell:
+    fields: dict = {
+        "id": f"{device}-ws2",
+        "device": device,
+        "backend": {"cpu": "gloo", "cuda": "nccl", "xpu": "xccl"}[device],
+        "world_size": 2,
+        "tests": ("tests/communicators",),
+        "image": ImageSpec(dockerfile=f"docker/{device}.Dockerfile", shm_size=shm_size),
+    }
+    fields.update(overrides)
+    return Cell(**fields)
+
+
+def test_environment_passes_only_allow_listed_host_variables() -> None:
+    host = {
+        "NCCL_DEBUG": "INFO",
+        "TORCH_DISTRIBUTED_DEBUG": "DETAIL",
+        "HARNESS_PARAM_EXTRA": "x",
+        "AWS_SECRET_ACCESS_KEY": "never",
+        "PATH": "/host/only/bin",
+        "NCCL_SOMETHING_UNLISTED": "no",
+        "LD_PRELOAD": "/host/lib.so",
+    }
+    env = container_environment(make_cell(env={"OMP_NUM_THREADS": "1"}), [], host)
+
+    assert env["NCCL_DEBUG"] == "INFO" and env["TORCH_DISTRIBUTED_DEBUG"] == "DETAIL"
+    assert env["HARNESS_PARAM_EXTRA"] == "x"
+    assert env["OMP_NUM_THREADS"] == "1"
+    for leaked in ("AWS_SECRET_ACCESS_KEY", "PATH", "NCCL_SOMETHING_UNLISTED", "LD_PRELOAD"):
+        assert leaked not in env
+    assert env["PYTHONPATH"] == f"{REPO_MOUNT}:{HARNESS_MOUNT}"
+
+
+def test_matrix_env_overrides_the_host_but_not_the_harness_paths() -> None:
+    env = container_environment(
+        make_cell(env={"NCCL_DEBUG": "WARN", "PYTHONPATH": "/elsewhere"}), [], {"NCCL_DEBUG": "INFO"}
+    )
+
+    assert env["NCCL_DEBUG"] == "WARN"
+    assert env["PYTHONPATH"].startswith(REPO_MOUNT)
+
+
+def test_xpu_cell_is_masked_to_its_own_gpus() -> None:
+    env = container_environment(make_cell("xpu"), [2, 3], {})
+    options = device_options(make_cell("xpu"), [2, 3])
+
+    assert env["ZE_AFFINITY_MASK"] == "2,3"
+    assert options["devices"] == ["/dev/dri:/dev/dri:rwm"]
+    assert "privileged" not in options
+
+
+def test_cuda_cell_requests_exactly_its_gpus_with_memlock_and_enough_shm() -> None:
+    options = device_options(make_cell("cuda", shm_size="256m"), [4, 5])
+
+    (request,) = options["device_requests"]
+    assert request["DeviceIDs"] == ["4", "5"]
+    assert request["Capabilities"] == [["gpu"]]
+    (memlock,) = options["ulimits"]
+    assert (memlock["Name"], memlock["Soft"], memlock["Hard"]) == ("memlock", -1, -1)
+    assert options["shm_size"] == "1g"  # NCCL fails on less
+    assert device_options(make_cell("cuda", shm_size="8g"), [0, 1])["shm_size"] == "8g"
+    assert "privileged" not in options
+
+
+def test_cpu_cell_gets_its_shm_and_no_devices() -> None:
+    options = device_options(make_cell("cpu", shm_size="2g"), [])
+
+    assert options == {"shm_size": "2g"}
+
+
+def test_sizes_parse_like_docker_and_bad_ones_say_so() -> None:
+    assert parse_size("512m") == 512 << 20
+    assert parse_size("2g") == 2 << 30
+    assert parse_size("4096") == 4096
+    with pytest.raises(ConfigurationError, match="not a size"):
+        parse_size("lots")
+
+
+def test_harness_is_mounted_only_when_the_project_root_lacks_it(tmp_path: Path) -> None:
+    in_repo = project_mounts(HARNESS_PACKAGE.parent, tmp_path)
+    elsewhere = project_mounts(tmp_path / "project", tmp_path / "results")
+
+    assert in_repo[str(HARNESS_PACKAGE.parent)] == {"bind": REPO_MOUNT, "mode": "ro"}
+    assert in_repo[str(tmp_path)] == {"bind": "/results", "mode": "rw"}
+    assert str(HARNESS_PACKAGE) not in in_repo
+    assert elsewhere[str(HARNESS_PACKAGE)] == {"bind": f"{HARNESS_MOUNT}/harness", "mode": "ro"}
+
+
+def test_container_names_are_valid_for_any_cell_id() -> None:
+    assert container_name("abc123", "cpu-gloo-ws2[naive]") == "comm-harness-abc123-cpu-gloo-ws2_naive_"
+
+
+def copy_image_context(tmp_path: Path) -> Path:
+    shutil.copytree(REPO_ROOT / "docker", tmp_path / "docker")
+    return tmp_path
+
+
+def test_tag_follows_the_dockerfile_requirements_and_build_args(tmp_path: Path) -> None:
+    root = copy_image_context(tmp_path)
+    spec = ImageSpec(dockerfile="docker/cpu.Dockerfile")
+    original = recipe_for("cpu", spec, root).tag
+
+    assert recipe_for("cpu", spec, root).tag == original
+    assert recipe_for("cpu", spec, REPO_ROOT).tag == original  # content, not location
+    newer_torch = ImageSpec(dockerfile="docker/cpu.Dockerfile", build_args={"TORCH_VERSION": "2.14.0"})
+    assert recipe_for("cpu", newer_torch, root).tag != original
+    # Where the base image comes from is a build source, not part of what the image is.
+    other_base = ImageSpec(dockerfile="docker/cpu.Dockerfile", build_args={"BASE_IMAGE": OFFLINE_BASE_IMAGE})
+    assert recipe_for("cpu", other_base, root).tag == original
+
+    requirements = root / "docker" / "requirements.txt"
+    requirements.write_text(requirements.read_text() + "tabulate\n")
+    changed_requirements = recipe_for("cpu", spec, root).tag
+    assert changed_requirements != original
+    dockerfile = root / "docker" / "cpu.Dockerfile"
+    dockerfile.write_text(dockerfile.read_text() + "ENV EXTRA=1\n")
+    assert recipe_for("cpu", spec, root).tag not in (original, changed_requirements)
+    assert original.startswith("comm-harness/cpu:")
+
+
+def test_missing_dockerfile_or_requirements_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        recipe_for("cpu", ImageSpec(dockerfile="docker/none.Dockerfile"), tmp_path)
+    (tmp_path / "lonely.Dockerfile").write_text("FROM scratch\n")
+    with pytest.raises(ConfigurationError, match="must hold requirements.txt"):
+        recipe_for("cpu", ImageSpec(dockerfile="lonely.Dockerfile"), tmp_path)
+
+
+def test_no_engine_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+
+    with pytest.raises(DockerUnavailableError, match="no Docker engine answers"):
+        connect_engine(timeout_s=2)
+    answers, reason = DockerExecutor.engine_status()
+    assert not answers and "docker-engine.sh" in reason
+
+
+def test_images_build_rejects_an_unknown_device(capsys: pytest.CaptureFixture[str]) -> None:
+    assert harness_main(["images", "build", "gpu"]) == 2
+    assert "unknown device gpu; choose from cpu, cuda, xpu" in capsys.readouterr().err
