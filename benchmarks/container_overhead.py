@@ -113,8 +113,10 @@ def main() -> int:
     build_image(client, recipe, offline=True, log=lambda line: None)
     cell = benchmark_cell(args.world_size)
     runs = []
-    with tempfile.TemporaryDirectory(prefix="container-overhead-") as scratch, \
-            DockerExecutor(REPO_ROOT, client=client) as docker_executor:
+    with (
+        tempfile.TemporaryDirectory(prefix="container-overhead-") as scratch,
+        DockerExecutor(REPO_ROOT, client=client) as docker_executor,
+    ):
         executors = [LocalExecutor(REPO_ROOT), docker_executor]
         for repetition in range(args.repeat):
             for executor in executors:

@@ -205,9 +205,7 @@ def _sources_label(base_image: str | None, wheelhouse: Path | None) -> str:
 
 def _sources_differ(image: Any, base_image: str | None, wheelhouse: Path | None) -> bool:
     """True when the user named a base image or wheelhouse other than the present image was built from."""
-    recorded = dict(
-        part.split("=", 1) for part in image.labels.get(LABEL_SOURCES, "").split() if "=" in part
-    )
+    recorded = dict(part.split("=", 1) for part in image.labels.get(LABEL_SOURCES, "").split() if "=" in part)
     if base_image is not None and recorded.get("base") != base_image:
         return True
     return wheelhouse is not None and recorded.get("wheelhouse") != wheelhouse_digest(wheelhouse)
