@@ -114,3 +114,9 @@ class Executor(Protocol):
         gpu_ids: list[int],
         on_progress: ProgressCallback,
     ) -> CellResult: ...
+
+    def interrupt(self) -> None:
+        """Stop every running cell at once (Ctrl-C); their results say "interrupted"."""
+
+    def close(self) -> None:
+        """Stop anything still running and release what the executor holds (containers, ...)."""

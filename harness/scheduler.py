@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from harness.errors import HarnessError
 from harness.model import CellResult, Executor, ProgressCallback, TestCounts
@@ -168,9 +167,7 @@ class CellScheduler:
         # A second Ctrl-C while cells are being stopped must not abandon them half-killed.
         previous_handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
         for executor in self._executors.values():
-            stop: Any = getattr(executor, "interrupt", None) or getattr(executor, "close", None)
-            if stop is not None:
-                stop()
+            executor.interrupt()
         while running:
             try:
                 planned, gpus, result = self._done.get(timeout=60)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from rich.console import Console
 
 from harness.errors import ConfigurationError
-from harness.executors import docker_image_check
+from harness.executors import open_docker_executor
 from harness.matrix import Matrix, load_matrix
-from harness.model import Cell
+from harness.model import Cell, Executor
 from harness.plan import ExecutorChoice, PlannedCell, plan_cells
 from harness.probe import HostCapabilities, probe_host
 
@@ -53,11 +54,25 @@ def make_console() -> Console:
     return console if console.is_terminal else Console(highlight=False, width=160)
 
 
-def plan_matrix(args: argparse.Namespace) -> tuple[Matrix, list[Cell], HostCapabilities, list[PlannedCell]]:
-    """Load and select the cells, probe the host and decide each cell's executor."""
+def plan_matrix(
+    args: argparse.Namespace,
+) -> tuple[Matrix, list[Cell], HostCapabilities, list[PlannedCell], Executor | None]:
+    """Load and select the cells, probe the host, decide each cell's executor.
+
+    Also returns the Docker executor that checked the images (None without an engine); the caller
+    closes it, or hands it on to run the cells.
+    """
     matrix = load_matrix(resolve_matrix_path(args.matrix))
     cells = matrix.select(args.cell)
     choice: ExecutorChoice = args.executor
     host = probe_host(docker=choice != "local")
-    image_check = docker_image_check(matrix.root) if host.docker_available and choice != "local" else None
-    return matrix, cells, host, plan_cells(cells, host, choice, image_check)
+    docker = None
+    if host.docker_available and choice != "local":
+        try:
+            docker = open_docker_executor(matrix.root)
+        except ConfigurationError as error:
+            if choice == "docker":
+                raise
+            host = dataclasses.replace(host, docker_available=False, docker_reason=str(error))
+    image_check = getattr(docker, "image_status", None)
+    return matrix, cells, host, plan_cells(cells, host, choice, image_check), docker

@@ -20,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     """Print the plan; exit 0 (configuration errors exit 2 through HarnessError)."""
-    matrix, _, host, planned = plan_matrix(args)
+    matrix, _, host, planned, docker = plan_matrix(args)
+    if docker is not None:
+        docker.close()
     console = make_console()
     if args.json:
         document = {

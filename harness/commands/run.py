@@ -46,12 +46,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     """Plan, run, report; returns 0, 1 (failures), 3 (--strict) or 130 (interrupted)."""
-    matrix, _, host, planned = plan_matrix(args)
+    matrix, _, host, planned, docker = plan_matrix(args)
     console = make_console()
     report = RunReport(args.out, planned, host.to_json(), strict=args.strict, matrix=str(matrix.path))
     gpu_ids = {"cuda": [gpu.index for gpu in host.nvidia_gpus], "xpu": list(range(host.intel_gpu_count))}
     pool = ResourcePool(cores=host.cores, gpu_ids=gpu_ids, jobs=args.jobs)
-    executors = make_executors({p.executor for p in planned if p.executor}, matrix.root)
+    executors = make_executors({p.executor for p in planned if p.executor}, matrix.root, docker)
+    if docker is not None and "docker" not in executors:
+        docker.close()
     view = make_progress_view(console, planned)
 
     def on_finish(result):

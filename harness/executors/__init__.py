@@ -7,11 +7,11 @@ from pathlib import Path
 
 from harness.errors import ConfigurationError
 from harness.executors.local import LocalExecutor
-from harness.model import Cell, Executor
-from harness.plan import ImageCheck
+from harness.model import Executor
 
 
-def _docker_executor(project_root: Path) -> Executor:
+def open_docker_executor(project_root: Path) -> Executor:
+    """A DockerExecutor for the project; ConfigurationError when the SDK or the engine is missing."""
     try:
         from harness.executors.docker import DockerExecutor
     except ImportError as error:
@@ -21,23 +21,14 @@ def _docker_executor(project_root: Path) -> Executor:
     return DockerExecutor(project_root)
 
 
-def make_executors(names: Iterable[str], project_root: Path) -> dict[str, Executor]:
-    """One executor per name the plan uses ("local", "docker")."""
+def make_executors(
+    names: Iterable[str], project_root: Path, docker: Executor | None = None
+) -> dict[str, Executor]:
+    """One executor per name the plan uses ("local", "docker"), reusing the Docker executor of planning."""
     executors: dict[str, Executor] = {}
     for name in sorted(set(names)):
-        executors[name] = LocalExecutor(project_root) if name == "local" else _docker_executor(project_root)
+        if name == "local":
+            executors[name] = LocalExecutor(project_root)
+        else:
+            executors[name] = docker if docker is not None else open_docker_executor(project_root)
     return executors
-
-
-def docker_image_check(project_root: Path) -> ImageCheck | None:
-    """DockerExecutor.image_status for planning, or None when the Docker executor cannot be loaded."""
-    try:
-        executor = _docker_executor(project_root)
-    except ConfigurationError:
-        return None
-    image_status = getattr(executor, "image_status", None)
-
-    def check(cell: Cell) -> tuple[bool, str]:
-        return image_status(cell) if image_status else (False, "the Docker executor cannot check images")
-
-    return check

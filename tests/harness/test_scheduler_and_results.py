@@ -80,6 +80,12 @@ class RecordingExecutor:
             cell.id, cell.device, cell.world_size, "passed", executor=self.name, counts=Counts(passed=1)
         )
 
+    def interrupt(self) -> None:
+        """Nothing runs long enough to need stopping."""
+
+    def close(self) -> None:
+        """Holds nothing."""
+
 
 def test_scheduler_runs_every_cell_in_parallel_without_sharing_a_gpu(tmp_path):
     executor = RecordingExecutor()
