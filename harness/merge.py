@@ -354,7 +354,8 @@ def _head_lines(report: MergedReport) -> list[str]:
     lines = [
         "# comm-harness report",
         "",
-        f"{len(cells)} cells from {_plural(len(summary['merged_from']), 'result directory', 'ies')} · {tally}"
+        f"{_plural(len(cells), 'cell', 'cells')} from "
+        f"{_plural(len(summary['merged_from']), 'result directory', 'result directories')} · {tally}"
         + (f" · {missing} missing" if missing else "")
         + f" · exit code {report.exit_code}"
         + (" · strict" if summary["strict"] else ""),
@@ -380,8 +381,8 @@ def _head_lines(report: MergedReport) -> list[str]:
     return lines + ([""] if summary["notes"] else [])
 
 
-def _plural(count: int, noun: str, ending: str) -> str:
-    return f"{count} {noun if count == 1 else noun[:-1] + ending}"
+def _plural(count: int, singular: str, plural: str) -> str:
+    return f"{count} {singular if count == 1 else plural}"
 
 
 def _cell_mark(cell: dict[str, Any]) -> str:

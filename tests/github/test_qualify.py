@@ -1,0 +1,72 @@
+"""`harness qualify`: required cells under --strict, the bench against floors, one qualification record."""
+
+from __future__ import annotations
+
+import json
+
+from github_runs import run_harness, write_project
+
+# Only cpu ws1 is required, and its tests pass there; the xpu cell is neither required nor runnable here.
+QUALIFY_MATRIX = """
+version: 1
+defaults: {tests: [tests/test_tiny.py], timeout: 300, test_timeout: 60, required: false}
+devices:
+  cpu: {world_sizes: [1, 2], runs_on: [ubuntu-latest]}
+  xpu: {world_sizes: [1], runs_on: [self-hosted, gpu-intel]}
+include:
+  - {device: cpu, world_size: 1, required: true}
+"""
+# Bus bandwidth at world size 1 is 0 by definition (factor 2(n-1)/n), so a positive floor is always missed.
+FLOORS = """
+version: 1
+floors:
+  - {device: cpu, world_size: 1, op: all_reduce, busbw_gbps: 5}
+  - {device: cuda, world_size: 4, op: all_reduce, min_bytes: 1G, busbw_gbps: 280}
+"""
+LENIENT_FLOORS = "version: 1\nfloors:\n  - {device: cpu, world_size: 1, op: all_reduce, busbw_gbps: 0}\n"
+
+
+def test_qualify_runs_required_cells_benches_and_judges_floors(tmp_path):
+    write_project(tmp_path, QUALIFY_MATRIX)
+    (tmp_path / "floors.yaml").write_text(FLOORS)
+    done = run_harness(
+        "qualify", "matrix.yaml", "--executor", "local", "--out", "q", "--quick", "--floors", "floors.yaml",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr  # the floor is missed
+    record = json.loads((tmp_path / "q" / "qualification.json").read_text())
+    assert record["qualified"] is False and record["strict"] is True
+    assert [(c["id"], c["status"]) for c in record["cells"]] == [("cpu-gloo-ws1", "passed")]
+    assert record["cells"][0]["fingerprint"]["torch"]
+    [bench] = record["bench"]
+    assert (bench["device"], bench["world_size"], bench["document"]) == ("cpu", 1, "bench-cpu-ws1.json")
+    assert {figure["op"] for figure in bench["figures"]} >= {"all_reduce", "all_gather", "dispatch_combine"}
+    missed = bench["floors_missed"]  # one per all_reduce size measured
+    assert missed and all(m.startswith("cpu ws1 all_reduce at") and "floors.yaml:4" in m for m in missed)
+    markdown = (tmp_path / "q" / "qualification.md").read_text()
+    assert "## Bandwidth" in markdown and "❌ floor missed: cpu ws1 all_reduce" in markdown
+    assert "not measured: cuda ws4 all_reduce" in markdown  # a floor no bench here could check
+    assert "NOT QUALIFIED" in done.stdout
+
+    # The same results judged again by `harness report`, as the qualify workflow's last job does.
+    (tmp_path / "lenient.yaml").write_text(LENIENT_FLOORS)
+    again = run_harness("report", "q", "--strict", "--floors", "lenient.yaml", cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    strict = run_harness("report", "q", "--strict", "--floors", "floors.yaml", cwd=tmp_path)
+    assert strict.returncode == 1 and "BENCH cpu ws1: cpu ws1 all_reduce" in strict.stdout
+
+
+def test_qualify_without_a_required_cell_is_bad_input(tmp_path):
+    write_project(tmp_path, QUALIFY_MATRIX)
+    done = run_harness("qualify", "matrix.yaml", "--cell", "xpu-*", "--executor", "local", cwd=tmp_path)
+    assert done.returncode == 2 and "no required cell" in done.stderr
+
+
+def test_a_broken_floors_file_is_rejected_before_anything_runs(tmp_path):
+    write_project(tmp_path, QUALIFY_MATRIX)
+    (tmp_path / "floors.yaml").write_text(
+        "version: 1\nfloors:\n  - {device: cpu, world_size: 1, op: all_reduce}\n"
+    )
+    done = run_harness("qualify", "matrix.yaml", "--floors", "floors.yaml", "--out", "q", cwd=tmp_path)
+    assert done.returncode == 2 and "floors.yaml:3" in done.stderr
+    assert not (tmp_path / "q").exists()
