@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--format",
         choices=("github", "ids", "json"),
         default="github",
-        help="github: {\"include\": [...]} for strategy.matrix (one line, for $GITHUB_OUTPUT); "
+        help='github: {"include": [...]} for strategy.matrix (one line, for $GITHUB_OUTPUT); '
         "ids: one cell id per line; json: every cell's settings",
     )
     parser.add_argument(
