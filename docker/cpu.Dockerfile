@@ -22,6 +22,9 @@ RUN python3 -m venv /opt/venv \
         && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt; \
     fi \
  && /opt/venv/bin/python -c "import torch.distributed as d; assert d.is_gloo_available(), 'torch lacks gloo'"
+# Names this stage's image so the harness can remove it once the final image is tagged.
+ARG IMAGE_TAG=
+LABEL comm-harness.install-stage-of=${IMAGE_TAG}
 
 # A second stage so the wheels copied into the build context do not stay in the image's layers.
 FROM ${BASE_IMAGE}

@@ -27,6 +27,9 @@ RUN python3 -m venv /opt/venv \
  && /opt/venv/bin/python -c "import torch, torch.distributed as d; \
 assert torch.version.cuda, 'torch ' + torch.__version__ + ' is not a CUDA build'; \
 assert d.is_nccl_available(), 'torch lacks NCCL'"
+# Names this stage's image so the harness can remove it once the final image is tagged.
+ARG IMAGE_TAG=
+LABEL comm-harness.install-stage-of=${IMAGE_TAG}
 
 FROM ${BASE_IMAGE}
 COPY --from=install /opt/venv /opt/venv

@@ -49,6 +49,9 @@ RUN python3 -m venv /opt/venv \
  && /opt/venv/bin/python -c "import torch, torch.distributed as d; \
 assert getattr(torch.version, 'xpu', None), 'torch ' + torch.__version__ + ' is not an XPU build'; \
 assert d.is_xccl_available(), 'torch lacks the xccl backend'"
+# Names this stage's image so the harness can remove it once the final image is tagged.
+ARG IMAGE_TAG=
+LABEL comm-harness.install-stage-of=${IMAGE_TAG}
 
 # A last stage so the wheels copied into the build context do not stay in the image's layers.
 FROM runtime

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,7 +34,10 @@ OFFLINE_BASE_IMAGE = "comm-harness/base:bookworm-python3"
 SOURCE_BUILD_ARGS = ("BASE_IMAGE", "WHEELHOUSE")
 LABEL_DEVICE = "comm-harness.device"
 LABEL_SOURCES = "comm-harness.sources"
+LABEL_INSTALL_STAGE = "comm-harness.install-stage-of"
 BUILD_LOG_TAIL_LINES = 40
+# The engine colours a build step's stderr red; the colour codes are noise in logs and messages.
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 Log = Callable[[str], None]
 
@@ -177,7 +181,7 @@ def build_image(
     if offline and wheelhouse is None:
         wheelhouse = ensure_wheelhouse(recipe, log)
 
-    build_args = dict(recipe.build_args)
+    build_args = {**recipe.build_args, "IMAGE_TAG": tag}
     if base_image:
         build_args["BASE_IMAGE"] = base_image
     if wheelhouse:
@@ -195,7 +199,23 @@ def build_image(
             recipe.device,
             log,
         )
+    _remove_leftovers(client, tag, replaced=present.id if present is not None else None, kept=image_id)
     return BuildOutcome(tag, True, time.monotonic() - started, image_id)
+
+
+def _remove_leftovers(client: Any, tag: str, replaced: str | None, kept: str) -> None:
+    """Remove what a build leaves untagged: its install stage and the image the tag named before."""
+    import docker.errors
+
+    stages = client.images.list(filters={"dangling": True, "label": f"{LABEL_INSTALL_STAGE}={tag}"})
+    leftovers = [image.id for image in stages]
+    if replaced and replaced != kept:
+        leftovers.append(replaced)
+    for image_id in leftovers:
+        try:
+            client.images.remove(image_id)
+        except docker.errors.APIError:
+            pass  # still used by a container or another image: the engine keeps it, and so do we
 
 
 def _sources_label(base_image: str | None, wheelhouse: Path | None) -> str:
@@ -256,7 +276,7 @@ def _stream_build(
                 pull=False,
             )
             for chunk in stream:
-                text = chunk.get("stream") or chunk.get("status") or ""
+                text = ANSI_ESCAPE.sub("", chunk.get("stream") or chunk.get("status") or "")
                 if "error" in chunk:
                     text = f"ERROR: {chunk['error']}"
                 for line in text.splitlines():

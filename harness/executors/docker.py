@@ -23,7 +23,8 @@ from harness.errors import ConfigurationError, DockerUnavailableError, HarnessEr
 from harness.executors.progress_tail import ProgressTail
 from harness.executors.results import JUNIT_XML, LOG_TXT, PROGRESS_JSONL, collect_cell_result, write_cell_json
 from harness.images import build_command, build_image, find_image, recipe_for
-from harness.model import Cell, CellResult, ProgressCallback, TestCounts
+from harness.model import Cell, CellResult, CellStatus, ProgressCallback, TestCounts
+from harness.probe import find_intel_render_nodes
 
 REPO_MOUNT = "/repo"
 RESULTS_MOUNT = "/results"
@@ -147,8 +148,6 @@ def device_options(cell: Cell, gpu_ids: list[int]) -> dict[str, Any]:
 
 def _render_group_id() -> int | None:
     """The gid owning the host's Intel render nodes, which the container user must share to open them."""
-    from harness.probe import find_intel_render_nodes
-
     render_nodes = find_intel_render_nodes()
     if render_nodes:
         return Path(render_nodes[0]).stat().st_gid
@@ -295,11 +294,17 @@ class DockerExecutor:
             (results_dir / stale).unlink(missing_ok=True)
         write_cell_json(cell, results_dir)
         started = time.monotonic()
+        if cell.device == "xpu" and not find_intel_render_nodes():
+            # Without /dev/dri to pass in, torch.xpu would see nothing: the cell must not look run.
+            return self._result(cell, results_dir, "skipped", "no Intel GPU on this host", 0.0)
+        if cell.device in ("cuda", "xpu") and len(gpu_ids) < cell.world_size:
+            reason = f"needs {cell.world_size} {cell.device} GPUs, was given {len(gpu_ids)} ({gpu_ids})"
+            return self._result(cell, results_dir, "error", reason, 0.0)
         with (results_dir / LOG_TXT).open("wb") as log:
             try:
                 image = self._ensure_image(cell, log)
             except HarnessError as error:
-                return self._error(cell, results_dir, str(error), time.monotonic() - started)
+                return self._result(cell, results_dir, "error", str(error), time.monotonic() - started)
             with ProgressTail(results_dir / PROGRESS_JSONL, cell.id, on_progress):
                 exit_code, stop_reason = self._run_container(cell, image, results_dir, gpu_ids, log)
         return collect_cell_result(
@@ -401,12 +406,14 @@ class DockerExecutor:
             if running.has_exited():
                 return
 
-    def _error(self, cell: Cell, results_dir: Path, reason: str, duration: float) -> CellResult:
+    def _result(
+        self, cell: Cell, results_dir: Path, status: CellStatus, reason: str, duration: float
+    ) -> CellResult:
         return CellResult(
             id=cell.id,
             device=cell.device,
             world_size=cell.world_size,
-            status="error",
+            status=status,
             reason=reason,
             executor=self.name,
             counts=TestCounts(),

@@ -26,6 +26,8 @@ from harness.executors.docker import (
 )
 from harness.images import OFFLINE_BASE_IMAGE, recipe_for
 from harness.model import Cell, ImageSpec
+from harness.plan import plan_cells
+from harness.probe import HostCapabilities
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -170,3 +172,15 @@ def test_no_engine_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 def test_images_build_rejects_an_unknown_device(capsys: pytest.CaptureFixture[str]) -> None:
     assert harness_main(["images", "build", "gpu"]) == 2
     assert "unknown device gpu; choose from cpu, cuda, xpu" in capsys.readouterr().err
+
+
+def test_xpu_cells_plan_as_skipped_on_a_host_without_an_intel_gpu() -> None:
+    host = HostCapabilities(cores=2, docker_available=True, docker_version="20.10")
+    cells = [make_cell("xpu"), make_cell("cpu")]
+
+    planned = plan_cells(cells, host, "docker", image_check=lambda cell: (True, "image present"))
+
+    assert [(p.executor, p.reason) for p in planned] == [
+        (None, "no Intel GPU on this host"),
+        ("docker", "image present"),
+    ]

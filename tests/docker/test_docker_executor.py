@@ -22,6 +22,7 @@ from harness.executors.docker import (
     remove_stale_containers,
 )
 from harness.model import Cell, ImageSpec
+from harness.probe import find_intel_render_nodes
 
 pytestmark = pytest.mark.docker
 
@@ -165,6 +166,23 @@ def test_close_removes_every_container_of_its_run(docker_client: Any, cpu_image:
     executor.close()
 
     assert orphan.name not in {container.name for container in docker_client.containers.list(all=True)}
+
+
+@pytest.mark.skipif(bool(find_intel_render_nodes()), reason="this host has an Intel GPU")
+def test_xpu_cell_without_an_intel_gpu_is_skipped_not_run(executor: DockerExecutor, tmp_path: Path) -> None:
+    cell = make_cell(
+        "xpu",
+        "cell_one_failure.py",
+        device="xpu",
+        backend="xccl",
+        image=ImageSpec(dockerfile="docker/xpu.Dockerfile"),
+    )
+
+    result = executor.run(cell, tmp_path / cell.id, [0], ProgressRecorder())
+
+    assert result.status == "skipped"
+    assert result.reason == "no Intel GPU on this host"
+    assert result.counts.total == 0
 
 
 def test_image_build_failure_makes_the_cell_an_error(executor: DockerExecutor, tmp_path: Path) -> None:
