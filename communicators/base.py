@@ -112,12 +112,7 @@ class DeviceCommunicatorBase:
                 f"along dim {dim} (sizes {sizes})"
             )
         rows = [to_rows(tensor, d) for tensor, d in zip(tensors, dims, strict=True)]
-        if len(rows) == 1:
-            gathered = [self._gather_rows(rows[0], sizes)]
-        else:
-            # One collective for the whole list: tensors of any dtype travel as columns of one byte buffer.
-            packed, columns = pack_rows(rows)
-            gathered = unpack_rows(self._gather_rows(packed, sizes), columns)
+        gathered = self._gather_row_list(rows, sizes)
         out = [from_rows(rows_out, d) for rows_out, d in zip(gathered, dims, strict=True)]
         return out if is_list else out[0]
 
@@ -225,6 +220,19 @@ class DeviceCommunicatorBase:
         return self.all2all_manager.combine(hidden_states, sizes)
 
     # -- primitives on rows (dim 0, contiguous), overridden per platform --------------------------------
+
+    def _gather_row_list(self, rows: list[torch.Tensor], sizes: list[int]) -> list[torch.Tensor]:
+        if len(rows) <= 2:
+            return [self._gather_rows(tensor, sizes) for tensor in rows]
+        # At most two collectives for any list: the widest tensor (the hidden states, in MoE dispatch)
+        # travels alone, without a copy; the others (weights, ids, scales) travel together as the columns
+        # of one byte buffer. Packing the widest too would cost more in copies than a round trip saves.
+        widest = max(range(len(rows)), key=lambda i: rows[i][:1].numel() * rows[i].element_size())
+        others = [i for i in range(len(rows)) if i != widest]
+        packed, columns = pack_rows([rows[i] for i in others])
+        gathered = dict(zip(others, unpack_rows(self._gather_rows(packed, sizes), columns), strict=True))
+        gathered[widest] = self._gather_rows(rows[widest], sizes)
+        return [gathered[i] for i in range(len(rows))]
 
     def _gather_rows(self, rows: torch.Tensor, sizes: list[int]) -> torch.Tensor:
         if sum(sizes) == 0:

@@ -24,3 +24,10 @@ class CpuCommunicator(DeviceCommunicatorBase):
             if block.shape[0]:
                 dist.broadcast(block, group=self.group, group_src=src)
         return out
+
+    def _reduce_scatterv_rows(self, rows: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+        # gloo's reduce_scatter measured slower than all_reduce on 2 cores (see the README), so sum every
+        # row and keep this rank's: the naive scheme's combine, never slower than it. In place on `rows`.
+        dist.all_reduce(rows, group=self.group)
+        start = sum(sizes[: self.rank])
+        return rows[start : start + sizes[self.rank]]

@@ -79,8 +79,7 @@ def unpack_rows(packed: torch.Tensor, columns: Sequence[PackedColumn]) -> list[t
     """The inverse of `pack_rows` for a packed buffer with any number of rows."""
     n = packed.shape[0]
     return [
-        dense(packed[:, c.offset : c.offset + c.width]).view(c.dtype).view(n, *c.row_shape)
-        for c in columns
+        dense(packed[:, c.offset : c.offset + c.width]).view(c.dtype).view(n, *c.row_shape) for c in columns
     ]
 
 
