@@ -148,10 +148,14 @@ class RankProcesses:
     def wait_for_exit(self, within_s: float) -> None:
         """Give ranks that have reported `within_s` to leave their group and exit; kill the rest."""
         give_up = time.monotonic() + within_s
-        while time.monotonic() < give_up and any(pid not in self._exit_status for pid in self._pids):
-            for pid in self._pids:
-                self._reap(pid, block=False)
-            time.sleep(0.002)
+        # A rank's pipe reaches EOF when the rank exits: wait on that rather than poll waitpid.
+        open_pipes = list(self._results)
+        while open_pipes and (remaining := give_up - time.monotonic()) > 0:
+            for conn in wait(open_pipes, remaining):
+                try:
+                    conn.recv()
+                except (EOFError, OSError):
+                    open_pipes.remove(conn)
         self.kill()
 
     def kill(self) -> None:
