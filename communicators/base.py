@@ -8,6 +8,7 @@ subclasses override only these primitives (and the few methods whose backend nee
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -227,7 +228,8 @@ class DeviceCommunicatorBase:
         # At most two collectives for any list: the widest tensor (the hidden states, in MoE dispatch)
         # travels alone, without a copy; the others (weights, ids, scales) travel together as the columns
         # of one byte buffer. Packing the widest too would cost more in copies than a round trip saves.
-        widest = max(range(len(rows)), key=lambda i: rows[i][:1].numel() * rows[i].element_size())
+        # From the row shape, not the data: ranks with zero rows must pick the same tensor as the others.
+        widest = max(range(len(rows)), key=lambda i: math.prod(rows[i].shape[1:]) * rows[i].element_size())
         others = [i for i in range(len(rows)) if i != widest]
         packed, columns = pack_rows([rows[i] for i in others])
         gathered = dict(zip(others, unpack_rows(self._gather_rows(packed, sizes), columns), strict=True))
