@@ -5,7 +5,7 @@ one rank's wall time of `iters` iterations; the time of a repeat is the maximum 
 rank bounds a collective), and the reported time is the median over repeats, which keeps a burst of load
 from another process on a shared CPU out of the figure. Candidates compared with each other (the
 communicator against raw torch.distributed, AgRs against the naive reference) are timed in alternation
-within each repeat, so that drifting load hits them alike.
+within each repeat, in alternating order, so that drifting load hits them alike.
 """
 
 from __future__ import annotations
@@ -60,7 +60,9 @@ def time_interleaved(
     # samples[repeat][candidate][phase]
     samples = torch.zeros(repeats, len(candidates), phases, dtype=torch.float64)
     for repeat in range(repeats):
-        for index, candidate in enumerate(candidates):
+        # Alternate the order: whichever runs first after the barrier must not always be the same one.
+        order = list(enumerate(candidates))
+        for index, candidate in order if repeat % 2 == 0 else order[::-1]:
             clock.barrier()
             samples[repeat, index] = torch.tensor(_time_iterations(candidate, phases, iters, clock)) / iters
     slowest = samples.to(clock.device)
