@@ -5,7 +5,9 @@ Each repetition runs the cell once per executor (alternating, so load drifts hit
                        (interpreter, torch import, pytest collection; plus, for Docker, container create,
                        start and mounts),
   whole cell:          executor.run() from call to return, results collected and the container removed.
-The image is built (or found) before timing starts; building is not part of the figures.
+and, for scale, the bare container lifecycle: create, start, exit and remove a container running `true`
+with the same mounts and options. The image is built (or found) before timing starts; building is not
+part of the figures.
 
     python benchmarks/container_overhead.py                      # world size 2, 3 repetitions
     python benchmarks/container_overhead.py --world-size 4 --repeat 5 --out results/container_overhead.json
@@ -25,7 +27,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from harness.executors.docker import DockerExecutor, connect_engine  # noqa: E402
+from harness.executors.docker import DockerExecutor, connect_engine, project_mounts  # noqa: E402
 from harness.executors.local import LocalExecutor  # noqa: E402
 from harness.images import build_image, recipe_for  # noqa: E402
 from harness.model import Cell, ImageSpec  # noqa: E402
@@ -72,6 +74,25 @@ def measure(executor: Any, cell: Cell, results_dir: Path) -> dict[str, Any]:
     }
 
 
+def container_lifecycle(client: Any, image: str) -> float:
+    """Seconds to create, start, wait for and remove a container of `image` that runs `true`."""
+    started = time.monotonic()
+    container = client.containers.create(
+        image,
+        ["true"],
+        network_mode="none",
+        init=True,
+        shm_size="1g",
+        volumes=project_mounts(REPO_ROOT, REPO_ROOT),
+    )
+    try:
+        container.start()
+        container.wait()
+    finally:
+        container.remove(force=True)
+    return round(time.monotonic() - started, 3)
+
+
 def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Median and spread of each figure, per executor."""
     summary: dict[str, dict[str, float]] = {}
@@ -90,7 +111,8 @@ def print_table(summary: dict[str, dict[str, float]], repeat: int, world_size: i
     print(f"\ncpu cell, world size {world_size}, {repeat} runs each (median [min-max], seconds)")
     print(f"{'executor':<10}{'start to first test':>26}{'whole cell':>26}")
     figures = ("start_to_first_test_s", "whole_cell_s")
-    for name, values in summary.items():
+    for name in ("local", "docker"):
+        values = summary[name]
         cells = [
             f"{values[f'{figure}_median']:.2f} [{values[f'{figure}_min']:.2f}-{values[f'{figure}_max']:.2f}]"
             for figure in figures
@@ -123,7 +145,13 @@ def main() -> int:
                 run = measure(executor, cell, Path(scratch) / f"{executor.name}-{repetition}")
                 print(json.dumps(run), flush=True)
                 runs.append(run)
+    lifecycle = [container_lifecycle(client, recipe.tag) for _ in range(args.repeat)]
     summary = summarize(runs)
+    summary["container_lifecycle_s"] = {
+        "median": round(statistics.median(lifecycle), 3),
+        "min": min(lifecycle),
+        "max": max(lifecycle),
+    }
     document = {
         "cell": cell.to_json(),
         "image": recipe.tag,
@@ -134,6 +162,9 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(document, indent=2) + "\n")
     print_table(summary, args.repeat, args.world_size)
+    bare = summary["container_lifecycle_s"]
+    spread = f"[{bare['min']:.2f}-{bare['max']:.2f}]"
+    print(f"bare container create+start+exit+remove: {bare['median']:.2f} s {spread}")
     print(f"\nwritten to {args.out}")
     return 0
 
