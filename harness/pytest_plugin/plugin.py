@@ -11,15 +11,15 @@ import argparse
 import os
 import pickle
 from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 
+from harness.model import BACKEND_OF_DEVICE
 from harness.pytest_plugin.env import PendingCommunicator, PendingDistEnv
 from harness.pytest_plugin.launcher import run_in_fresh_ranks
 from harness.pytest_plugin.outcomes import Verdict
 from harness.pytest_plugin.progress import ProgressWriter
-from harness.pytest_plugin.settings import BACKEND_OF_DEVICE, DistSettings, resolve_reuse
+from harness.pytest_plugin.settings import DistSettings, resolve_reuse
 from harness.pytest_plugin.workers import WorkerPool
 
 # Fixtures whose values in the pytest process are placeholders, replaced on every rank.
@@ -39,29 +39,34 @@ class PluginState:
     def run(self, item: pytest.Function) -> Verdict:
         """Run a distributed test's body on the ranks: the reuse workers when possible, else fresh ranks."""
         if self.settings.reuse:
-            why_not = self._why_not_reuse(item)
-            if why_not is None:
+            payload, why_not = self._payload_for_workers(item)
+            if payload is not None:
                 self.pool = self.pool or WorkerPool(self.settings)
-                return self.pool.run(item, _pickled_funcargs(item))
+                return self.pool.run(item, payload)
             item.add_report_section(
                 "call", "comm-harness", f"ran in fork mode, not on the reuse workers: {why_not}"
             )
         return run_in_fresh_ranks(item, self.settings, self.pytest_pid)
 
-    def _why_not_reuse(self, item: pytest.Function) -> str | None:
+    def _payload_for_workers(self, item: pytest.Function) -> tuple[bytes | None, str]:
+        """The pickled fixture values the test function takes, or None and why it cannot use the workers."""
         if item.get_closest_marker("dist_fork"):
-            return "the test is marked dist_fork"
+            return None, "the test is marked dist_fork"
         if os.getpid() != self.pytest_pid:
-            return "the test runs in a forked child of pytest (marked forked)"
-        unpicklable = []
-        for name, value in _funcargs_to_send(item).items():
-            try:
-                pickle.dumps(value)
-            except Exception as exc:  # pickling raises many types: PicklingError, TypeError, AttributeError
-                unpicklable.append(f"{name} ({type(exc).__name__}: {exc})")
-        if unpicklable:
-            return "fixture values that cannot be pickled: " + ", ".join(unpicklable)
-        return None
+            return None, "the test runs in a forked child of pytest (marked forked)"
+        values = {
+            name: item.funcargs[name] for name in item._fixtureinfo.argnames if name not in RANK_FIXTURES
+        }
+        try:
+            return pickle.dumps(values), ""
+        except Exception:  # pickling raises many types: PicklingError, TypeError, AttributeError
+            unpicklable = []
+            for name, value in values.items():
+                try:
+                    pickle.dumps(value)
+                except Exception as exc:
+                    unpicklable.append(f"{name} ({type(exc).__name__}: {exc})")
+            return None, "fixture values that cannot be pickled: " + ", ".join(unpicklable)
 
 
 _STATE = pytest.StashKey[PluginState]()
@@ -193,14 +198,6 @@ def communicator(dist_env: PendingDistEnv, request: pytest.FixtureRequest) -> Pe
 def is_distributed(item: pytest.Item) -> bool:
     """A test is distributed when `dist_env` is among its fixtures (directly or through another fixture)."""
     return "dist_env" in getattr(item, "fixturenames", ())
-
-
-def _funcargs_to_send(item: pytest.Function) -> dict[str, Any]:
-    return {name: item.funcargs[name] for name in item._fixtureinfo.argnames if name not in RANK_FIXTURES}
-
-
-def _pickled_funcargs(item: pytest.Function) -> bytes:
-    return pickle.dumps(_funcargs_to_send(item))
 
 
 def _marker_sizes(item: pytest.Item, marker: pytest.Mark) -> tuple[int, ...]:
