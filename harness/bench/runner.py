@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,6 +22,8 @@ from harness.fingerprint import query_nvidia_gpus
 
 # How much of a failing rank's traceback the error shows: the end, where the cause is.
 TRACEBACK_TAIL_LINES = 25
+# Seconds a rank that reported "done" may take to exit before it is killed.
+EXIT_GRACE_S = 5.0
 
 
 class BenchRankError(HarnessError):
@@ -104,9 +105,10 @@ def run_bench(
             _watch(ranks, options.timeout_s, rows, on_row, on_step)
         finally:
             for state in ranks:
+                # A finished rank gets a moment to exit by itself; any other is killed at once.
+                state.process.join(timeout=EXIT_GRACE_S if state.done else 0)
                 if state.process.is_alive():
                     state.process.kill()
-            for state in ranks:
                 state.process.join(timeout=10)
                 state.conn.close()
     return rows
@@ -120,7 +122,9 @@ def _watch(
     on_step: Callable[[int, str], None] | None,
 ) -> None:
     deadline = time.monotonic() + timeout_s
-    while not all(state.done and not state.process.is_alive() for state in ranks):
+    # A rank that has sent "done" has nothing left to say: its exit is not waited for (a CUDA or NCCL
+    # teardown that hangs must not hold the results), the finally of run_bench reaps or kills it.
+    while not all(state.done for state in ranks):
         waitables = [state.conn for state in ranks if state.conn_open]
         waitables += [state.process.sentinel for state in ranks if state.process.exitcode is None]
         ready = wait(waitables, timeout=max(0.0, deadline - time.monotonic()))
@@ -190,8 +194,11 @@ def _rank_process(
     options: BenchOptions, rank: int, store_path: str, conn: Connection, parent_pid: int
 ) -> None:
     from harness.bench.rank_main import run_rank
-    from harness.pytest_plugin.lifetime import die_with_parent
+    from harness.pytest_plugin.lifetime import die_with_parent, flush_stdio
 
     die_with_parent(parent_pid)
-    if not run_rank(options, rank, store_path, conn):
-        sys.exit(1)
+    succeeded = run_rank(options, rank, store_path, conn)
+    conn.close()
+    flush_stdio()
+    # Straight out: interpreter and CUDA teardown after the work is done has been seen to hang for minutes.
+    os._exit(0 if succeeded else 1)
