@@ -79,8 +79,8 @@ def reduce_per_rank(self: CpuCommunicator, rows: torch.Tensor, sizes: list[int])
     return blocks[self.rank]
 
 
-def row_packed(self: CpuCommunicator, input_, dim=0, sizes=None):  # noqa: ANN001, ANN201
-    """The base class's list path: tensors byte-packed side by side in each row, one gather, unpacked."""
+def communicator_own(self: CpuCommunicator, input_, dim=0, sizes=None):  # noqa: ANN001, ANN201
+    """The communicator's own list path (byte-packed side by side in each row until f0ad17d)."""
     return DeviceCommunicatorBase.all_gatherv(self, input_, dim=dim, sizes=sizes)
 
 
@@ -115,7 +115,7 @@ def planar_packed(self: CpuCommunicator, input_, dim=0, sizes=None):  # noqa: AN
     return outputs
 
 
-GATHERS = {"row_packed": row_packed, "per_tensor": per_tensor, "planar_packed": planar_packed}
+GATHERS = {"communicator": communicator_own, "per_tensor": per_tensor, "planar_packed": planar_packed}
 
 CANDIDATES: dict[str, Rows] = {
     "single_or_list": single_or_list,
@@ -138,7 +138,9 @@ def main() -> None:
     parser.add_argument(
         "--candidates", default=",".join(CANDIDATES), help="combine (reduce_scatterv) candidates"
     )
-    parser.add_argument("--gathers", default="row_packed", help=f"dispatch candidates: {', '.join(GATHERS)}")
+    parser.add_argument(
+        "--gathers", default="communicator", help=f"dispatch candidates: {', '.join(GATHERS)}"
+    )
     parser.add_argument("--json", help="write every row, by candidate, here")
     args = parser.parse_args()
     original = CpuCommunicator._reduce_scatterv_rows

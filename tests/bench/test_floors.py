@@ -1,0 +1,152 @@
+"""Floors: the file format with file:line errors, and the check of rows against it (no ranks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.bench.floors import check_floors, load_floors, unchecked_floors
+from harness.errors import ConfigurationError
+
+FLOORS = """\
+version: 1
+floors:
+  - {device: cuda, world_size: [2, 4], op: all_reduce, min_bytes: 256M, busbw_gbps: 250}
+  - {device: cuda, world_size: 4, op: dispatch_combine, min_tokens: 512, speedup_vs_naive: 1.6}
+  - {device: cuda, world_size: 4, op: overhead, collective: all_gather, min_bytes: 1M, max_overhead_pct: 5}
+  - {device: cpu, world_size: 2, op: broadcast, busbw_gbps: 0.1}
+"""
+
+
+def collective(op: str, nbytes: int, busbw: float, **extra: object) -> dict:
+    return {
+        "op": op,
+        "impl": "communicator",
+        "bytes": nbytes,
+        "busbw_gbps": busbw,
+        "device": "cuda",
+        "world_size": 4,
+        **extra,
+    }
+
+
+@pytest.fixture
+def floors(tmp_path: Path) -> list:
+    path = tmp_path / "floors.yaml"
+    path.write_text(FLOORS)
+    return load_floors(path)
+
+
+def test_rows_above_every_floor_pass(floors: list) -> None:
+    rows = [
+        collective("all_reduce", 1 << 30, 330.0),
+        collective("all_reduce", 1 << 20, 5.0),  # below min_bytes: not bounded
+        {
+            "op": "dispatch_combine",
+            "tokens": 4096,
+            "backend": "allgather_reducescatter",
+            "speedup_vs_naive": 2.0,
+            "device": "cuda",
+            "world_size": 4,
+        },
+        {
+            "op": "dispatch_combine",
+            "tokens": 64,
+            "backend": "allgather_reducescatter",
+            "speedup_vs_naive": 1.1,
+            "device": "cuda",
+            "world_size": 4,
+        },  # below min_tokens
+        {
+            "op": "overhead",
+            "collective": "all_gather",
+            "bytes": 1 << 20,
+            "overhead_pct": 1.5,
+            "device": "cuda",
+            "world_size": 4,
+        },
+    ]
+    assert check_floors(rows, floors, "cuda", 4) == []
+    assert unchecked_floors(rows, floors, "cuda", 4) == []
+
+
+def test_each_missed_floor_is_named_with_measured_value_and_source(floors: list, tmp_path: Path) -> None:
+    rows = [
+        collective("all_reduce", 1 << 30, 120.0),
+        collective(
+            "all_reduce", 1 << 30, 90.0, impl="torch.distributed", baseline=True
+        ),  # baselines not bounded
+        {
+            "op": "dispatch_combine",
+            "tokens": 512,
+            "backend": "allgather_reducescatter",
+            "speedup_vs_naive": 1.2,
+            "device": "cuda",
+            "world_size": 4,
+        },
+        {
+            "op": "overhead",
+            "collective": "all_gather",
+            "bytes": 4 << 20,
+            "overhead_pct": 9.0,
+            "device": "cuda",
+            "world_size": 4,
+        },
+    ]
+    messages = [violation.message() for violation in check_floors(rows, floors, "cuda", 4)]
+    source = tmp_path / "floors.yaml"
+    assert messages == [
+        f"cuda ws4 all_reduce at 1G: busbw_gbps 120 < floor 250 ({source}:3)",
+        f"cuda ws4 dispatch_combine at 512 tokens: speedup_vs_naive 1.2 < floor 1.6 ({source}:4)",
+        f"cuda ws4 overhead of all_gather at 4M: max_overhead_pct 9 > floor 5 ({source}:5)",
+    ]
+
+
+def test_floors_of_other_devices_and_world_sizes_do_not_apply(floors: list) -> None:
+    rows = [collective("all_reduce", 1 << 30, 1.0)]
+    assert check_floors(rows, floors, "cuda", 8) == []
+    assert check_floors(rows, floors, "cpu", 4) == []
+
+
+def test_floors_without_a_measured_row_are_reported_as_unchecked(floors: list) -> None:
+    unchecked = unchecked_floors([collective("all_reduce", 1 << 20, 5.0)], floors, "cuda", 4)
+    assert [floor.describe() for floor in unchecked] == [
+        "cuda ws2,4 all_reduce >= 256M: busbw_gbps >= 250",
+        "cuda ws4 dispatch_combine >= 512 tokens: speedup_vs_naive >= 1.6",
+        "cuda ws4 overhead of all_gather >= 1M: max_overhead_pct <= 5",
+    ]
+
+
+def test_every_problem_of_a_floors_file_is_listed_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "floors.yaml"
+    path.write_text(
+        "version: 1\n"
+        "floors:\n"
+        "  - {device: tpu, world_size: 2, op: all_reduce, busbw_gbps: 1}\n"
+        "  - {device: cpu, world_size: 2, op: all_reduce, busbw: 1}\n"
+        "  - {device: cpu, world_size: 2, op: overhead, max_overhead_pct: 5}\n"
+        "  - {device: cpu, world_size: 0, op: broadcast, busbw_gbps: 1, min_bytes: huge}\n"
+    )
+    with pytest.raises(ConfigurationError) as error:
+        load_floors(path)
+    text = str(error.value)
+    assert f"{path}:3: floors[0].device: device 'tpu': choose one of cpu, cuda, xpu" in text
+    assert f"{path}:4: floors[1].busbw: unknown key 'busbw' (did you mean 'busbw_gbps'?)" in text
+    assert f"{path}:5: floors[2]: op overhead needs `collective:`" in text
+    assert f"{path}:6: floors[3].world_size: world_size 0" in text
+    assert f"{path}:6: floors[3].min_bytes: 'huge': a size such as 1M" in text
+
+
+def test_a_floors_file_needs_a_version_and_a_list(tmp_path: Path) -> None:
+    path = tmp_path / "floors.yaml"
+    path.write_text("floors: {}\n")
+    with pytest.raises(ConfigurationError, match="a mapping with `version: 1` and a list `floors:`"):
+        load_floors(path)
+    with pytest.raises(ConfigurationError, match="cannot read the floors file"):
+        load_floors(tmp_path / "missing.yaml")
+
+
+def test_the_committed_floors_file_is_valid() -> None:
+    floors = load_floors(Path(__file__).resolve().parents[2] / "qualification" / "floors.yaml")
+    assert {floor.device for floor in floors} >= {"cpu", "cuda"}
