@@ -8,6 +8,7 @@ as usual, then `pytest_pyfunc_call` runs its body on the ranks (`launcher.py` or
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import pickle
 from dataclasses import dataclass, field
@@ -24,6 +25,11 @@ from harness.pytest_plugin.workers import WorkerPool
 
 # Fixtures whose values in the pytest process are placeholders, replaced on every rank.
 RANK_FIXTURES = ("dist_env", "communicator")
+
+# Modules that rank bodies commonly import lazily. A fresh fork re-imports whatever the pytest process has
+# not: torch.testing.assert_close's first call imports torch.distributed.tensor, 2.3 s on every rank of every
+# test. Imported once here, before any fork, every rank inherits them. None of them touches a device.
+PRELOADED_FOR_RANKS = ("torch.distributed.tensor", "communicators")
 
 
 @dataclass
@@ -151,6 +157,8 @@ def pytest_report_header(config: pytest.Config) -> str:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     state = config.stash[_STATE]
     world_size = state.settings.world_size
+    if any(is_distributed(item) for item in items):
+        _preload_for_ranks()
     for item in items:
         marker = item.get_closest_marker("world_size")
         if marker is not None:
@@ -193,6 +201,15 @@ def dist_env(request: pytest.FixtureRequest) -> PendingDistEnv:
 def communicator(dist_env: PendingDistEnv, request: pytest.FixtureRequest) -> PendingCommunicator:
     """`communicators.create_communicator(dist_env.device, all2all_backend=...)` per rank, destroyed after."""
     return PendingCommunicator(request.node.nodeid)
+
+
+def _preload_for_ranks() -> None:
+    for module in PRELOADED_FOR_RANKS:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            # Optional: a rank that needs the module reports the ImportError itself.
+            continue
 
 
 def is_distributed(item: pytest.Item) -> bool:

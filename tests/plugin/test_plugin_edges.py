@@ -122,6 +122,21 @@ def test_communicator_fixture_is_created_and_destroyed_on_every_rank(pytester, r
     assert len(run.pids["created"]) == 2
 
 
+def test_ranks_inherit_the_modules_torch_imports_lazily(pytester, run_pytest):
+    # assert_close imports torch.distributed.tensor at its first call: 2.3 s on every rank of every test
+    # unless pytest imported it before forking.
+    pytester.makepyfile(
+        test_lazy="""
+        import sys
+
+        def test_already_imported(dist_env):
+            assert "torch.distributed.tensor" in sys.modules
+        """
+    )
+    run = run_pytest("--dist-world-size=2", "--dist-reuse=off")
+    assert run.outcomes == {"test_already_imported": "passed"}, run.output
+
+
 def test_fixture_reading_dist_env_in_pytest_is_explained(pytester, run_pytest):
     pytester.makepyfile(
         test_misuse="""
