@@ -86,7 +86,8 @@ def test_every_platform_and_name(platform, name, monkeypatch, caplog):
 
 
 @pytest.mark.parametrize("name", ["naive", "flashinfer_all2allv"])
-def test_deprecated_alias_warning_names_the_alias_and_its_target(name):
+def test_deprecated_alias_warning_names_the_alias_and_its_target(name, monkeypatch):
+    monkeypatch.setattr(resolution_module, "library_installed", lambda _module: True)
     target = AGRS if name == "naive" else "flashinfer_nvlink_two_sided"
     with pytest.warns(DeprecatedAll2AllBackendWarning, match=rf"'{name}' is deprecated.*alias of '{target}'"):
         resolve_all2all_backend("cuda", name)
