@@ -52,6 +52,8 @@ class Matrix:
     root: Path
     cells: tuple[Cell, ...]
     axes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # The bandwidth floors file (`bench: {floors: ...}`), resolved against `root`; None when not named.
+    floors: Path | None = None
 
     @property
     def ids(self) -> list[str]:
@@ -114,7 +116,10 @@ def load_matrix(path: str | Path) -> Matrix:
         axes = {name: tuple(values) for name, values in (data.get("axes") or {}).items()}
         cells = _expand(data, axes, problems)
     problems.raise_if_any()
-    return Matrix(path=path, root=root, cells=tuple(cells), axes=axes)
+    floors = (data.get("bench") or {}).get("floors")
+    return Matrix(
+        path=path, root=root, cells=tuple(cells), axes=axes, floors=root / floors if floors else None
+    )
 
 
 def select_cells(cells: Iterable[Cell], patterns: Iterable[str]) -> list[Cell]:
@@ -221,6 +226,10 @@ def _check_files(data: Any, root: Path, problems: _Problems) -> None:
     include = data.get("include")
     if isinstance(include, list):
         places += [(["include", index], entry) for index, entry in enumerate(include)]
+    bench = data.get("bench")
+    floors = bench.get("floors") if isinstance(bench, dict) else None
+    if isinstance(floors, str) and floors and not (root / floors).is_file():
+        problems.add(["bench", "floors"], f"floors file '{floors}' does not exist (relative to {root})")
     for key_path, settings in places:
         if not isinstance(settings, dict):
             continue

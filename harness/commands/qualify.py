@@ -41,7 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--quick", action="store_true", help="with --bench: the bench's --quick sweep")
     parser.add_argument(
-        "--floors", type=Path, metavar="FILE", help="bandwidth floors to meet (implies --bench)"
+        "--floors",
+        type=Path,
+        metavar="FILE",
+        help="bandwidth floors to meet (implies --bench; default: the matrix's bench.floors)",
     )
     parser.set_defaults(handler=handle)
 
@@ -55,8 +58,10 @@ def _at_least_one(text: str) -> int:
 
 def handle(args: argparse.Namespace) -> int:
     """Run, bench, record; the exit code of the merged qualification report."""
-    floors = load_floors(args.floors) if args.floors else []
     matrix = load_matrix(resolve_matrix_path(args.matrix))
+    bench = args.bench or args.floors is not None
+    floors_path = args.floors or matrix.floors
+    floors = load_floors(floors_path) if bench and floors_path else []
     required = [cell for cell in matrix.select(args.cell) if cell.required]
     if not required:
         raise ConfigurationError(
@@ -70,7 +75,7 @@ def handle(args: argparse.Namespace) -> int:
     if run_command.handle(run_args) == EXIT_INTERRUPTED:
         return EXIT_INTERRUPTED
     console = make_console()
-    if args.bench or floors:
+    if bench:
         ran = [cell for cell in load_summary(args.out)["cells"] if cell["executor"]]
         targets = sorted({(cell["device"], cell["world_size"]) for cell in ran})
         if not targets:
@@ -85,7 +90,7 @@ def handle(args: argparse.Namespace) -> int:
     report = merge_results([args.out], expected=required, strict=True, floors=floors)
     (args.out / QUALIFICATION_MD).write_text(render_markdown(report), encoding="utf-8")
     document = report_json(report, args.out.resolve())
-    document.update(qualified=report.exit_code == 0, floors_file=str(args.floors) if args.floors else None)
+    document.update(qualified=report.exit_code == 0, floors_file=str(floors_path) if floors else None)
     (args.out / QUALIFICATION_JSON).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     for outcome in report.bench:
         for line in [outcome.error, *outcome.incorrect, *(v.message() for v in outcome.violations)]:

@@ -97,6 +97,14 @@ def test_default_matrix_of_the_repository_validates():
             assert cell.env["NCCL_NVLS_ENABLE"] == "0"
             assert cell.env["TORCH_SYMM_MEM_DISABLE_MULTICAST"] == "1"
             assert cell.env["NVSHMEM_DISABLE_NVLS"] == "1"
+    assert matrix.floors == REPO_ROOT / "qualification" / "floors.yaml"
+
+
+def test_bench_floors_file_must_exist_and_keys_are_checked(project):
+    assert load_matrix(project(GOOD)).floors is None
+    message = problems_of(project(GOOD + "bench:\n  floors: nowhere.yaml\n  floor: typo.yaml\n"))
+    assert "bench.floors: floors file 'nowhere.yaml' does not exist" in message
+    assert "bench" in message and "floor" in message
 
 
 def test_yaml_syntax_error_names_file_line_and_column(project):
