@@ -19,10 +19,12 @@ from communicators.all2all import All2AllManagerBase, create_all2all_manager
 from communicators.backends import DEFAULT_ALL2ALL_BACKEND
 from communicators.resolution import resolve_all2all_backend
 from communicators.tensor_layout import (
-    check_sizes,
+    RowSplit,
+    equal_split,
     from_rows,
     normalize_dim,
     pack_rows,
+    row_split,
     to_rows,
     unpack_rows,
 )
@@ -91,8 +93,14 @@ class DeviceCommunicatorBase:
         self, input_: TensorOrList, dim: int = 0, sizes: Sequence[int] | None = None
     ) -> torch.Tensor | list[torch.Tensor]:
         """Every rank's tensor(s) concatenated along `dim`, where rank r has `sizes[r]` (None: all equal)."""
-        is_list = isinstance(input_, (list, tuple))
-        tensors = list(input_) if is_list else [input_]
+        if not isinstance(input_, (list, tuple)):
+            # The hot path (one tensor, dim 0, contiguous) runs no Python loop and no copy before the
+            # collective: on NCCL a call below a few MiB costs only host time (bench_findings.md).
+            self._check_tensor(input_)
+            d = normalize_dim(input_, dim, self.rank)
+            split = self._split_for(input_.shape[d], sizes, dim)
+            return from_rows(self._gather_rows(to_rows(input_, d), split), d)
+        tensors = list(input_)
         if not tensors:
             return []
         dims = []
@@ -105,17 +113,10 @@ class DeviceCommunicatorBase:
                 f"rank {self.rank}: all_gatherv of a list needs one length along dim {dim} in every tensor, "
                 f"got {[tuple(t.shape) for t in tensors]}"
             )
-        local = lengths.pop()
-        sizes = [local] * self.world_size if sizes is None else check_sizes(sizes, self.world_size, self.rank)
-        if sizes[self.rank] != local:
-            raise ValueError(
-                f"rank {self.rank}: sizes[{self.rank}] is {sizes[self.rank]} but the tensor has {local} "
-                f"along dim {dim} (sizes {sizes})"
-            )
+        split = self._split_for(lengths.pop(), sizes, dim)
         rows = [to_rows(tensor, d) for tensor, d in zip(tensors, dims, strict=True)]
-        gathered = self._gather_row_list(rows, sizes)
-        out = [from_rows(rows_out, d) for rows_out, d in zip(gathered, dims, strict=True)]
-        return out if is_list else out[0]
+        gathered = self._gather_row_list(rows, split)
+        return [from_rows(rows_out, d) for rows_out, d in zip(gathered, dims, strict=True)]
 
     def reduce_scatter(self, input_: torch.Tensor, dim: int = -1) -> torch.Tensor:
         """This rank's equal share along `dim` of the sum of every rank's `input_`."""
@@ -134,19 +135,19 @@ class DeviceCommunicatorBase:
                     f"rank {self.rank}: reduce_scatter needs a length along dim {dim} divisible by the world "
                     f"size {self.world_size}, got {length}; pass sizes to reduce_scatterv for uneven shares"
                 )
-            sizes = [length // self.world_size] * self.world_size
+            split = equal_split(length // self.world_size, self.world_size, self.rank)
         else:
-            sizes = check_sizes(sizes, self.world_size, self.rank)
-            if sum(sizes) != length:
+            split = row_split(tuple(sizes), self.world_size, self.rank)
+            if split.total != length:
                 raise ValueError(
-                    f"rank {self.rank}: sizes {sizes} add up to {sum(sizes)} but the tensor has {length} "
-                    f"along dim {dim}"
+                    f"rank {self.rank}: sizes {list(split.sizes)} add up to {split.total} but the tensor has "
+                    f"{length} along dim {dim}"
                 )
         rows = to_rows(input_, d)
         if length == 0:
             # Every rank sees the same sizes, so every rank skips the collective together.
             return from_rows(rows, d)
-        return from_rows(self._reduce_scatterv_rows(rows, sizes), d)
+        return from_rows(self._reduce_scatterv_rows(rows, split), d)
 
     def gather(self, input_: torch.Tensor, dst: int = 0, dim: int = -1) -> torch.Tensor | None:
         """On `dst`, every rank's `input_` concatenated along `dim`; None on the other ranks."""
@@ -222,9 +223,15 @@ class DeviceCommunicatorBase:
 
     # -- primitives on rows (dim 0, contiguous), overridden per platform --------------------------------
 
-    def _gather_row_list(self, rows: list[torch.Tensor], sizes: list[int]) -> list[torch.Tensor]:
-        if len(rows) <= 2:
-            return [self._gather_rows(tensor, sizes) for tensor in rows]
+    # Whether a list gather packs the small tensors into one byte buffer (one collective for all of them,
+    # plus copies). On NCCL a collective is queued on the stream without a host wait and the copies are
+    # kernels too, so each tensor gathers alone; where a collective costs a round trip on the host (gloo,
+    # the emulated xccl), packing wins.
+    packs_row_lists: ClassVar[bool] = False
+
+    def _gather_row_list(self, rows: list[torch.Tensor], split: RowSplit) -> list[torch.Tensor]:
+        if not self.packs_row_lists or len(rows) <= 2:
+            return [self._gather_rows(tensor, split) for tensor in rows]
         # At most two collectives for any list: the widest tensor (the hidden states, in MoE dispatch)
         # travels alone, without a copy; the others (weights, ids, scales) travel together as the columns
         # of one byte buffer. Packing the widest too would cost more in copies than a round trip saves.
@@ -232,32 +239,44 @@ class DeviceCommunicatorBase:
         widest = max(range(len(rows)), key=lambda i: math.prod(rows[i].shape[1:]) * rows[i].element_size())
         others = [i for i in range(len(rows)) if i != widest]
         packed, columns = pack_rows([rows[i] for i in others])
-        gathered = dict(zip(others, unpack_rows(self._gather_rows(packed, sizes), columns), strict=True))
-        gathered[widest] = self._gather_rows(rows[widest], sizes)
+        gathered = dict(zip(others, unpack_rows(self._gather_rows(packed, split), columns), strict=True))
+        gathered[widest] = self._gather_rows(rows[widest], split)
         return [gathered[i] for i in range(len(rows))]
 
-    def _gather_rows(self, rows: torch.Tensor, sizes: list[int]) -> torch.Tensor:
-        if sum(sizes) == 0:
+    def _gather_rows(self, rows: torch.Tensor, split: RowSplit) -> torch.Tensor:
+        if split.total == 0:
             # Every rank sees the same sizes, so every rank skips the collective together.
             return rows.new_empty((0, *rows.shape[1:]))
-        return self._all_gatherv_rows(rows, sizes)
+        return self._all_gatherv_rows(rows, split)
 
-    def _all_gatherv_rows(self, rows: torch.Tensor, sizes: list[int]) -> torch.Tensor:
-        out = rows.new_empty((sum(sizes), *rows.shape[1:]))
-        if len(set(sizes)) == 1:
+    def _all_gatherv_rows(self, rows: torch.Tensor, split: RowSplit) -> torch.Tensor:
+        out = rows.new_empty((split.total, *rows.shape[1:]))
+        if split.equal:
             all_gather_single(out, rows, group=self.group)
         else:
             # Row blocks of a dim-0 buffer are contiguous views: NCCL writes each rank's rows in place.
-            dist.all_gather(list(out.split(sizes)), rows, group=self.group)
+            dist.all_gather(list(out.split(split.sizes)), rows, group=self.group)
         return out
 
-    def _reduce_scatterv_rows(self, rows: torch.Tensor, sizes: list[int]) -> torch.Tensor:
-        out = rows.new_empty((sizes[self.rank], *rows.shape[1:]))
-        if len(set(sizes)) == 1:
+    def _reduce_scatterv_rows(self, rows: torch.Tensor, split: RowSplit) -> torch.Tensor:
+        out = rows.new_empty((split.own, *rows.shape[1:]))
+        if split.equal:
             reduce_scatter_single(out, rows, group=self.group)
         else:
-            dist.reduce_scatter(out, list(rows.split(sizes)), group=self.group)
+            dist.reduce_scatter(out, list(rows.split(split.sizes)), group=self.group)
         return out
+
+    def _split_for(self, local: int, sizes: Sequence[int] | None, dim: int) -> RowSplit:
+        """The checked split of a gather where this rank has `local` rows (sizes None: every rank has)."""
+        if sizes is None:
+            return equal_split(local, self.world_size, self.rank)
+        split = row_split(tuple(sizes), self.world_size, self.rank)
+        if split.own != local:
+            raise ValueError(
+                f"rank {self.rank}: sizes[{self.rank}] is {split.own} but the tensor has {local} "
+                f"along dim {dim} (sizes {list(split.sizes)})"
+            )
+        return split
 
     # -- checks -----------------------------------------------------------------------------------------
 

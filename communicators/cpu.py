@@ -6,6 +6,7 @@ import torch
 import torch.distributed as dist
 
 from communicators.base import DeviceCommunicatorBase
+from communicators.tensor_layout import RowSplit
 
 
 class CpuCommunicator(DeviceCommunicatorBase):
@@ -13,21 +14,45 @@ class CpuCommunicator(DeviceCommunicatorBase):
 
     platform = "cpu"
     process_group_backend = "gloo"
+    # Every gloo collective is a host round trip: the small tensors of a list travel as one buffer.
+    packs_row_lists = True
 
-    def _all_gatherv_rows(self, rows: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    def _all_gatherv_rows(self, rows: torch.Tensor, split: RowSplit) -> torch.Tensor:
         # gloo's all_gather takes equal sizes only, and even padded it measured 3-10x slower on 2 cores
-        # than one broadcast per rank straight into that rank's block of the output (see the README).
-        out = rows.new_empty((sum(sizes), *rows.shape[1:]))
-        blocks = out.split(sizes)
+        # than one broadcast per rank straight into that rank's block of the output. All broadcasts are
+        # in flight at once (gloo runs them on its own threads, and every rank issues them in rank order
+        # so that they pair up); this rank's comes straight from `rows` while its block is filled.
+        out = rows.new_empty((split.total, *rows.shape[1:]))
+        blocks = out.split(split.sizes)
+        works = [
+            dist.broadcast(rows if src == self.rank else block, group=self.group, group_src=src, async_op=True)
+            for src, block in enumerate(blocks)
+            if block.shape[0]
+        ]
         blocks[self.rank].copy_(rows)
-        for src, block in enumerate(blocks):
-            if block.shape[0]:
-                dist.broadcast(block, group=self.group, group_src=src)
+        for work in works:
+            work.wait()
         return out
 
-    def _reduce_scatterv_rows(self, rows: torch.Tensor, sizes: list[int]) -> torch.Tensor:
-        # gloo's reduce_scatter measured slower than all_reduce on 2 cores (see the README), so sum every
-        # row and keep this rank's: the naive scheme's combine, never slower than it. In place on `rows`.
-        dist.all_reduce(rows, group=self.group)
-        start = sum(sizes[: self.rank])
-        return rows[start : start + sizes[self.rank]]
+    def _reduce_scatterv_rows(self, rows: torch.Tensor, split: RowSplit) -> torch.Tensor:
+        # A direct reduce-scatter: send every peer its block, receive every peer's copy of this rank's
+        # block, sum here. It moves half the bytes of the all_reduce + slice that the naive scheme uses,
+        # and gloo's own reduce_scatter measured slower than that all_reduce (bench_findings.md).
+        # In place on this rank's block of `rows`, which the API allows.
+        own = rows[split.start : split.start + split.own]
+        if self.world_size == 1:
+            return own
+        blocks = rows.split(split.sizes)
+        peers = [peer for peer in range(self.world_size) if peer != self.rank]
+        received = rows.new_empty((len(peers), *own.shape))
+        works = []
+        for slot, peer in enumerate(peers):
+            if split.sizes[peer]:
+                works.append(dist.isend(blocks[peer], group=self.group, group_dst=peer))
+            if split.own:
+                works.append(dist.irecv(received[slot], group=self.group, group_src=peer))
+        for work in works:
+            work.wait()
+        for slot in range(len(peers)):
+            own.add_(received[slot])
+        return own

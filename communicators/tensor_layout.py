@@ -6,6 +6,7 @@ contiguous, so that a rank's share is a contiguous block and any dim is handled 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,11 +31,17 @@ def dense(tensor: torch.Tensor) -> torch.Tensor:
 
 def to_rows(tensor: torch.Tensor, dim: int) -> torch.Tensor:
     """`tensor` with `dim` moved to dim 0, with row-major strides (a copy only where the layout needs one)."""
+    # The common case costs nothing: a movedim alone is a microsecond, and collectives on accelerators are
+    # host-bound below a few MiB, so every microsecond of the hot path shows in the bench.
+    if dim == 0 and tensor.is_contiguous() and tensor.numel():
+        return tensor
     return dense(tensor.movedim(dim, 0))
 
 
 def from_rows(rows: torch.Tensor, dim: int) -> torch.Tensor:
     """The inverse of `to_rows`: dim 0 moved back to `dim`, with row-major strides."""
+    if dim == 0 and rows.is_contiguous() and rows.numel():
+        return rows
     return dense(rows.movedim(0, dim))
 
 
@@ -48,6 +55,45 @@ def check_sizes(sizes: Sequence[int], world_size: int, rank: int) -> list[int]:
     if any(size < 0 for size in sizes):
         raise ValueError(f"rank {rank}: sizes {sizes} has a negative entry")
     return sizes
+
+
+@dataclass(frozen=True)
+class RowSplit:
+    """How the rows of a gathered (or reduced) buffer are shared among ranks, seen from one rank."""
+
+    sizes: tuple[int, ...]  # rows of each rank, in rank order
+    total: int
+    equal: bool  # every rank has the same number of rows: the collectives' `_single` forms apply
+    start: int  # this rank's first row
+    own: int  # this rank's rows
+
+    @property
+    def offsets(self) -> list[int]:
+        """The first row of every rank, and the total at the end."""
+        return [sum(self.sizes[:r]) for r in range(len(self.sizes) + 1)]
+
+
+# Callers pass the same few sizes over and over (one per batch shape): checking and summing them once per
+# distinct value keeps Python loops out of every collective call.
+@functools.lru_cache(maxsize=256)
+def row_split(sizes: tuple[int, ...], world_size: int, rank: int) -> RowSplit:
+    """The checked split of `sizes` (one entry per rank) as `rank` sees it; a ValueError when invalid."""
+    checked = tuple(check_sizes(sizes, world_size, rank))
+    return RowSplit(
+        sizes=checked,
+        total=sum(checked),
+        equal=checked.count(checked[0]) == world_size,
+        start=sum(checked[:rank]),
+        own=checked[rank],
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def equal_split(size: int, world_size: int, rank: int) -> RowSplit:
+    """The split where every one of `world_size` ranks has `size` rows."""
+    return RowSplit(
+        sizes=(size,) * world_size, total=size * world_size, equal=True, start=size * rank, own=size
+    )
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import torch.distributed as dist
 
 from communicators.backends import DEFAULT_ALL2ALL_BACKEND
 from communicators.base import DeviceCommunicatorBase
-from communicators.tensor_layout import all_gatherv_padded, normalize_dim, reduce_scatterv_padded
+from communicators.tensor_layout import RowSplit, all_gatherv_padded, normalize_dim, reduce_scatterv_padded
 from communicators.torch_compat import all_gather_single, reduce_scatter_single
 
 logger = logging.getLogger("communicators")
@@ -25,6 +25,8 @@ class XpuCommunicator(DeviceCommunicatorBase):
 
     platform = "xpu"
     process_group_backend = "xccl"
+    # Each uneven collective pads and copies: one buffer for the small tensors of a list is fewer copies.
+    packs_row_lists = True
 
     def __init__(
         self,
@@ -57,10 +59,10 @@ class XpuCommunicator(DeviceCommunicatorBase):
         gathered = self.all_gather(input_, dim=dim)
         return gathered if self.rank == dst else None
 
-    def _all_gatherv_rows(self, rows: torch.Tensor, sizes: list[int]) -> torch.Tensor:
-        return all_gatherv_padded(rows, sizes, functools.partial(all_gather_single, group=self.group))
+    def _all_gatherv_rows(self, rows: torch.Tensor, split: RowSplit) -> torch.Tensor:
+        return all_gatherv_padded(rows, split.sizes, functools.partial(all_gather_single, group=self.group))
 
-    def _reduce_scatterv_rows(self, rows: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    def _reduce_scatterv_rows(self, rows: torch.Tensor, split: RowSplit) -> torch.Tensor:
         return reduce_scatterv_padded(
-            rows, sizes, self.rank, functools.partial(reduce_scatter_single, group=self.group)
+            rows, split.sizes, self.rank, functools.partial(reduce_scatter_single, group=self.group)
         )
