@@ -25,7 +25,9 @@ class CpuCommunicator(DeviceCommunicatorBase):
         out = rows.new_empty((split.total, *rows.shape[1:]))
         blocks = out.split(split.sizes)
         works = [
-            dist.broadcast(rows if src == self.rank else block, group=self.group, group_src=src, async_op=True)
+            dist.broadcast(
+                rows if src == self.rank else block, group=self.group, group_src=src, async_op=True
+            )
             for src, block in enumerate(blocks)
             if block.shape[0]
         ]

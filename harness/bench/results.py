@@ -6,7 +6,9 @@ Row kinds, told apart by "op":
   lacks the collective or for the baseline twin ("baseline": true) that overhead rows compare against;
 - "overhead": {"collective", "bytes", "communicator_us", "torch_us", "overhead_pct"};
 - "dispatch_combine": {"tokens", "hidden", "backend" ("allgather_reducescatter" | "naive_reference"),
-  "time_us", "dispatch_us", "combine_us", "correct"}; the backend's row adds "speedup_vs_naive".
+  "time_us", "dispatch_us", "combine_us", "correct"}; the backend's row adds "speedup_vs_naive" (from
+  "time_us": round trips back to back). "dispatch_us" and "combine_us" come from a separate pass with a
+  device synchronize after each phase, so on accelerators they add up to more than "time_us".
 """
 
 from __future__ import annotations

@@ -24,6 +24,8 @@ from harness.fingerprint import query_nvidia_gpus
 TRACEBACK_TAIL_LINES = 25
 # Seconds a rank that reported "done" may take to exit before it is killed.
 EXIT_GRACE_S = 5.0
+# Seconds to wait, after a rank's error, for a peer whose death may have caused it to be reaped.
+PEER_DEATH_GRACE_S = 1.0
 
 
 class BenchRankError(HarnessError):
@@ -141,14 +143,32 @@ def _watch(
                     deadline = time.monotonic() + timeout_s
         for state in ranks:
             if state.error:
-                raise BenchRankError(_failure_message(state))
+                raise BenchRankError(_died_before(ranks, state) + _failure_message(state))
             exitcode = state.process.exitcode
             if exitcode is not None and not state.done:
                 _drain(state, rows, on_row, on_step)
                 if state.error:
                     raise BenchRankError(_failure_message(state))
-                how = f"was killed by signal {-exitcode}" if exitcode < 0 else f"exited with code {exitcode}"
-                raise BenchRankError(f"rank {state.rank} {how} during step '{state.step}'")
+                raise BenchRankError(_death_message(state))
+
+
+def _death_message(state: _Rank) -> str:
+    exitcode = state.process.exitcode
+    how = f"was killed by signal {-exitcode}" if exitcode < 0 else f"exited with code {exitcode}"
+    return f"rank {state.rank} {how} during step '{state.step}'"
+
+
+def _died_before(ranks: list[_Rank], failed: _Rank) -> str:
+    """'rank N was killed ...; then ' when a peer died without a word: the likelier cause of the error."""
+    # A peer that dies closes its sockets before the parent can reap it, so its peers' "connection closed"
+    # errors can arrive first; the death is the cause worth reporting.
+    for state in ranks:
+        if state is not failed and not state.done and not state.error:
+            state.process.join(timeout=PEER_DEATH_GRACE_S)
+            _drain(state, [], None, None)
+            if state.process.exitcode not in (None, 0) and not state.error:
+                return f"{_death_message(state)}; then "
+    return ""
 
 
 def _drain(

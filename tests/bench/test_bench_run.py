@@ -88,7 +88,9 @@ def test_dispatch_combine_compares_agrs_with_the_naive_reference(document: dict)
     assert all(r["correct"] and r["hidden"] == 64 and r["topk"] == 8 for r in rows)
     for agrs, naive in zip(rows[::2], rows[1::2], strict=True):
         assert agrs["speedup_vs_naive"] == pytest.approx(naive["time_us"] / agrs["time_us"])
-        assert agrs["time_us"] == pytest.approx(agrs["dispatch_us"] + agrs["combine_us"])
+        # The round trip is timed back to back; the per-phase split is a separate, synchronised pass.
+        for row in (agrs, naive):
+            assert row["time_us"] > 0 and row["dispatch_us"] > 0 and row["combine_us"] > 0
 
 
 def test_a_wrong_result_is_flagged_and_exits_1(
