@@ -177,3 +177,41 @@ def test_bad_sizes_and_shapes_raise_before_any_collective(communicator):
             communicator.all_reduce(torch.zeros(2))
     # The group still works after every rejected call: nothing was half-sent.
     assert communicator.all_reduce(torch.ones(1, device=device)).item() == world_size
+
+
+def test_a_list_gathers_in_as_many_collectives_as_the_platform_wants(communicator):
+    rank, device = communicator.rank, communicator.device
+    sizes = sizes_for("uneven_with_zeros", communicator.world_size)
+    specs = [((8,), torch.bfloat16), ((2,), torch.float32), ((2,), torch.int64), ((), torch.float32)]
+    inputs = [
+        rank_input((sizes[rank], *trailing), dtype, rank, i, device)
+        for i, (trailing, dtype) in enumerate(specs)
+    ]
+    gathered_shapes = []
+    real_gather_rows = communicator._gather_rows
+
+    def counting_gather_rows(rows, split):
+        gathered_shapes.append(tuple(rows.shape))
+        return real_gather_rows(rows, split)
+
+    communicator._gather_rows = counting_gather_rows
+    try:
+        outputs = communicator.all_gatherv(inputs, dim=0, sizes=sizes)
+    finally:
+        del communicator._gather_rows
+    for i, ((trailing, dtype), out) in enumerate(zip(specs, outputs, strict=True)):
+        expected = torch.cat([rank_input((s, *trailing), dtype, r, i) for r, s in enumerate(sizes)])
+        assert_equal(out, expected, f"list item {i}")
+    if communicator.packs_row_lists:
+        # gloo and xccl: the widest tensor alone, the other three as one byte buffer.
+        assert len(gathered_shapes) == 2, gathered_shapes
+    else:
+        # NCCL queues a collective per tensor on its stream: no packing copies.
+        assert gathered_shapes == [(sizes[rank], *trailing) for trailing, _ in specs]
+
+
+def test_an_equal_all_gather_returns_a_new_tensor(communicator):
+    x = torch.ones(3, 4, device=communicator.device)
+    out = communicator.all_gather(x, dim=0)
+    out.zero_()
+    assert bool((x == 1).all()), "all_gather returned (a view of) its input"
