@@ -20,16 +20,17 @@ import torch.distributed as dist
 
 from communicators.base import DeviceCommunicatorBase
 from communicators.cpu import CpuCommunicator
-from communicators.tensor_layout import check_sizes, to_rows
+from communicators.tensor_layout import RowSplit, check_sizes, row_split, to_rows
 from communicators.torch_compat import reduce_scatter_single
 from harness.bench.options import build_options
 from harness.bench.runner import run_bench
 
-Rows = Callable[[CpuCommunicator, torch.Tensor, list[int]], torch.Tensor]
+Rows = Callable[[CpuCommunicator, torch.Tensor, RowSplit], torch.Tensor]
 
 
-def single_or_list(self: CpuCommunicator, rows: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+def single_or_list(self: CpuCommunicator, rows: torch.Tensor, split: RowSplit) -> torch.Tensor:
     """The base class's choice: reduce_scatter_single for equal sizes (gloo emulates it), lists otherwise."""
+    sizes = split.sizes
     out = rows.new_empty((sizes[self.rank], *rows.shape[1:]))
     if len(set(sizes)) == 1:
         reduce_scatter_single(out, rows, group=self.group)
@@ -38,30 +39,34 @@ def single_or_list(self: CpuCommunicator, rows: torch.Tensor, sizes: list[int]) 
     return out
 
 
-def all_reduce_slice(self: CpuCommunicator, rows: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+def all_reduce_slice(self: CpuCommunicator, rows: torch.Tensor, split: RowSplit) -> torch.Tensor:
     """What the naive combine does: sum every row everywhere, keep this rank's."""
+    sizes = split.sizes
     summed = rows.clone()
     dist.all_reduce(summed, group=self.group)
     start = sum(sizes[: self.rank])
     return summed[start : start + sizes[self.rank]]
 
 
-def all_reduce_in_place(self: CpuCommunicator, rows: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+def all_reduce_in_place(self: CpuCommunicator, rows: torch.Tensor, split: RowSplit) -> torch.Tensor:
     """The naive combine exactly: reduce_scatterv may change its input, so sum it in place and slice."""
+    sizes = split.sizes
     dist.all_reduce(rows, group=self.group)
     start = sum(sizes[: self.rank])
     return rows[start : start + sizes[self.rank]]
 
 
-def reduce_scatter_list(self: CpuCommunicator, rows: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+def reduce_scatter_list(self: CpuCommunicator, rows: torch.Tensor, split: RowSplit) -> torch.Tensor:
     """gloo's own reduce_scatter on a list of per-rank views, equal or not."""
+    sizes = split.sizes
     out = rows.new_empty((sizes[self.rank], *rows.shape[1:]))
     dist.reduce_scatter(out, list(rows.split(sizes)), group=self.group)
     return out
 
 
-def all_to_all_sum(self: CpuCommunicator, rows: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+def all_to_all_sum(self: CpuCommunicator, rows: torch.Tensor, split: RowSplit) -> torch.Tensor:
     """Send rank r its block, receive every rank's copy of this rank's block, sum them here (one step)."""
+    sizes = split.sizes
     mine = sizes[self.rank]
     received = rows.new_empty((self.world_size * mine, *rows.shape[1:]))
     dist.all_to_all_single(
@@ -70,8 +75,9 @@ def all_to_all_sum(self: CpuCommunicator, rows: torch.Tensor, sizes: list[int]) 
     return received.view(self.world_size, mine, *rows.shape[1:]).sum(dim=0)
 
 
-def reduce_per_rank(self: CpuCommunicator, rows: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+def reduce_per_rank(self: CpuCommunicator, rows: torch.Tensor, split: RowSplit) -> torch.Tensor:
     """One reduce per destination rank, all in flight at once."""
+    sizes = split.sizes
     blocks = [block.clone() for block in rows.split(sizes)]
     works = [dist.reduce(block, dst=r, group=self.group, async_op=True) for r, block in enumerate(blocks)]
     for work in works:
@@ -101,7 +107,7 @@ def planar_packed(self: CpuCommunicator, input_, dim=0, sizes=None):  # noqa: AN
     row_bytes = [math.prod(row.shape[1:]) * row.element_size() for row in rows]
     packed = torch.cat([row.reshape(-1).view(torch.uint8) for row in rows])
     per_rank = [size * sum(row_bytes) for size in sizes]
-    gathered = self._gather_rows(packed, per_rank)
+    gathered = self._gather_rows(packed, row_split(tuple(per_rank), self.world_size, self.rank))
     outputs = []
     for index, tensor in enumerate(rows):
         pieces = []
@@ -118,6 +124,7 @@ def planar_packed(self: CpuCommunicator, input_, dim=0, sizes=None):  # noqa: AN
 GATHERS = {"communicator": communicator_own, "per_tensor": per_tensor, "planar_packed": planar_packed}
 
 CANDIDATES: dict[str, Rows] = {
+    "communicator": CpuCommunicator._reduce_scatterv_rows,
     "single_or_list": single_or_list,
     "all_reduce_slice": all_reduce_slice,
     "all_reduce_in_place": all_reduce_in_place,
@@ -136,7 +143,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument(
-        "--candidates", default=",".join(CANDIDATES), help="combine (reduce_scatterv) candidates"
+        "--candidates", default="communicator", help=f"combine candidates: {', '.join(CANDIDATES)}"
     )
     parser.add_argument(
         "--gathers", default="communicator", help=f"dispatch candidates: {', '.join(GATHERS)}"

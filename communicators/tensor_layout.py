@@ -16,11 +16,12 @@ import torch
 
 def normalize_dim(tensor: torch.Tensor, dim: int, rank: int) -> int:
     """`dim` as a non-negative index into `tensor`, or a ValueError naming the rank."""
-    if tensor.dim() == 0:
+    ndim = tensor.dim()
+    if ndim == 0:
         raise ValueError(f"rank {rank}: collectives along a dim need a tensor with dims, got a 0-d tensor")
-    if not -tensor.dim() <= dim < tensor.dim():
+    if not -ndim <= dim < ndim:
         raise ValueError(f"rank {rank}: dim {dim} is out of range for shape {tuple(tensor.shape)}")
-    return dim % tensor.dim()
+    return dim % ndim
 
 
 def dense(tensor: torch.Tensor) -> torch.Tensor:
