@@ -22,6 +22,7 @@ from typing import IO, Any
 from harness.errors import ConfigurationError, DockerUnavailableError, HarnessError
 from harness.executors.progress_tail import ProgressTail
 from harness.executors.results import JUNIT_XML, LOG_TXT, PROGRESS_JSONL, collect_cell_result, write_cell_json
+from harness.executors.running import RunningCells
 from harness.images import build_command, build_image, find_image, recipe_for
 from harness.model import Cell, CellResult, CellStatus, ProgressCallback, TestCounts
 from harness.probe import find_intel_render_nodes
@@ -259,7 +260,7 @@ class DockerExecutor:
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self.offline = offline
         self._client = client or connect_engine()
-        self._running: dict[str, _RunningContainer] = {}
+        self._running = RunningCells()
         self._lock = threading.Lock()
         self._build_locks: dict[str, threading.Lock] = {}
         self._build_failures: dict[str, str] = {}
@@ -371,8 +372,7 @@ class DockerExecutor:
             **device_options(cell, gpu_ids),
         )
         running = _RunningContainer(container)
-        with self._lock:
-            self._running[cell.id] = running
+        self._running.add(cell.id, running)
         try:
             container.start()
             stream_ended = threading.Event()
@@ -384,8 +384,7 @@ class DockerExecutor:
             streamer.join(timeout=10)
             return running.exit_code(), running.stop_reason
         finally:
-            with self._lock:
-                self._running.pop(cell.id, None)
+            self._running.remove(cell.id)
             _remove_quietly(container)
 
     def _watch(self, cell: Cell, running: _RunningContainer, stream_ended: threading.Event) -> None:
@@ -424,13 +423,7 @@ class DockerExecutor:
 
     def interrupt(self) -> None:
         """Stop every running cell (Ctrl-C); their results say "interrupted"."""
-        with self._lock:
-            running = list(self._running.values())
-        threads = [threading.Thread(target=cell.stop, args=("interrupted",)) for cell in running]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        self._running.stop_all("interrupted")
 
     def close(self) -> None:
         """Stop running cells and remove every container this executor created."""

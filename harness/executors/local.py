@@ -25,6 +25,7 @@ from harness.executors.results import (
     collect_cell_result,
     write_cell_json,
 )
+from harness.executors.running import RunningCells
 from harness.model import Cell, CellResult, ProgressCallback
 
 # How long a cell may take to wind down after SIGINT (pytest then still writes junit.xml) before SIGKILL.
@@ -119,8 +120,7 @@ class LocalExecutor:
 
     def __init__(self, project_root: Path) -> None:
         self.project_root = project_root
-        self._running: dict[str, _RunningCell] = {}
-        self._lock = threading.Lock()
+        self._running = RunningCells()
 
     def run(
         self, cell: Cell, results_dir: Path, gpu_ids: list[int], on_progress: ProgressCallback
@@ -146,8 +146,7 @@ class LocalExecutor:
                 start_new_session=True,
             )
             running = _RunningCell(process)
-            with self._lock:
-                self._running[cell.id] = running
+            self._running.add(cell.id, running)
             tee = threading.Thread(target=_copy_stream, args=(process.stdout, log), daemon=True)
             tee.start()
             try:
@@ -156,8 +155,7 @@ class LocalExecutor:
                 running.stop(f"cell timed out after {cell.timeout_s:g}s")
             finally:
                 leftovers = kill_process_tree(process)
-                with self._lock:
-                    self._running.pop(cell.id, None)
+                self._running.remove(cell.id)
             tee.join(timeout=10)
             if leftovers and not running.stop_reason:
                 log.write(f"\n[harness] killed {leftovers} process(es) the cell left behind\n".encode())
@@ -172,13 +170,7 @@ class LocalExecutor:
 
     def interrupt(self) -> None:
         """Stop every running cell (Ctrl-C); their results say "interrupted"."""
-        with self._lock:
-            running = list(self._running.values())
-        threads = [threading.Thread(target=cell.stop, args=("interrupted",)) for cell in running]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        self._running.stop_all("interrupted")
 
     def close(self) -> None:
         """Stop anything still running; the run command calls it on every exit path."""
