@@ -89,6 +89,9 @@ def probe_docker(timeout_s: float = 3.0) -> tuple[bool, str, str]:
         import docker
     except ImportError:
         return False, "", "the docker Python package is not installed (pip install docker)"
+    if not hasattr(docker, "from_env"):
+        # The repository's docker/ folder (Dockerfiles) imports as a namespace package when the SDK is absent.
+        return False, "", "the docker Python package is not installed (pip install docker)"
     try:
         client = docker.from_env(timeout=timeout_s)
     except Exception as error:
