@@ -68,11 +68,6 @@ class RowSplit:
     start: int  # this rank's first row
     own: int  # this rank's rows
 
-    @property
-    def offsets(self) -> list[int]:
-        """The first row of every rank, and the total at the end."""
-        return [sum(self.sizes[:r]) for r in range(len(self.sizes) + 1)]
-
 
 # Callers pass the same few sizes over and over (one per batch shape): checking and summing them once per
 # distinct value keeps Python loops out of every collective call.
