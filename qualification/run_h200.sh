@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# One call on a lent H200 machine (the device tool): the cuda cells of matrix.yaml on the local executor,
+# the plugin's overhead on CUDA, and the bench at every world size the GPUs allow. Everything lands in one
+# tarball under $OUT (the tool brings back at most 8 files). The machine has no network and no Docker:
+# pytest 8 / pytest-forked / jsonschema travel as wheels in .whl/ (see qualification/README.md).
+set -uo pipefail
+out=${OUT:-/tmp/h200-out}
+work=/tmp/h200
+rm -rf "$work" && mkdir -p "$work" "$out"
+# NVLink multicast must stay off on these shared hosts, in every process the run starts.
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
+if [ -d .whl ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 2
+    export PYTHONPATH=/tmp/site:$PWD
+fi
+gpus=$(nvidia-smi -L | wc -l)
+nvidia-smi > "$work/nvidia-smi.txt"
+echo "== $gpus GPUs; cuda cells"
+python3 -m harness.cli run matrix.yaml --cell 'cuda*' --executor local --out "$work/cells" > "$work/cells.log" 2>&1
+echo "cells exit code $?"
+grep -v " PASSED " "$work/cells.log" | tail -25
+echo "== plugin overhead, world size $gpus"
+python3 benchmarks/plugin_overhead.py --device cuda --world-size "$gpus" --no-mptc --fork-tests 5 \
+    --json "$work/plugin_overhead-cuda-ws$gpus.json" 2>&1 | tail -12
+for ws in 2 4 8; do
+    [ "$ws" -le "$gpus" ] || continue
+    echo "== bench, world size $ws"
+    timeout ${BENCH_TIMEOUT_S:-200} python3 -m harness.bench --device cuda --world-size "$ws" \
+        --json "$work/bench-cuda-ws$ws.json" --plot "$work/bench-cuda-ws$ws.png" > "$work/bench-ws$ws.log" 2>&1
+    echo "bench exit code $?"
+    tail -30 "$work/bench-ws$ws.log"
+done
+tar czf "$out/h200.tgz" -C "$work" .
