@@ -18,6 +18,14 @@ from harness.probe import HostCapabilities, probe_host
 DEFAULT_MATRIX = "matrix.yaml"
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1 (`--jobs`)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_matrix_arguments(parser: argparse.ArgumentParser) -> None:
     """MATRIX, --cell and --executor: how every matrix command chooses its cells."""
     parser.add_argument(

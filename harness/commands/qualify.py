@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from harness.bench.floors import load_floors
-from harness.commands import add_matrix_arguments, make_console, resolve_matrix_path
+from harness.commands import add_matrix_arguments, make_console, positive_int, resolve_matrix_path
 from harness.commands import run as run_command
 from harness.errors import EXIT_INTERRUPTED, ConfigurationError
 from harness.matrix import load_matrix
@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_matrix_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("qualification-results"), help="results directory")
-    parser.add_argument("--jobs", type=_at_least_one, default=None, metavar="N", help="cells at once")
+    parser.add_argument("--jobs", type=positive_int, default=None, metavar="N", help="cells at once")
     parser.add_argument(
         "--bench", action="store_true", help="also run the bench once per device and world size that ran"
     )
@@ -47,13 +47,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="bandwidth floors to meet (implies --bench; default: the matrix's bench.floors)",
     )
     parser.set_defaults(handler=handle)
-
-
-def _at_least_one(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def handle(args: argparse.Namespace) -> int:

@@ -6,19 +6,12 @@ import argparse
 import signal
 from pathlib import Path
 
-from harness.commands import add_matrix_arguments, make_console, plan_matrix
+from harness.commands import add_matrix_arguments, make_console, plan_matrix, positive_int
 from harness.errors import EXIT_STRICT
 from harness.executors import make_executors
 from harness.progress import make_progress_view
 from harness.report import RunReport, render_table, skipped_result
 from harness.scheduler import CellScheduler, ResourcePool
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_matrix_arguments(parser)
     parser.add_argument(
         "--jobs",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="cells at once (default: as many as the host's cores hold; a cpu cell of "

@@ -32,26 +32,29 @@ class Run:
     pids: dict[str, dict[int, int]] = field(default_factory=dict)
 
 
+def pytest_command(*extra_paths: str) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of a separate pytest with the plugin, `extra_paths` importable."""
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([*extra_paths, REPO_ROOT, os.environ.get("PYTHONPATH", "")])
+    )
+    command = [sys.executable, "-m", "pytest", *plugin_args(), "-p", "no:cacheprovider"]
+    return command, env
+
+
 def run_pytest_in(directory: Path, *args: str, timeout: float = 90) -> Run:
     """Run a separate `python -m pytest` in `directory` with the plugin; the test bodies may append
     "name rank pid" lines to the file named by $COMM_HARNESS_TEST_RECORD."""
     record, junit = directory / "record.txt", directory / "junit.xml"
     record.write_text("")
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join([str(directory), REPO_ROOT, os.environ.get("PYTHONPATH", "")])
-    )
+    command, env = pytest_command(str(directory))
     env[RECORD_ENV] = str(record)
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        *plugin_args(),
-        "-p",
-        "no:cacheprovider",
-        f"--junitxml={junit}",
-    ]
     done = subprocess.run(
-        [*command, "-rA", *args], cwd=directory, env=env, capture_output=True, text=True, timeout=timeout
+        [*command, f"--junitxml={junit}", "-rA", *args],
+        cwd=directory,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     run = Run(done.returncode, done.stdout + done.stderr)
     if junit.exists():

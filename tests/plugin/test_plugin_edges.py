@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 
 import psutil
 import pytest
 import torch
-from plugin_runs import RECORD_ENV, REPO_ROOT, plugin_args
+from plugin_runs import RECORD_ENV, pytest_command
 
 from harness.pytest_plugin.outcomes import RankOutcome, RankProblem, judge
 
@@ -40,19 +38,13 @@ def test_killing_pytest_kills_its_ranks(pytester, mode):
     pytester.makepyfile(test_hangs=HANGS)
     record = pytester.path / "record.txt"
     record.write_text("")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO_ROOT, os.environ.get("PYTHONPATH", "")]))
+    command, env = pytest_command()
     env[RECORD_ENV] = str(record)
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        *plugin_args(),
-        "-p",
-        "no:cacheprovider",
-        "--dist-world-size=2",
-    ]
     pytest_process = subprocess.Popen(
-        [*command, "--dist-timeout=300", *mode], cwd=pytester.path, env=env, stdout=subprocess.DEVNULL
+        [*command, "--dist-world-size=2", "--dist-timeout=300", *mode],
+        cwd=pytester.path,
+        env=env,
+        stdout=subprocess.DEVNULL,
     )
     try:
         give_up = time.monotonic() + 60
