@@ -267,7 +267,7 @@ def cell_failures(cell: dict[str, Any], max_lines: int = TRACEBACK_LINES) -> lis
             failures.append(
                 Failure(
                     cell=cell["id"],
-                    test=_test_id(case),
+                    test=node_id_of(case),
                     summary=summary[: LINE_CHARS * 2],
                     lines=[_clip(line) for line in body[:max_lines]],
                     more_lines=max(0, len(body) - max_lines),
@@ -280,11 +280,16 @@ def cell_failures(cell: dict[str, Any], max_lines: int = TRACEBACK_LINES) -> lis
     return failures
 
 
-def _test_id(case: Any) -> str:
+def node_id_of(case: Any) -> str:
+    """The pytest node id of a JUnit testcase: what users paste back into `pytest`."""
     classname, name = case.get("classname", ""), case.get("name", "")
-    # pytest's classname is the dotted module path (plus classes); the nodeid is what users paste back.
-    module = classname.replace(".", "/") + ".py" if classname else ""
-    return f"{module}::{name}" if module else name
+    if not classname:
+        return name
+    # pytest's classname is the dotted module path, then the test classes (capitalised, by pytest's naming).
+    parts = classname.split(".")
+    first_class = next((i for i, part in enumerate(parts) if i and part[:1].isupper()), len(parts))
+    module = "/".join(parts[:first_class]) + ".py"
+    return "::".join([module, *parts[first_class:], name])
 
 
 def _ranks_in(text: str) -> tuple[list[int], int | None]:

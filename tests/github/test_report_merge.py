@@ -8,6 +8,8 @@ import xml.etree.ElementTree as ET
 
 from github_runs import run_harness
 
+from harness.merge import node_id_of
+
 
 def report(two_runs, *args: str, **env: str):
     return run_harness("report", *args, cwd=two_runs.root, **env)
@@ -116,3 +118,15 @@ def test_bad_inputs_exit_2_saying_which_and_why(two_runs, tmp_path):
     assert done.returncode == 2 and "not a readable summary.json" in done.stderr
     done = run_harness("report", str(two_runs.passing), "--cell", "cpu*", cwd=tmp_path)
     assert done.returncode == 2 and "--matrix" in done.stderr
+
+
+def test_test_ids_keep_classes_apart_from_the_module_path():
+    def case(classname: str, name: str) -> ET.Element:
+        return ET.Element("testcase", classname=classname, name=name)
+
+    assert node_id_of(case("tests.test_x", "test_a")) == "tests/test_x.py::test_a"
+    assert node_id_of(case("tests.test_x.TestGroup", "test_a")) == "tests/test_x.py::TestGroup::test_a"
+    assert node_id_of(case("tests.test_x.TestOuter.TestInner", "test_b[1]")) == (
+        "tests/test_x.py::TestOuter::TestInner::test_b[1]"
+    )
+    assert node_id_of(case("", "collection")) == "collection"
