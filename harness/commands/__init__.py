@@ -44,6 +44,12 @@ def add_matrix_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="auto: Docker where an engine answers and the image exists, else on the host",
     )
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="build missing images without a registry (Debian base by debootstrap, wheels from the host), "
+        "as `harness images build --offline`",
+    )
 
 
 def resolve_matrix_path(argument: str | None) -> Path:
@@ -77,7 +83,7 @@ def plan_matrix(
     docker = None
     if host.docker_available and choice != "local":
         try:
-            docker = open_docker_executor(matrix.root)
+            docker = open_docker_executor(matrix.root, offline=args.offline)
         except ConfigurationError as error:
             if choice == "docker":
                 raise

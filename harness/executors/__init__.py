@@ -10,15 +10,18 @@ from harness.executors.local import LocalExecutor
 from harness.model import Executor
 
 
-def open_docker_executor(project_root: Path) -> Executor:
-    """A DockerExecutor for the project; ConfigurationError when the SDK or the engine is missing."""
+def open_docker_executor(project_root: Path, *, offline: bool = False) -> Executor:
+    """A DockerExecutor for the project; ConfigurationError when the SDK or the engine is missing.
+
+    `offline`: images it has to build get a debootstrap base and a host wheelhouse (no registry needed).
+    """
     try:
         from harness.executors.docker import DockerExecutor
     except ImportError as error:
         raise ConfigurationError(
             f"the Docker executor is unavailable: {error} (pip install docker)"
         ) from None
-    return DockerExecutor(project_root)
+    return DockerExecutor(project_root, offline=offline)
 
 
 def make_executors(
