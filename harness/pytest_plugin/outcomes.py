@@ -4,12 +4,33 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
 import pytest
 
 RankStatus = Literal["passed", "failed", "skipped", "xfailed"]
+
+NATIVE_STACKS_NEED_PY_SPY = "(native C/C++ stacks of the ranks still running need py-spy: pip install py-spy)"
+
+
+@dataclass(frozen=True)
+class RankWarning:
+    """One warning a rank's test body raised and did not catch, as that rank's filters let it through."""
+
+    category: str  # qualified name, e.g. "communicators.errors.All2AllBackendFallbackWarning"
+    message: str
+    filename: str
+    lineno: int
+
+
+@dataclass(frozen=True)
+class WarningOnRanks:
+    """One distinct warning of a test and the ranks that raised it."""
+
+    warning: RankWarning
+    ranks: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -20,6 +41,7 @@ class RankOutcome:
     status: RankStatus
     summary: str = ""  # one line: the exception or the skip/xfail reason
     detail: str = ""  # the failure as pytest formats it
+    warnings: tuple[RankWarning, ...] = ()  # distinct, in the order they were raised
 
 
 @dataclass(frozen=True)
@@ -32,6 +54,8 @@ class RankProblem:
     # None when there is none to show (the rank exited on its own).
     stack: str | None = None
     running: bool = False  # still running when stopped (hung or blocked), rather than ended by itself
+    # A running rank's native stack from py-spy, or py-spy's error; None when py-spy is not installed.
+    native_stack: str | None = None
 
 
 @dataclass(frozen=True)
@@ -40,6 +64,7 @@ class Verdict:
 
     status: RankStatus
     message: str = ""
+    warnings: tuple[WarningOnRanks, ...] = ()  # what the ranks' bodies raised, whatever the status
 
     def raise_into_pytest(self) -> None:
         """Turn a non-passing verdict into the pytest outcome exception (no traceback of the plugin's own)."""
@@ -66,14 +91,31 @@ def describe_exit(status: int) -> str:
 
 def judge(world_size: int, outcomes: list[RankOutcome], problems: list[RankProblem]) -> Verdict:
     """Pass only if every rank passed; any failure or problem fails; else a skip on any rank skips."""
+    raised = _merge_warnings(outcomes)
     failed = [o for o in outcomes if o.status == "failed"]
     if failed or problems:
-        return Verdict("failed", _failure_message(world_size, failed, problems))
+        return Verdict("failed", _failure_message(world_size, failed, problems), raised)
     for status in ("skipped", "xfailed"):
         reasons = {o.rank: o.summary for o in outcomes if o.status == status}
         if reasons:
-            return Verdict(status, _merge_reasons(world_size, reasons))
-    return Verdict("passed")
+            return Verdict(status, _merge_reasons(world_size, reasons), raised)
+    return Verdict("passed", warnings=raised)
+
+
+def describe_ranks(ranks: Iterable[int]) -> str:
+    """'rank 2' or 'ranks 0, 1, 3'."""
+    ranks = sorted(ranks)
+    if len(ranks) == 1:
+        return f"rank {ranks[0]}"
+    return "ranks " + ", ".join(str(rank) for rank in ranks)
+
+
+def _merge_warnings(outcomes: list[RankOutcome]) -> tuple[WarningOnRanks, ...]:
+    ranks_of: dict[RankWarning, list[int]] = {}
+    for outcome in sorted(outcomes, key=lambda o: o.rank):
+        for warning in outcome.warnings:
+            ranks_of.setdefault(warning, []).append(outcome.rank)
+    return tuple(WarningOnRanks(warning, tuple(ranks)) for warning, ranks in ranks_of.items())
 
 
 def _failure_message(world_size: int, failed: list[RankOutcome], problems: list[RankProblem]) -> str:
@@ -92,7 +134,12 @@ def _failure_message(world_size: int, failed: list[RankOutcome], problems: list[
         sections.append(
             (problem.rank, f"---- rank {problem.rank} of {world_size} {problem.what}; its stack ----\n{body}")
         )
-    sections.sort(key=lambda section: section[0])
+        if problem.native_stack is not None:
+            title = f"---- rank {problem.rank} of {world_size}: its native stack (py-spy dump --native) ----"
+            sections.append((problem.rank, f"{title}\n{problem.native_stack.rstrip()}"))
+    sections.sort(key=lambda section: section[0])  # stable: each rank's Python stack before its native one
+    if any(problem.running and problem.native_stack is None for problem in problems):
+        sections.append((world_size, NATIVE_STACKS_NEED_PY_SPY))
     return "\n\n".join(["; ".join(clauses), *(text for _, text in sections)])
 
 
@@ -100,7 +147,7 @@ def _problem_clauses(world_size: int, problems: list[RankProblem]) -> list[str]:
     by_what: dict[str, list[int]] = {}
     for problem in problems:
         by_what.setdefault(problem.what, []).append(problem.rank)
-    return [f"{_ranks(ranks)} of {world_size} {what}" for what, ranks in by_what.items()]
+    return [f"{describe_ranks(ranks)} of {world_size} {what}" for what, ranks in by_what.items()]
 
 
 def _merge_reasons(world_size: int, reasons: dict[int, str]) -> str:
@@ -108,10 +155,3 @@ def _merge_reasons(world_size: int, reasons: dict[int, str]) -> str:
     if len(distinct) == 1:
         return distinct.pop()
     return "; ".join(f"rank {rank} of {world_size}: {reason}" for rank, reason in sorted(reasons.items()))
-
-
-def _ranks(ranks: list[int]) -> str:
-    ranks = sorted(ranks)
-    if len(ranks) == 1:
-        return f"rank {ranks[0]}"
-    return "ranks " + ", ".join(str(rank) for rank in ranks)

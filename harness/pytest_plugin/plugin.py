@@ -12,6 +12,7 @@ import importlib
 import os
 import pickle
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,7 @@ from harness.pytest_plugin.env import PendingCommunicator, PendingDistEnv
 from harness.pytest_plugin.launcher import run_in_fresh_ranks
 from harness.pytest_plugin.outcomes import Verdict
 from harness.pytest_plugin.progress import ProgressWriter
+from harness.pytest_plugin.rank_warnings import WarningsFromForkedChildren, reissue_for_item, session_filters
 from harness.pytest_plugin.settings import DistSettings, resolve_reuse
 from harness.pytest_plugin.workers import WorkerPool
 
@@ -41,13 +43,15 @@ class PluginState:
     # --forked with reuse on: distributed tests stay in this process (next to the workers), the rest fork.
     fork_non_distributed: bool = False
     pool: WorkerPool | None = field(default=None, repr=False)
+    # pytest's warning filters outside any test, for reuse workers (set when the session starts).
+    warning_filters: list[Any] = field(default_factory=list, repr=False)
 
     def run(self, item: pytest.Function) -> Verdict:
         """Run a distributed test's body on the ranks: the reuse workers when possible, else fresh ranks."""
         if self.settings.reuse:
             payload, why_not = self._payload_for_workers(item)
             if payload is not None:
-                self.pool = self.pool or WorkerPool(self.settings)
+                self.pool = self.pool or WorkerPool(self.settings, self.warning_filters)
                 return self.pool.run(item, payload)
             item.add_report_section(
                 "call", "comm-harness", f"ran in fork mode, not on the reuse workers: {why_not}"
@@ -142,6 +146,7 @@ def pytest_configure(config: pytest.Config) -> None:
     progress_path = config.getoption("dist_progress")
     if progress_path:
         config.pluginmanager.register(ProgressWriter(progress_path), "comm_harness_progress")
+    config.pluginmanager.register(WarningsFromForkedChildren(config), "comm_harness_forked_warnings")
     if state.settings.reuse and config.getoption("forked", default=False):
         # Reuse workers must be children of this process, which lives all session: so distributed tests
         # stay here, and only the others get pytest-forked's per-test fork (its marker, set at collection).
@@ -174,11 +179,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.forked)
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Now, not at configure: pytest's warnings plugin has set its session filters, and no test's are on top.
+    session.config.stash[_STATE].warning_filters = session_filters()
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     if not is_distributed(pyfuncitem):
         return None
-    pyfuncitem.config.stash[_STATE].run(pyfuncitem).raise_into_pytest()
+    state = pyfuncitem.config.stash[_STATE]
+    verdict = state.run(pyfuncitem)
+    # Before the verdict: a failed test's warnings belong in the summary too.
+    in_forked_child = os.getpid() != state.pytest_pid
+    errors = reissue_for_item(pyfuncitem, verdict.warnings, state.settings.world_size, in_forked_child)
+    if errors and verdict.status != "failed":
+        pytest.fail("\n".join(errors), pytrace=False)
+    verdict.raise_into_pytest()
     return True
 
 

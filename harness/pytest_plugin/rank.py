@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import faulthandler
 import os
 import pickle
@@ -17,6 +18,7 @@ import pytest
 from harness.pytest_plugin.env import DistEnv
 from harness.pytest_plugin.lifetime import die_with_parent, flush_stdio
 from harness.pytest_plugin.outcomes import RankOutcome
+from harness.pytest_plugin.rank_warnings import record_warnings, restore_session_filters
 from harness.pytest_plugin.settings import DistSettings
 
 if TYPE_CHECKING:
@@ -76,10 +78,15 @@ def serve_tests(
     store_path: str,
     results: Connection,
     requests: Connection,
+    warning_filters: list[Any],
 ) -> None:
-    """Reuse mode: join the process group once, then run each test the parent names, until told to stop."""
+    """Reuse mode: join the process group once, then run each test the parent names, until told to stop.
+
+    `warning_filters`: the session's, from before the test this worker was forked in added its own.
+    """
     import torch.distributed as dist
 
+    restore_session_filters(warning_filters)
     env: DistEnv | None = None
     while True:
         try:
@@ -137,7 +144,18 @@ def join_process_group(settings: DistSettings, rank: int, store_path: str) -> Di
 def run_test_body(
     item: pytest.Function, env: DistEnv, funcargs: dict[str, Any], settings: DistSettings
 ) -> RankOutcome:
-    """Call the test function with this rank's dist_env/communicator in place of the placeholders."""
+    """Call the test function with this rank's dist_env/communicator in place of the placeholders.
+
+    The outcome carries the warnings the body (or the communicator's creation) raised and did not catch.
+    """
+    with record_warnings(item) as raised:
+        outcome = _call_test_function(item, env, funcargs, settings)
+    return dataclasses.replace(outcome, warnings=tuple(raised))
+
+
+def _call_test_function(
+    item: pytest.Function, env: DistEnv, funcargs: dict[str, Any], settings: DistSettings
+) -> RankOutcome:
     args = {name: funcargs.get(name) for name in item._fixtureinfo.argnames}
     communicator = None
     try:

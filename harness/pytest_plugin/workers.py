@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,8 +27,9 @@ from harness.pytest_plugin.settings import DistSettings
 class WorkerPool:
     """`world_size` rank workers, started at the first test that needs them and after any failure."""
 
-    def __init__(self, settings: DistSettings) -> None:
+    def __init__(self, settings: DistSettings, warning_filters: list[Any]) -> None:
         self.settings = settings
+        self._warning_filters = warning_filters  # the session's: workers outlive the test they are forked in
         self._ranks: RankProcesses | None = None
         self._workdir: str | None = None
 
@@ -72,7 +74,7 @@ class WorkerPool:
         self._ranks = RankProcesses(self.settings.world_size, Path(self._workdir), with_requests=True)
         self._ranks.start(
             lambda rank, results, requests: serve_tests(
-                items, self.settings, rank, store_path, results, requests
+                items, self.settings, rank, store_path, results, requests, self._warning_filters
             )
         )
         return self._ranks
