@@ -17,6 +17,7 @@ import pytest
 
 from harness.pytest_plugin.env import DistEnv
 from harness.pytest_plugin.lifetime import die_with_parent, flush_stdio
+from harness.pytest_plugin.native_stacks import allow_native_stack_dumps
 from harness.pytest_plugin.outcomes import RankOutcome
 from harness.pytest_plugin.rank_warnings import record_warnings, restore_session_filters
 from harness.pytest_plugin.settings import DistSettings
@@ -40,6 +41,7 @@ def become_rank(rank: int, parent_pid: int, pgid: int, stack_path: str, main: Ca
     try:
         os.setpgid(0, pgid)  # pgid 0: this rank founds the group the others join
         die_with_parent(parent_pid)
+        allow_native_stack_dumps()
         with open(stack_path, "w") as stack_file:
             # A crash writes its Python stack here; on a timeout the parent sends SIGUSR1 to get one.
             faulthandler.enable(file=stack_file, all_threads=True)

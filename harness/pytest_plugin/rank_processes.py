@@ -14,6 +14,7 @@ from typing import Any
 
 from harness.pytest_plugin import rank as rank_process
 from harness.pytest_plugin.lifetime import flush_stdio
+from harness.pytest_plugin.native_stacks import dump_native_stacks
 from harness.pytest_plugin.outcomes import RankOutcome, RankProblem, describe_exit
 
 # rank_main(rank, results, requests): the body of one rank process; requests is None unless asked for.
@@ -94,7 +95,8 @@ class RankProcesses:
         self, deadline: float, timeout_s: float, grace_s: float
     ) -> tuple[list[RankOutcome], list[RankProblem]]:
         """Wait for one outcome per rank until `deadline` (monotonic); once a rank fails or dies, the others
-        get `grace_s` more. Ranks still running then are dumped and killed, and become problems."""
+        get `grace_s` more. Ranks still running then are dumped (Python stacks, and native ones if py-spy is
+        installed) and killed, and become problems."""
         waiting = {conn: rank for rank, conn in enumerate(self._results)}
         outcomes: list[RankOutcome] = []
         ended: list[int] = []
@@ -128,7 +130,11 @@ class RankProcesses:
             else:
                 what = f"still running {grace_s:g} s after rank {first_trouble} ended; stopped"
             stacks = self.dump_stacks(still_running)
-            problems += [RankProblem(rank, what, stacks[rank], running=True) for rank in still_running]
+            native = dump_native_stacks({rank: self._pids[rank] for rank in still_running}) or {}
+            problems += [
+                RankProblem(rank, what, stacks[rank], running=True, native_stack=_native_frames(native, rank))
+                for rank in still_running
+            ]
             self.kill()
         return sorted(outcomes, key=lambda o: o.rank), problems
 
@@ -230,4 +236,28 @@ def _without_pytest_frames(dump: str) -> str:
     return "\n".join(kept) + "\n" if kept else ""
 
 
+def _native_frames(native: dict[int, str], rank: int) -> str | None:
+    """A py-spy dump cut like `_without_pytest_frames`, C++ names of monstrous length shortened."""
+    dump = native.get(rank)
+    if dump is None:
+        return None
+    kept: list[str] = []
+    cutting = False
+    for line in dump.splitlines():
+        if not line.startswith("    "):  # a thread's header or a blank line between threads
+            cutting = False
+        elif cutting:
+            continue
+        elif _RANK_MODULE_IN_PY_SPY in line:
+            cutting = True
+            line += "  (pytest's frames below it omitted)"
+        if len(line) > _NATIVE_FRAME_MAX:  # pybind11 template instances run to 2000 characters
+            line = f"{line[: _NATIVE_FRAME_MAX - 60]} ... {line[-55:]}"
+        kept.append(line)
+    return "\n".join(kept)
+
+
 _RANK_MODULE = rank_process.__file__
+# py-spy names a frame's file by its path below the directory on sys.path: "harness/pytest_plugin/rank.py".
+_RANK_MODULE_IN_PY_SPY = "/".join(Path(_RANK_MODULE).parts[-2:]) + ":"
+_NATIVE_FRAME_MAX = 200
