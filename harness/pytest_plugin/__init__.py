@@ -6,5 +6,7 @@ Which process runs which file:
 - `workers.py`: the pytest process; keeps rank workers alive across tests (reuse mode).
 - `rank_processes.py`: the pytest process; forks, watches, dumps, kills and reaps a set of ranks.
 - `rank.py`: a rank process; joins the process group, runs the test body, reports its outcome.
+- `rank_warnings.py`: both; records a rank's uncaught warnings, re-issues them in pytest naming the ranks.
+- `native_stacks.py`: the pytest process; py-spy's native stacks of ranks still running at the timeout.
 - `settings.py`, `env.py`, `outcomes.py`, `lifetime.py`: data and small functions used on both sides.
 """
