@@ -109,8 +109,7 @@ class WarningsFromForkedChildren:
         return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        # Also reached in pytest-forked's child (log=False spares it) and by reports of other plugins: the
-        # attribute is only ever set on reports that come back from a child.
+        # In pytest only: the child runs its tests with log=False, and only its call reports carry the list.
         for category_name, message, filename, lineno in getattr(report, _REPORT_ATTRIBUTE, ()):
             category, message = _resolve(RankWarning(category_name, message, filename, lineno))
             self._config.hook.pytest_warning_recorded.call_historic(
