@@ -19,10 +19,13 @@ echo "== $gpus GPUs; cuda cells"
 python3 -m harness.cli run matrix.yaml --cell 'cuda*' --executor local --out "$work/cells" > "$work/cells.log" 2>&1
 echo "cells exit code $?"
 grep -v " PASSED " "$work/cells.log" | tail -25
-echo "== plugin overhead, world size $gpus"
-python3 benchmarks/plugin_overhead.py --device cuda --world-size "$gpus" --no-mptc --fork-tests 5 \
-    --json "$work/plugin_overhead-cuda-ws$gpus.json" 2>&1 | tail -12
-for ws in 2 4 8; do
+# PLUGIN_OVERHEAD=0 and BENCH_WORLD_SIZES="4" trim the run to what a short device budget allows.
+if [ "${PLUGIN_OVERHEAD:-1}" = 1 ]; then
+    echo "== plugin overhead, world size $gpus"
+    python3 benchmarks/plugin_overhead.py --device cuda --world-size "$gpus" --no-mptc --fork-tests 5 \
+        --json "$work/plugin_overhead-cuda-ws$gpus.json" 2>&1 | tail -12
+fi
+for ws in ${BENCH_WORLD_SIZES:-2 4 8}; do
     [ "$ws" -le "$gpus" ] || continue
     echo "== bench, world size $ws"
     timeout ${BENCH_TIMEOUT_S:-200} python3 -m harness.bench --device cuda --world-size "$ws" \
