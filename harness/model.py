@@ -93,6 +93,21 @@ class CellResult:
     fingerprint: dict[str, Any] = field(default_factory=dict)
     required: bool = False
 
+    @classmethod
+    def of_cell(cls, cell: Cell, status: CellStatus, reason: str = "", **fields: Any) -> CellResult:
+        """The result of `cell`, with the identity fields taken from it (duration rounded to ms)."""
+        if "duration_s" in fields:
+            fields["duration_s"] = round(fields["duration_s"], 3)
+        return cls(
+            id=cell.id,
+            device=cell.device,
+            world_size=cell.world_size,
+            status=status,
+            reason=reason,
+            required=cell.required,
+            **fields,
+        )
+
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

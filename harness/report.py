@@ -38,15 +38,7 @@ def now_iso() -> str:
 def skipped_result(planned: PlannedCell) -> CellResult:
     """The result of a cell that cannot run here."""
     cell = planned.cell
-    return CellResult(
-        id=cell.id,
-        device=cell.device,
-        world_size=cell.world_size,
-        status="skipped",
-        reason=planned.reason,
-        executor="",
-        required=cell.required,
-    )
+    return CellResult.of_cell(cell, "skipped", planned.reason)
 
 
 def compute_exit_code(cells: Iterable[dict[str, Any]], *, strict: bool, interrupted: bool) -> int:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.model import CellResult, Executor, ProgressCallback, TestCounts
+from harness.model import CellResult, Executor, ProgressCallback
 from harness.plan import PlannedCell
 
 CellCallback = Callable[[PlannedCell], None]
@@ -70,17 +70,7 @@ class ResourcePool:
 def error_result(planned: PlannedCell, executor: str, reason: str, duration: float = 0.0) -> CellResult:
     """A CellResult for a cell that did not produce one of its own."""
     cell = planned.cell
-    return CellResult(
-        id=cell.id,
-        device=cell.device,
-        world_size=cell.world_size,
-        status="error",
-        reason=reason,
-        executor=executor,
-        counts=TestCounts(),
-        duration_s=round(duration, 3),
-        required=cell.required,
-    )
+    return CellResult.of_cell(cell, "error", reason, executor=executor, duration_s=duration)
 
 
 class CellScheduler:

@@ -24,7 +24,7 @@ from harness.executors.progress_tail import ProgressTail
 from harness.executors.results import JUNIT_XML, LOG_TXT, PROGRESS_JSONL, collect_cell_result, write_cell_json
 from harness.executors.running import RunningCells
 from harness.images import build_command, build_image, find_image, recipe_for
-from harness.model import Cell, CellResult, CellStatus, ProgressCallback, TestCounts
+from harness.model import Cell, CellResult, CellStatus, ProgressCallback
 from harness.probe import find_intel_render_nodes
 
 REPO_MOUNT = "/repo"
@@ -408,17 +408,8 @@ class DockerExecutor:
     def _result(
         self, cell: Cell, results_dir: Path, status: CellStatus, reason: str, duration: float
     ) -> CellResult:
-        return CellResult(
-            id=cell.id,
-            device=cell.device,
-            world_size=cell.world_size,
-            status=status,
-            reason=reason,
-            executor=self.name,
-            counts=TestCounts(),
-            duration_s=round(duration, 3),
-            results_dir=str(results_dir),
-            required=cell.required,
+        return CellResult.of_cell(
+            cell, status, reason, executor=self.name, duration_s=duration, results_dir=str(results_dir)
         )
 
     def interrupt(self) -> None:

@@ -91,16 +91,13 @@ def collect_cell_result(
         reason = f"{counts.failed} failed, {counts.errors} errors (pytest exit code {exit_code})"
     else:
         status = "passed"
-    return CellResult(
-        id=cell.id,
-        device=cell.device,
-        world_size=cell.world_size,
-        status=status,
-        reason=reason,
+    return CellResult.of_cell(
+        cell,
+        status,
+        reason,
         executor=executor_name,
         counts=counts or TestCounts(),
-        duration_s=round(duration, 3),
+        duration_s=duration,
         results_dir=str(results_dir),
         fingerprint=read_fingerprint(results_dir),
-        required=cell.required,
     )
