@@ -17,18 +17,19 @@ import torch.distributed as dist
 
 from communicators.all2all import All2AllManagerBase, create_all2all_manager
 from communicators.backends import DEFAULT_ALL2ALL_BACKEND
+from communicators.group_calls import GroupCalls
 from communicators.resolution import resolve_all2all_backend
 from communicators.tensor_layout import (
     RowSplit,
     equal_split,
     from_rows,
+    new_rows,
     normalize_dim,
     pack_rows,
     row_split,
     to_rows,
     unpack_rows,
 )
-from communicators.torch_compat import all_gather_single, reduce_scatter_single
 
 TensorOrList = torch.Tensor | Sequence[torch.Tensor]
 
@@ -57,6 +58,7 @@ class DeviceCommunicatorBase:
         self._check_group_backend()
         self.rank = dist.get_rank(self.group)
         self.world_size = dist.get_world_size(self.group)
+        self._calls = GroupCalls(self.group)
         self.all2all_backend = resolve_all2all_backend(self.platform, all2all_backend)
         self.all2all_manager: All2AllManagerBase = create_all2all_manager(self)
 
@@ -82,7 +84,7 @@ class DeviceCommunicatorBase:
         """The element-wise sum of `input_` over all ranks (in place where `input_` is contiguous)."""
         self._check_tensor(input_)
         out = input_.contiguous()
-        dist.all_reduce(out, group=self.group)
+        self._calls.all_reduce(out)
         return out
 
     def all_gather(self, input_: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -93,13 +95,23 @@ class DeviceCommunicatorBase:
         self, input_: TensorOrList, dim: int = 0, sizes: Sequence[int] | None = None
     ) -> torch.Tensor | list[torch.Tensor]:
         """Every rank's tensor(s) concatenated along `dim`, where rank r has `sizes[r]` (None: all equal)."""
-        if not isinstance(input_, (list, tuple)):
+        if isinstance(input_, torch.Tensor):
             # The hot path (one tensor, dim 0, contiguous) runs no Python loop and no copy before the
-            # collective: on NCCL a call below a few MiB costs only host time (bench_findings.md).
-            self._check_tensor(input_)
+            # collective: on NCCL a call below a few MiB costs only host time (bench_findings.md), so
+            # each step here is a few hundred nanoseconds at most, and a dim-0 gather's result is the
+            # freshly allocated, row-major output itself.
+            if input_.device != self.device:
+                self._check_tensor(input_)
             d = normalize_dim(input_, dim, self.rank)
-            split = self._split_for(input_.shape[d], sizes, dim)
-            return from_rows(self._gather_rows(to_rows(input_, d), split), d)
+            rows = to_rows(input_, d)
+            if sizes is None:
+                split = equal_split(rows.shape[0], self.world_size, self.rank)
+            else:
+                split = self._split_for(rows.shape[0], sizes, dim)
+            gathered = self._all_gatherv_rows(rows, split) if split.total else new_rows(rows, 0)
+            return gathered if d == 0 else from_rows(gathered, d)
+        if not isinstance(input_, (list, tuple)):
+            self._check_tensor(input_)  # raises: neither a tensor nor a list of them
         tensors = list(input_)
         if not tensors:
             return []
@@ -147,7 +159,9 @@ class DeviceCommunicatorBase:
         if length == 0:
             # Every rank sees the same sizes, so every rank skips the collective together.
             return from_rows(rows, d)
-        return from_rows(self._reduce_scatterv_rows(rows, split), d)
+        # Each platform's primitive returns row-major rows: along dim 0 they are the result.
+        scattered = self._reduce_scatterv_rows(rows, split)
+        return scattered if d == 0 else from_rows(scattered, d)
 
     def gather(self, input_: torch.Tensor, dst: int = 0, dim: int = -1) -> torch.Tensor | None:
         """On `dst`, every rank's `input_` concatenated along `dim`; None on the other ranks."""
@@ -166,7 +180,7 @@ class DeviceCommunicatorBase:
         self._check_tensor(input_)
         self._check_peer(src, "src")
         out = input_.contiguous()
-        dist.broadcast(out, group=self.group, group_src=src)
+        self._calls.broadcast(out, src)
         return out
 
     def send(self, input_: torch.Tensor, dst: int | None = None) -> None:
@@ -246,22 +260,22 @@ class DeviceCommunicatorBase:
     def _gather_rows(self, rows: torch.Tensor, split: RowSplit) -> torch.Tensor:
         if split.total == 0:
             # Every rank sees the same sizes, so every rank skips the collective together.
-            return rows.new_empty((0, *rows.shape[1:]))
+            return new_rows(rows, 0)
         return self._all_gatherv_rows(rows, split)
 
     def _all_gatherv_rows(self, rows: torch.Tensor, split: RowSplit) -> torch.Tensor:
-        out = rows.new_empty((split.total, *rows.shape[1:]))
+        out = new_rows(rows, split.total)
         if split.equal:
-            all_gather_single(out, rows, group=self.group)
+            self._calls.all_gather(out, rows)
         else:
             # Row blocks of a dim-0 buffer are contiguous views: NCCL writes each rank's rows in place.
             dist.all_gather(list(out.split(split.sizes)), rows, group=self.group)
         return out
 
     def _reduce_scatterv_rows(self, rows: torch.Tensor, split: RowSplit) -> torch.Tensor:
-        out = rows.new_empty((split.own, *rows.shape[1:]))
+        out = new_rows(rows, split.own)
         if split.equal:
-            reduce_scatter_single(out, rows, group=self.group)
+            self._calls.reduce_scatter(out, rows)
         else:
             dist.reduce_scatter(out, list(rows.split(split.sizes)), group=self.group)
         return out

@@ -6,7 +6,7 @@ import torch
 import torch.distributed as dist
 
 from communicators.base import DeviceCommunicatorBase
-from communicators.tensor_layout import RowSplit
+from communicators.tensor_layout import RowSplit, new_rows
 
 
 class CpuCommunicator(DeviceCommunicatorBase):
@@ -22,12 +22,10 @@ class CpuCommunicator(DeviceCommunicatorBase):
         # than one broadcast per rank straight into that rank's block of the output. All broadcasts are
         # in flight at once (gloo runs them on its own threads, and every rank issues them in rank order
         # so that they pair up); this rank's comes straight from `rows` while its block is filled.
-        out = rows.new_empty((split.total, *rows.shape[1:]))
+        out = new_rows(rows, split.total)
         blocks = out.split(split.sizes)
         works = [
-            dist.broadcast(
-                rows if src == self.rank else block, group=self.group, group_src=src, async_op=True
-            )
+            self._calls.broadcast(rows if src == self.rank else block, src, async_op=True)
             for src, block in enumerate(blocks)
             if block.shape[0]
         ]

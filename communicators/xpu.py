@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 
 import torch
@@ -11,7 +10,6 @@ import torch.distributed as dist
 from communicators.backends import DEFAULT_ALL2ALL_BACKEND
 from communicators.base import DeviceCommunicatorBase
 from communicators.tensor_layout import RowSplit, all_gatherv_padded, normalize_dim, reduce_scatterv_padded
-from communicators.torch_compat import all_gather_single, reduce_scatter_single
 
 logger = logging.getLogger("communicators")
 
@@ -60,9 +58,7 @@ class XpuCommunicator(DeviceCommunicatorBase):
         return gathered if self.rank == dst else None
 
     def _all_gatherv_rows(self, rows: torch.Tensor, split: RowSplit) -> torch.Tensor:
-        return all_gatherv_padded(rows, split.sizes, functools.partial(all_gather_single, group=self.group))
+        return all_gatherv_padded(rows, split.sizes, self._calls.all_gather)
 
     def _reduce_scatterv_rows(self, rows: torch.Tensor, split: RowSplit) -> torch.Tensor:
-        return reduce_scatterv_padded(
-            rows, split.sizes, self.rank, functools.partial(reduce_scatter_single, group=self.group)
-        )
+        return reduce_scatterv_padded(rows, split.sizes, self.rank, self._calls.reduce_scatter)

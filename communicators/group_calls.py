@@ -1,0 +1,92 @@
+"""Collectives issued on the ProcessGroup itself, without torch.distributed's Python wrapper.
+
+On NCCL a collective below a few MiB is host-bound: a raw `torch.distributed` call costs 25-45 us of host
+time on an H200 host, more than the GPU needs, so every microsecond of Python shows in its time
+(benchmarks/bench_findings.md). The wrapper (`dist.all_gather_single` and friends) spends about 2 us of
+that re-checking what the communicator has already checked, building an options object and resolving the
+group, which is as much as the communicator's own work. Calling the group's method directly, with options
+built once, makes a communicator call cost no more host time than a raw torch.distributed call.
+
+The wrapper still runs wherever it does more than check: under torch.compile (Dynamo maps it to functional
+collectives), for tensor subclasses with `__torch_function__` (DTensor, FakeTensor), for complex tensors
+(which it views as real), and inside torch.distributed's coalescing manager.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch.distributed import distributed_c10d as c10d
+from torch.overrides import has_torch_function
+
+from communicators.torch_compat import all_gather_single, reduce_scatter_single
+
+
+def _blocking(options: object) -> object:
+    # asyncOp=False is what the wrapper sets for a blocking call: NCCL then runs the collective on the
+    # caller's current stream, without the side stream and its events (torch >= 2.8 has the field).
+    if hasattr(options, "asyncOp"):
+        options.asyncOp = False  # type: ignore[attr-defined]
+    return options
+
+
+class GroupCalls:
+    """all_gather / reduce_scatter / all_reduce (blocking) and broadcast (either) of tensors on one group."""
+
+    def __init__(self, group: dist.ProcessGroup) -> None:
+        self.group = group
+        # torch 2.13 renamed the group's methods along with the module's functions (torch_compat.py).
+        self._all_gather = getattr(group, "all_gather_single", None) or group._allgather_base
+        self._reduce_scatter = getattr(group, "reduce_scatter_single", None) or group._reduce_scatter_base
+        self._all_gather_options = _blocking(c10d.AllgatherOptions())
+        self._reduce_scatter_options = _blocking(c10d.ReduceScatterOptions())
+        self._all_reduce_options = _blocking(c10d.AllreduceOptions())
+        self._broadcast_options: dict[tuple[int, bool], c10d.BroadcastOptions] = {}
+
+    def _direct(self, tensor: torch.Tensor) -> bool:
+        """Whether a call on `tensor` may skip the wrapper (see the module docstring)."""
+        return not (
+            has_torch_function((tensor,))
+            or tensor.is_complex()
+            or torch.compiler.is_compiling()
+            or self.group in c10d._world.pg_coalesce_state
+        )
+
+    def all_gather(self, out: torch.Tensor, rows: torch.Tensor) -> None:
+        """Every rank's `rows` (all of one size) into `out`, in rank order."""
+        if self._direct(rows):
+            self._all_gather(out, rows, self._all_gather_options).wait()
+        else:
+            all_gather_single(out, rows, group=self.group)
+
+    def reduce_scatter(self, out: torch.Tensor, rows: torch.Tensor) -> None:
+        """This rank's equal block of the sum of every rank's `rows`, into `out`."""
+        if self._direct(rows):
+            self._reduce_scatter(out, rows, self._reduce_scatter_options).wait()
+        else:
+            reduce_scatter_single(out, rows, group=self.group)
+
+    def all_reduce(self, tensor: torch.Tensor) -> None:
+        """The sum over ranks of `tensor`, in place."""
+        if self._direct(tensor):
+            self.group.allreduce([tensor], self._all_reduce_options).wait()
+        else:
+            dist.all_reduce(tensor, group=self.group)
+
+    def broadcast(self, tensor: torch.Tensor, src: int, *, async_op: bool = False) -> dist.Work | None:
+        """Group rank `src`'s `tensor` on every rank, in place; with `async_op`, the work to wait for."""
+        if not self._direct(tensor):
+            return dist.broadcast(tensor, group=self.group, group_src=src, async_op=async_op)
+        options = self._broadcast_options.get((src, async_op))
+        if options is None:
+            options = c10d.BroadcastOptions()
+            options.rootRank = src
+            options.rootTensor = 0
+            if hasattr(options, "asyncOp"):
+                options.asyncOp = async_op
+            self._broadcast_options[(src, async_op)] = options
+        work = self.group.broadcast([tensor], options)
+        if async_op:
+            return work
+        work.wait()
+        return None
