@@ -30,6 +30,13 @@ def _blocking(options: object) -> object:
     return options
 
 
+def _wait(work: dist.Work | None) -> None:
+    # A blocking call on NCCL (asyncOp=False; seen with torch 2.11) returns no work: it is already ordered
+    # on the current stream. gloo returns work to wait for, as older torch did.
+    if work is not None:
+        work.wait()
+
+
 class GroupCalls:
     """all_gather / reduce_scatter / all_reduce (blocking) and broadcast (either) of tensors on one group."""
 
@@ -55,21 +62,21 @@ class GroupCalls:
     def all_gather(self, out: torch.Tensor, rows: torch.Tensor) -> None:
         """Every rank's `rows` (all of one size) into `out`, in rank order."""
         if self._direct(rows):
-            self._all_gather(out, rows, self._all_gather_options).wait()
+            _wait(self._all_gather(out, rows, self._all_gather_options))
         else:
             all_gather_single(out, rows, group=self.group)
 
     def reduce_scatter(self, out: torch.Tensor, rows: torch.Tensor) -> None:
         """This rank's equal block of the sum of every rank's `rows`, into `out`."""
         if self._direct(rows):
-            self._reduce_scatter(out, rows, self._reduce_scatter_options).wait()
+            _wait(self._reduce_scatter(out, rows, self._reduce_scatter_options))
         else:
             reduce_scatter_single(out, rows, group=self.group)
 
     def all_reduce(self, tensor: torch.Tensor) -> None:
         """The sum over ranks of `tensor`, in place."""
         if self._direct(tensor):
-            self.group.allreduce([tensor], self._all_reduce_options).wait()
+            _wait(self.group.allreduce([tensor], self._all_reduce_options))
         else:
             dist.all_reduce(tensor, group=self.group)
 
@@ -88,5 +95,5 @@ class GroupCalls:
         work = self.group.broadcast([tensor], options)
         if async_op:
             return work
-        work.wait()
+        _wait(work)
         return None
