@@ -39,7 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=DTYPES, help="collectives' dtype (default: float32 cpu, bf16 gpu)")
     parser.add_argument("--warmup", type=int, help="untimed iterations per size (default 2 cpu, 5 gpu)")
     parser.add_argument("--iters", type=int, help="timed iterations per repeat (default: by size)")
-    parser.add_argument("--repeats", type=int, help="timed repeats, median reported (default 5 cpu, 3 gpu)")
+    parser.add_argument(
+        "--repeats", type=int, help="timed repeats, median reported (default 5 cpu, 7 gpu, 3 with --quick)"
+    )
     parser.add_argument("--tokens", help="dispatch+combine tokens per rank (default 64,512,4096)")
     parser.add_argument("--hidden", type=int, help="dispatch+combine hidden size (default 4096)")
     parser.add_argument("--dispatch-dtype", choices=DTYPES, help="dispatch+combine dtype (default bfloat16)")

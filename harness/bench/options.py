@@ -32,6 +32,11 @@ CPU_QUICK_HIDDEN = 1024
 TOPK = 8
 # Bytes one timed repeat moves on the CPU: small messages get many iterations, 64 MiB gets one.
 CPU_BYTES_PER_REPEAT = 64 * MIB
+# On a GPU, below a few MiB a collective is host-bound (25-45 us per call on an H200 host) and 20 calls
+# last under a millisecond, where one scheduler hiccup moves the figure by 5-10 %: small messages get up
+# to 500 iterations (a repeat of 10-20 ms), from 64 MiB up nccl-tests' 20.
+GPU_BYTES_PER_REPEAT = 1 * GIB
+GPU_ITERS = (20, 500)
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMG]?)(?:I?B)?\s*$", re.IGNORECASE)
 _UNIT = {"": 1, "K": KIB, "M": MIB, "G": GIB}
@@ -68,7 +73,8 @@ class BenchOptions:
             return self.iters
         if self.device == "cpu":
             return max(1, min(20, CPU_BYTES_PER_REPEAT // max(nbytes, 1)))
-        return 20
+        fewest, most = GPU_ITERS
+        return max(fewest, min(most, GPU_BYTES_PER_REPEAT // max(nbytes, 1)))
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -171,7 +177,7 @@ def build_options(
         dtype=dtype or ("float32" if on_cpu else "bfloat16"),
         warmup=warmup if warmup is not None else (1 if quick else (2 if on_cpu else 5)),
         iters=iters,
-        repeats=repeats if repeats is not None else (3 if quick or not on_cpu else 5),
+        repeats=repeats if repeats is not None else (3 if quick else (5 if on_cpu else 7)),
         tokens=parse_counts(tokens, "--tokens") if tokens else default_tokens,
         hidden=hidden if hidden is not None else (CPU_QUICK_HIDDEN if quick_cpu else DISPATCH_HIDDEN),
         topk=TOPK,

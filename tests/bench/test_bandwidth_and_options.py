@@ -79,6 +79,16 @@ def test_iterations_scale_down_with_size_on_cpu() -> None:
     assert build_options(device="cpu", world_size=2, iters=3).iterations_for(1024) == 3
 
 
+def test_host_bound_gpu_sizes_get_more_iterations_and_repeats() -> None:
+    options = build_options(device="cuda", world_size=2)
+    assert options.iterations_for(1024) == 500
+    assert options.iterations_for(4 << 20) == 256
+    assert options.iterations_for(64 << 20) == 20
+    assert options.iterations_for(1 << 30) == 20
+    assert options.repeats == 7
+    assert build_options(device="cuda", world_size=2, quick=True).repeats == 3
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
