@@ -203,7 +203,14 @@ def merge_results(
                 elif ran_before:
                     continue
             chosen[cell["id"]] = (cell, directory)
-        bench += [judge_bench(path, document, floors) for path, document in find_bench_documents(directory)]
+    # Bench documents anywhere under the directories as named: a qualification folder holds its bench JSON
+    # next to the run directory, not inside it.
+    seen: set[Path] = set()
+    for root in paths:
+        for path, document in find_bench_documents(root.parent if root.is_file() else root):
+            if path.resolve() not in seen:
+                seen.add(path.resolve())
+                bench.append(judge_bench(path, document, floors))
     cells = [cell for cell, _ in chosen.values()]
     if expected is not None:
         wanted = {cell.id: cell for cell in expected}

@@ -55,6 +55,13 @@ def test_qualify_runs_required_cells_benches_and_judges_floors(tmp_path):
     strict = run_harness("report", "q", "--strict", "--floors", "floors.yaml", cwd=tmp_path)
     assert strict.returncode == 1 and "BENCH cpu ws1: cpu ws1 all_reduce" in strict.stdout
 
+    # A record folder as qualification/ keeps them: the run directory, and the bench JSON beside it.
+    (tmp_path / "record").mkdir()
+    (tmp_path / "q").rename(tmp_path / "record" / "cells")
+    (tmp_path / "record" / "cells" / "bench-cpu-ws1.json").rename(tmp_path / "record" / "bench-cpu-ws1.json")
+    beside = run_harness("report", "record", "--floors", "floors.yaml", cwd=tmp_path)
+    assert beside.returncode == 1 and "BENCH cpu ws1: cpu ws1 all_reduce" in beside.stdout
+
 
 def test_qualify_without_a_required_cell_is_bad_input(tmp_path):
     write_project(tmp_path, QUALIFY_MATRIX)
