@@ -22,11 +22,12 @@ from torch.overrides import has_torch_function
 from communicators.torch_compat import all_gather_single, reduce_scatter_single
 
 
-def _blocking(options: object) -> object:
+def _options(options, *, async_op: bool = False):
+    """`options` (a c10d *Options object) for a blocking call, or an async one with `async_op`."""
     # asyncOp=False is what the wrapper sets for a blocking call: NCCL then runs the collective on the
     # caller's current stream, without the side stream and its events (torch >= 2.8 has the field).
     if hasattr(options, "asyncOp"):
-        options.asyncOp = False  # type: ignore[attr-defined]
+        options.asyncOp = async_op
     return options
 
 
@@ -45,9 +46,9 @@ class GroupCalls:
         # torch 2.13 renamed the group's methods along with the module's functions (torch_compat.py).
         self._all_gather = getattr(group, "all_gather_single", None) or group._allgather_base
         self._reduce_scatter = getattr(group, "reduce_scatter_single", None) or group._reduce_scatter_base
-        self._all_gather_options = _blocking(c10d.AllgatherOptions())
-        self._reduce_scatter_options = _blocking(c10d.ReduceScatterOptions())
-        self._all_reduce_options = _blocking(c10d.AllreduceOptions())
+        self._all_gather_options = _options(c10d.AllgatherOptions())
+        self._reduce_scatter_options = _options(c10d.ReduceScatterOptions())
+        self._all_reduce_options = _options(c10d.AllreduceOptions())
         self._broadcast_options: dict[tuple[int, bool], c10d.BroadcastOptions] = {}
 
     def _direct(self, tensor: torch.Tensor) -> bool:
@@ -86,12 +87,11 @@ class GroupCalls:
             return dist.broadcast(tensor, group=self.group, group_src=src, async_op=async_op)
         options = self._broadcast_options.get((src, async_op))
         if options is None:
-            options = c10d.BroadcastOptions()
+            options = self._broadcast_options[(src, async_op)] = _options(
+                c10d.BroadcastOptions(), async_op=async_op
+            )
             options.rootRank = src
             options.rootTensor = 0
-            if hasattr(options, "asyncOp"):
-                options.asyncOp = async_op
-            self._broadcast_options[(src, async_op)] = options
         work = self.group.broadcast([tensor], options)
         if async_op:
             return work
