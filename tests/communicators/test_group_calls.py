@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 
+import pytest
 import torch
 from torch.distributed import distributed_c10d as c10d
 
@@ -86,3 +87,16 @@ def test_tensor_subclasses_and_coalescing_take_the_wrapper(communicator):
     finally:
         del c10d._world.pg_coalesce_state[calls.group]
     assert calls._direct(plain)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Dynamo's notes on lru_cache and pybind calls it traces
+def test_collectives_stay_correct_under_torch_compile(communicator):
+    n, rank, device = communicator.world_size, communicator.rank, communicator.device
+
+    def step(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return communicator.all_reduce(x.clone()) * 2, communicator.all_gather(x, dim=0)
+
+    summed, gathered = torch.compile(step, backend="eager")(torch.full((2, 3), float(rank), device=device))
+    torch.testing.assert_close(summed.cpu(), torch.full((2, 3), float(n * (n - 1))))
+    expected = torch.arange(n, dtype=torch.float32).repeat_interleave(2)[:, None].expand(2 * n, 3)
+    torch.testing.assert_close(gathered.cpu(), expected)
