@@ -104,11 +104,7 @@ class DeviceCommunicatorBase:
                 self._check_tensor(input_)
             d = normalize_dim(input_, dim, self.rank)
             rows = to_rows(input_, d)
-            if sizes is None:
-                split = equal_split(rows.shape[0], self.world_size, self.rank)
-            else:
-                split = self._split_for(rows.shape[0], sizes, dim)
-            gathered = self._all_gatherv_rows(rows, split) if split.total else new_rows(rows, 0)
+            gathered = self._gather_rows(rows, self._split_for(rows.shape[0], sizes, dim))
             return gathered if d == 0 else from_rows(gathered, d)
         if not isinstance(input_, (list, tuple)):
             self._check_tensor(input_)  # raises: neither a tensor nor a list of them
