@@ -55,6 +55,12 @@ class DeviceCommunicatorBase:
             )
         self.device = self._device_for(torch.device(device))
         self.group = group if group is not None else dist.group.WORLD
+        if self.group is dist.GroupMember.NON_GROUP_MEMBER:
+            # What dist.new_group returns on the ranks it leaves out; every call on it would fail later.
+            raise ValueError(
+                f"{type(self).__name__}: rank {dist.get_rank()} is not a member of the group; create the "
+                "communicator only on the ranks that dist.new_group(ranks) was given"
+            )
         self._check_group_backend()
         self.rank = dist.get_rank(self.group)
         self.world_size = dist.get_world_size(self.group)

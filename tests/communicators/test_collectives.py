@@ -21,6 +21,8 @@ from comm_test_data import (
     with_layout,
 )
 
+from communicators import create_communicator
+
 
 def _reference_sum(shape: tuple[int, ...], dtype: torch.dtype, world_size: int, seed: int) -> torch.Tensor:
     return sum(rank_input(shape, dtype, r, seed) for r in range(world_size))
@@ -215,3 +217,31 @@ def test_an_equal_all_gather_returns_a_new_tensor(communicator):
     out = communicator.all_gather(x, dim=0)
     out.zero_()
     assert bool((x == 1).all()), "all_gather returned (a view of) its input"
+
+
+def test_a_communicator_over_a_subgroup_speaks_in_group_ranks(communicator):
+    n, rank, device = communicator.world_size, communicator.rank, communicator.device
+    if n < 2:
+        pytest.skip("a subgroup that leaves a rank out needs 2 ranks or more")
+    # Every rank but 0, as an engine's tensor- or expert-parallel group is a part of the world.
+    subgroup = torch.distributed.new_group(list(range(1, n)))
+    if rank == 0:
+        with pytest.raises(ValueError, match="rank 0 is not a member of the group"):
+            create_communicator(device, group=subgroup)
+        return
+    try:
+        sub = create_communicator(device, group=subgroup)
+        assert (sub.rank, sub.world_size) == (rank - 1, n - 1)
+        members = n - 1
+        gathered = sub.all_gather(torch.full((2,), float(rank), device=device), dim=0)
+        assert_equal(gathered, torch.arange(1, n, dtype=torch.float32).repeat_interleave(2), "all_gather")
+        summed = sub.all_reduce(torch.ones(3, device=device))
+        assert_equal(summed, torch.full((3,), float(members)), "all_reduce")
+        # src is a rank of the group: group rank members - 1 is global rank n - 1.
+        broadcast = sub.broadcast(torch.full((2,), float(rank), device=device), src=members - 1)
+        assert_equal(broadcast, torch.full((2,), float(n - 1)), "broadcast")
+        scattered = sub.reduce_scatter(torch.arange(2 * members, dtype=torch.float32, device=device), dim=0)
+        expected = torch.arange(2 * members, dtype=torch.float32)[2 * (rank - 1) : 2 * rank] * members
+        assert_equal(scattered, expected, "reduce_scatter")
+    finally:
+        torch.distributed.destroy_process_group(subgroup)
