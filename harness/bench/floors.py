@@ -6,7 +6,7 @@ one bound:
 - `speedup_vs_naive: X` (op dispatch_combine): the backend's round trip is X times as fast as the naive
   reference's, or faster, at `min_tokens` tokens per rank or more;
 - `max_overhead_pct: X` (op overhead, with `collective`): the communicator is at most X % slower than raw
-  torch.distributed at `min_bytes` or more.
+  torch.distributed at `min_bytes` or more, each timed by its best repeat (the row's `overhead_pct`).
 """
 
 from __future__ import annotations

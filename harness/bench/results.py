@@ -4,7 +4,8 @@ Row kinds, told apart by "op":
 - a collective (all_reduce, ... reduce_scatterv): {"op", "impl", "bytes", "time_us", "algbw_gbps",
   "busbw_gbps", "correct", ...}; "impl" is "communicator", or "torch.distributed" where the communicator
   lacks the collective or for the baseline twin ("baseline": true) that overhead rows compare against;
-- "overhead": {"collective", "bytes", "communicator_us", "torch_us", "overhead_pct"};
+- "overhead": {"collective", "bytes", "communicator_us", "torch_us" (medians), "communicator_best_us",
+  "torch_best_us" (best repeats), "overhead_pct" (from the best repeats), "overhead_median_pct"};
 - "dispatch_combine": {"tokens", "hidden", "backend" ("allgather_reducescatter" | "naive_reference"),
   "time_us", "dispatch_us", "combine_us", "correct"}; the backend's row adds "speedup_vs_naive" (from
   "time_us": round trips back to back). "dispatch_us" and "combine_us" come from a separate pass with a
@@ -49,7 +50,10 @@ ROW_SCHEMAS: dict[str, dict[str, Any]] = {
             "bytes": _COUNT,
             "communicator_us": _NUMBER,
             "torch_us": _NUMBER,
+            "communicator_best_us": _NUMBER,
+            "torch_best_us": _NUMBER,
             "overhead_pct": {"type": "number"},
+            "overhead_median_pct": {"type": "number"},
             **_COMMON,
         },
     },

@@ -54,10 +54,28 @@ def time_interleaved(
     A candidate with `phases` > 1 is called with no arguments and returns an iterator of `phases` steps
     (e.g. dispatch then combine); each step is timed on its own, with the device synchronised in between.
     """
+    samples = sample_interleaved(
+        clock, candidates, warmup=warmup, iters=iters, repeats=repeats, phases=phases
+    )
+    return [
+        [statistics.median(samples[:, index, phase].tolist()) for phase in range(phases)]
+        for index in range(len(candidates))
+    ]
+
+
+def sample_interleaved(
+    clock: DeviceClock,
+    candidates: Sequence[Callable[[], object]],
+    *,
+    warmup: int,
+    iters: int,
+    repeats: int,
+    phases: int = 1,
+) -> torch.Tensor:
+    """Seconds per iteration of the slowest rank, as a (repeats, candidates, phases) CPU tensor."""
     for candidate in candidates:
         for _ in range(warmup):
             _call(candidate, phases, clock)
-    # samples[repeat][candidate][phase]
     samples = torch.zeros(repeats, len(candidates), phases, dtype=torch.float64)
     for repeat in range(repeats):
         # Alternate the order: whichever runs first after the barrier must not always be the same one.
@@ -67,11 +85,7 @@ def time_interleaved(
             samples[repeat, index] = torch.tensor(_time_iterations(candidate, phases, iters, clock)) / iters
     slowest = samples.to(clock.device)
     dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
-    slowest = slowest.cpu()
-    return [
-        [statistics.median(slowest[:, index, phase].tolist()) for phase in range(phases)]
-        for index in range(len(candidates))
-    ]
+    return slowest.cpu()
 
 
 def _call(candidate: Callable[[], object], phases: int, clock: DeviceClock) -> None:

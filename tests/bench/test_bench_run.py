@@ -73,7 +73,16 @@ def test_overhead_rows_pair_the_communicator_with_raw_torch(document: dict) -> N
     overhead = [r for r in document["rows"] if r["op"] == "overhead"]
     assert {r["collective"] for r in overhead} == {"all_reduce", "all_gather", "reduce_scatter", "broadcast"}
     for row in overhead:
-        assert row["overhead_pct"] == pytest.approx((row["communicator_us"] / row["torch_us"] - 1) * 100)
+        # Judged on the best repeats; the medians are kept beside them.
+        assert row["overhead_pct"] == pytest.approx(
+            (row["communicator_best_us"] / row["torch_best_us"] - 1) * 100
+        )
+        assert row["overhead_median_pct"] == pytest.approx(
+            (row["communicator_us"] / row["torch_us"] - 1) * 100
+        )
+        assert (
+            row["communicator_best_us"] <= row["communicator_us"] and row["torch_best_us"] <= row["torch_us"]
+        )
 
 
 def test_dispatch_combine_compares_agrs_with_the_naive_reference(document: dict) -> None:
