@@ -9,9 +9,11 @@ work=/tmp/h200
 rm -rf "$work" && mkdir -p "$work" "$out"
 # NVLink multicast must stay off on these shared hosts, in every process the run starts.
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
+# The benchmarks/ scripts import the packages from the checkout, as `python3 -m` does.
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 if [ -d .whl ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 2
-    export PYTHONPATH=/tmp/site:$PWD
+    export PYTHONPATH=/tmp/site:$PYTHONPATH
 fi
 gpus=$(nvidia-smi -L | wc -l)
 nvidia-smi > "$work/nvidia-smi.txt"
@@ -33,4 +35,14 @@ for ws in ${BENCH_WORLD_SIZES:-2 4 8}; do
     echo "bench exit code $?"
     tail -30 "$work/bench-ws$ws.log"
 done
+# Host time per call, raw torch.distributed against the communicator (what the overhead rows come from),
+# and the same without a collective behind it (the Python alone); HOST_OVERHEAD=0 leaves them out.
+if [ "${HOST_OVERHEAD:-1}" = 1 ] && [ "$gpus" -ge 2 ]; then
+    echo "== host time per call, world size 2"
+    timeout 120 python3 benchmarks/bench_host_overhead.py --device cuda --world-size 2 \
+        > "$work/host_overhead-ws2.txt" 2>&1
+    echo "host overhead exit code $?"
+    timeout 60 python3 benchmarks/bench_python_cost.py > "$work/python_cost.txt" 2>&1
+    tail -5 "$work/python_cost.txt"
+fi
 tar czf "$out/h200.tgz" -C "$work" .
