@@ -1,0 +1,165 @@
+"""Uneven all-gather and reduce-scatter three ways each, side by side: which should the CUDA communicator use?
+
+The base communicator gathers uneven rows with torch.distributed's list all_gather, which NCCL runs as one
+broadcast per rank in a group; on 2 x H200 that reached 106 GB/s busbw at 1 GiB against 265 GB/s for the
+equal all_gather. The candidates, at the bench's uneven shares (rank r holds a share in proportion to r + 1):
+
+- `list`: `dist.all_gather(list(out.split(sizes)), rows)` (what the base does);
+- `padded`: every rank's rows padded to the largest share, one equal all_gather, then the blocks compacted
+  (`tensor_layout.all_gatherv_padded`, what the XPU communicator does);
+- `p2p`: each rank sends its rows to every peer and receives theirs into place (`batch_isend_irecv`).
+
+reduce_scatterv the same three ways: grouped reduces (`dist.reduce_scatter` of a list, the base), padded
+to one equal reduce_scatter (`reduce_scatterv_padded`), and point to point (send each peer its block, sum
+the peers' copies of this rank's block).
+
+Each rank's result is checked against the expected concatenation before timing. Times are the slowest
+rank's, median of repeats, back to back with one synchronize per repeat (harness.bench.timing).
+
+    python benchmarks/bench_gatherv_strategies.py --device cuda --world-size 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+
+import torch
+import torch.distributed as dist
+
+SIZES_MIB = (1, 4, 16, 64, 256, 1024)
+
+
+def strategies(rows: torch.Tensor, sizes: list[int], rank: int) -> dict[str, object]:
+    from communicators.tensor_layout import all_gatherv_padded
+    from communicators.torch_compat import all_gather_single
+
+    total = sum(sizes)
+    starts = [sum(sizes[:r]) for r in range(len(sizes))]
+
+    def listed() -> torch.Tensor:
+        out = rows.new_empty(total)
+        dist.all_gather(list(out.split(sizes)), rows)
+        return out
+
+    def padded() -> torch.Tensor:
+        return all_gatherv_padded(rows, sizes, all_gather_single)
+
+    def p2p() -> torch.Tensor:
+        out = rows.new_empty(total)
+        blocks = out.split(sizes)
+        ops = []
+        for peer in range(len(sizes)):
+            if peer != rank:
+                ops.append(dist.P2POp(dist.isend, rows, peer))
+                ops.append(dist.P2POp(dist.irecv, blocks[peer], peer))
+        works = dist.batch_isend_irecv(ops) if ops else []
+        out[starts[rank] : starts[rank] + sizes[rank]].copy_(rows)
+        for work in works:
+            work.wait()
+        return out
+
+    return {"list": listed, "padded": padded, "p2p": p2p}
+
+
+def scatter_strategies(full: torch.Tensor, sizes: list[int], rank: int) -> dict[str, object]:
+    """reduce_scatterv of `full` (every rank's whole buffer) to this rank's `sizes[rank]` rows, three ways."""
+    from communicators.tensor_layout import reduce_scatterv_padded
+    from communicators.torch_compat import reduce_scatter_single
+
+    blocks = full.split(sizes)
+
+    def listed() -> torch.Tensor:
+        out = full.new_empty(sizes[rank])
+        dist.reduce_scatter(out, list(blocks))
+        return out
+
+    def padded() -> torch.Tensor:
+        return reduce_scatterv_padded(full, sizes, rank, reduce_scatter_single)
+
+    def p2p() -> torch.Tensor:
+        peers = [peer for peer in range(len(sizes)) if peer != rank]
+        received = full.new_empty((len(peers), sizes[rank]))
+        ops = []
+        for slot, peer in enumerate(peers):
+            ops.append(dist.P2POp(dist.isend, blocks[peer], peer))
+            ops.append(dist.P2POp(dist.irecv, received[slot], peer))
+        for work in dist.batch_isend_irecv(ops) if ops else []:
+            work.wait()
+        return blocks[rank] + received.sum(dim=0)
+
+    return {"list": listed, "padded": padded, "p2p": p2p}
+
+
+def rank_main(rank: int, world_size: int, device_type: str, store_path: str, repeats: int) -> None:
+    from harness.bench.collectives import uneven_shares
+    from harness.bench.timing import DeviceClock, time_interleaved
+
+    if device_type == "cuda":
+        torch.cuda.set_device(rank)
+    device = torch.device(device_type, rank) if device_type == "cuda" else torch.device("cpu")
+    backend = "nccl" if device_type == "cuda" else "gloo"
+    dist.init_process_group(
+        backend, store=dist.FileStore(store_path, world_size), rank=rank, world_size=world_size
+    )
+    clock = DeviceClock(device)
+    names = ("padded", "p2p") if backend == "gloo" else ("list", "padded", "p2p")
+    for collective in ("all_gatherv", "reduce_scatterv"):
+        if rank == 0:
+            print(f"{collective:>15}" + "".join(f"{name:>21}" for name in names) + "   (us, busbw GB/s)")
+        for mib in SIZES_MIB if device_type == "cuda" else SIZES_MIB[:3]:
+            count = mib * (1 << 20) // 2
+            sizes = uneven_shares(count, world_size)
+            if collective == "all_gatherv":
+                rows = torch.full((sizes[rank],), float(rank + 1), dtype=torch.bfloat16, device=device)
+                parts = [torch.full((s,), float(r + 1), dtype=torch.bfloat16) for r, s in enumerate(sizes)]
+                expected = torch.cat(parts)
+                calls = strategies(rows, sizes, rank)
+            else:
+                full = torch.full((count,), float(rank + 1), dtype=torch.bfloat16, device=device)
+                total = world_size * (world_size + 1) // 2
+                expected = torch.full((sizes[rank],), float(total), dtype=torch.bfloat16)
+                calls = scatter_strategies(full, sizes, rank)
+            if backend == "gloo":
+                # gloo's list collectives take equal sizes only (the CPU communicator does it another way).
+                del calls["list"]
+            for name, call in calls.items():
+                assert torch.equal(call().cpu(), expected), f"rank {rank}: {name} is wrong at {mib} MiB"
+            iters = max(5, min(200, 1024 // mib))
+            times = time_interleaved(clock, list(calls.values()), warmup=3, iters=iters, repeats=repeats)
+            if rank == 0:
+                nbytes = count * 2
+                cells = "".join(
+                    f"{seconds * 1e6:>12.1f} {nbytes * (world_size - 1) / world_size / seconds / 1e9:>8.1f}"
+                    for (seconds,) in times
+                )
+                print(f"{mib:>11} MiB{cells}", flush=True)
+    dist.barrier()
+    # NCCL teardown can hang for minutes on these hosts; the figures are printed.
+    os._exit(0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--world-size", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    for name in ("NCCL_NVLS_ENABLE", "TORCH_SYMM_MEM_DISABLE_MULTICAST", "NVSHMEM_DISABLE_NVLS"):
+        os.environ.setdefault(name, "0" if name == "NCCL_NVLS_ENABLE" else "1")
+    store_path = os.path.join(tempfile.mkdtemp(), "store")
+    pids = []
+    for rank in range(args.world_size):
+        pid = os.fork()
+        if pid == 0:
+            rank_main(rank, args.world_size, args.device, store_path, args.repeats)
+        pids.append(pid)
+    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
+    raise SystemExit(max(codes, key=abs))
+
+
+if __name__ == "__main__":
+    main()
