@@ -45,4 +45,11 @@ if [ "${HOST_OVERHEAD:-1}" = 1 ] && [ "$gpus" -ge 2 ]; then
     timeout 60 python3 benchmarks/bench_python_cost.py > "$work/python_cost.txt" 2>&1
     tail -5 "$work/python_cost.txt"
 fi
+# Uneven collectives three ways (benchmarks/bench_findings.md): the data a size threshold would need.
+if [ "${GATHERV_STRATEGIES:-1}" = 1 ] && [ "$gpus" -ge 2 ]; then
+    echo "== uneven collectives three ways, world size $gpus"
+    timeout 200 python3 benchmarks/bench_gatherv_strategies.py --device cuda --world-size "$gpus" \
+        > "$work/gatherv_strategies-ws$gpus.txt" 2>&1
+    echo "gatherv strategies exit code $?"
+fi
 tar czf "$out/h200.tgz" -C "$work" .
