@@ -22,11 +22,10 @@ rank's, median of repeats, back to back with one synchronize per repeat (harness
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 
 import torch
 import torch.distributed as dist
+from forked_ranks import run_forked_ranks
 
 SIZES_MIB = (1, 4, 16, 64, 256, 1024)
 
@@ -136,8 +135,6 @@ def rank_main(rank: int, world_size: int, device_type: str, store_path: str, rep
                 )
                 print(f"{mib:>11} MiB{cells}", flush=True)
     dist.barrier()
-    # NCCL teardown can hang for minutes on these hosts; the figures are printed.
-    os._exit(0)
 
 
 def main() -> None:
@@ -148,17 +145,12 @@ def main() -> None:
     parser.add_argument("--world-size", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
-    for name in ("NCCL_NVLS_ENABLE", "TORCH_SYMM_MEM_DISABLE_MULTICAST", "NVSHMEM_DISABLE_NVLS"):
-        os.environ.setdefault(name, "0" if name == "NCCL_NVLS_ENABLE" else "1")
-    store_path = os.path.join(tempfile.mkdtemp(), "store")
-    pids = []
-    for rank in range(args.world_size):
-        pid = os.fork()
-        if pid == 0:
-            rank_main(rank, args.world_size, args.device, store_path, args.repeats)
-        pids.append(pid)
-    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
-    raise SystemExit(max(codes, key=abs))
+    raise SystemExit(
+        run_forked_ranks(
+            args.world_size,
+            lambda rank, store_path: rank_main(rank, args.world_size, args.device, store_path, args.repeats),
+        )
+    )
 
 
 if __name__ == "__main__":

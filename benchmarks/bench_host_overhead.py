@@ -11,12 +11,11 @@ what the bench's overhead rows see.
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import time
 
 import torch
 import torch.distributed as dist
+from forked_ranks import run_forked_ranks
 
 
 def cases_at(mib: int, comm: object, world_size: int, device: torch.device) -> dict[str, object]:
@@ -75,7 +74,6 @@ def rank_main(rank: int, world_size: int, device_type: str, store_path: str, cal
             if rank == 0:
                 print(f"{mib:>3} MiB  {name:<22} host {host * 1e6:8.1f} us  with sync {total * 1e6:8.1f}")
     dist.barrier()
-    os._exit(0)
 
 
 def main() -> None:
@@ -86,18 +84,12 @@ def main() -> None:
     parser.add_argument("--world-size", type=int, default=2)
     parser.add_argument("--calls", type=int, default=200)
     args = parser.parse_args()
-    # NVLink multicast stays off on the shared GPU hosts.
-    for name in ("NCCL_NVLS_ENABLE", "TORCH_SYMM_MEM_DISABLE_MULTICAST", "NVSHMEM_DISABLE_NVLS"):
-        os.environ.setdefault(name, "0" if name == "NCCL_NVLS_ENABLE" else "1")
-    store_path = os.path.join(tempfile.mkdtemp(), "store")
-    pids = []
-    for rank in range(args.world_size):
-        pid = os.fork()
-        if pid == 0:
-            rank_main(rank, args.world_size, args.device, store_path, args.calls)
-        pids.append(pid)
-    for pid in pids:
-        os.waitpid(pid, 0)
+    raise SystemExit(
+        run_forked_ranks(
+            args.world_size,
+            lambda rank, store_path: rank_main(rank, args.world_size, args.device, store_path, args.calls),
+        )
+    )
 
 
 if __name__ == "__main__":
