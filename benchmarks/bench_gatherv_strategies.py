@@ -21,11 +21,9 @@ rank's, median of repeats, back to back with one synchronize per repeat (harness
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 import torch.distributed as dist
-from forked_ranks import run_forked_ranks
+from forked_ranks import rank_arguments, run_forked_ranks
 
 SIZES_MIB = (1, 4, 16, 64, 256, 1024)
 
@@ -138,11 +136,7 @@ def rank_main(rank: int, world_size: int, device_type: str, store_path: str, rep
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--world-size", type=int, default=2)
+    parser = rank_arguments(__doc__)
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     raise SystemExit(

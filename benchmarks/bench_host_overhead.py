@@ -10,12 +10,11 @@ what the bench's overhead rows see.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
 import torch.distributed as dist
-from forked_ranks import run_forked_ranks
+from forked_ranks import rank_arguments, run_forked_ranks
 
 
 def cases_at(mib: int, comm: object, world_size: int, device: torch.device) -> dict[str, object]:
@@ -77,11 +76,7 @@ def rank_main(rank: int, world_size: int, device_type: str, store_path: str, cal
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--world-size", type=int, default=2)
+    parser = rank_arguments(__doc__)
     parser.add_argument("--calls", type=int, default=200)
     args = parser.parse_args()
     raise SystemExit(

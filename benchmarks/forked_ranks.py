@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import tempfile
 import traceback
 from collections.abc import Callable
+
+
+def rank_arguments(description: str) -> argparse.ArgumentParser:
+    """A parser with the options every multi-rank script takes: --device and --world-size."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--world-size", type=int, default=2)
+    return parser
 
 
 def run_forked_ranks(world_size: int, rank_main: Callable[[int, str], None]) -> int:
