@@ -67,6 +67,9 @@ class MergedReport:
     bench: list[BenchOutcome]
     floors: list[Floor]
     exit_code: int
+    # The (device, world size) pairs the report expected (--matrix, qualify's required cells); a floor
+    # elsewhere is not reported as unmeasured. None: every floor's pairs.
+    floor_scope: set[tuple[str, int]] | None = None
 
     @property
     def cells(self) -> list[dict[str, Any]]:
@@ -239,7 +242,8 @@ def merge_results(
         "merged_from": [str(directory) for directory in inputs],
         "notes": notes,
     }
-    return MergedReport(summary, failures, bench, floors, exit_code)
+    scope = None if expected is None else {(cell.device, cell.world_size) for cell in expected}
+    return MergedReport(summary, failures, bench, floors, exit_code, floor_scope=scope)
 
 
 def _device_rank(device: str) -> int:
@@ -340,7 +344,8 @@ def annotations(report: MergedReport) -> list[str]:
 def render_markdown(report: MergedReport, limit_bytes: int = MARKDOWN_LIMIT_BYTES) -> str:
     """The merged report as Markdown, at most `limit_bytes` in UTF-8 (GitHub's step summary holds 1 MiB)."""
     head = _head_lines(report)
-    tail = _problem_lines(report) + bench_markdown(report.bench, report.floors) + _environment_lines(report)
+    bench = bench_markdown(report.bench, report.floors, report.floor_scope)
+    tail = _problem_lines(report) + bench + _environment_lines(report)
     budget = limit_bytes - _size(head) - _size(tail) - 400  # room for the truncation notes
     failure_lines = _failure_lines(report.failures, budget)
     lines = head + failure_lines + tail

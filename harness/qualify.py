@@ -139,19 +139,28 @@ def judge_bench(path: Path, document: dict[str, Any], floors: Iterable[Floor]) -
     )
 
 
-def unmeasured_floors(floors: Iterable[Floor], outcomes: Iterable[BenchOutcome]) -> list[tuple[Floor, int]]:
-    """(floor, world size) pairs that no bench document measured at all."""
+def unmeasured_floors(
+    floors: Iterable[Floor],
+    outcomes: Iterable[BenchOutcome],
+    scope: set[tuple[str, int]] | None = None,
+) -> list[tuple[Floor, int]]:
+    """(floor, world size) pairs that no bench document measured at all, within `scope` where given."""
     measured = {(outcome.device, outcome.world_size) for outcome in outcomes}
+    pairs = [(floor, (floor.device, world_size)) for floor in floors for world_size in floor.world_sizes]
     return [
-        (floor, world_size)
-        for floor in floors
-        for world_size in floor.world_sizes
-        if (floor.device, world_size) not in measured
+        (floor, where[1])
+        for floor, where in pairs
+        if where not in measured and (scope is None or where in scope)
     ]
 
 
-def bench_markdown(outcomes: list[BenchOutcome], floors: list[Floor]) -> list[str]:
-    """The report's bandwidth section: figures per device and world size, then floors missed or unchecked."""
+def bench_markdown(
+    outcomes: list[BenchOutcome], floors: list[Floor], scope: set[tuple[str, int]] | None = None
+) -> list[str]:
+    """The report's bandwidth section: figures per device and world size, then floors missed or unchecked.
+
+    `scope`: the (device, world size) pairs the report expected; floors elsewhere are not "not measured".
+    """
     if not outcomes and not floors:
         return []
     lines = ["## Bandwidth", ""]
@@ -191,7 +200,7 @@ def bench_markdown(outcomes: list[BenchOutcome], floors: list[Floor]) -> list[st
     problems += [
         f"- ⚠️ not measured: {floor.describe()} at ws{world_size} ({floor.source}): no bench document for "
         f"{floor.device} ws{world_size}"
-        for floor, world_size in unmeasured_floors(floors, outcomes)
+        for floor, world_size in unmeasured_floors(floors, outcomes, scope)
     ]
     if problems:
         lines += [*problems, ""]

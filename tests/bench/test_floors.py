@@ -8,6 +8,7 @@ import pytest
 
 from harness.bench.floors import check_floors, load_floors, unchecked_floors
 from harness.errors import ConfigurationError
+from harness.qualify import BenchOutcome, unmeasured_floors
 
 FLOORS = """\
 version: 1
@@ -116,6 +117,16 @@ def test_floors_without_a_measured_row_are_reported_as_unchecked(floors: list) -
         "cuda ws4 dispatch_combine >= 512 tokens: speedup_vs_naive >= 1.6",
         "cuda ws4 overhead of all_gather >= 1M: max_overhead_pct <= 5",
     ]
+
+
+def test_unmeasured_floors_are_those_no_bench_document_covers_within_the_expected_cells(floors: list) -> None:
+    measured_cuda_ws2 = [BenchOutcome(path=Path("b.json"), device="cuda", world_size=2, rows=[])]
+    everywhere = {(floor.device, ws) for floor, ws in unmeasured_floors(floors, measured_cuda_ws2)}
+    assert everywhere == {("cuda", 4), ("cpu", 2)}
+    # Qualifying only cuda cells at ws 2 and 4: the cpu floor is nobody's business here.
+    scoped = unmeasured_floors(floors, measured_cuda_ws2, scope={("cuda", 2), ("cuda", 4)})
+    assert {(floor.device, ws) for floor, ws in scoped} == {("cuda", 4)}
+    assert len(scoped) == 3  # the three cuda floors that apply at ws4
 
 
 def test_every_problem_of_a_floors_file_is_listed_with_its_line(tmp_path: Path) -> None:
