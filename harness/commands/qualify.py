@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from harness.bench.floors import load_floors
+from harness.bench.floors import applicable, load_floors
 from harness.commands import add_matrix_arguments, make_console, positive_int, resolve_matrix_path
 from harness.commands import run as run_command
 from harness.errors import EXIT_INTERRUPTED, ConfigurationError
@@ -71,8 +71,13 @@ def handle(args: argparse.Namespace) -> int:
     if bench:
         ran = [cell for cell in load_summary(args.out)["cells"] if cell["executor"]]
         targets = sorted({(cell["device"], cell["world_size"]) for cell in ran})
+        # On one rank nothing crosses a link: busbw is 0 or a local copy's, and the naive scheme is the
+        # same work. Bench world size 1 only where a floor asks for it.
+        for device, world_size in [t for t in targets if t[1] == 1 and not applicable(floors, *t)]:
+            console.print(f"bench: {device} world size 1 left out: nothing crosses a link, no floor names it")
+            targets.remove((device, world_size))
         if not targets:
-            console.print("bench: no cell ran here, so nothing to measure")
+            console.print("bench: no cell ran here at a world size worth measuring")
         # A bench that fails records the environment its device's cells ran in.
         fingerprints = {cell["device"]: cell["fingerprint"] for cell in ran}
         for device, world_size in targets:

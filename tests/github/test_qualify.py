@@ -82,3 +82,17 @@ def test_a_broken_floors_file_is_rejected_before_anything_runs(tmp_path):
     done = run_harness("qualify", "matrix.yaml", "--floors", "floors.yaml", "--out", "q", cwd=tmp_path)
     assert done.returncode == 2 and "floors.yaml:3" in done.stderr
     assert not (tmp_path / "q").exists()
+
+
+def test_qualify_leaves_out_the_bench_at_world_size_1_unless_a_floor_names_it(tmp_path):
+    write_project(tmp_path, QUALIFY_MATRIX)
+    (tmp_path / "floors.yaml").write_text(
+        "version: 1\nfloors:\n  - {device: cuda, world_size: 4, op: all_reduce, busbw_gbps: 280}\n"
+    )
+    done = run_harness(
+        "qualify", "matrix.yaml", "--executor", "local", "--out", "q", "--floors", "floors.yaml", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stdout + done.stderr  # the cuda floor is outside the qualified cells
+    assert "cpu world size 1 left out: nothing crosses a link" in done.stdout
+    assert not list((tmp_path / "q").glob("bench-*.json"))
+    assert "QUALIFIED" in done.stdout and "NOT QUALIFIED" not in done.stdout
