@@ -246,6 +246,12 @@ class DeviceCommunicatorBase:
     packs_row_lists: ClassVar[bool] = False
 
     def _gather_row_list(self, rows: list[torch.Tensor], split: RowSplit) -> list[torch.Tensor]:
+        if not self.packs_row_lists and split.equal and split.total and len(rows) > 1:
+            # Equal sizes (every MoE dispatch with the same batch on each rank): the gathers of the list
+            # go out as one group, as vLLM's pynccl all_gatherv of a list does, instead of one launch each.
+            gathered = [new_rows(tensor, split.total) for tensor in rows]
+            self._calls.all_gather_coalesced(gathered, rows)
+            return gathered
         if not self.packs_row_lists or len(rows) <= 2:
             return [self._gather_rows(tensor, split) for tensor in rows]
         # At most two collectives for any list: the widest tensor (the hidden states, in MoE dispatch)

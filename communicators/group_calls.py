@@ -46,6 +46,13 @@ class GroupCalls:
         # torch 2.13 renamed the group's methods along with the module's functions (torch_compat.py).
         self._all_gather = getattr(group, "all_gather_single", None) or group._allgather_base
         self._reduce_scatter = getattr(group, "reduce_scatter_single", None) or group._reduce_scatter_base
+        self._all_gather_coalesced = (
+            getattr(group, "all_gather_single_coalesced", None) or group.allgather_into_tensor_coalesced
+        )
+        # NCCL runs a coalesced all-gather as one all-gather per tensor inside one NCCL group. gloo flattens
+        # the list into one buffer of the first tensor's dtype: mixed dtypes come back garbled, silently
+        # (torch 2.13, found by this package's tests), so elsewhere the list gathers tensor by tensor.
+        self._coalesces = "nccl" in str(dist.get_backend(group))
         self._all_gather_options = _options(c10d.AllgatherOptions())
         self._reduce_scatter_options = _options(c10d.ReduceScatterOptions())
         self._all_reduce_options = _options(c10d.AllreduceOptions())
@@ -66,6 +73,14 @@ class GroupCalls:
             _wait(self._all_gather(out, rows, self._all_gather_options))
         else:
             all_gather_single(out, rows, group=self.group)
+
+    def all_gather_coalesced(self, outs: list[torch.Tensor], rows: list[torch.Tensor]) -> None:
+        """Several equal-size all-gathers as one group call: on NCCL one group launch, not one per tensor."""
+        if self._coalesces and all(self._direct(tensor) for tensor in rows):
+            _wait(self._all_gather_coalesced(outs, rows, self._all_gather_options))
+        else:
+            for out, tensor in zip(outs, rows, strict=True):
+                self.all_gather(out, tensor)
 
     def reduce_scatter(self, out: torch.Tensor, rows: torch.Tensor) -> None:
         """This rank's equal block of the sum of every rank's `rows`, into `out`."""

@@ -16,7 +16,7 @@ LAYOUTS = ("contiguous", "non-contiguous")
 # The fixed dims of a test tensor; the collective's dim gets its length from the sizes under test.
 BASE_SHAPE = (3, 4, 5)
 
-SIZE_PATTERNS = ("uneven_with_zeros", "all_zero", "last_rank_only")
+SIZE_PATTERNS = ("uneven_with_zeros", "all_zero", "last_rank_only", "equal")
 
 
 def sizes_for(pattern: str, world_size: int) -> list[int]:
@@ -27,6 +27,8 @@ def sizes_for(pattern: str, world_size: int) -> list[int]:
         return [0] * world_size
     if pattern == "last_rank_only":
         return [0] * (world_size - 1) + [3]
+    if pattern == "equal":
+        return [3] * world_size
     raise ValueError(f"unknown size pattern {pattern!r}; expected one of {SIZE_PATTERNS}")
 
 

@@ -37,7 +37,7 @@ def _all_tokens(sizes: list[int]) -> list[torch.Tensor]:
     return [torch.cat(parts) for parts in zip(*(_tokens(r, s) for r, s in enumerate(sizes)), strict=True)]
 
 
-@pytest.mark.parametrize("pattern", ["uneven_with_zeros", "last_rank_only"])
+@pytest.mark.parametrize("pattern", ["uneven_with_zeros", "last_rank_only", "equal"])
 def test_dispatch_gathers_in_rank_order_and_combine_returns_own_tokens(communicator, pattern):
     rank, world_size, device = communicator.rank, communicator.world_size, communicator.device
     sizes = sizes_for(pattern, world_size)

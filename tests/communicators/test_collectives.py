@@ -67,10 +67,11 @@ def test_all_gatherv_uneven_sizes(communicator, pattern):
         assert_equal(out, _gathered_reference(sizes, dtype, dim, seed), case)
 
 
+@pytest.mark.parametrize("pattern", ["uneven_with_zeros", "equal"])
 @pytest.mark.parametrize("dim", [0, -1])
-def test_all_gatherv_of_a_list_gathers_each_tensor(communicator, dim):
+def test_all_gatherv_of_a_list_gathers_each_tensor(communicator, dim, pattern):
     rank, device = communicator.rank, communicator.device
-    sizes = sizes_for("uneven_with_zeros", communicator.world_size)
+    sizes = sizes_for(pattern, communicator.world_size)
     # Mixed dtypes and trailing shapes, as in all2all dispatch (tokens, weights, ids, scales).
     specs = [((3, 4), torch.bfloat16), ((2,), torch.float32), ((2,), torch.int64), ((), torch.float32)]
 

@@ -100,3 +100,31 @@ def test_collectives_stay_correct_under_torch_compile(communicator):
     torch.testing.assert_close(summed.cpu(), torch.full((2, 3), float(n * (n - 1))))
     expected = torch.arange(n, dtype=torch.float32).repeat_interleave(2)[:, None].expand(2 * n, 3)
     torch.testing.assert_close(gathered.cpu(), expected)
+
+
+def test_a_list_of_equal_sizes_gathers_as_one_group_call_where_lists_are_not_packed(communicator):
+    # The base's path (NCCL's); on gloo the instance is switched to it for the test, and GroupCalls gathers
+    # the list tensor by tensor there (gloo's coalesced all-gather garbles mixed dtypes).
+    n, rank, device = communicator.world_size, communicator.rank, communicator.device
+    communicator.packs_row_lists = False
+    calls = communicator._calls
+    grouped = []
+    real = calls.all_gather_coalesced
+    calls.all_gather_coalesced = lambda outs, rows: (grouped.append(len(rows)), real(outs, rows))
+    try:
+        inputs = [
+            torch.full((2, 3), float(rank), dtype=torch.bfloat16, device=device),
+            torch.full((2,), rank, dtype=torch.int64, device=device),
+            torch.full((2, 1), float(rank), dtype=torch.float32, device=device),
+        ]
+        outputs = communicator.all_gatherv(inputs, dim=0)
+        pair = communicator.all_gatherv(inputs[:2], dim=0)
+    finally:
+        del communicator.packs_row_lists
+        del calls.all_gather_coalesced
+    assert grouped == [3, 2], f"rank {rank}: group calls of {grouped} tensors"
+    ranks = torch.arange(n).repeat_interleave(2)
+    assert torch.equal(outputs[0].cpu(), ranks[:, None].expand(2 * n, 3).to(torch.bfloat16))
+    assert torch.equal(outputs[1].cpu(), ranks)
+    assert torch.equal(outputs[2].cpu(), ranks[:, None].to(torch.float32))
+    assert torch.equal(pair[1].cpu(), ranks)
