@@ -28,10 +28,11 @@ from forked_ranks import rank_arguments, run_forked_ranks
 SIZES_MIB = (1, 4, 16, 64, 256, 1024)
 
 
-def strategies(rows: torch.Tensor, sizes: list[int], rank: int) -> dict[str, object]:
+def strategies(rows: torch.Tensor, sizes: list[int], comm) -> dict[str, object]:
     from communicators.tensor_layout import all_gatherv_padded
     from communicators.torch_compat import all_gather_single
 
+    rank = comm.rank
     total = sum(sizes)
     starts = [sum(sizes[:r]) for r in range(len(sizes))]
 
@@ -57,14 +58,20 @@ def strategies(rows: torch.Tensor, sizes: list[int], rank: int) -> dict[str, obj
             work.wait()
         return out
 
-    return {"list": listed, "padded": padded, "p2p": p2p}
+    return {
+        "list": listed,
+        "padded": padded,
+        "p2p": p2p,
+        "communicator": lambda: comm.all_gatherv(rows, dim=0, sizes=sizes),
+    }
 
 
-def scatter_strategies(full: torch.Tensor, sizes: list[int], rank: int) -> dict[str, object]:
+def scatter_strategies(full: torch.Tensor, sizes: list[int], comm) -> dict[str, object]:
     """reduce_scatterv of `full` (every rank's whole buffer) to this rank's `sizes[rank]` rows, three ways."""
     from communicators.tensor_layout import reduce_scatterv_padded
     from communicators.torch_compat import reduce_scatter_single
 
+    rank = comm.rank
     blocks = full.split(sizes)
 
     def listed() -> torch.Tensor:
@@ -86,10 +93,17 @@ def scatter_strategies(full: torch.Tensor, sizes: list[int], rank: int) -> dict[
             work.wait()
         return blocks[rank] + received.sum(dim=0)
 
-    return {"list": listed, "padded": padded, "p2p": p2p}
+    return {
+        "list": listed,
+        "padded": padded,
+        "p2p": p2p,
+        # Last: on the CPU it sums in place into `full`, after the others are checked.
+        "communicator": lambda: comm.reduce_scatterv(full, dim=0, sizes=sizes),
+    }
 
 
 def rank_main(rank: int, world_size: int, device_type: str, store_path: str, repeats: int) -> None:
+    from communicators import create_communicator
     from harness.bench.collectives import uneven_shares
     from harness.bench.timing import DeviceClock, time_interleaved
 
@@ -101,26 +115,26 @@ def rank_main(rank: int, world_size: int, device_type: str, store_path: str, rep
         backend, store=dist.FileStore(store_path, world_size), rank=rank, world_size=world_size
     )
     clock = DeviceClock(device)
-    names = ("padded", "p2p") if backend == "gloo" else ("list", "padded", "p2p")
+    comm = create_communicator(device)
     for collective in ("all_gatherv", "reduce_scatterv"):
-        if rank == 0:
-            print(f"{collective:>15}" + "".join(f"{name:>21}" for name in names) + "   (us, busbw GB/s)")
-        for mib in SIZES_MIB if device_type == "cuda" else SIZES_MIB[:3]:
+        for index, mib in enumerate(SIZES_MIB if device_type == "cuda" else SIZES_MIB[:3]):
             count = mib * (1 << 20) // 2
             sizes = uneven_shares(count, world_size)
             if collective == "all_gatherv":
                 rows = torch.full((sizes[rank],), float(rank + 1), dtype=torch.bfloat16, device=device)
                 parts = [torch.full((s,), float(r + 1), dtype=torch.bfloat16) for r, s in enumerate(sizes)]
                 expected = torch.cat(parts)
-                calls = strategies(rows, sizes, rank)
+                calls = strategies(rows, sizes, comm)
             else:
                 full = torch.full((count,), float(rank + 1), dtype=torch.bfloat16, device=device)
                 total = world_size * (world_size + 1) // 2
                 expected = torch.full((sizes[rank],), float(total), dtype=torch.bfloat16)
-                calls = scatter_strategies(full, sizes, rank)
+                calls = scatter_strategies(full, sizes, comm)
             if backend == "gloo":
-                # gloo's list collectives take equal sizes only (the CPU communicator does it another way).
+                # gloo's list collectives take equal sizes only; the CPU communicator has its own way.
                 del calls["list"]
+            if rank == 0 and index == 0:
+                print(f"{collective:>15}" + "".join(f"{name:>21}" for name in calls) + "   (us, busbw GB/s)")
             for name, call in calls.items():
                 assert torch.equal(call().cpu(), expected), f"rank {rank}: {name} is wrong at {mib} MiB"
             iters = max(5, min(200, 1024 // mib))

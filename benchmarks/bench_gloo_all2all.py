@@ -123,6 +123,28 @@ def planar_packed(self: CpuCommunicator, input_, dim=0, sizes=None):  # noqa: AN
 
 GATHERS = {"communicator": communicator_own, "per_tensor": per_tensor, "planar_packed": planar_packed}
 
+
+def p2p_gather_rows(self: CpuCommunicator, rows: torch.Tensor, split: RowSplit) -> torch.Tensor:
+    """Rows to every peer by isend and theirs by irecv straight into their blocks, all in flight at once."""
+    out = rows.new_empty((split.total, *rows.shape[1:]))
+    blocks = out.split(split.sizes)
+    works = []
+    for peer in range(self.world_size):
+        if peer == self.rank:
+            continue
+        if split.own:
+            works.append(dist.isend(rows, group=self.group, group_dst=peer))
+        if split.sizes[peer]:
+            works.append(dist.irecv(blocks[peer], group=self.group, group_src=peer))
+    blocks[self.rank].copy_(rows)
+    for work in works:
+        work.wait()
+    return out
+
+
+# How the rows of one gather move (under any GATHERS candidate).
+GATHER_ROWS: dict[str, Rows] = {"broadcasts": CpuCommunicator._all_gatherv_rows, "p2p": p2p_gather_rows}
+
 CANDIDATES: dict[str, Rows] = {
     "communicator": CpuCommunicator._reduce_scatterv_rows,
     "single_or_list": single_or_list,
@@ -148,16 +170,26 @@ def main() -> None:
     parser.add_argument(
         "--gathers", default="communicator", help=f"dispatch candidates: {', '.join(GATHERS)}"
     )
+    parser.add_argument(
+        "--gather-rows", default="broadcasts", help=f"how a gather's rows move: {', '.join(GATHER_ROWS)}"
+    )
     parser.add_argument("--json", help="write every row, by candidate, here")
     args = parser.parse_args()
     original = CpuCommunicator._reduce_scatterv_rows
     original_gatherv = CpuCommunicator.__dict__.get("all_gatherv")
+    original_rows = CpuCommunicator._all_gatherv_rows
     results: dict[str, list[dict]] = {}
-    pairs = [(g, c) for g in args.gathers.split(",") for c in args.candidates.split(",")]
+    pairs = [
+        (g, r, c)
+        for g in args.gathers.split(",")
+        for r in args.gather_rows.split(",")
+        for c in args.candidates.split(",")
+    ]
     try:
-        for gather, combine in pairs:
-            name = f"{gather}+{combine}"
+        for gather, rows_way, combine in pairs:
+            name = f"{gather}/{rows_way}+{combine}"
             CpuCommunicator.all_gatherv = GATHERS[gather]
+            CpuCommunicator._all_gatherv_rows = GATHER_ROWS[rows_way]
             CpuCommunicator._reduce_scatterv_rows = CANDIDATES[combine]
             for world_size in (int(n) for n in args.world_sizes.split(",")):
                 options = build_options(
@@ -179,6 +211,7 @@ def main() -> None:
                 print(f"{name:<36} ws{world_size}  naive/AgRs  {ratios}", flush=True)
     finally:
         CpuCommunicator._reduce_scatterv_rows = original
+        CpuCommunicator._all_gatherv_rows = original_rows
         if original_gatherv is None:
             del CpuCommunicator.all_gatherv
         else:
