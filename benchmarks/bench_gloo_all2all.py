@@ -124,18 +124,19 @@ def planar_packed(self: CpuCommunicator, input_, dim=0, sizes=None):  # noqa: AN
 GATHERS = {"communicator": communicator_own, "per_tensor": per_tensor, "planar_packed": planar_packed}
 
 
-def p2p_gather_rows(self: CpuCommunicator, rows: torch.Tensor, split: RowSplit) -> torch.Tensor:
-    """Rows to every peer by isend and theirs by irecv straight into their blocks, all in flight at once."""
+def broadcast_gather_rows(self: CpuCommunicator, rows: torch.Tensor, split: RowSplit) -> torch.Tensor:
+    """The CPU communicator's gather until 2026-11-28: one async broadcast per rank, all in flight at once.
+
+    Every rank issues them in rank order so that they pair up (gloo pairs collectives by issue order);
+    this rank's broadcast reads `rows` while its block of the output is copied.
+    """
     out = rows.new_empty((split.total, *rows.shape[1:]))
     blocks = out.split(split.sizes)
-    works = []
-    for peer in range(self.world_size):
-        if peer == self.rank:
-            continue
-        if split.own:
-            works.append(dist.isend(rows, group=self.group, group_dst=peer))
-        if split.sizes[peer]:
-            works.append(dist.irecv(blocks[peer], group=self.group, group_src=peer))
+    works = [
+        dist.broadcast(rows if src == self.rank else block, group=self.group, group_src=src, async_op=True)
+        for src, block in enumerate(blocks)
+        if block.shape[0]
+    ]
     blocks[self.rank].copy_(rows)
     for work in works:
         work.wait()
@@ -143,7 +144,7 @@ def p2p_gather_rows(self: CpuCommunicator, rows: torch.Tensor, split: RowSplit) 
 
 
 # How the rows of one gather move (under any GATHERS candidate).
-GATHER_ROWS: dict[str, Rows] = {"broadcasts": CpuCommunicator._all_gatherv_rows, "p2p": p2p_gather_rows}
+GATHER_ROWS: dict[str, Rows] = {"p2p": CpuCommunicator._all_gatherv_rows, "broadcasts": broadcast_gather_rows}
 
 CANDIDATES: dict[str, Rows] = {
     "communicator": CpuCommunicator._reduce_scatterv_rows,
@@ -171,7 +172,7 @@ def main() -> None:
         "--gathers", default="communicator", help=f"dispatch candidates: {', '.join(GATHERS)}"
     )
     parser.add_argument(
-        "--gather-rows", default="broadcasts", help=f"how a gather's rows move: {', '.join(GATHER_ROWS)}"
+        "--gather-rows", default="p2p", help=f"how a gather's rows move: {', '.join(GATHER_ROWS)}"
     )
     parser.add_argument("--json", help="write every row, by candidate, here")
     args = parser.parse_args()

@@ -18,17 +18,21 @@ class CpuCommunicator(DeviceCommunicatorBase):
     packs_row_lists = True
 
     def _all_gatherv_rows(self, rows: torch.Tensor, split: RowSplit) -> torch.Tensor:
-        # gloo's all_gather takes equal sizes only, and even padded it measured 3-10x slower on 2 cores
-        # than one broadcast per rank straight into that rank's block of the output. All broadcasts are
-        # in flight at once (gloo runs them on its own threads, and every rank issues them in rank order
-        # so that they pair up); this rank's comes straight from `rows` while its block is filled.
+        # gloo's all_gather takes equal sizes only, and even padded it measured 3-10x slower on 2 cores.
+        # Each rank sends its rows to every peer and receives theirs straight into their blocks, all in
+        # flight at once: against one async broadcast per rank (until 2026-11-28) AgRs dispatch+combine
+        # went from 1.39-1.41x to 1.57-1.73x the naive scheme at 64 tokens, ws2, and from 1.87-2.12x to
+        # 2.32-2.74x at ws4 (benchmarks/bench_gloo_all2all.py --gather-rows, bench_findings.md).
         out = new_rows(rows, split.total)
         blocks = out.split(split.sizes)
-        works = [
-            self._calls.broadcast(rows if src == self.rank else block, src, async_op=True)
-            for src, block in enumerate(blocks)
-            if block.shape[0]
-        ]
+        works = []
+        for peer in range(self.world_size):
+            if peer == self.rank:
+                continue
+            if split.own:
+                works.append(dist.isend(rows, group=self.group, group_dst=peer))
+            if split.sizes[peer]:
+                works.append(dist.irecv(blocks[peer], group=self.group, group_src=peer))
         blocks[self.rank].copy_(rows)
         for work in works:
             work.wait()

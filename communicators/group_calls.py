@@ -22,12 +22,12 @@ from torch.overrides import has_torch_function
 from communicators.torch_compat import all_gather_single, reduce_scatter_single
 
 
-def _options(options, *, async_op: bool = False):
-    """`options` (a c10d *Options object) for a blocking call, or an async one with `async_op`."""
+def _blocking(options):
+    """`options` (a c10d *Options object) set for a blocking call."""
     # asyncOp=False is what the wrapper sets for a blocking call: NCCL then runs the collective on the
     # caller's current stream, without the side stream and its events (torch >= 2.8 has the field).
     if hasattr(options, "asyncOp"):
-        options.asyncOp = async_op
+        options.asyncOp = False
     return options
 
 
@@ -39,7 +39,7 @@ def _wait(work: dist.Work | None) -> None:
 
 
 class GroupCalls:
-    """all_gather / reduce_scatter / all_reduce (blocking) and broadcast (either) of tensors on one group."""
+    """Blocking all_gather (also of a list), reduce_scatter, all_reduce and broadcast on one group."""
 
     def __init__(self, group: dist.ProcessGroup) -> None:
         self.group = group
@@ -53,10 +53,10 @@ class GroupCalls:
         # the list into one buffer of the first tensor's dtype: mixed dtypes come back garbled, silently
         # (torch 2.13, found by this package's tests), so elsewhere the list gathers tensor by tensor.
         self._coalesces = "nccl" in str(dist.get_backend(group))
-        self._all_gather_options = _options(c10d.AllgatherOptions())
-        self._reduce_scatter_options = _options(c10d.ReduceScatterOptions())
-        self._all_reduce_options = _options(c10d.AllreduceOptions())
-        self._broadcast_options: dict[tuple[int, bool], c10d.BroadcastOptions] = {}
+        self._all_gather_options = _blocking(c10d.AllgatherOptions())
+        self._reduce_scatter_options = _blocking(c10d.ReduceScatterOptions())
+        self._all_reduce_options = _blocking(c10d.AllreduceOptions())
+        self._broadcast_options: dict[int, c10d.BroadcastOptions] = {}
 
     def _direct(self, tensor: torch.Tensor) -> bool:
         """Whether a call on `tensor` may skip the wrapper (see the module docstring)."""
@@ -96,19 +96,14 @@ class GroupCalls:
         else:
             dist.all_reduce(tensor, group=self.group)
 
-    def broadcast(self, tensor: torch.Tensor, src: int, *, async_op: bool = False) -> dist.Work | None:
-        """Group rank `src`'s `tensor` on every rank, in place; with `async_op`, the work to wait for."""
+    def broadcast(self, tensor: torch.Tensor, src: int) -> None:
+        """Group rank `src`'s `tensor` on every rank, in place."""
         if not self._direct(tensor):
-            return dist.broadcast(tensor, group=self.group, group_src=src, async_op=async_op)
-        options = self._broadcast_options.get((src, async_op))
+            dist.broadcast(tensor, group=self.group, group_src=src)
+            return
+        options = self._broadcast_options.get(src)
         if options is None:
-            options = self._broadcast_options[(src, async_op)] = _options(
-                c10d.BroadcastOptions(), async_op=async_op
-            )
+            options = self._broadcast_options[src] = _blocking(c10d.BroadcastOptions())
             options.rootRank = src
             options.rootTensor = 0
-        work = self.group.broadcast([tensor], options)
-        if async_op:
-            return work
-        _wait(work)
-        return None
+        _wait(self.group.broadcast([tensor], options))
