@@ -6,14 +6,16 @@ output (no expert compute: only communication is timed), which returns each rank
 ranks. Both schemes are checked against the expected tensors and against each other before being timed.
 
 The round trip is timed as the collectives are: `iters` round trips back to back, one device synchronize
-at the end (`time_us`, and the speedup). A synchronize and a host timer around each phase would add the same
-fixed tens of microseconds to both schemes on an accelerator and pull their ratio towards 1, so the
-per-phase split (`dispatch_us`, `combine_us`) comes from a separate pass that does synchronize after each
-phase: on accelerators the two add up to more than `time_us`.
+at the end (`time_us`, the median over repeats; `speedup_vs_naive` from each scheme's best repeat,
+`speedup_vs_naive_median` from the medians). A synchronize and a host timer around each phase would add
+the same fixed tens of microseconds to both schemes on an accelerator and pull their ratio towards 1, so
+the per-phase split (`dispatch_us`, `combine_us`) comes from a separate pass that does synchronize after
+each phase: on accelerators the two add up to more than `time_us`.
 """
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,7 +24,7 @@ import torch
 from harness.bench.collectives import ranks_where_false
 from harness.bench.naive_reference import naive_combine, naive_dispatch
 from harness.bench.options import BenchOptions
-from harness.bench.timing import DeviceClock, time_interleaved
+from harness.bench.timing import DeviceClock, sample_interleaved, time_interleaved
 
 NAIVE_REFERENCE = "naive_reference"
 # Expert ids index this many experts; the value only shapes the ids tensor's contents.
@@ -98,13 +100,15 @@ def _measure(
     }
     gathered_bytes = sum(t.numel() * t.element_size() for t in expected_dispatch)
     iters = options.iterations_for(gathered_bytes)
-    (agrs_s,), (naive_s,) = time_interleaved(
+    round_trips = sample_interleaved(
         clock,
         [round_trip(backend), round_trip(NAIVE_REFERENCE)],
         warmup=options.warmup,
         iters=iters,
         repeats=options.repeats,
-    )
+    )[:, :, 0]
+    agrs_s, naive_s = (statistics.median(round_trips[:, index].tolist()) for index in (0, 1))
+    agrs_best_s, naive_best_s = round_trips.min(dim=0).values.tolist()
     # Warm already: the split pass needs no warmup of its own.
     agrs_phases, naive_phases = time_interleaved(
         clock,
@@ -126,19 +130,27 @@ def _measure(
         "repeats": options.repeats,
     }
     rows = []
-    timed = ((backend, agrs_s, agrs_phases), (NAIVE_REFERENCE, naive_s, naive_phases))
-    for scheme, round_trip_s, (dispatch_s, combine_s) in timed:
+    timed = (
+        (backend, agrs_s, agrs_best_s, agrs_phases),
+        (NAIVE_REFERENCE, naive_s, naive_best_s, naive_phases),
+    )
+    for scheme, round_trip_s, best_s, (dispatch_s, combine_s) in timed:
         incorrect = ranks_where_false(correct[scheme], communicator)
         row = {
             **common,
             "backend": scheme,
             "time_us": round_trip_s * 1e6,
+            "time_best_us": best_s * 1e6,
             "dispatch_us": dispatch_s * 1e6,
             "combine_us": combine_s * 1e6,
             "correct": not incorrect,
             "incorrect_ranks": incorrect,
         }
         if scheme != NAIVE_REFERENCE:
-            row["speedup_vs_naive"] = naive_s / agrs_s if agrs_s > 0 else 0.0
+            # Judged, like the overhead rows, on each scheme's best repeat: a burst of load on a shared
+            # machine only ever adds time, and on 2 cores one such burst put a median ratio at 0.71x where
+            # the runs around it measured 1.5-2.4x. The ratio of the medians is kept beside it.
+            row["speedup_vs_naive"] = naive_best_s / agrs_best_s if agrs_best_s > 0 else 0.0
+            row["speedup_vs_naive_median"] = naive_s / agrs_s if agrs_s > 0 else 0.0
         rows.append(row)
     return rows

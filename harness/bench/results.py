@@ -7,9 +7,11 @@ Row kinds, told apart by "op":
 - "overhead": {"collective", "bytes", "communicator_us", "torch_us" (medians), "communicator_best_us",
   "torch_best_us" (best repeats), "overhead_pct" (from the best repeats), "overhead_median_pct"};
 - "dispatch_combine": {"tokens", "hidden", "backend" ("allgather_reducescatter" | "naive_reference"),
-  "time_us", "dispatch_us", "combine_us", "correct"}; the backend's row adds "speedup_vs_naive" (from
-  "time_us": round trips back to back). "dispatch_us" and "combine_us" come from a separate pass with a
-  device synchronize after each phase, so on accelerators they add up to more than "time_us".
+  "time_us" (median), "time_best_us", "dispatch_us", "combine_us", "correct"}; the backend's row adds
+  "speedup_vs_naive" (from "time_best_us": best repeats of round trips back to back) and
+  "speedup_vs_naive_median" (from "time_us").
+  "dispatch_us" and "combine_us" come from a separate pass with a device synchronize after each phase, so
+  on accelerators they add up to more than "time_us".
 """
 
 from __future__ import annotations
@@ -66,9 +68,11 @@ ROW_SCHEMAS: dict[str, dict[str, Any]] = {
             "hidden": _COUNT,
             "backend": {"type": "string"},
             "time_us": _NUMBER,
+            "time_best_us": _NUMBER,
             "dispatch_us": _NUMBER,
             "combine_us": _NUMBER,
             "speedup_vs_naive": _NUMBER,
+            "speedup_vs_naive_median": _NUMBER,
             "correct": {"type": "boolean"},
             **_COMMON,
         },

@@ -77,7 +77,7 @@ def bench_tables(rows: list[dict[str, Any]], title: str) -> list[Table]:
                 "dispatch us (synced)",
                 "combine us (synced)",
                 "round trip us",
-                "naive/backend",
+                "naive/backend (best)",
                 "check",
             ],
             dispatch,

@@ -96,7 +96,10 @@ def test_dispatch_combine_compares_agrs_with_the_naive_reference(document: dict)
     # correct: each scheme matched the expected tensors and the two schemes' outputs were identical.
     assert all(r["correct"] and r["hidden"] == 64 and r["topk"] == 8 for r in rows)
     for agrs, naive in zip(rows[::2], rows[1::2], strict=True):
-        assert agrs["speedup_vs_naive"] == pytest.approx(naive["time_us"] / agrs["time_us"])
+        # Judged on best repeats; the ratio of the medians (time_us) is kept beside it.
+        assert agrs["speedup_vs_naive_median"] == pytest.approx(naive["time_us"] / agrs["time_us"])
+        assert agrs["speedup_vs_naive"] == pytest.approx(naive["time_best_us"] / agrs["time_best_us"])
+        assert agrs["time_best_us"] <= agrs["time_us"] and naive["time_best_us"] <= naive["time_us"]
         # The round trip is timed back to back; the per-phase split is a separate, synchronised pass.
         for row in (agrs, naive):
             assert row["time_us"] > 0 and row["dispatch_us"] > 0 and row["combine_us"] > 0
