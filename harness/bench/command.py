@@ -124,7 +124,10 @@ def _print_speedups(rows: list[dict[str, Any]]) -> None:
     if speedups:
         text = ", ".join(f"{r['tokens']} tokens {r['speedup_vs_naive']:.2f}x" for r in speedups)
         backend = speedups[0]["backend"]
-        print(f"{backend} dispatch+combine against the naive reference (naive time / its time, best repeats): {text}")
+        print(
+            f"{backend} dispatch+combine against the naive reference (naive time / its time, best repeats): "
+            f"{text}"
+        )
 
 
 def _environment() -> dict[str, Any]:
