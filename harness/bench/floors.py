@@ -4,7 +4,7 @@ A floors file (qualification/floors.yaml) lists entries, each for one device, wo
 one bound:
 - `busbw_gbps: X`: every row of that collective at `min_bytes` or more reaches X GB/s bus bandwidth;
 - `speedup_vs_naive: X` (op dispatch_combine): the backend's round trip is X times as fast as the naive
-  reference's, or faster, at `min_tokens` tokens per rank or more;
+  reference's, or faster, at `min_tokens` tokens per rank or more, each timed by its best repeat;
 - `max_overhead_pct: X` (op overhead, with `collective`): the communicator is at most X % slower than raw
   torch.distributed at `min_bytes` or more, each timed by its best repeat (the row's `overhead_pct`).
 """
