@@ -20,41 +20,64 @@ TOKENS = (64, 512, 4096)
 HIDDEN, TOPK = 4096, 8
 
 
-def time_tokens(comm, tokens: int, clock, repeats: int, *, uneven: bool) -> list[float]:
-    """Microseconds of dispatch A / B, then round trip A / B.
+# The ways a dispatch's list of gathers can go out, per kind of sizes.
+WAYS = {
+    "equal": ("grouped", "per tensor"),
+    "uneven": ("per tensor", "packed", "padded group"),
+}
 
-    Equal sizes: A gathers the list as one coalesced call, B one collective per tensor. Uneven sizes (rank r
-    has tokens + r * tokens / 4): A one collective per tensor (NCCL's uneven all_gather is itself a group
-    of broadcasts), B the hidden states alone and the weights and ids packed into one byte buffer (what the
-    CPU communicator does: one collective fewer, two pack/unpack copies more).
+
+def padded_group_gather(comm, rows: list[torch.Tensor], sizes: list[int]) -> list[torch.Tensor]:
+    """Every tensor padded to the longest share, all gathered as one coalesced call, then compacted."""
+    n, longest = comm.world_size, max(sizes)
+    padded = []
+    for tensor in rows:
+        if tensor.shape[0] < longest:
+            grown = tensor.new_zeros((longest, *tensor.shape[1:]))
+            grown[: tensor.shape[0]] = tensor
+            tensor = grown
+        padded.append(tensor)
+    gathered = [tensor.new_empty((n * longest, *tensor.shape[1:])) for tensor in padded]
+    comm._calls.all_gather_coalesced(gathered, padded)
+    return [
+        torch.cat([out.view(n, longest, *out.shape[1:])[r, : sizes[r]] for r in range(n)]) for out in gathered
+    ]
+
+
+def time_tokens(comm, tokens: int, clock, repeats: int, kind: str) -> list[float]:
+    """Microseconds of dispatch each way of WAYS[kind], then of the round trip (with combine) each way.
+
+    equal: "grouped" gathers the list as one coalesced call, "per tensor" one collective each. uneven (rank r
+    has tokens + r * tokens / 4): "per tensor" (NCCL's uneven all_gather is itself a group of broadcasts),
+    "packed" the hidden states alone and weights and ids in one byte buffer (the CPU communicator's way),
+    "padded group" every tensor padded to the longest share and gathered as one coalesced call.
     """
     from harness.bench.timing import time_interleaved
 
     calls, device, n, rank = comm._calls, comm.device, comm.world_size, comm.rank
     coalesces = calls._coalesces
-    sizes = [tokens + r * (tokens // 4) for r in range(n)] if uneven else [tokens] * n
+    sizes = [tokens + r * (tokens // 4) for r in range(n)] if kind == "uneven" else [tokens] * n
     hidden = torch.randn(sizes[rank], HIDDEN, device=device).to(torch.bfloat16)
     weights = torch.rand(sizes[rank], TOPK, device=device)
     ids = torch.randint(0, 64, (sizes[rank], TOPK), device=device)
 
-    def dispatch(first: bool) -> tuple:
-        if uneven:
-            comm.packs_row_lists = not first
-        else:
-            calls._coalesces = first and coalesces
-        return comm.dispatch(hidden, weights, ids, sizes)
+    def dispatch(way: str) -> list[torch.Tensor]:
+        if way == "padded group":
+            return padded_group_gather(comm, [hidden, weights, ids], sizes)
+        comm.packs_row_lists = way == "packed"
+        calls._coalesces = way == "grouped" and coalesces
+        return list(comm.dispatch(hidden, weights, ids, sizes))
 
-    def round_trip(first: bool) -> torch.Tensor:
-        return comm.combine(dispatch(first)[0], sizes)
+    def round_trip(way: str) -> torch.Tensor:
+        return comm.combine(dispatch(way)[0], sizes)
 
-    for got, want in zip(dispatch(True), dispatch(False), strict=True):
-        assert torch.equal(got, want), f"rank {rank}: the two dispatches differ at {tokens} tokens"
-    candidates = [
-        lambda: dispatch(True),
-        lambda: dispatch(False),
-        lambda: round_trip(True),
-        lambda: round_trip(False),
-    ]
+    ways = WAYS[kind]
+    reference = dispatch(ways[0])
+    for way in ways[1:]:
+        for got, want in zip(dispatch(way), reference, strict=True):
+            assert torch.equal(got, want), f"rank {rank}: dispatch {way!r} differs at {tokens} tokens"
+    candidates = [lambda way=way: dispatch(way) for way in ways]
+    candidates += [lambda way=way: round_trip(way) for way in ways]
     iters = max(10, min(200, 20480 // tokens))
     times = time_interleaved(clock, candidates, warmup=3, iters=iters, repeats=repeats)
     calls._coalesces, comm.packs_row_lists = coalesces, False
@@ -77,15 +100,15 @@ def rank_main(rank: int, world_size: int, device_type: str, store_path: str, rep
     clock = DeviceClock(device)
     if rank == 0:
         print(f"coalesced gathers on this backend: {comm._calls._coalesces}")
-    for uneven, first, second in ((False, "grouped", "per tensor"), (True, "per tensor", "packed")):
+    for kind, ways in WAYS.items():
         if rank == 0:
-            print("uneven sizes" if uneven else "equal sizes")
-            header = ("tokens", f"dispatch {first}", second, f"round trip {first}", second)
-            print("".join(f"{h:>22}" for h in header) + "  (us)")
+            header = ["tokens"] + [f"dispatch {w}" for w in ways] + [f"round trip {w}" for w in ways]
+            print(f"{kind} sizes")
+            print("".join(f"{h:>24}" for h in header) + "  (us)")
         for tokens in TOKENS:
-            us = time_tokens(comm, tokens, clock, repeats, uneven=uneven)
+            us = time_tokens(comm, tokens, clock, repeats, kind)
             if rank == 0:
-                print(f"{tokens:>22}" + "".join(f"{t:>22.1f}" for t in us), flush=True)
+                print(f"{tokens:>24}" + "".join(f"{t:>24.1f}" for t in us), flush=True)
     dist.barrier()
 
 
