@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-from forked_ranks import rank_arguments, run_forked_ranks
+from forked_ranks import join_group, run_rank_script
 
 TOKENS = (64, 512, 4096)
 HIDDEN, TOPK = 4096, 8
@@ -88,12 +88,7 @@ def rank_main(rank: int, world_size: int, device_type: str, store_path: str, rep
     import communicators
     from harness.bench.timing import DeviceClock
 
-    if device_type == "cuda":
-        torch.cuda.set_device(rank)
-    device = torch.device(device_type, rank) if device_type == "cuda" else torch.device("cpu")
-    backend = "nccl" if device_type == "cuda" else "gloo"
-    store = dist.FileStore(store_path, world_size)
-    dist.init_process_group(backend, store=store, rank=rank, world_size=world_size)
+    device = join_group(rank, world_size, device_type, store_path)
     comm = communicators.create_communicator(device)
     # The base's list path, also on gloo (where the coalesced call falls back to one gather per tensor).
     comm.packs_row_lists = False
@@ -113,15 +108,7 @@ def rank_main(rank: int, world_size: int, device_type: str, store_path: str, rep
 
 
 def main() -> None:
-    parser = rank_arguments(__doc__)
-    parser.add_argument("--repeats", type=int, default=7)
-    args = parser.parse_args()
-    raise SystemExit(
-        run_forked_ranks(
-            args.world_size,
-            lambda rank, store_path: rank_main(rank, args.world_size, args.device, store_path, args.repeats),
-        )
-    )
+    run_rank_script(__doc__, rank_main, "repeats", 7)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-from forked_ranks import rank_arguments, run_forked_ranks
+from forked_ranks import join_group, run_rank_script
 
 SIZES_MIB = (1, 4, 16, 64, 256, 1024)
 
@@ -107,13 +107,7 @@ def rank_main(rank: int, world_size: int, device_type: str, store_path: str, rep
     from harness.bench.collectives import uneven_shares
     from harness.bench.timing import DeviceClock, time_interleaved
 
-    if device_type == "cuda":
-        torch.cuda.set_device(rank)
-    device = torch.device(device_type, rank) if device_type == "cuda" else torch.device("cpu")
-    backend = "nccl" if device_type == "cuda" else "gloo"
-    dist.init_process_group(
-        backend, store=dist.FileStore(store_path, world_size), rank=rank, world_size=world_size
-    )
+    device = join_group(rank, world_size, device_type, store_path)
     clock = DeviceClock(device)
     comm = create_communicator(device)
     for collective in ("all_gatherv", "reduce_scatterv"):
@@ -130,7 +124,7 @@ def rank_main(rank: int, world_size: int, device_type: str, store_path: str, rep
                 total = world_size * (world_size + 1) // 2
                 expected = torch.full((sizes[rank],), float(total), dtype=torch.bfloat16)
                 calls = scatter_strategies(full, sizes, comm)
-            if backend == "gloo":
+            if device.type == "cpu":
                 # gloo's list collectives take equal sizes only; the CPU communicator has its own way.
                 del calls["list"]
             if rank == 0 and index == 0:
@@ -150,15 +144,7 @@ def rank_main(rank: int, world_size: int, device_type: str, store_path: str, rep
 
 
 def main() -> None:
-    parser = rank_arguments(__doc__)
-    parser.add_argument("--repeats", type=int, default=7)
-    args = parser.parse_args()
-    raise SystemExit(
-        run_forked_ranks(
-            args.world_size,
-            lambda rank, store_path: rank_main(rank, args.world_size, args.device, store_path, args.repeats),
-        )
-    )
+    run_rank_script(__doc__, rank_main, "repeats", 7)
 
 
 if __name__ == "__main__":

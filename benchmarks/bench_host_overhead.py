@@ -14,7 +14,7 @@ import time
 
 import torch
 import torch.distributed as dist
-from forked_ranks import rank_arguments, run_forked_ranks
+from forked_ranks import join_group, run_rank_script
 
 
 def cases_at(mib: int, comm: object, world_size: int, device: torch.device) -> dict[str, object]:
@@ -46,12 +46,7 @@ def cases_at(mib: int, comm: object, world_size: int, device: torch.device) -> d
 def rank_main(rank: int, world_size: int, device_type: str, store_path: str, calls: int) -> None:
     import communicators
 
-    if device_type == "cuda":
-        torch.cuda.set_device(rank)
-    device = torch.device(device_type, rank) if device_type == "cuda" else torch.device("cpu")
-    backend = "nccl" if device_type == "cuda" else "gloo"
-    store = dist.FileStore(store_path, world_size)
-    dist.init_process_group(backend, store=store, rank=rank, world_size=world_size)
+    device = join_group(rank, world_size, device_type, store_path)
     comm = communicators.create_communicator(device)
 
     def sync() -> None:
@@ -76,15 +71,7 @@ def rank_main(rank: int, world_size: int, device_type: str, store_path: str, cal
 
 
 def main() -> None:
-    parser = rank_arguments(__doc__)
-    parser.add_argument("--calls", type=int, default=200)
-    args = parser.parse_args()
-    raise SystemExit(
-        run_forked_ranks(
-            args.world_size,
-            lambda rank, store_path: rank_main(rank, args.world_size, args.device, store_path, args.calls),
-        )
-    )
+    run_rank_script(__doc__, rank_main, "calls", 200)
 
 
 if __name__ == "__main__":

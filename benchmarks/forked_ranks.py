@@ -8,6 +8,38 @@ import tempfile
 import traceback
 from collections.abc import Callable
 
+import torch
+import torch.distributed as dist
+
+
+def run_rank_script(description: str, rank_main: Callable[..., None], option: str, default: int) -> None:
+    """A multi-rank script's main: --device, --world-size and one integer `--option`, then the forked ranks.
+
+    Calls `rank_main(rank, world_size, device, store_path, value_of_option)` on each rank and exits with
+    the worst rank's code.
+    """
+    parser = rank_arguments(description)
+    parser.add_argument(f"--{option}", type=int, default=default)
+    args = parser.parse_args()
+    value = getattr(args, option.replace("-", "_"))
+    raise SystemExit(
+        run_forked_ranks(
+            args.world_size,
+            lambda rank, store_path: rank_main(rank, args.world_size, args.device, store_path, value),
+        )
+    )
+
+
+def join_group(rank: int, world_size: int, device_type: str, store_path: str) -> torch.device:
+    """This rank's device (GPU `rank` on cuda), with the default process group joined (NCCL or gloo)."""
+    if device_type == "cuda":
+        torch.cuda.set_device(rank)
+    device = torch.device(device_type, rank) if device_type == "cuda" else torch.device("cpu")
+    backend = "nccl" if device_type == "cuda" else "gloo"
+    store = dist.FileStore(store_path, world_size)
+    dist.init_process_group(backend, store=store, rank=rank, world_size=world_size)
+    return device
+
 
 def rank_arguments(description: str) -> argparse.ArgumentParser:
     """A parser with the options every multi-rank script takes: --device and --world-size."""
