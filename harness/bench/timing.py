@@ -41,22 +41,14 @@ class DeviceClock:
 
 
 def time_interleaved(
-    clock: DeviceClock,
-    candidates: Sequence[Callable[[], object]],
-    *,
-    warmup: int,
-    iters: int,
-    repeats: int,
-    phases: int = 1,
+    clock: DeviceClock, candidates: Sequence[Callable[[], object]], **timing: int
 ) -> list[list[float]]:
     """Seconds per iteration of each candidate, per phase: the median over repeats of the slowest rank.
 
-    A candidate with `phases` > 1 is called with no arguments and returns an iterator of `phases` steps
-    (e.g. dispatch then combine); each step is timed on its own, with the device synchronised in between.
+    `timing` is `sample_interleaved`'s: warmup, iters, repeats and optionally phases.
     """
-    samples = sample_interleaved(
-        clock, candidates, warmup=warmup, iters=iters, repeats=repeats, phases=phases
-    )
+    samples = sample_interleaved(clock, candidates, **timing)
+    phases = samples.shape[2]
     return [
         [statistics.median(samples[:, index, phase].tolist()) for phase in range(phases)]
         for index in range(len(candidates))
@@ -72,7 +64,11 @@ def sample_interleaved(
     repeats: int,
     phases: int = 1,
 ) -> torch.Tensor:
-    """Seconds per iteration of the slowest rank, as a (repeats, candidates, phases) CPU tensor."""
+    """Seconds per iteration of the slowest rank, as a (repeats, candidates, phases) CPU tensor.
+
+    A candidate with `phases` > 1 is called with no arguments and returns an iterator of `phases` steps
+    (e.g. dispatch then combine); each step is timed on its own, with the device synchronised in between.
+    """
     for candidate in candidates:
         for _ in range(warmup):
             _call(candidate, phases, clock)
