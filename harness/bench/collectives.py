@@ -11,7 +11,6 @@ accelerator call it alone is a few percent). The difference is the communicator'
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +21,7 @@ import torch.distributed as dist
 from communicators.torch_compat import all_gather_single, reduce_scatter_single
 from harness.bench.bandwidth import algbw_gbps, busbw_gbps
 from harness.bench.options import BenchOptions
-from harness.bench.timing import DeviceClock, sample_interleaved
+from harness.bench.timing import DeviceClock, median_and_best
 
 COMMUNICATOR = "communicator"
 TORCH = "torch.distributed"
@@ -160,11 +159,9 @@ def sweep_collective(
         if options.overhead and case.run_torch is not None:
             candidates.append(case.run_torch)
         iters = options.iterations_for(nbytes)
-        samples = sample_interleaved(
+        times, best = median_and_best(
             clock, candidates, warmup=options.warmup, iters=iters, repeats=options.repeats
-        )[:, :, 0]
-        times = [statistics.median(samples[:, index].tolist()) for index in range(len(candidates))]
-        best = samples.min(dim=0).values.tolist()
+        )
         moved = case.count * dtype.itemsize
         common = {
             "bytes": moved,

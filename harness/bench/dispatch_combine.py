@@ -15,7 +15,6 @@ each phase: on accelerators the two add up to more than `time_us`.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -24,7 +23,7 @@ import torch
 from harness.bench.collectives import ranks_where_false
 from harness.bench.naive_reference import naive_combine, naive_dispatch
 from harness.bench.options import BenchOptions
-from harness.bench.timing import DeviceClock, sample_interleaved, time_interleaved
+from harness.bench.timing import DeviceClock, median_and_best, time_interleaved
 
 NAIVE_REFERENCE = "naive_reference"
 # Expert ids index this many experts; the value only shapes the ids tensor's contents.
@@ -100,15 +99,13 @@ def _measure(
     }
     gathered_bytes = sum(t.numel() * t.element_size() for t in expected_dispatch)
     iters = options.iterations_for(gathered_bytes)
-    round_trips = sample_interleaved(
+    (agrs_s, naive_s), (agrs_best_s, naive_best_s) = median_and_best(
         clock,
         [round_trip(backend), round_trip(NAIVE_REFERENCE)],
         warmup=options.warmup,
         iters=iters,
         repeats=options.repeats,
-    )[:, :, 0]
-    agrs_s, naive_s = (statistics.median(round_trips[:, index].tolist()) for index in (0, 1))
-    agrs_best_s, naive_best_s = round_trips.min(dim=0).values.tolist()
+    )
     # Warm already: the split pass needs no warmup of its own.
     agrs_phases, naive_phases = time_interleaved(
         clock,

@@ -55,6 +55,19 @@ def time_interleaved(
     ]
 
 
+def median_and_best(
+    clock: DeviceClock, candidates: Sequence[Callable[[], object]], **timing: int
+) -> tuple[list[float], list[float]]:
+    """Seconds per iteration of each (one-phase) candidate: the median over repeats and the best repeat.
+
+    Comparisons between candidates use the best repeats (a burst of load only ever adds time); reported
+    times are the medians. `timing` is `sample_interleaved`'s.
+    """
+    samples = sample_interleaved(clock, candidates, **timing)[:, :, 0]
+    medians = [statistics.median(samples[:, index].tolist()) for index in range(len(candidates))]
+    return medians, samples.min(dim=0).values.tolist()
+
+
 def sample_interleaved(
     clock: DeviceClock,
     candidates: Sequence[Callable[[], object]],
