@@ -68,6 +68,13 @@ def handle(args: argparse.Namespace) -> int:
             executor.close()
     exit_code = report.finish(interrupted=interrupted)
     console.print(render_table(report.summary))
+    # The reasons were printed as the run started, above every test line: repeat them where the eye lands.
+    skipped: dict[str, list[str]] = {}
+    for cell in report.cells:
+        if cell["status"] == "skipped":
+            skipped.setdefault(cell.get("reason") or "no reason given", []).append(cell["id"])
+    for reason, ids in skipped.items():
+        console.print(f"skipped {', '.join(ids)}: {reason}", markup=False)
     if exit_code == EXIT_STRICT:
         missing = [c["id"] for c in report.cells if c["required"] and c["status"] in ("skipped", "error")]
         console.print(f"--strict: required cells did not run or errored: {', '.join(missing)}")

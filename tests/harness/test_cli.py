@@ -72,6 +72,9 @@ def test_run_passes_and_writes_every_result_file(project):
     assert "[cpu-gloo-ws2-plain] PASSED: 3 passed, 0 failed" in done.stdout
     assert "[xpu-xccl-ws1-plain] skipped: no Intel GPU on this host" in done.stdout
     assert f"Results: {out}" in done.stdout
+    # Below the final table too, where a reader of the end of the output looks.
+    tail = done.stdout[done.stdout.index("comm-harness results") :]
+    assert "skipped xpu-xccl-ws1-plain: no Intel GPU on this host" in tail
     log = (out / "cpu-gloo-ws2-plain" / "log.txt").read_text()
     assert "--dist-world-size 2" in log and "3 passed" in log
 
