@@ -16,10 +16,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from harness.fingerprint import collect_fingerprint
@@ -94,27 +96,75 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         stream.write(json.dumps(event) + "\n")
 
 
+# Past the cell's timeout the harness stops the cell itself; this runner kills it this much later, for a
+# harness that can no longer (killed, or a container whose harness is gone).
+BACKSTOP_GRACE_S = 30.0
+PARENT_POLL_S = 0.2
+
+
 def run_cell(cell: Cell, results_dir: Path) -> int:
-    """Fingerprint the environment, run pytest, return its exit code."""
+    """Fingerprint the environment, run pytest, return its exit code.
+
+    pytest runs in this process's group. The group dies with this runner's parent (the harness) and at
+    the cell's timeout plus BACKSTOP_GRACE_S; SIGINT and SIGTERM reach pytest once, as SIGINT, so it
+    still writes junit.xml for the tests it finished.
+    """
     results_dir.mkdir(parents=True, exist_ok=True)
     command = build_pytest_command(cell, results_dir, load_plugin=not plugin_registered_by_entry_point())
     print(f"[harness] cell {cell.id}: {' '.join(command)}", flush=True)
-    started: list[subprocess.Popen[bytes]] = []
+    pytest_process: list[subprocess.Popen[bytes]] = []
+    forwarded = threading.Event()
 
-    def forward_as_interrupt(signum: int, frame: Any) -> None:
-        # pytest writes junit.xml for the tests it finished when interrupted; the executor kills later.
-        for process in started:
+    def forward_once(signum: int, frame: Any) -> None:
+        if forwarded.is_set():
+            return
+        forwarded.set()
+        for process in pytest_process:
             if process.poll() is None:
                 process.send_signal(signal.SIGINT)
 
-    signal.signal(signal.SIGINT, forward_as_interrupt)
-    signal.signal(signal.SIGTERM, forward_as_interrupt)
-    started.append(subprocess.Popen(command, env=build_pytest_environment(cell, results_dir)))
+    signal.signal(signal.SIGINT, forward_once)
+    signal.signal(signal.SIGTERM, forward_once)
+    pytest_process.append(subprocess.Popen(command, env=build_pytest_environment(cell, results_dir)))
+    watchdog = threading.Thread(
+        target=_watch_parent_and_deadline,
+        args=(os.getppid(), time.monotonic() + cell.timeout_s + BACKSTOP_GRACE_S),
+        name="cell-watchdog",
+        daemon=True,
+    )
+    watchdog.start()
     # Fingerprinting imports torch too: do it while pytest starts rather than before it.
     fingerprint = collect_fingerprint()
     fingerprint["cell"] = cell.id
     (results_dir / "fingerprint.json").write_text(json.dumps(fingerprint, indent=2) + "\n", encoding="utf-8")
-    return started[0].wait()
+    return pytest_process[0].wait()
+
+
+def _watch_parent_and_deadline(parent_pid: int, deadline: float) -> None:
+    """Kill this runner's whole process group when the harness dies or the backstop deadline passes."""
+    while True:
+        if os.getppid() != parent_pid:
+            why = "the harness that started this cell is gone"
+            break
+        if time.monotonic() >= deadline:
+            why = "the cell ran past its timeout and the harness did not stop it"
+            break
+        time.sleep(PARENT_POLL_S)
+    print(f"\n[harness] {why}: killing the cell's processes", flush=True)
+    kill_own_tree()
+
+
+def kill_own_tree() -> None:
+    """SIGKILL every descendant of this process, then this process's group (itself included)."""
+    try:
+        for child in psutil.Process().children(recursive=True):
+            try:
+                child.kill()
+            except psutil.Error:
+                pass
+    except psutil.Error:
+        pass
+    os.killpg(os.getpgrp(), signal.SIGKILL)
 
 
 def _read_cell(path: Path) -> Cell:

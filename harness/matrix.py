@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import importlib.util
 import itertools
 import json
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -113,7 +115,8 @@ def load_matrix(path: str | Path) -> Matrix:
     axes: dict[str, tuple[str, ...]] = {}
     _check_backends(data, problems)
     if schema_ok:
-        axes = {name: tuple(values) for name, values in (data.get("axes") or {}).items()}
+        axes = {name: tuple(str(v) for v in values) for name, values in (data.get("axes") or {}).items()}
+        _check_axis_values(axes, problems)
         cells = _expand(data, axes, problems)
     problems.raise_if_any()
     floors = (data.get("bench") or {}).get("floors")
@@ -348,6 +351,42 @@ def _expand(data: dict[str, Any], axes: dict[str, tuple[str, ...]], problems: _P
     return [_freeze(draft, devices[draft.device], problems.path) for draft in drafts]
 
 
+def known_all2all_backends() -> list[str]:
+    """Every name of the all2all backend table (communicators/backends.py), without importing torch.
+
+    The communicators package imports torch on import (seconds); the table module is plain data, so it
+    is loaded on its own from the package's directory.
+    """
+    package = importlib.util.find_spec("communicators")
+    if package is None or not package.submodule_search_locations:
+        return []
+    location = Path(next(iter(package.submodule_search_locations))) / "backends.py"
+    spec = importlib.util.spec_from_file_location("_comm_harness_backend_table", location)
+    if spec is None or spec.loader is None:
+        return []
+    module = importlib.util.module_from_spec(spec)
+    # dataclasses resolves the module by name while building the table's classes.
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return list(module.valid_all2all_backend_names())
+
+
+def _check_axis_values(axes: dict[str, tuple[str, ...]], problems: _Problems) -> None:
+    """An all2all_backend axis names backends of the table: a typo would fail every communicator test."""
+    values = axes.get("all2all_backend")
+    if not values:
+        return
+    known = known_all2all_backends()
+    for index, value in enumerate(values):
+        if known and str(value) not in known:
+            hint = difflib.get_close_matches(str(value), known, n=1)
+            did_you_mean = f" (did you mean '{hint[0]}'?)" if hint else ""
+            problems.add(
+                ["axes", "all2all_backend", index],
+                f"{value!r} is not an all2all backend{did_you_mean}; known: {', '.join(known)}",
+            )
+
+
 def _check_axis_keys(
     entry: dict[str, Any], axes: dict[str, tuple[str, ...]], key_path: list[str | int], problems: _Problems
 ) -> None:
@@ -366,9 +405,10 @@ def _check_axis_keys(
                 f"{did_you_mean}; axes declared: {declared}",
                 key=True,
             )
-        elif value not in axes[name] and key_path[0] == "exclude":
+        elif str(value) not in axes[name]:
             values = ", ".join(axes[name])
-            problems.add([*key_path, name], f"{value!r} is not a value of axis {name} ({values})")
+            fix = "" if key_path[0] == "exclude" else f"; declare it under `axes: {name}:` to add such cells"
+            problems.add([*key_path, name], f"{value!r} is not a value of axis {name} ({values}){fix}")
 
 
 def _freeze(draft: _Draft, device_config: dict[str, Any], path: Path) -> Cell:
@@ -381,6 +421,8 @@ def _freeze(draft: _Draft, device_config: dict[str, Any], path: Path) -> Cell:
             build_args={k: str(v) for k, v in (image_config.get("build_args") or {}).items()},
             shm_size=image_config.get("shm_size", "1g"),
             network_host=image_config.get("network_host", False),
+            memory=image_config.get("memory"),
+            pids_limit=image_config.get("pids_limit", 4096),
         )
     return Cell(
         id=draft.id,

@@ -9,7 +9,6 @@ The summary keeps report.py's format, so `render_table` and `merged_junit` serve
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -18,11 +17,19 @@ from typing import Any
 
 from harness.bench.floors import Floor
 from harness.errors import EXIT_OK, EXIT_TEST_FAILURES, ConfigurationError
-from harness.executors.results import CELL_JSON, JUNIT_XML, collect_cell_result, read_junit_counts
+from harness.executors.results import read_completion_record, read_junit_counts
 from harness.github import AnnotationKind, capped_annotations
-from harness.model import Cell
+from harness.model import FAILING_STATUSES, NOT_RUN_STATUSES, Cell, CellResult
 from harness.qualify import BenchOutcome, bench_markdown, find_bench_documents, judge_bench
-from harness.report import FORMAT_VERSION, STATUS_MARK, SUMMARY_JSON, compute_exit_code, load_summary, now_iso
+from harness.report import (
+    FORMAT_VERSION,
+    STATUS_MARK,
+    compute_exit_code,
+    load_summary,
+    now_iso,
+    read_junit_root,
+)
+from harness.results.files import CELL_JSON, JUNIT_XML, RESULT_JSON, SUMMARY_JSON, UnsafeResultFile, read_json
 
 # GitHub keeps at most 1 MiB (1,048,576 bytes) of a step's summary; stay clear of it.
 MARKDOWN_LIMIT_BYTES = 1_000_000
@@ -32,7 +39,7 @@ DEVICE_ORDER = ("cpu", "cuda", "xpu")
 MISSING_REASON = "no results: found in none of the inputs (its job died or uploaded nothing; see its log)"
 _RANKS = re.compile(r"\branks? ((?:\d+, )*\d+) of (\d+)\b")
 _LOCATION = re.compile(r"^(?P<file>[^\s:/][^\s:]*\.py):(?P<line>\d+): ", re.MULTILINE)
-_RAN = ("passed", "failed", "error")
+_RAN = ("passed", "failed", "error", "incomplete")
 
 
 @dataclass
@@ -122,35 +129,28 @@ def _cells_of_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 
 def _cell_of_dir(cell_dir: Path) -> dict[str, Any]:
+    """A cell directory's result: its completion record, or `incomplete` without one."""
     try:
-        cell = Cell.from_json(json.loads((cell_dir / CELL_JSON).read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError) as error:
+        cell = Cell.from_json(read_json(cell_dir / CELL_JSON))
+    except (OSError, ValueError, TypeError, AttributeError, UnsafeResultFile) as error:
         raise ConfigurationError(
             f"{cell_dir / CELL_JSON}: not a cell written by the harness ({error})."
         ) from None
-    counts = read_junit_counts(cell_dir / JUNIT_XML)
-    exit_code = 0 if counts is not None and not (counts.failed or counts.errors) else 1
-    result = collect_cell_result(
-        cell, cell_dir, exit_code, _junit_time(cell_dir / JUNIT_XML), executor_name=""
-    )
+    try:
+        result = read_completion_record(cell_dir)
+    except (OSError, ValueError, UnsafeResultFile) as error:
+        result = CellResult.of_cell(cell, "error", f"its completion record is unusable: {error}")
+    if result is None:
+        counts = read_junit_counts(cell_dir / JUNIT_XML)
+        listed = f"; its junit.xml lists {counts.total} test(s), not judged" if counts else ""
+        result = CellResult.of_cell(
+            cell,
+            "incomplete",
+            f"no completion record ({RESULT_JSON}): the run was killed or is still running{listed}",
+        )
     data = result.to_json()
-    data.update(backend=cell.backend, params=dict(cell.params), source=cell.source)
     data["results_dir"] = str(cell_dir.resolve())
     return data
-
-
-def _junit_time(path: Path) -> float:
-    import xml.etree.ElementTree as ET
-
-    try:
-        root = ET.parse(path).getroot()
-    except (OSError, ET.ParseError):
-        return 0.0
-    suite = root if root.tag == "testsuite" else root.find("testsuite")
-    try:
-        return float(suite.get("time", 0.0)) if suite is not None else 0.0
-    except ValueError:
-        return 0.0
 
 
 def _missing_cell(cell: Cell) -> dict[str, Any]:
@@ -256,13 +256,11 @@ def _grid_order(cell: dict[str, Any]) -> tuple[int, int, str]:
 
 def cell_failures(cell: dict[str, Any], max_lines: int = TRACEBACK_LINES) -> list[Failure]:
     """The failed and errored tests in a cell's junit.xml, each with its ranks, location and first lines."""
-    import xml.etree.ElementTree as ET
 
-    if cell["status"] not in ("failed", "error") or not cell.get("results_dir"):
+    if cell["status"] not in FAILING_STATUSES or not cell.get("results_dir"):
         return []
-    try:
-        root = ET.parse(Path(cell["results_dir"]) / JUNIT_XML).getroot()
-    except (OSError, ET.ParseError):
+    root = read_junit_root(Path(cell["results_dir"]) / JUNIT_XML)
+    if root is None:
         return []
     failures = []
     for case in root.iter("testcase"):
@@ -327,7 +325,8 @@ def annotations(report: MergedReport) -> list[str]:
             where.update(file=failure.file, line=failure.line)
         items.append(("error", message, where))
     for cell in report.cells:
-        if cell["status"] == "error" and not any(f.cell == cell["id"] for f in report.failures):
+        has_failures = any(f.cell == cell["id"] for f in report.failures)
+        if cell["status"] in ("error", "incomplete") and not has_failures:
             items.append(("error", cell["reason"] or "errored", {"title": f"{cell['id']} errored"}))
         elif cell["status"] == "skipped" and cell["required"]:
             kind: AnnotationKind = "error" if report.summary["strict"] else "warning"
@@ -447,7 +446,7 @@ def _fence(lines: list[str]) -> str:
 
 
 def _problem_lines(report: MergedReport) -> list[str]:
-    problems = [c for c in report.cells if c["status"] in ("skipped", "error")]
+    problems = [c for c in report.cells if c["status"] in NOT_RUN_STATUSES]
     if not problems:
         return []
     lines = ["## Skipped, errored and missing cells", "", "| cell | status | required | reason |"]
@@ -513,4 +512,4 @@ def report_json(report: MergedReport, relative_to: Path) -> dict[str, Any]:
 
 def missing_required(report: MergedReport) -> list[str]:
     """Required cells that did not run to a verdict (skipped, errored, missing): what --strict fails on."""
-    return [c["id"] for c in report.cells if c["required"] and c["status"] in ("skipped", "error")]
+    return [c["id"] for c in report.cells if c["required"] and c["status"] in NOT_RUN_STATUSES]

@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 Device = Literal["cpu", "cuda", "xpu"]
-CellStatus = Literal["passed", "failed", "skipped", "error"]
+# incomplete: the cell's directory has no completion record (its run was killed); an error, never a pass.
+CellStatus = Literal["passed", "failed", "skipped", "error", "incomplete"]
+# A required cell in one of these did not run to a verdict: `--strict` fails the run.
+NOT_RUN_STATUSES = ("skipped", "error", "incomplete")
+# A cell in one of these fails the run (exit 1).
+FAILING_STATUSES = ("failed", "error", "incomplete")
 
 BACKEND_OF_DEVICE: dict[str, str] = {"cpu": "gloo", "cuda": "nccl", "xpu": "xccl"}
 
@@ -28,6 +33,9 @@ class ImageSpec:
     build_args: dict[str, str] = field(default_factory=dict)
     shm_size: str = "1g"
     network_host: bool = False
+    # The container's memory limit (swap included), e.g. "8g"; None: no limit beyond the host's.
+    memory: str | None = None
+    pids_limit: int = 4096
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,10 @@ class CellResult:
     results_dir: str = ""
     fingerprint: dict[str, Any] = field(default_factory=dict)
     required: bool = False
+    backend: str = ""
+    params: dict[str, str] = field(default_factory=dict)
+    # Where the cell was declared ("matrix.yaml:12").
+    source: str = ""
 
     @classmethod
     def of_cell(cls, cell: Cell, status: CellStatus, reason: str = "", **fields: Any) -> CellResult:
@@ -105,11 +117,25 @@ class CellResult:
             status=status,
             reason=reason,
             required=cell.required,
+            backend=cell.backend,
+            params=dict(cell.params),
+            source=cell.source,
             **fields,
         )
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CellResult:
+        """The result `to_json` wrote; TypeError or ValueError when `data` is not one."""
+        data = dict(data)
+        data["counts"] = TestCounts(**data.get("counts", {}))
+        names = {f.name for f in dataclasses.fields(cls)}
+        result = cls(**{k: v for k, v in data.items() if k in names})
+        if result.status not in ("passed", "failed", "skipped", "error", "incomplete"):
+            raise ValueError(f"unknown status {result.status!r}")
+        return result
 
 
 # Called by executors as the cell makes progress: (cell id, event) where event is one JSON line of

@@ -19,15 +19,26 @@ from typing import Any
 from rich.table import Table
 
 from harness.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_STRICT, EXIT_TEST_FAILURES, ConfigurationError
-from harness.executors.results import JUNIT_XML
-from harness.model import CellResult
+from harness.model import FAILING_STATUSES, NOT_RUN_STATUSES, CellResult
 from harness.plan import PlannedCell
+from harness.results.files import (
+    JUNIT_XML,
+    SUMMARY_JSON,
+    SUMMARY_MD,
+    UnsafeResultFile,
+    read_json,
+    read_regular,
+)
 
-SUMMARY_JSON = "summary.json"
-SUMMARY_MD = "summary.md"
 FORMAT_VERSION = 1
-STATUS_MARK = {"passed": "✅", "failed": "❌", "skipped": "⏭️", "error": "💥"}
-STATUS_STYLE = {"passed": "green", "failed": "red", "skipped": "yellow", "error": "bold red"}
+STATUS_MARK = {"passed": "✅", "failed": "❌", "skipped": "⏭️", "error": "💥", "incomplete": "⚠️"}
+STATUS_STYLE = {
+    "passed": "green",
+    "failed": "red",
+    "skipped": "yellow",
+    "error": "bold red",
+    "incomplete": "bold red",
+}
 
 
 def now_iso() -> str:
@@ -46,9 +57,9 @@ def compute_exit_code(cells: Iterable[dict[str, Any]], *, strict: bool, interrup
     cells = list(cells)
     if interrupted:
         return EXIT_INTERRUPTED
-    if strict and any(c["required"] and c["status"] in ("skipped", "error") for c in cells):
+    if strict and any(c["required"] and c["status"] in NOT_RUN_STATUSES for c in cells):
         return EXIT_STRICT
-    if any(c["status"] in ("failed", "error") for c in cells):
+    if any(c["status"] in FAILING_STATUSES for c in cells):
         return EXIT_TEST_FAILURES
     return EXIT_OK
 
@@ -85,9 +96,7 @@ class RunReport:
 
     def add(self, result: CellResult) -> None:
         """Record a finished (or skipped) cell and rewrite the files."""
-        cell = self._planned[result.id].cell
         data = result.to_json()
-        data.update(backend=cell.backend, params=dict(cell.params), source=cell.source)
         if data["results_dir"]:
             data["results_dir"] = os.path.relpath(data["results_dir"], self.out_dir)
         self._cells[result.id] = data
@@ -129,16 +138,51 @@ def load_summary(path: Path) -> dict[str, Any]:
     """Read a summary.json, or the one in a results directory; ConfigurationError if it is not one."""
     path = path / SUMMARY_JSON if path.is_dir() else path
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
+        summary = read_json(path)
     except FileNotFoundError:
         raise ConfigurationError(
             f"{path}: no summary.json there; pass a `harness run --out` directory."
         ) from None
-    except (OSError, json.JSONDecodeError) as error:
+    except (OSError, ValueError, UnsafeResultFile) as error:
         raise ConfigurationError(f"{path}: not a readable summary.json ({error}).") from None
     if not isinstance(summary, dict) or not isinstance(summary.get("cells"), list):
         raise ConfigurationError(f"{path}: not a harness summary (no `cells` list).")
+    for index, cell in enumerate(summary["cells"]):
+        problem = summary_cell_problem(cell)
+        if problem:
+            raise ConfigurationError(
+                f"{path}: cells[{index}] {problem}; the file was not written by `harness run` "
+                "or was edited: rerun the cells, or remove the entry"
+            )
     return summary
+
+
+# The keys and types of a summary's cell entry that reports rely on.
+SUMMARY_CELL_KEYS: dict[str, type | tuple[type, ...]] = {
+    "id": str,
+    "device": str,
+    "world_size": int,
+    "status": str,
+    "reason": str,
+    "counts": dict,
+    "duration_s": (int, float),
+    "required": bool,
+}
+
+
+def summary_cell_problem(cell: Any) -> str:
+    """What is wrong with a summary's cell entry, or '' when it is one `harness run` writes."""
+    if not isinstance(cell, dict):
+        return f"is a {type(cell).__name__}, not an object"
+    for key, kind in SUMMARY_CELL_KEYS.items():
+        if not isinstance(cell.get(key), kind):
+            return f"has no valid `{key}`"
+    if cell["status"] not in STATUS_MARK:
+        return f"has an unknown status {cell['status']!r}"
+    counts = cell["counts"]
+    if not all(isinstance(counts.get(k), int) for k in ("passed", "failed", "skipped", "errors")):
+        return "has invalid `counts`"
+    return ""
 
 
 def _cell_line(cell: dict[str, Any]) -> str:
@@ -225,7 +269,7 @@ def render_markdown(summary: dict[str, Any], out_dir: Path | None = None) -> str
             for name, message in failed_tests(junit) if junit else []:
                 lines += [f"- `{name}`", "", "  ```", *[f"  {line}" for line in message], "  ```"]
             lines.append("")
-    problems = [c for c in cells if c["status"] in ("error", "skipped")]
+    problems = [c for c in cells if c["status"] in NOT_RUN_STATUSES]
     if problems:
         lines += [
             "## Skipped and errored cells",
@@ -262,9 +306,8 @@ def render_markdown(summary: dict[str, Any], out_dir: Path | None = None) -> str
 
 def failed_tests(junit_path: Path, max_lines: int = 8) -> list[tuple[str, list[str]]]:
     """(test id, first lines of its failure) for each failed or errored testcase of a JUnit file."""
-    try:
-        root = ET.parse(junit_path).getroot()
-    except (OSError, ET.ParseError):
+    root = read_junit_root(junit_path)
+    if root is None:
         return []
     found = []
     for case in root.iter("testcase"):
@@ -273,6 +316,14 @@ def failed_tests(junit_path: Path, max_lines: int = 8) -> list[tuple[str, list[s
             lines = [line for line in text.strip().splitlines() if line.strip()][:max_lines]
             found.append((f"{case.get('classname', '')}::{case.get('name', '')}", lines))
     return found
+
+
+def read_junit_root(junit_path: Path) -> ET.Element | None:
+    """The root element of a cell's junit.xml read safely (no links, bounded), or None."""
+    try:
+        return ET.fromstring(read_regular(junit_path))
+    except (OSError, ET.ParseError, UnsafeResultFile):
+        return None
 
 
 def merged_junit(summary: dict[str, Any], out_dir: Path) -> ET.Element:
@@ -287,12 +338,9 @@ def merged_junit(summary: dict[str, Any], out_dir: Path) -> ET.Element:
 def _cell_suite(cell: dict[str, Any], out_dir: Path) -> ET.Element:
     junit = out_dir / cell["results_dir"] / JUNIT_XML if cell.get("results_dir") else None
     source = None
-    if junit is not None:
-        try:
-            parsed = ET.parse(junit).getroot()
-            source = parsed if parsed.tag == "testsuite" else parsed.find("testsuite")
-        except (OSError, ET.ParseError):
-            source = None
+    parsed = read_junit_root(junit) if junit is not None else None
+    if parsed is not None:
+        source = parsed if parsed.tag == "testsuite" else parsed.find("testsuite")
     suite = ET.Element("testsuite", name=cell["id"])
     if source is not None:
         for name in ("tests", "failures", "errors", "skipped", "time", "timestamp", "hostname"):
@@ -301,7 +349,7 @@ def _cell_suite(cell: dict[str, Any], out_dir: Path) -> ET.Element:
         for case in source.iter("testcase"):
             case.set("classname", f"{cell['id']}.{case.get('classname', '')}")
             suite.append(case)
-    if cell["status"] in ("skipped", "error") and (source is None or cell["status"] == "error"):
+    if cell["status"] in NOT_RUN_STATUSES and (source is None or cell["status"] != "skipped"):
         case = ET.SubElement(
             suite, "testcase", classname=cell["id"], name="cell", time=str(cell["duration_s"])
         )

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.executors.results import write_completion_record
 from harness.model import CellResult, Executor, ProgressCallback
 from harness.plan import PlannedCell
 
@@ -150,6 +151,11 @@ class CellScheduler:
             return
         self._pool.release(planned, gpus)
         running.pop(planned.cell.id, None)
+        self._finish(result, results)
+
+    def _finish(self, result: CellResult, results: list[CellResult]) -> None:
+        """The cell's completion record, then the caller's callback: a record means the cell is done."""
+        write_completion_record(result, self._out_dir / result.id)
         results.append(result)
         self._on_finish(result)
 
@@ -168,10 +174,8 @@ class CellScheduler:
             if result.status != "passed":
                 result.status = "error"
                 result.reason = INTERRUPTED
-            results.append(result)
-            self._on_finish(result)
+            self._finish(result, results)
         for planned in running.values():
             result = error_result(planned, planned.executor or "", f"{INTERRUPTED}; the cell did not stop")
-            results.append(result)
-            self._on_finish(result)
+            self._finish(result, results)
         signal.signal(signal.SIGINT, previous_handler)

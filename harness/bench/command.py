@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from harness.bench.floors import check_floors, load_floors, unchecked_floors
@@ -17,6 +18,7 @@ from harness.bench.results import build_document, incorrect_rows, is_collective,
 from harness.bench.runner import run_bench
 from harness.bench.table import print_tables
 from harness.errors import EXIT_OK, EXIT_TEST_FAILURES
+from harness.output_paths import check_output_file
 
 DESCRIPTION = (
     "nccl-tests-style bandwidth of every communicator collective (algbw, busbw, correctness per size), the "
@@ -77,6 +79,9 @@ def handle(args: argparse.Namespace) -> int:
     floors = load_floors(args.floors) if args.floors else []
     if args.plot:
         require_matplotlib()
+    # Before the bench: a path that cannot be written must not cost the measurements.
+    check_output_file(Path(args.json) if args.json else None, "--json")
+    check_output_file(Path(args.plot) if args.plot else None, "--plot")
     title = f"{options.device} ({options.backend}) world size {options.world_size}"
     ops = ", ".join(options.ops)
     print(f"harness bench: {title}, {options.dtype}, {len(options.sizes)} sizes, ops {ops}", flush=True)

@@ -69,7 +69,7 @@ def make_console() -> Console:
 
 
 def plan_matrix(
-    args: argparse.Namespace,
+    args: argparse.Namespace, run_id: str | None = None
 ) -> tuple[Matrix, list[Cell], HostCapabilities, list[PlannedCell], Executor | None]:
     """Load and select the cells, probe the host, decide each cell's executor.
 
@@ -83,7 +83,7 @@ def plan_matrix(
     docker = None
     if host.docker_available and choice != "local":
         try:
-            docker = open_docker_executor(matrix.root, offline=args.offline)
+            docker = open_docker_executor(matrix.root, offline=args.offline, run_id=run_id)
         except ConfigurationError as error:
             if choice == "docker":
                 raise

@@ -16,6 +16,7 @@ from harness.commands import run as run_command
 from harness.errors import EXIT_INTERRUPTED, ConfigurationError
 from harness.matrix import load_matrix
 from harness.merge import merge_results, missing_required, render_markdown, report_json
+from harness.output_paths import check_output_dir
 from harness.qualify import run_bench_for_qualification
 from harness.report import load_summary
 
@@ -60,7 +61,7 @@ def handle(args: argparse.Namespace) -> int:
         raise ConfigurationError(
             f"{matrix.path}: no required cell among those selected; qualification runs `required: true` cells"
         )
-    args.out.mkdir(parents=True, exist_ok=True)
+    check_output_dir(args.out, "--out")
     for stale in args.out.glob("bench-*.json"):
         stale.unlink()
     run_args = argparse.Namespace(**vars(args))

@@ -22,6 +22,7 @@ from harness.merge import (
     report_json,
 )
 from harness.model import Cell
+from harness.output_paths import check_output_file
 from harness.report import merged_junit, render_table
 
 
@@ -80,6 +81,8 @@ def handle(args: argparse.Namespace) -> int:
     """Merge, print the table, write the files asked for; annotations when run in GitHub Actions."""
     if args.markdown_limit < 10_000:
         raise ConfigurationError(f"--markdown-limit {args.markdown_limit}: give at least 10000 bytes")
+    for path, option in ((args.markdown, "--markdown"), (args.junit, "--junit"), (args.json, "--json")):
+        check_output_file(path, option)
     floors = load_floors(args.floors) if args.floors else []
     report = merge_results(args.dirs, expected=expected_cells(args), strict=args.strict, floors=floors)
     write_outputs(

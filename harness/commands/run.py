@@ -9,8 +9,11 @@ from pathlib import Path
 from harness.commands import add_matrix_arguments, make_console, plan_matrix, positive_int
 from harness.errors import EXIT_STRICT
 from harness.executors import make_executors
+from harness.model import NOT_RUN_STATUSES
+from harness.output_paths import check_output_dir
 from harness.progress import make_progress_view
 from harness.report import RunReport, render_table, skipped_result
+from harness.run_guardian import RunGuard
 from harness.scheduler import CellScheduler, ResourcePool
 
 
@@ -39,12 +42,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     """Plan, run, report; returns 0, 1 (failures), 3 (--strict) or 130 (interrupted)."""
-    matrix, _, host, planned, docker = plan_matrix(args)
+    check_output_dir(args.out, "--out")
+    with RunGuard(args.out) as guard:
+        return _run(args, guard)
+
+
+def _run(args: argparse.Namespace, guard: RunGuard) -> int:
+    matrix, _, host, planned, docker = plan_matrix(args, run_id=guard.run_id)
     console = make_console()
+    for note in guard.notes:
+        console.print(f"note: {note}", markup=False)
     report = RunReport(args.out, planned, host.to_json(), strict=args.strict, matrix=str(matrix.path))
     gpu_ids = {"cuda": [gpu.index for gpu in host.nvidia_gpus], "xpu": list(range(host.intel_gpu_count))}
     pool = ResourcePool(cores=host.cores, gpu_ids=gpu_ids, jobs=args.jobs)
-    executors = make_executors({p.executor for p in planned if p.executor}, matrix.root, docker)
+    executors = make_executors(
+        {p.executor for p in planned if p.executor}, matrix.root, docker, run_id=guard.run_id
+    )
     if docker is not None and "docker" not in executors:
         docker.close()
     view = make_progress_view(console, planned)
@@ -76,7 +89,7 @@ def handle(args: argparse.Namespace) -> int:
     for reason, ids in skipped.items():
         console.print(f"skipped {', '.join(ids)}: {reason}", markup=False)
     if exit_code == EXIT_STRICT:
-        missing = [c["id"] for c in report.cells if c["required"] and c["status"] in ("skipped", "error")]
+        missing = [c["id"] for c in report.cells if c["required"] and c["status"] in NOT_RUN_STATUSES]
         console.print(f"--strict: required cells did not run or errored: {', '.join(missing)}")
     if interrupted:
         console.print("Interrupted: running cells were stopped; the summary holds what finished.")

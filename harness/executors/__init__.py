@@ -10,7 +10,7 @@ from harness.executors.local import LocalExecutor
 from harness.model import Executor
 
 
-def open_docker_executor(project_root: Path, *, offline: bool = False) -> Executor:
+def open_docker_executor(project_root: Path, *, offline: bool = False, run_id: str | None = None) -> Executor:
     """A DockerExecutor for the project; ConfigurationError when the SDK or the engine is missing.
 
     `offline`: images it has to build get a debootstrap base and a host wheelhouse (no registry needed).
@@ -21,17 +21,19 @@ def open_docker_executor(project_root: Path, *, offline: bool = False) -> Execut
         raise ConfigurationError(
             f"the Docker executor is unavailable: {error} (pip install docker)"
         ) from None
-    return DockerExecutor(project_root, offline=offline)
+    return DockerExecutor(project_root, offline=offline, run_id=run_id)
 
 
 def make_executors(
-    names: Iterable[str], project_root: Path, docker: Executor | None = None
+    names: Iterable[str], project_root: Path, docker: Executor | None = None, run_id: str = ""
 ) -> dict[str, Executor]:
     """One executor per name the plan uses ("local", "docker"), reusing the Docker executor of planning."""
     executors: dict[str, Executor] = {}
     for name in sorted(set(names)):
         if name == "local":
-            executors[name] = LocalExecutor(project_root)
+            executors[name] = LocalExecutor(project_root, run_id=run_id)
         else:
-            executors[name] = docker if docker is not None else open_docker_executor(project_root)
+            executors[name] = (
+                docker if docker is not None else open_docker_executor(project_root, run_id=run_id or None)
+            )
     return executors

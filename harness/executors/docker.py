@@ -1,10 +1,14 @@
 """Runs a cell in a container of its device's image, through the Docker SDK.
 
 The container runs `python -m harness.cell_runner /results/cell.json /results` with the repository mounted
-read-only at /repo and the cell's results directory at /results, exactly as the local executor runs it on
-the host. The harness owns the container's whole life: it enforces the cell's timeout itself (the SDK's
-wait timeout is an HTTP timeout, not a watchdog), removes the container on every exit path, and at start
-removes labelled containers that a crashed harness left behind.
+read-only at /repo and the cell's work directory (`OUT/<cell>/work`, nothing else of the host) at /results,
+exactly as the local executor runs it on the host; the harness copies the results out of it, checked
+(harness/results/files.py). The harness owns the container's whole life: it enforces the cell's timeout
+itself (the SDK's wait timeout is an HTTP timeout, not a watchdog), removes the container on every exit
+path, and at start removes labelled containers that a crashed harness left behind.
+
+The container gets no capabilities (none is needed: GPUs come as devices, memlock as a ulimit),
+no-new-privileges, a pids limit and the matrix's memory limit; an out-of-memory kill errors the cell.
 """
 
 from __future__ import annotations
@@ -17,15 +21,18 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from harness.errors import ConfigurationError, DockerUnavailableError, HarnessError
 from harness.executors.progress_tail import ProgressTail
-from harness.executors.results import JUNIT_XML, LOG_TXT, PROGRESS_JSONL, collect_cell_result, write_cell_json
+from harness.executors.results import collect_cell_result, prepare_cell_dir
 from harness.executors.running import RunningCells
 from harness.images import build_command, build_image, find_image, recipe_for
 from harness.model import Cell, CellResult, CellStatus, ProgressCallback
 from harness.probe import find_intel_render_nodes
+from harness.results.bounded_log import BoundedLog
+from harness.results.files import LOG_TXT, PROGRESS_JSONL, harvest_work_dir
+from harness.run_guardian import CONTAINER_RUN_LABEL, RUN_ID_ENV
 
 REPO_MOUNT = "/repo"
 RESULTS_MOUNT = "/results"
@@ -34,29 +41,24 @@ HARNESS_MOUNT = "/opt/comm-harness"
 HARNESS_PACKAGE = Path(__file__).resolve().parents[1]
 LABEL = "comm-harness"
 LABEL_CELL = "comm-harness.cell"
-LABEL_RUN = "comm-harness.run"
+LABEL_RUN = CONTAINER_RUN_LABEL
 LABEL_PID = "comm-harness.pid"
 LABEL_HOST = "comm-harness.host"
 # How long a cell may take to wind down after SIGINT (pytest then still writes junit.xml) before SIGKILL.
 INTERRUPT_GRACE_S = 5.0
-# Inside the container, coreutils' timeout kills the cell this long after its own timeout: a backstop for
-# a harness that died (SIGKILL, power) and so can no longer enforce it.
-BACKSTOP_GRACE_S = 60
 POLL_S = 1.0
 MIN_CUDA_SHM_BYTES = 1 << 30
+# Docker keeps a container's output on the host disk too (json-file): bounded like log.txt.
+CONTAINER_LOG_CONFIG = {"type": "json-file", "config": {"max-size": "16m", "max-file": "2"}}
 
-# Host variables a container may inherit, by exact name: the knobs users set to debug or tune
-# communicators. Everything else stays on the host; the matrix's `env:` adds more explicitly.
+# Host variables a container inherits: the toolchains' own knobs, by prefix, and a few exact names users
+# set to debug or tune communicators. Everything else stays on the host (the harness's HARNESS_* included:
+# the harness sets its own); the matrix's `env:` adds more explicitly.
+INHERITED_ENV_PREFIXES = ("NCCL_", "TORCH_", "GLOO_", "CCL_", "NVSHMEM_", "FI_", "UCX_")
 INHERITED_ENV = frozenset({
-    "NCCL_DEBUG", "NCCL_DEBUG_SUBSYS", "NCCL_SOCKET_IFNAME", "NCCL_IB_DISABLE", "NCCL_P2P_DISABLE",
-    "NCCL_SHM_DISABLE", "NCCL_NVLS_ENABLE", "NCCL_ALGO", "NCCL_PROTO", "NCCL_TIMEOUT",
-    "TORCH_NCCL_ASYNC_ERROR_HANDLING", "TORCH_NCCL_DUMP_ON_TIMEOUT", "TORCH_NCCL_BLOCKING_WAIT",
-    "TORCH_NCCL_TRACE_BUFFER_SIZE", "TORCH_DISTRIBUTED_DEBUG", "TORCH_CPP_LOG_LEVEL",
-    "TORCH_SHOW_CPP_STACKTRACES",
-    "TORCH_SYMM_MEM_DISABLE_MULTICAST", "NVSHMEM_DISABLE_NVLS", "GLOO_SOCKET_IFNAME",
-    "CCL_LOG_LEVEL", "CCL_ATL_TRANSPORT", "ZE_ENABLE_PCI_ID_DEVICE_ORDER", "OMP_NUM_THREADS",
+    "OMP_NUM_THREADS", "CUDA_LAUNCH_BLOCKING", "CUDA_DEVICE_MAX_CONNECTIONS", "ZE_ENABLE_PCI_ID_DEVICE_ORDER",
+    "PYTHONFAULTHANDLER",
 })  # fmt: skip
-INHERITED_ENV_PREFIX = "HARNESS_"
 
 
 def connect_engine(timeout_s: float = 60.0) -> Any:
@@ -80,16 +82,18 @@ def connect_engine(timeout_s: float = 60.0) -> Any:
 
 
 def container_environment(
-    cell: Cell, gpu_ids: list[int], host_env: dict[str, str] | None = None
+    cell: Cell, gpu_ids: list[int], host_env: dict[str, str] | None = None, run_id: str = ""
 ) -> dict[str, str]:
     """The container's whole environment: allow-listed host variables, the cell's `env`, the harness's own."""
     host = dict(os.environ if host_env is None else host_env)
     env = {
         name: value
         for name, value in host.items()
-        if name in INHERITED_ENV or name.startswith(INHERITED_ENV_PREFIX)
+        if name in INHERITED_ENV or name.startswith(INHERITED_ENV_PREFIXES)
     }
     env.update(cell.env)
+    if run_id:
+        env[RUN_ID_ENV] = run_id
     if cell.device == "xpu":
         # /dev/dri holds every Intel GPU of the host: Level Zero's mask keeps the cell on its own.
         env["ZE_AFFINITY_MASK"] = ",".join(str(gpu) for gpu in gpu_ids)
@@ -105,11 +109,11 @@ def container_environment(
     return env
 
 
-def project_mounts(project_root: Path, results_dir: Path) -> dict[str, dict[str, str]]:
-    """Bind mounts: the project read-only at /repo, the results read-write, the harness if outside /repo."""
+def project_mounts(project_root: Path, work_dir: Path) -> dict[str, dict[str, str]]:
+    """Bind mounts: the project read-only at /repo, the cell's work directory read-write, the harness."""
     mounts = {
         str(project_root): {"bind": REPO_MOUNT, "mode": "ro"},
-        str(results_dir): {"bind": RESULTS_MOUNT, "mode": "rw"},
+        str(work_dir): {"bind": RESULTS_MOUNT, "mode": "rw"},
     }
     if HARNESS_PACKAGE.parent != project_root:
         # Only the package directory: a whole site-packages on PYTHONPATH would shadow the image's torch.
@@ -117,12 +121,29 @@ def project_mounts(project_root: Path, results_dir: Path) -> dict[str, dict[str,
     return mounts
 
 
-def parse_size(size: str) -> int:
+def parse_size(size: str, key: str = "shm_size") -> int:
     """Bytes in a Docker size such as "512m" or "2g"."""
     match = re.fullmatch(r"\s*(\d+)\s*([bkmg]?)b?\s*", size.lower())
     if not match:
-        raise ConfigurationError(f"shm_size {size!r} is not a size such as 512m or 2g")
+        raise ConfigurationError(f"{key} {size!r} is not a size such as 512m or 2g")
     return int(match.group(1)) * 1024 ** "bkmg".index(match.group(2) or "b")
+
+
+def confinement_options(cell: Cell) -> dict[str, Any]:
+    """containers.create() options that confine the cell: no capabilities, no privilege gain, limits."""
+    image = cell.image
+    options: dict[str, Any] = {
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "pids_limit": image.pids_limit if image else 4096,
+        "log_config": CONTAINER_LOG_CONFIG,
+        "privileged": False,
+    }
+    if image is not None and image.memory:
+        limit = parse_size(image.memory, "image.memory")
+        # Swap included: a cell over its limit is killed, not slowed to a crawl by swapping.
+        options.update(mem_limit=limit, memswap_limit=limit)
+    return options
 
 
 def device_options(cell: Cell, gpu_ids: list[int]) -> dict[str, Any]:
@@ -217,6 +238,10 @@ class _RunningContainer:
     def exit_code(self) -> int:
         return int(self.container.attrs.get("State", {}).get("ExitCode", -1))
 
+    def out_of_memory(self) -> bool:
+        """Whether the kernel killed a process of the container for exceeding its memory limit."""
+        return bool(self.container.attrs.get("State", {}).get("OOMKilled"))
+
     def wait_exited(self, seconds: float) -> bool:
         """Poll until the container exits or `seconds` pass (the SDK's wait is not a watchdog)."""
         deadline = time.monotonic() + seconds
@@ -290,10 +315,7 @@ class DockerExecutor:
     ) -> CellResult:
         """Run the cell in a fresh container to completion (or timeout) and collect its result."""
         results_dir = results_dir.resolve()
-        results_dir.mkdir(parents=True, exist_ok=True)
-        for stale in (JUNIT_XML, PROGRESS_JSONL):
-            (results_dir / stale).unlink(missing_ok=True)
-        write_cell_json(cell, results_dir)
+        work_dir = prepare_cell_dir(cell, results_dir)
         started = time.monotonic()
         if cell.device == "xpu" and not find_intel_render_nodes():
             # Without /dev/dri to pass in, torch.xpu would see nothing: the cell must not look run.
@@ -301,18 +323,25 @@ class DockerExecutor:
         if cell.device in ("cuda", "xpu") and len(gpu_ids) < cell.world_size:
             reason = f"needs {cell.world_size} {cell.device} GPUs, was given {len(gpu_ids)} ({gpu_ids})"
             return self._result(cell, results_dir, "error", reason, 0.0)
-        with (results_dir / LOG_TXT).open("wb") as log:
+        with BoundedLog(results_dir / LOG_TXT) as log:
             try:
                 image = self._ensure_image(cell, log)
             except HarnessError as error:
                 return self._result(cell, results_dir, "error", str(error), time.monotonic() - started)
-            with ProgressTail(results_dir / PROGRESS_JSONL, cell.id, on_progress):
-                exit_code, stop_reason = self._run_container(cell, image, results_dir, gpu_ids, log)
+            with ProgressTail(work_dir / PROGRESS_JSONL, cell.id, on_progress):
+                exit_code, stop_reason = self._run_container(cell, image, work_dir, gpu_ids, log)
+        refused = harvest_work_dir(results_dir)
         return collect_cell_result(
-            cell, results_dir, exit_code, time.monotonic() - started, self.name, reason=stop_reason
+            cell,
+            results_dir,
+            exit_code,
+            time.monotonic() - started,
+            self.name,
+            reason=stop_reason,
+            refused=refused,
         )
 
-    def _ensure_image(self, cell: Cell, log: IO[bytes]) -> Any:
+    def _ensure_image(self, cell: Cell, log: BoundedLog) -> Any:
         """The cell's image, built first when missing (once per run, however many cells need it)."""
         recipe = recipe_for(cell.device, cell.image, self.project_root)
         tag = recipe.tag
@@ -337,24 +366,24 @@ class DockerExecutor:
             return self._client.images.get(tag)
 
     def _run_container(
-        self, cell: Cell, image: Any, results_dir: Path, gpu_ids: list[int], log: IO[bytes]
+        self, cell: Cell, image: Any, work_dir: Path, gpu_ids: list[int], log: BoundedLog
     ) -> tuple[int, str]:
-        """Create, start, watch and always remove the cell's container; returns (exit code, stop reason)."""
+        """Create, start, watch and always remove the cell's container; returns (exit code, stop reason).
+
+        The runner inside kills the cell itself past its timeout (a backstop for a harness that died);
+        the run guardian removes the container when the harness dies.
+        """
         tag = image.tags[0] if image.tags else image.id
-        environment = container_environment(cell, gpu_ids)
+        environment = container_environment(cell, gpu_ids, run_id=self.run_id)
         environment.update({"HARNESS_IMAGE": tag, "HARNESS_IMAGE_DIGEST": image.id})
-        backstop_s = int(cell.timeout_s) + BACKSTOP_GRACE_S
-        command = [
-            "timeout", "-s", "KILL", str(backstop_s),
-            "python", "-m", "harness.cell_runner", f"{RESULTS_MOUNT}/cell.json", RESULTS_MOUNT,
-        ]  # fmt: skip
+        command = ["python", "-m", "harness.cell_runner", f"{RESULTS_MOUNT}/cell.json", RESULTS_MOUNT]
         network_host = bool(cell.image and cell.image.network_host)
         container = self._client.containers.create(
             image.id,
             command,
             name=container_name(self.run_id, cell.id),
             working_dir=REPO_MOUNT,
-            volumes=project_mounts(self.project_root, results_dir),
+            volumes=project_mounts(self.project_root, work_dir),
             environment=environment,
             labels={
                 LABEL: "1",
@@ -369,6 +398,7 @@ class DockerExecutor:
             init=True,
             # gloo over loopback works without a network; NCCL and xccl use shared memory and devices.
             network_mode="host" if network_host else "none",
+            **confinement_options(cell),
             **device_options(cell, gpu_ids),
         )
         running = _RunningContainer(container)
@@ -382,7 +412,14 @@ class DockerExecutor:
             streamer.start()
             self._watch(cell, running, stream_ended)
             streamer.join(timeout=10)
-            return running.exit_code(), running.stop_reason
+            reason = running.stop_reason
+            if not reason and running.out_of_memory():
+                limit = cell.image.memory if cell.image and cell.image.memory else "the host's memory"
+                reason = (
+                    f"out of memory: a process of the cell was killed for exceeding {limit} "
+                    "(raise image.memory in the matrix)"
+                )
+            return running.exit_code(), reason
         finally:
             self._running.remove(cell.id)
             _remove_quietly(container)
@@ -430,7 +467,7 @@ class DockerExecutor:
         self.close()
 
 
-def _stream_logs(container: Any, log: IO[bytes], ended: threading.Event) -> None:
+def _stream_logs(container: Any, log: BoundedLog, ended: threading.Event) -> None:
     """Copy the container's output into the cell's log as it comes; the stream ends with the container."""
     try:
         for chunk in container.logs(stream=True, follow=True):

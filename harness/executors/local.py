@@ -1,7 +1,9 @@
 """Runs a cell on this host: `python -m harness.cell_runner` in its own process group, output teed to log.txt.
 
 The process group is the unit of cleanup: on timeout, Ctrl-C or a normal end, whatever is left of the
-group (rank workers, forked test children) is killed, so no process outlives its cell.
+group (rank workers, forked test children) is killed, so no process outlives its cell. The runner kills
+its group itself when the harness dies (it watches its parent), and every process of the cell carries
+HARNESS_RUN_ID, by which the run guardian and a later run find leftovers.
 """
 
 from __future__ import annotations
@@ -18,15 +20,12 @@ from typing import IO
 import psutil
 
 from harness.executors.progress_tail import ProgressTail
-from harness.executors.results import (
-    JUNIT_XML,
-    LOG_TXT,
-    PROGRESS_JSONL,
-    collect_cell_result,
-    write_cell_json,
-)
+from harness.executors.results import collect_cell_result, prepare_cell_dir
 from harness.executors.running import RunningCells
 from harness.model import Cell, CellResult, ProgressCallback
+from harness.results.bounded_log import BoundedLog
+from harness.results.files import CELL_JSON, LOG_TXT, PROGRESS_JSONL, harvest_work_dir
+from harness.run_guardian import RUN_ID_ENV
 
 # How long a cell may take to wind down after SIGINT (pytest then still writes junit.xml) before SIGKILL.
 INTERRUPT_GRACE_S = 5.0
@@ -43,10 +42,14 @@ def gpu_visibility_env(device: str, gpu_ids: list[int]) -> dict[str, str]:
     return {}
 
 
-def cell_environment(cell: Cell, gpu_ids: list[int], base: dict[str, str] | None = None) -> dict[str, str]:
+def cell_environment(
+    cell: Cell, gpu_ids: list[int], base: dict[str, str] | None = None, run_id: str = ""
+) -> dict[str, str]:
     """The runner's environment: the host's, the cell's `env`, GPU visibility, and harness importable."""
     env = dict(os.environ if base is None else base)
     env.update(cell.env)
+    if run_id:
+        env[RUN_ID_ENV] = run_id
     env.update(gpu_visibility_env(cell.device, gpu_ids))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_PARENT), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
@@ -62,12 +65,19 @@ class _RunningCell:
         self.lock = threading.Lock()
 
     def stop(self, reason: str) -> None:
-        """Ask the group to wind down (SIGINT), then kill it after the grace period."""
+        """Ask the runner to wind down (SIGINT), then kill the group after the grace period.
+
+        Only the runner is signalled: it forwards one SIGINT to pytest. Signalling the group would reach
+        pytest twice (directly and forwarded), and a second interrupt loses the finished tests' junit.xml.
+        """
         with self.lock:
             if self.stop_reason:
                 return
             self.stop_reason = reason
-        _signal_group(self.process.pid, signal.SIGINT)
+        try:
+            self.process.send_signal(signal.SIGINT)
+        except ProcessLookupError:
+            pass
         try:
             self.process.wait(timeout=INTERRUPT_GRACE_S)
         except subprocess.TimeoutExpired:
@@ -118,28 +128,27 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, project_root: Path) -> None:
+    def __init__(self, project_root: Path, *, run_id: str = "") -> None:
         self.project_root = project_root
+        self.run_id = run_id
         self._running = RunningCells()
 
     def run(
         self, cell: Cell, results_dir: Path, gpu_ids: list[int], on_progress: ProgressCallback
     ) -> CellResult:
         """Run the cell to completion (or timeout) and collect its result."""
-        results_dir.mkdir(parents=True, exist_ok=True)
-        for stale in (JUNIT_XML, PROGRESS_JSONL):
-            (results_dir / stale).unlink(missing_ok=True)
-        cell_json = write_cell_json(cell, results_dir)
-        command = [sys.executable, "-m", "harness.cell_runner", str(cell_json), str(results_dir.resolve())]
+        work_dir = prepare_cell_dir(cell, results_dir)
+        work_dir = work_dir.resolve()
+        command = [sys.executable, "-m", "harness.cell_runner", str(work_dir / CELL_JSON), str(work_dir)]
         started = time.monotonic()
         with (
-            (results_dir / LOG_TXT).open("wb") as log,
-            ProgressTail(results_dir / PROGRESS_JSONL, cell.id, on_progress),
+            BoundedLog(results_dir / LOG_TXT) as log,
+            ProgressTail(work_dir / PROGRESS_JSONL, cell.id, on_progress),
         ):
             process = subprocess.Popen(
                 command,
                 cwd=self.project_root,
-                env=cell_environment(cell, gpu_ids),
+                env=cell_environment(cell, gpu_ids, run_id=self.run_id),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -159,6 +168,7 @@ class LocalExecutor:
             tee.join(timeout=10)
             if leftovers and not running.stop_reason:
                 log.write(f"\n[harness] killed {leftovers} process(es) the cell left behind\n".encode())
+        refused = harvest_work_dir(results_dir)
         return collect_cell_result(
             cell,
             results_dir,
@@ -166,6 +176,7 @@ class LocalExecutor:
             time.monotonic() - started,
             self.name,
             reason=running.stop_reason,
+            refused=refused,
         )
 
     def interrupt(self) -> None:
@@ -177,7 +188,7 @@ class LocalExecutor:
         self.interrupt()
 
 
-def _copy_stream(source: IO[bytes] | None, sink: IO[bytes]) -> None:
+def _copy_stream(source: IO[bytes] | None, sink: BoundedLog) -> None:
     if source is None:
         return
     while chunk := source.read1(65536):  # type: ignore[attr-defined]

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import threading
 from pathlib import Path
 from types import TracebackType
 
 from harness.model import ProgressCallback
+
+CHUNK_BYTES = 1 << 20
 
 
 class ProgressTail:
@@ -38,14 +42,21 @@ class ProgressTail:
             self._read_new_lines()
 
     def _read_new_lines(self) -> None:
+        # The file is the cell's to write: never follow a link there, never read more than a chunk a poll.
         try:
-            with self._path.open("rb") as stream:
-                stream.seek(self._offset)
-                chunk = stream.read()
+            fd = os.open(self._path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
             return
+        with os.fdopen(fd, "rb") as stream:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return
+            stream.seek(self._offset)
+            chunk = stream.read(CHUNK_BYTES)
         # Only complete lines: the writer may be half-way through one.
-        complete = chunk[: chunk.rfind(b"\n") + 1]
+        end = chunk.rfind(b"\n") + 1
+        if end == 0 and len(chunk) == CHUNK_BYTES:
+            end = len(chunk)  # a line longer than a chunk is no event: skip it rather than stall
+        complete = chunk[:end]
         self._offset += len(complete)
         for line in complete.splitlines():
             try:

@@ -1,0 +1,193 @@
+"""Nothing of a run outlives its harness: the run record in OUT, and a guardian process that ends leftovers.
+
+`harness run` writes OUT/.harness-run.json (its pid, host and run id) and starts
+`python -m harness.run_guardian` in a session of its own, holding a pipe to its stdin. Every process of a
+cell carries HARNESS_RUN_ID and every container the label comm-harness.run. When the harness ends, it says
+so and the guardian exits; when the harness dies (kill -9, a crash), the pipe closes and the guardian kills
+every process that carries the run's id and removes the run's containers, within a second or two. A later
+run into the same OUT that finds the record of a dead run ends its leftovers the same way, in case the
+guardian died too; one that finds a live run refuses to mix its results with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import psutil
+
+from harness.errors import ConfigurationError
+from harness.results.files import UnsafeResultFile, read_json, write_json
+
+RUN_RECORD = ".harness-run.json"
+RUN_ID_ENV = "HARNESS_RUN_ID"
+CONTAINER_RUN_LABEL = "comm-harness.run"
+DONE = b"done\n"
+KILL_ROUNDS_S = 5.0
+
+
+def new_run_id() -> str:
+    """A run id: what the run's processes and containers are found by."""
+    return uuid.uuid4().hex[:12]
+
+
+def processes_of_run(run_id: str) -> list[psutil.Process]:
+    """Live processes (any user whose environment we may read) whose environment names `run_id`."""
+    found = []
+    for process in psutil.process_iter():
+        if process.pid == os.getpid():
+            continue
+        try:
+            if process.environ().get(RUN_ID_ENV) == run_id and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
+
+
+def kill_processes_of_run(run_id: str) -> int:
+    """SIGKILL every process of the run, again until none is left (a dying fork may have made more)."""
+    killed: set[int] = set()
+    deadline = time.monotonic() + KILL_ROUNDS_S
+    while time.monotonic() < deadline:
+        found = processes_of_run(run_id)
+        if not found:
+            break
+        for process in found:
+            try:
+                process.send_signal(signal.SIGKILL)
+                killed.add(process.pid)
+            except psutil.Error:
+                pass
+        psutil.wait_procs(found, timeout=0.5)
+    return len(killed)
+
+
+def remove_containers_of_run(run_id: str) -> int:
+    """Remove the run's containers; 0 when no Docker engine answers (then there are none to remove)."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=10)
+        containers = client.containers.list(all=True, filters={"label": f"{CONTAINER_RUN_LABEL}={run_id}"})
+    except Exception:  # no SDK, no engine: nothing of ours can be running there
+        return 0
+    removed = 0
+    for container in containers:
+        try:
+            container.remove(force=True)
+            removed += 1
+        except Exception:  # removed meanwhile, or removal in progress: either way it is going
+            pass
+    return removed
+
+
+def end_leftovers(run_id: str) -> str:
+    """Kill the run's processes and remove its containers; a line saying what was ended ('' for nothing)."""
+    processes = kill_processes_of_run(run_id)
+    containers = remove_containers_of_run(run_id)
+    if not processes and not containers:
+        return ""
+    return f"ended what run {run_id} left behind: {processes} process(es), {containers} container(s)"
+
+
+def _pid_is_alive_harness(pid: int) -> bool:
+    try:
+        command = " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return False
+    return "harness" in command
+
+
+class RunGuard:
+    """The run record and the guardian of one run into `out_dir`; use as a context manager."""
+
+    def __init__(self, out_dir: Path, run_id: str | None = None) -> None:
+        self.out_dir = out_dir
+        self.run_id = run_id or new_run_id()
+        self.notes: list[str] = []
+        self._guardian: subprocess.Popen[bytes] | None = None
+
+    @property
+    def record_path(self) -> Path:
+        return self.out_dir / RUN_RECORD
+
+    def __enter__(self) -> RunGuard:
+        self._end_dead_run()
+        write_json(
+            self.record_path,
+            {"pid": os.getpid(), "host": socket.gethostname(), "run_id": self.run_id, "started": time.time()},
+        )
+        self._guardian = subprocess.Popen(
+            [sys.executable, "-m", "harness.run_guardian", self.run_id],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        guardian = self._guardian
+        if guardian is not None and guardian.stdin is not None:
+            try:
+                guardian.stdin.write(DONE)
+                guardian.stdin.close()
+            except OSError:
+                pass
+            try:
+                guardian.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                guardian.kill()
+        self.record_path.unlink(missing_ok=True)
+
+    def _end_dead_run(self) -> None:
+        try:
+            record: Any = read_json(self.record_path)
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, UnsafeResultFile):
+            record = None
+        if not isinstance(record, dict):
+            self.notes.append(f"{self.record_path}: unreadable run record replaced")
+            return
+        pid, host, run_id = record.get("pid"), record.get("host"), str(record.get("run_id", ""))
+        if host == socket.gethostname() and isinstance(pid, int) and _pid_is_alive_harness(pid):
+            raise ConfigurationError(
+                f"{self.out_dir}: another harness run (pid {pid}) is writing its results there; "
+                "wait for it to end, or pass another --out."
+            )
+        if run_id and host == socket.gethostname():
+            note = end_leftovers(run_id)
+            if note:
+                self.notes.append(note)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m harness.run_guardian RUN_ID`: wait for the harness to end; clean up if it died."""
+    parser = argparse.ArgumentParser(prog="python -m harness.run_guardian")
+    parser.add_argument("run_id")
+    args = parser.parse_args(argv)
+    # Ctrl-C at the terminal is the harness's to handle; the guardian only watches its pipe.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    message = sys.stdin.buffer.read()
+    if message != DONE:
+        note = end_leftovers(args.run_id)
+        if note:
+            print(note, file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
