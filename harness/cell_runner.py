@@ -100,6 +100,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 # harness that can no longer (killed, or a container whose harness is gone).
 BACKSTOP_GRACE_S = 30.0
 PARENT_POLL_S = 0.2
+FINGERPRINT_WAIT_INTERRUPTED_S = 2.0
 
 
 def run_cell(cell: Cell, results_dir: Path) -> int:
@@ -133,11 +134,21 @@ def run_cell(cell: Cell, results_dir: Path) -> int:
         daemon=True,
     )
     watchdog.start()
-    # Fingerprinting imports torch too: do it while pytest starts rather than before it.
+    # Fingerprinting imports torch too (seconds on a loaded host): do it while pytest runs, and do not let
+    # it hold up an interrupted cell's exit, whose junit.xml pytest has already written.
+    fingerprinter = threading.Thread(
+        target=_write_fingerprint, args=(cell, results_dir), name="fingerprint", daemon=True
+    )
+    fingerprinter.start()
+    exit_code = pytest_process[0].wait()
+    fingerprinter.join(timeout=FINGERPRINT_WAIT_INTERRUPTED_S if forwarded.is_set() else None)
+    return exit_code
+
+
+def _write_fingerprint(cell: Cell, results_dir: Path) -> None:
     fingerprint = collect_fingerprint()
     fingerprint["cell"] = cell.id
     (results_dir / "fingerprint.json").write_text(json.dumps(fingerprint, indent=2) + "\n", encoding="utf-8")
-    return pytest_process[0].wait()
 
 
 def _watch_parent_and_deadline(parent_pid: int, deadline: float) -> None:

@@ -44,8 +44,9 @@ LABEL_CELL = "comm-harness.cell"
 LABEL_RUN = CONTAINER_RUN_LABEL
 LABEL_PID = "comm-harness.pid"
 LABEL_HOST = "comm-harness.host"
-# How long a cell may take to wind down after SIGINT (pytest then still writes junit.xml) before SIGKILL.
-INTERRUPT_GRACE_S = 5.0
+# How long a cell may take to wind down after SIGINT (pytest then still writes junit.xml) before SIGKILL:
+# seconds on a loaded host, and a cell that is quick about it is not kept waiting.
+INTERRUPT_GRACE_S = 20.0
 POLL_S = 1.0
 MIN_CUDA_SHM_BYTES = 1 << 30
 # Docker keeps a container's output on the host disk too (json-file): bounded like log.txt.

@@ -17,6 +17,7 @@ from harness.executors.docker import (
     HARNESS_PACKAGE,
     REPO_MOUNT,
     DockerExecutor,
+    confinement_options,
     connect_engine,
     container_environment,
     container_name,
@@ -49,18 +50,22 @@ def test_environment_passes_only_allow_listed_host_variables() -> None:
     host = {
         "NCCL_DEBUG": "INFO",
         "TORCH_DISTRIBUTED_DEBUG": "DETAIL",
-        "HARNESS_PARAM_EXTRA": "x",
+        "NCCL_IB_HCA": "mlx5",
+        "HARNESS_PARAM_EXTRA": "the harness sets its own",
+        "HARNESS_RUN_ID": "not the host's",
         "AWS_SECRET_ACCESS_KEY": "never",
         "PATH": "/host/only/bin",
-        "NCCL_SOMETHING_UNLISTED": "no",
         "LD_PRELOAD": "/host/lib.so",
+        "PYTHONPATH": "/host/site",
     }
-    env = container_environment(make_cell(env={"OMP_NUM_THREADS": "1"}), [], host)
+    env = container_environment(make_cell(env={"OMP_NUM_THREADS": "1"}), [], host, run_id="run1")
 
+    # The toolchains' knobs pass by prefix; the harness's own variables are set, never copied.
     assert env["NCCL_DEBUG"] == "INFO" and env["TORCH_DISTRIBUTED_DEBUG"] == "DETAIL"
-    assert env["HARNESS_PARAM_EXTRA"] == "x"
+    assert env["NCCL_IB_HCA"] == "mlx5"
     assert env["OMP_NUM_THREADS"] == "1"
-    for leaked in ("AWS_SECRET_ACCESS_KEY", "PATH", "NCCL_SOMETHING_UNLISTED", "LD_PRELOAD"):
+    assert env["HARNESS_RUN_ID"] == "run1"
+    for leaked in ("AWS_SECRET_ACCESS_KEY", "PATH", "HARNESS_PARAM_EXTRA", "LD_PRELOAD"):
         assert leaked not in env
     assert env["PYTHONPATH"] == f"{REPO_MOUNT}:{HARNESS_MOUNT}"
 
@@ -100,6 +105,19 @@ def test_cpu_cell_gets_its_shm_and_no_devices() -> None:
     options = device_options(make_cell("cpu", shm_size="2g"), [])
 
     assert options == {"shm_size": "2g"}
+
+
+def test_every_container_is_confined_and_the_matrix_sets_its_memory() -> None:
+    default = confinement_options(make_cell("cpu"))
+    assert default["cap_drop"] == ["ALL"] and "cap_add" not in default
+    assert default["security_opt"] == ["no-new-privileges"]
+    assert default["pids_limit"] == 4096 and default["privileged"] is False
+    assert "mem_limit" not in default
+    limited = confinement_options(
+        make_cell("cpu", image=ImageSpec(dockerfile="docker/cpu.Dockerfile", memory="8g", pids_limit=512))
+    )
+    assert limited["mem_limit"] == limited["memswap_limit"] == 8 << 30
+    assert limited["pids_limit"] == 512
 
 
 def test_sizes_parse_like_docker_and_bad_ones_say_so() -> None:

@@ -45,6 +45,16 @@ def make_cell(name: str, test_file: str, world_size: int = 1, **overrides: Any) 
     return Cell(**fields)
 
 
+def junit_property(junit: Path, name: str) -> Any:
+    """The JSON value a cell's test recorded with record_property(name, ...)."""
+    import xml.etree.ElementTree as ET
+
+    for prop in ET.parse(junit).getroot().iter("property"):
+        if prop.get("name") == name:
+            return json.loads(prop.get("value", ""))
+    raise AssertionError(f"no property {name!r} in {junit}")
+
+
 class ProgressRecorder:
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
@@ -121,11 +131,20 @@ def test_container_sees_allow_listed_env_and_a_read_only_repo(
     monkeypatch.setenv("NCCL_DEBUG", "INFO")
     cell = make_cell("probe", "cell_probe.py", env={"CELL_VARIABLE": "from-the-matrix"})
 
+    monkeypatch.setenv("HARNESS_FROM_THE_HOST", "the harness sets its own")
     result = executor.run(cell, tmp_path / cell.id, [], ProgressRecorder())
 
     assert result.status == "passed", result.reason
-    probe = json.loads((tmp_path / cell.id / "probe.json").read_text())
+    probe = junit_property(tmp_path / cell.id / "junit.xml", "probe")
     assert "COMM_HARNESS_TEST_SECRET" not in probe["env"]
+    assert "HARNESS_FROM_THE_HOST" not in probe["env"]
+    assert probe["env"]["HARNESS_RUN_ID"] == executor.run_id
+    # Confined: no capabilities, no privilege gain, a pids limit; only its own work directory at /results.
+    assert int(probe["cap_eff"], 16) == 0
+    assert probe["no_new_privs"] == "1"
+    assert probe["pids_max"] == "4096"
+    assert probe["results_entries"] == ["cell.json"] or "cell.json" in probe["results_entries"]
+    assert not (tmp_path / cell.id / "work").exists()
     assert probe["env"]["NCCL_DEBUG"] == "INFO"
     assert probe["env"]["CELL_VARIABLE"] == "from-the-matrix"
     assert probe["repo_write"] == "EROFS"
