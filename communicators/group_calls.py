@@ -39,7 +39,8 @@ def _wait(work: dist.Work | None) -> None:
 
 
 class GroupCalls:
-    """Blocking all_gather (also of a list), reduce_scatter, all_reduce and broadcast on one group."""
+    """Blocking collectives on one group: all_gather (also of a list), reduce_scatter, all_reduce, broadcast,
+    reduce, their uneven list forms, and point-to-point exchanges in one group."""
 
     def __init__(self, group: dist.ProcessGroup) -> None:
         self.group = group
@@ -57,6 +58,7 @@ class GroupCalls:
         self._reduce_scatter_options = _blocking(c10d.ReduceScatterOptions())
         self._all_reduce_options = _blocking(c10d.AllreduceOptions())
         self._broadcast_options: dict[int, c10d.BroadcastOptions] = {}
+        self._reduce_options: dict[int, c10d.ReduceOptions] = {}
 
     def _direct(self, tensor: torch.Tensor) -> bool:
         """Whether a call on `tensor` may skip the wrapper (see the module docstring)."""
@@ -107,3 +109,44 @@ class GroupCalls:
             options.rootRank = src
             options.rootTensor = 0
         _wait(self.group.broadcast([tensor], options))
+
+    def reduce(self, tensor: torch.Tensor, dst: int) -> None:
+        """The sum over ranks of `tensor` into group rank `dst`'s `tensor` (the others' stay as they are)."""
+        if not self._direct(tensor):
+            dist.reduce(tensor, group=self.group, group_dst=dst)
+            return
+        options = self._reduce_options.get(dst)
+        if options is None:
+            options = self._reduce_options[dst] = _blocking(c10d.ReduceOptions())
+            options.reduceOp = c10d.ReduceOp.SUM
+            options.rootRank = dst
+            options.rootTensor = 0
+        _wait(self.group.reduce([tensor], options))
+
+    def all_gather_blocks(self, blocks: list[torch.Tensor], rows: torch.Tensor) -> None:
+        """Every rank's `rows` into its block of `blocks` (sizes may differ: NCCL broadcasts in one group)."""
+        if self._direct(rows):
+            _wait(self.group.allgather([blocks], [rows], self._all_gather_options))
+        else:
+            dist.all_gather(blocks, rows, group=self.group)
+
+    def reduce_scatter_blocks(self, out: torch.Tensor, blocks: list[torch.Tensor]) -> None:
+        """The sum over ranks of block `rank` of `blocks` into `out` (sizes may differ: grouped reduces)."""
+        if self._direct(out):
+            _wait(self.group.reduce_scatter([out], [blocks], self._reduce_scatter_options))
+        else:
+            dist.reduce_scatter(out, blocks, group=self.group)
+
+    def exchange(self, sends: list[tuple[torch.Tensor, int]], recvs: list[tuple[torch.Tensor, int]]) -> None:
+        """Send each (tensor, peer) of `sends` and receive each of `recvs`: on NCCL as one group launch."""
+        device = (sends or recvs)[0][0].device
+        coalesced = self._coalesces and device.type != "cpu"
+        if coalesced:
+            self.group._start_coalescing(device)
+        works = [self.group.send([tensor], peer, 0) for tensor, peer in sends]
+        works += [self.group.recv([tensor], peer, 0) for tensor, peer in recvs]
+        if coalesced:
+            # Inside a group the ops' own works are placeholders; the group's work orders the stream.
+            works = [self.group._end_coalescing(device)]
+        for work in works:
+            _wait(work)

@@ -77,6 +77,7 @@ class RowSplit:
     equal: bool  # every rank has the same number of rows: the collectives' `_single` forms apply
     start: int  # this rank's first row
     own: int  # this rank's rows
+    rank: int  # the rank this split is seen from
 
 
 # Callers pass the same few sizes over and over (one per batch shape): checking and summing them once per
@@ -91,6 +92,7 @@ def row_split(sizes: tuple[int, ...], world_size: int, rank: int) -> RowSplit:
         equal=checked.count(checked[0]) == world_size,
         start=sum(checked[:rank]),
         own=checked[rank],
+        rank=rank,
     )
 
 
@@ -98,7 +100,12 @@ def row_split(sizes: tuple[int, ...], world_size: int, rank: int) -> RowSplit:
 def equal_split(size: int, world_size: int, rank: int) -> RowSplit:
     """The split where every one of `world_size` ranks has `size` rows."""
     return RowSplit(
-        sizes=(size,) * world_size, total=size * world_size, equal=True, start=size * rank, own=size
+        sizes=(size,) * world_size,
+        total=size * world_size,
+        equal=True,
+        start=size * rank,
+        own=size,
+        rank=rank,
     )
 
 
