@@ -1,20 +1,15 @@
-"""Uneven all-gather and reduce-scatter three ways each, side by side: which should the CUDA communicator use?
+"""Uneven all-gather and reduce-scatter every way (communicators/uneven_rows.py), side by side, per size.
 
-The base communicator gathers uneven rows with torch.distributed's list all_gather, which NCCL runs as one
-broadcast per rank in a group; on 2 x H200 that reached 106 GB/s busbw at 1 GiB against 265 GB/s for the
-equal all_gather. The candidates, at the bench's uneven shares (rank r holds a share in proportion to r + 1):
+Issue 21: the NCCL communicator's all_gatherv reached 106 GB/s busbw at 1 GiB on 2 x H200 against 269 for
+the equal all_gather. With shares s, the best an uneven collective can do is about the even busbw x
+mean(s)/max(s) (the busiest rank moves max(s) where an even one moves mean(s)). This script times each way
+of `uneven_rows.GATHER_WAYS` / `SCATTER_WAYS` and the communicator itself at two share patterns, the
+bench's (in proportion to rank + 1; max/mean 1.33 at ws2, 1.6 at ws4) and a mild one (max/mean 1.2), and
+the equal collective at the same total, which gives the bound. Every result is checked on the device
+against the expected tensor before timing; times are the slowest rank's, median of repeats, back to back.
 
-- `list`: `dist.all_gather(list(out.split(sizes)), rows)` (what the base does);
-- `padded`: every rank's rows padded to the largest share, one equal all_gather, then the blocks compacted
-  (`tensor_layout.all_gatherv_padded`, what the XPU communicator does);
-- `p2p`: each rank sends its rows to every peer and receives theirs into place (`batch_isend_irecv`).
-
-reduce_scatterv the same three ways: grouped reduces (`dist.reduce_scatter` of a list, the base), padded
-to one equal reduce_scatter (`reduce_scatterv_padded`), and point to point (send each peer its block, sum
-the peers' copies of this rank's block).
-
-Each rank's result is checked against the expected concatenation before timing. Times are the slowest
-rank's, median of repeats, back to back with one synchronize per repeat (harness.bench.timing).
+Then MoE dispatch (hidden states bf16, weights f32, ids i64 as one list) and combine at 64 / 512 / 4096
+tokens per rank: equal sizes against the mild pattern with the same total, each way of gathering the list.
 
     python benchmarks/bench_gatherv_strategies.py --device cuda --world-size 2
 """
@@ -22,129 +17,182 @@ rank's, median of repeats, back to back with one synchronize per repeat (harness
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 from forked_ranks import join_group, run_rank_script
 
-SIZES_MIB = (1, 4, 16, 64, 256, 1024)
+SIZES_KIB = (256, 1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20)
+CPU_SIZES_KIB = (256, 1 << 10, 4 << 10)
+TOKENS = (64, 512, 4096)
+HIDDEN = 4096
+TOPK = 8
 
 
-def strategies(rows: torch.Tensor, sizes: list[int], comm) -> dict[str, object]:
-    from communicators.tensor_layout import all_gatherv_padded
-    from communicators.torch_compat import all_gather_single
+def shares_of(pattern: str, count: int, world_size: int) -> list[int]:
+    from harness.bench.collectives import mild_shares, uneven_shares
 
-    rank = comm.rank
-    total = sum(sizes)
-    starts = [sum(sizes[:r]) for r in range(len(sizes))]
+    if pattern == "equal":
+        return [count // world_size] * world_size
+    return uneven_shares(count, world_size) if pattern == "rank+1" else mild_shares(count, world_size)
 
-    def listed() -> torch.Tensor:
-        out = rows.new_empty(total)
-        dist.all_gather(list(out.split(sizes)), rows)
-        return out
 
-    def padded() -> torch.Tensor:
-        return all_gatherv_padded(rows, sizes, all_gather_single)
+def n_cpu(device: torch.device) -> bool:
+    """Whether the ranks run on the CPU, where the communicator's reduce_scatterv sums in place."""
+    return device.type == "cpu"
 
-    def p2p() -> torch.Tensor:
-        out = rows.new_empty(total)
-        blocks = out.split(sizes)
-        ops = []
-        for peer in range(len(sizes)):
-            if peer != rank:
-                ops.append(dist.P2POp(dist.isend, rows, peer))
-                ops.append(dist.P2POp(dist.irecv, blocks[peer], peer))
-        works = dist.batch_isend_irecv(ops) if ops else []
-        out[starts[rank] : starts[rank] + sizes[rank]].copy_(rows)
-        for work in works:
-            work.wait()
-        return out
 
-    return {
-        "list": listed,
-        "padded": padded,
-        "p2p": p2p,
-        "communicator": lambda: comm.all_gatherv(rows, dim=0, sizes=sizes),
+def gather_calls(comm, rows: torch.Tensor, sizes: list[int], ways: list[str]) -> dict[str, object]:
+    from communicators.tensor_layout import row_split
+    from communicators.uneven_rows import GATHER_WAYS
+
+    split = row_split(tuple(sizes), comm.world_size, comm.rank)
+    calls = {name: (lambda way=GATHER_WAYS[name]: way(rows, split, comm._calls)) for name in ways}
+    calls["communicator"] = lambda: comm.all_gatherv(rows, dim=0, sizes=sizes)
+    return calls
+
+
+def scatter_calls(comm, full: torch.Tensor, sizes: list[int], ways: list[str]) -> dict[str, object]:
+    from communicators.tensor_layout import row_split
+    from communicators.uneven_rows import SCATTER_WAYS
+
+    split = row_split(tuple(sizes), comm.world_size, comm.rank)
+    calls = {name: (lambda way=SCATTER_WAYS[name]: way(full, split, comm._calls)) for name in ways}
+    calls["communicator"] = lambda: comm.reduce_scatterv(full, dim=0, sizes=sizes)
+    return calls
+
+
+def sweep(comm, clock, device, repeats: int) -> None:
+    from communicators.uneven_rows import GATHER_WAYS, TWO_RANKS_ONLY
+    from harness.bench.timing import time_interleaved
+
+    rank, n = comm.rank, comm.world_size
+    ways = [w for w in GATHER_WAYS if (n == 2 or w not in TWO_RANKS_ONLY)]
+    if device.type == "cpu":
+        ways.remove("grouped")  # gloo's list collectives take equal sizes only
+    for collective in ("all_gatherv", "reduce_scatterv"):
+        for kib in SIZES_KIB if device.type == "cuda" else CPU_SIZES_KIB:
+            count = kib * 1024 // 2 // n * n
+            even_s = None
+            for pattern in ("equal", "rank+1", "mild"):
+                sizes = shares_of(pattern, count, n)
+                if collective == "all_gatherv":
+                    rows = torch.full((sizes[rank],), float(rank + 1), dtype=torch.bfloat16, device=device)
+                    expected = torch.cat(
+                        [
+                            torch.full((s,), float(r + 1), dtype=torch.bfloat16, device=device)
+                            for r, s in enumerate(sizes)
+                        ]
+                    )
+                    calls = gather_calls(comm, rows, sizes, [] if pattern == "equal" else ways)
+                else:
+                    full = torch.full((count,), float(rank + 1), dtype=torch.bfloat16, device=device)
+                    expected = torch.full(
+                        (sizes[rank],), float(n * (n + 1) // 2), dtype=torch.bfloat16, device=device
+                    )
+                    calls = scatter_calls(comm, full, sizes, [] if pattern == "equal" else ways)
+                for name, call in calls.items():
+                    result = call()
+                    assert torch.equal(result, expected), (
+                        f"rank {rank}: {collective} {name} wrong at {kib} KiB {pattern}"
+                    )
+                    if collective == "reduce_scatterv" and not (name == "communicator" and n_cpu(device)):
+                        assert bool((full == rank + 1).all()), f"rank {rank}: {name} changed its input"
+                iters = max(5, min(200, (1 << 20) // kib))
+                times = time_interleaved(clock, list(calls.values()), warmup=3, iters=iters, repeats=repeats)
+                if pattern == "equal":
+                    even_s = times[0][0]
+                    continue
+                if rank == 0:
+                    nbytes = count * 2
+                    mean_over_max = (sum(sizes) / n) / max(sizes)
+                    bound = nbytes * (n - 1) / n / (even_s / mean_over_max) / 1e9
+                    cells = "  ".join(
+                        f"{name}={seconds * 1e6:.1f}us/{nbytes * (n - 1) / n / seconds / 1e9:.1f}"
+                        for name, (seconds,) in zip(calls, times, strict=True)
+                    )
+                    even_busbw = nbytes * (n - 1) / n / even_s / 1e9
+                    size = f"{kib // 1024}MiB" if kib >= 1024 else f"{kib}KiB"
+                    print(
+                        f"{collective} ws{n} {size} "
+                        f"{pattern} even={even_s * 1e6:.1f}us/{even_busbw:.1f} bound={bound:.1f} "
+                        f"85%={0.85 * bound:.1f} | {cells}",
+                        flush=True,
+                    )
+
+
+def dispatch_sweep(comm, clock, device, repeats: int) -> None:
+    from communicators.uneven_rows import SCATTER_WAYS, TWO_RANKS_ONLY
+    from harness.bench.collectives import mild_shares
+    from harness.bench.timing import time_interleaved
+
+    rank, n = comm.rank, comm.world_size
+    scatter_ways = [w for w in SCATTER_WAYS if w != "padded" and (n == 2 or w not in TWO_RANKS_ONLY)]
+    if device.type == "cpu":
+        scatter_ways.remove("grouped")
+    for tokens in TOKENS if device.type == "cuda" else TOKENS[:2]:
+        hidden = HIDDEN if device.type == "cuda" else 256
+        mild = mild_shares(tokens * n, n)
+        calls = dispatch_calls(comm, device, tokens, hidden, mild, scatter_ways)
+        times = time_interleaved(clock, list(calls.values()), warmup=3, iters=50, repeats=repeats)
+        if rank == 0:
+            print(f"dispatch ws{n} {tokens} tokens (mild sizes {mild}):", flush=True)
+            for name, (seconds,) in zip(calls, times, strict=True):
+                print(f"    {name:<45} {seconds * 1e6:9.1f} us", flush=True)
+
+
+def dispatch_calls(
+    comm, device: torch.device, tokens: int, hidden: int, mild: list[int], scatter_ways: list[str]
+) -> dict[str, object]:
+    """Dispatch, combine and round trips at equal and mildly uneven sizes of one total, checked."""
+    from communicators.tensor_layout import row_split
+    from communicators.uneven_rows import SCATTER_WAYS, gather_list_point_to_point
+    from harness.bench.dispatch_combine import token_inputs
+
+    rank, n = comm.rank, comm.world_size
+    equal = [tokens] * n
+    split = row_split(tuple(mild), n, rank)
+    eq_inputs = token_inputs(tokens, hidden, TOPK, rank, torch.bfloat16, device)
+    un_inputs = token_inputs(mild[rank], hidden, TOPK, rank, torch.bfloat16, device)
+    everyone = [token_inputs(s, hidden, TOPK, r, torch.bfloat16, device) for r, s in enumerate(mild)]
+    expected = [torch.cat([each[i] for each in everyone]) for i in range(3)]
+    gathered_hidden = expected[0]
+    combine_way = SCATTER_WAYS["grouped" if device.type == "cuda" else "point_to_point"]
+    calls = {
+        "equal dispatch": lambda: comm.dispatch(*eq_inputs, equal),
+        "uneven dispatch (communicator)": lambda: comm.dispatch(*un_inputs, mild),
+        "uneven dispatch (list p2p)": lambda: gather_list_point_to_point(un_inputs, split, comm._calls),
+        "equal combine": lambda: comm.combine(gathered_hidden, equal),
+        "uneven combine (communicator)": lambda: comm.combine(gathered_hidden, mild),
     }
-
-
-def scatter_strategies(full: torch.Tensor, sizes: list[int], comm) -> dict[str, object]:
-    """reduce_scatterv of `full` (every rank's whole buffer) to this rank's `sizes[rank]` rows, three ways."""
-    from communicators.tensor_layout import reduce_scatterv_padded
-    from communicators.torch_compat import reduce_scatter_single
-
-    rank = comm.rank
-    blocks = full.split(sizes)
-
-    def listed() -> torch.Tensor:
-        out = full.new_empty(sizes[rank])
-        dist.reduce_scatter(out, list(blocks))
-        return out
-
-    def padded() -> torch.Tensor:
-        return reduce_scatterv_padded(full, sizes, rank, reduce_scatter_single)
-
-    def p2p() -> torch.Tensor:
-        peers = [peer for peer in range(len(sizes)) if peer != rank]
-        received = full.new_empty((len(peers), sizes[rank]))
-        ops = []
-        for slot, peer in enumerate(peers):
-            ops.append(dist.P2POp(dist.isend, blocks[peer], peer))
-            ops.append(dist.P2POp(dist.irecv, received[slot], peer))
-        for work in dist.batch_isend_irecv(ops) if ops else []:
-            work.wait()
-        return blocks[rank] + received.sum(dim=0)
-
-    return {
-        "list": listed,
-        "padded": padded,
-        "p2p": p2p,
-        # Last: on the CPU it sums in place into `full`, after the others are checked.
-        "communicator": lambda: comm.reduce_scatterv(full, dim=0, sizes=sizes),
-    }
+    for way in scatter_ways:
+        calls[f"uneven combine ({way})"] = lambda way=way: SCATTER_WAYS[way](
+            gathered_hidden, split, comm._calls
+        )
+    calls["equal round trip"] = lambda: comm.combine(comm.dispatch(*eq_inputs, equal)[0], equal)
+    calls["uneven round trip (communicator)"] = lambda: comm.combine(comm.dispatch(*un_inputs, mild)[0], mild)
+    calls["uneven round trip (list p2p + grouped)"] = lambda: combine_way(
+        gather_list_point_to_point(un_inputs, split, comm._calls)[0], split, comm._calls
+    )
+    for name in ("uneven dispatch (communicator)", "uneven dispatch (list p2p)"):
+        got = calls[name]()
+        assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=False)), (
+            f"{name} wrong at {tokens}"
+        )
+    return calls
 
 
 def rank_main(rank: int, world_size: int, device_type: str, store_path: str, repeats: int) -> None:
     from communicators import create_communicator
-    from harness.bench.collectives import uneven_shares
-    from harness.bench.timing import DeviceClock, time_interleaved
+    from harness.bench.timing import DeviceClock
 
     device = join_group(rank, world_size, device_type, store_path)
     clock = DeviceClock(device)
     comm = create_communicator(device)
-    for collective in ("all_gatherv", "reduce_scatterv"):
-        for index, mib in enumerate(SIZES_MIB if device_type == "cuda" else SIZES_MIB[:3]):
-            count = mib * (1 << 20) // 2
-            sizes = uneven_shares(count, world_size)
-            if collective == "all_gatherv":
-                rows = torch.full((sizes[rank],), float(rank + 1), dtype=torch.bfloat16, device=device)
-                parts = [torch.full((s,), float(r + 1), dtype=torch.bfloat16) for r, s in enumerate(sizes)]
-                expected = torch.cat(parts)
-                calls = strategies(rows, sizes, comm)
-            else:
-                full = torch.full((count,), float(rank + 1), dtype=torch.bfloat16, device=device)
-                total = world_size * (world_size + 1) // 2
-                expected = torch.full((sizes[rank],), float(total), dtype=torch.bfloat16)
-                calls = scatter_strategies(full, sizes, comm)
-            if device.type == "cpu":
-                # gloo's list collectives take equal sizes only; the CPU communicator has its own way.
-                del calls["list"]
-            if rank == 0 and index == 0:
-                print(f"{collective:>15}" + "".join(f"{name:>21}" for name in calls) + "   (us, busbw GB/s)")
-            for name, call in calls.items():
-                assert torch.equal(call().cpu(), expected), f"rank {rank}: {name} is wrong at {mib} MiB"
-            iters = max(5, min(200, 1024 // mib))
-            times = time_interleaved(clock, list(calls.values()), warmup=3, iters=iters, repeats=repeats)
-            if rank == 0:
-                nbytes = count * 2
-                cells = "".join(
-                    f"{seconds * 1e6:>12.1f} {nbytes * (world_size - 1) / world_size / seconds / 1e9:>8.1f}"
-                    for (seconds,) in times
-                )
-                print(f"{mib:>11} MiB{cells}", flush=True)
-    dist.barrier()
+    sweep(comm, clock, device, repeats)
+    dispatch_sweep(comm, clock, device, repeats)
+    clock.barrier()
 
 
 def main() -> None:
-    run_rank_script(__doc__, rank_main, "repeats", 7)
+    run_rank_script(__doc__, rank_main, "repeats", 5)
 
 
 if __name__ == "__main__":

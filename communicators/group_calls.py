@@ -54,6 +54,9 @@ class GroupCalls:
         # the list into one buffer of the first tensor's dtype: mixed dtypes come back garbled, silently
         # (torch 2.13, found by this package's tests), so elsewhere the list gathers tensor by tensor.
         self._coalesces = "nccl" in str(dist.get_backend(group))
+        # NCCL's reduce writes only the root's buffer; gloo's (ring) reduce writes every rank's for large
+        # tensors, so elsewhere a non-root rank reduces a copy when its tensor must stay as it was.
+        self.reduce_reads_only_at_peers = self._coalesces
         self._all_gather_options = _blocking(c10d.AllgatherOptions())
         self._reduce_scatter_options = _blocking(c10d.ReduceScatterOptions())
         self._all_reduce_options = _blocking(c10d.AllreduceOptions())
@@ -111,7 +114,7 @@ class GroupCalls:
         _wait(self.group.broadcast([tensor], options))
 
     def reduce(self, tensor: torch.Tensor, dst: int) -> None:
-        """The sum over ranks of `tensor` into group rank `dst`'s `tensor` (the others' stay as they are)."""
+        """The sum over ranks of `tensor` into group rank `dst`'s `tensor` (others: see reduce_keeping)."""
         if not self._direct(tensor):
             dist.reduce(tensor, group=self.group, group_dst=dst)
             return
@@ -122,6 +125,12 @@ class GroupCalls:
             options.rootRank = dst
             options.rootTensor = 0
         _wait(self.group.reduce([tensor], options))
+
+    def reduce_keeping(self, tensor: torch.Tensor, dst: int) -> None:
+        """`reduce`, where a rank other than `dst` must find its `tensor` unchanged afterwards."""
+        if self.group.rank() != dst and not self.reduce_reads_only_at_peers:
+            tensor = tensor.clone()
+        self.reduce(tensor, dst)
 
     def all_gather_blocks(self, blocks: list[torch.Tensor], rows: torch.Tensor) -> None:
         """Every rank's `rows` into its block of `blocks` (sizes may differ: NCCL broadcasts in one group)."""

@@ -116,8 +116,7 @@ def scatter_sequential(rows: torch.Tensor, split: RowSplit, calls: GroupCalls) -
     blocks[rank] = out
     for root, block in enumerate(blocks):
         if block.shape[0]:
-            # NCCL writes the sum only into the root's buffer: the other ranks' blocks are only read.
-            calls.reduce(block, root)
+            calls.reduce_keeping(block, root)
     return out
 
 
@@ -157,7 +156,7 @@ def scatter_window(rows: torch.Tensor, split: RowSplit, calls: GroupCalls) -> to
             target.copy_(rows[rest])
             calls.reduce(target, longer)
         else:
-            calls.reduce(rows[rest], longer)
+            calls.reduce_keeping(rows[rest], longer)
     return out
 
 

@@ -47,8 +47,18 @@ def pattern(count: int, rank: int, dtype: torch.dtype, device: torch.device, sta
 
 def uneven_shares(count: int, world_size: int) -> list[int]:
     """`count` split in proportion to rank + 1, the last rank taking what rounding leaves."""
-    weight = world_size * (world_size + 1) // 2
-    shares = [count * (rank + 1) // weight for rank in range(world_size)]
+    return shares_by_weight(count, [rank + 1 for rank in range(world_size)])
+
+
+def mild_shares(count: int, world_size: int) -> list[int]:
+    """`count` split in proportion to 2(n - 1) + rank: max/mean is 1.2 at every world size above 1."""
+    return shares_by_weight(count, [2 * (world_size - 1) + rank or 1 for rank in range(world_size)])
+
+
+def shares_by_weight(count: int, weights: list[int]) -> list[int]:
+    """`count` split in proportion to `weights`, the last rank taking what rounding leaves."""
+    total = sum(weights)
+    shares = [count * weight // total for weight in weights]
     shares[-1] += count - sum(shares)
     return shares
 

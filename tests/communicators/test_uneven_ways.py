@@ -69,7 +69,8 @@ def test_every_scatter_way_returns_this_ranks_block_of_the_sum(dist_env):
 def test_scatter_ways_leave_the_callers_input_as_it_was(dist_env):
     rank, n, device = dist_env.rank, dist_env.world_size, dist_env.device
     calls = GroupCalls(dist_env.group)
-    sizes = [5 * (r + 1) for r in range(n)]
+    # Large enough for gloo's ring reduce, which writes into every rank's buffer.
+    sizes = [4096 * (r + 1) for r in range(n)]
     split = row_split(tuple(sizes), n, rank)
     for name in _ways(uneven_rows.SCATTER_WAYS, dist_env):
         original = rank_input((sum(sizes), *ROW_SHAPE), torch.float32, rank, 3)
@@ -85,10 +86,14 @@ def test_a_list_gathers_in_one_exchange_with_mixed_dtypes(dist_env):
         split = row_split(tuple(sizes), n, rank)
         dtypes = (torch.bfloat16, torch.float32, torch.int64)
         everyone = [[rank_input((s, 4), dtype, r, seed) for dtype in dtypes] for r, s in enumerate(sizes)]
-        gathered = uneven_rows.gather_list_point_to_point([t.to(device) for t in everyone[rank]], split, calls)
+        gathered = uneven_rows.gather_list_point_to_point(
+            [t.to(device) for t in everyone[rank]], split, calls
+        )
         for index, dtype in enumerate(dtypes):
             expected = torch.cat([each[index] for each in everyone])
-            assert_equal(gathered[index], expected, f"rank {rank}: list tensor {index} ({dtype}), sizes {sizes}")
+            assert_equal(
+                gathered[index], expected, f"rank {rank}: list tensor {index} ({dtype}), sizes {sizes}"
+            )
 
 
 @pytest.mark.parametrize(
