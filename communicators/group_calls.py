@@ -14,6 +14,8 @@ collectives), for tensor subclasses with `__torch_function__` (DTensor, FakeTens
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.distributed as dist
 from torch.distributed import distributed_c10d as c10d
@@ -60,6 +62,7 @@ class GroupCalls:
         self._all_gather_options = _blocking(c10d.AllgatherOptions())
         self._reduce_scatter_options = _blocking(c10d.ReduceScatterOptions())
         self._all_reduce_options = _blocking(c10d.AllreduceOptions())
+        self._async_all_gather_options = c10d.AllgatherOptions()
         self._broadcast_options: dict[int, c10d.BroadcastOptions] = {}
         self._reduce_options: dict[int, c10d.ReduceOptions] = {}
 
@@ -146,16 +149,52 @@ class GroupCalls:
         else:
             dist.reduce_scatter(out, blocks, group=self.group)
 
-    def exchange(self, sends: list[tuple[torch.Tensor, int]], recvs: list[tuple[torch.Tensor, int]]) -> None:
-        """Send each (tensor, peer) of `sends` and receive each of `recvs`: on NCCL as one group launch."""
+    def exchange(
+        self,
+        sends: list[tuple[torch.Tensor, int]],
+        recvs: list[tuple[torch.Tensor, int]],
+        meanwhile: Callable[[], object] | None = None,
+    ) -> None:
+        """Send each (tensor, peer) of `sends` and receive each of `recvs`: on NCCL as one group launch.
+
+        `meanwhile` (a local copy, say) runs on the caller's stream while the group runs on NCCL's.
+        """
         device = (sends or recvs)[0][0].device
+
+        def issue() -> list[dist.Work | None]:
+            works = [self.group.send([tensor], peer, 0) for tensor, peer in sends]
+            return works + [self.group.recv([tensor], peer, 0) for tensor, peer in recvs]
+
+        self.in_one_group(device, issue, meanwhile)
+
+    def in_one_group(
+        self,
+        device: torch.device,
+        issue: Callable[[], list[dist.Work | None]],
+        meanwhile: Callable[[], object] | None = None,
+    ) -> None:
+        """The group calls that `issue` makes, as one NCCL group on NCCL's stream; `meanwhile` runs on the
+        caller's stream in the mean time, before that stream waits for the group. Elsewhere (gloo) the
+        calls run one by one, asynchronously, and are waited for after `meanwhile`."""
         coalesced = self._coalesces and device.type != "cpu"
         if coalesced:
             self.group._start_coalescing(device)
-        works = [self.group.send([tensor], peer, 0) for tensor, peer in sends]
-        works += [self.group.recv([tensor], peer, 0) for tensor, peer in recvs]
+        works = issue()
         if coalesced:
             # Inside a group the ops' own works are placeholders; the group's work orders the stream.
             works = [self.group._end_coalescing(device)]
+        if meanwhile is not None:
+            meanwhile()
         for work in works:
             _wait(work)
+
+    def all_gather_async(self, out: torch.Tensor, rows: torch.Tensor) -> dist.Work | None:
+        """`all_gather` on NCCL's stream, for `in_one_group`: the caller waits for the work."""
+        return self._all_gather(out, rows, self._async_all_gather_options)
+
+    def broadcast_async(self, tensor: torch.Tensor, src: int) -> dist.Work | None:
+        """`broadcast` on NCCL's stream, for `in_one_group`: the caller waits for the work."""
+        options = c10d.BroadcastOptions()
+        options.rootRank = src
+        options.rootTensor = 0
+        return self.group.broadcast([tensor], options)

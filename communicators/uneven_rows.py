@@ -30,8 +30,8 @@ import torch
 from communicators.group_calls import GroupCalls
 from communicators.tensor_layout import RowSplit, all_gatherv_padded, new_rows, reduce_scatterv_padded
 
-GatherWay = Callable[[torch.Tensor, RowSplit, GroupCalls], torch.Tensor]
-ScatterWay = Callable[[torch.Tensor, RowSplit, GroupCalls, int], torch.Tensor]
+Way = Callable[[torch.Tensor, RowSplit, GroupCalls], torch.Tensor]
+ListWay = Callable[[list[torch.Tensor], RowSplit, GroupCalls], list[torch.Tensor]]
 
 
 # -- all-gather -----------------------------------------------------------------------------------------
@@ -56,15 +56,17 @@ def gather_sequential(rows: torch.Tensor, split: RowSplit, calls: GroupCalls) ->
 
 
 def gather_point_to_point(rows: torch.Tensor, split: RowSplit, calls: GroupCalls) -> torch.Tensor:
-    """This rank's rows sent to every peer and theirs received into place, all in one NCCL group."""
+    """This rank's rows sent to every peer and theirs received into place, all in one NCCL group; this
+    rank's own block is copied while the group runs."""
     out = new_rows(rows, split.total)
     blocks = out.split(split.sizes)
     rank = split.rank
-    blocks[rank].copy_(rows)
     sends = [(rows, peer) for peer in range(len(blocks)) if peer != rank and split.own]
     recvs = [(block, peer) for peer, block in enumerate(blocks) if peer != rank and block.shape[0]]
     if sends or recvs:
-        calls.exchange(sends, recvs)
+        calls.exchange(sends, recvs, meanwhile=lambda: blocks[rank].copy_(rows))
+    else:
+        blocks[rank].copy_(rows)
     return out
 
 
@@ -90,6 +92,39 @@ def gather_window(rows: torch.Tensor, split: RowSplit, calls: GroupCalls) -> tor
         if rank == longer:
             out[rest].copy_(rows[:offset] if longer == 0 else rows[common:])
         calls.broadcast(out[rest], longer)
+    return out
+
+
+def gather_window_grouped(rows: torch.Tensor, split: RowSplit, calls: GroupCalls) -> torch.Tensor:
+    """`gather_window` as one NCCL group: the equal all-gather and the rest sent point to point together,
+    the longer rank's copy of its own rest made while the group runs."""
+    a, b = split.sizes
+    common = min(a, b)
+    rank = split.rank
+    out = new_rows(rows, split.total)
+    offset = a - common
+    longer = 0 if a > b else 1
+    rest = slice(0, offset) if longer == 0 else slice(a + common, a + b)
+    own_rest = rows[:offset] if longer == 0 else rows[common:]
+
+    def issue() -> list:
+        works = []
+        if common:
+            mine = rows[split.own - common :] if rank == 0 else rows[:common]
+            works.append(calls.all_gather_async(out[offset : offset + 2 * common], mine))
+        if a != b:
+            peer = 1 - rank
+            if rank == longer:
+                works.append(calls.group.send([own_rest], peer, 0))
+            else:
+                works.append(calls.group.recv([out[rest]], peer, 0))
+        return works
+
+    def copy_rest() -> None:
+        if a != b and rank == longer:
+            out[rest].copy_(own_rest)
+
+    calls.in_one_group(rows.device, issue, copy_rest)
     return out
 
 
@@ -177,31 +212,65 @@ def gather_list_point_to_point(
     for rows in tensors:
         out = new_rows(rows, split.total)
         blocks = out.split(split.sizes)
-        blocks[rank].copy_(rows)
         sends += [(rows, peer) for peer in range(len(blocks)) if peer != rank and split.own]
         recvs += [(block, peer) for peer, block in enumerate(blocks) if peer != rank and block.shape[0]]
         outs.append(out)
+
+    def copy_own() -> None:
+        for rows, out in zip(tensors, outs, strict=True):
+            out[split.start : split.start + split.own].copy_(rows)
+
     if sends or recvs:
-        calls.exchange(sends, recvs)
+        calls.exchange(sends, recvs, meanwhile=copy_own)
+    else:
+        copy_own()
     return outs
 
 
-GATHER_WAYS: dict[str, GatherWay] = {
+def gather_list_grouped(
+    tensors: list[torch.Tensor], split: RowSplit, calls: GroupCalls
+) -> list[torch.Tensor]:
+    """Every tensor's broadcasts, one per rank, in one NCCL group: one launch for the whole list."""
+    outs = []
+    for rows in tensors:
+        out = new_rows(rows, split.total)
+        # In place: the root's block must hold its rows before the group starts.
+        out[split.start : split.start + split.own].copy_(rows)
+        outs.append(out)
+
+    def issue() -> list:
+        return [
+            calls.broadcast_async(block, root)
+            for out in outs
+            for root, block in enumerate(out.split(split.sizes))
+            if block.shape[0]
+        ]
+
+    calls.in_one_group(tensors[0].device, issue)
+    return outs
+
+
+GATHER_WAYS: dict[str, Way] = {
     "grouped": gather_grouped,
     "sequential": gather_sequential,
     "point_to_point": gather_point_to_point,
     "window": gather_window,
+    "window_grouped": gather_window_grouped,
     "padded": gather_padded,
 }
-SCATTER_WAYS: dict[str, Callable[[torch.Tensor, RowSplit, GroupCalls], torch.Tensor]] = {
+SCATTER_WAYS: dict[str, Way] = {
     "grouped": scatter_grouped,
     "sequential": scatter_sequential,
     "point_to_point": scatter_point_to_point,
     "window": scatter_window,
     "padded": scatter_padded,
 }
+LIST_GATHER_WAYS: dict[str, ListWay] = {
+    "point_to_point": gather_list_point_to_point,
+    "grouped": gather_list_grouped,
+}
 # Ways that exist only at world size 2.
-TWO_RANKS_ONLY = frozenset({"window"})
+TWO_RANKS_ONLY = frozenset({"window", "window_grouped"})
 
 
 @dataclass(frozen=True)

@@ -79,21 +79,19 @@ def test_scatter_ways_leave_the_callers_input_as_it_was(dist_env):
         assert_equal(given, original, f"rank {rank}: scatter way {name!r} wrote into its input")
 
 
-def test_a_list_gathers_in_one_exchange_with_mixed_dtypes(dist_env):
+def test_every_list_way_gathers_mixed_dtypes_with_one_split(dist_env):
     rank, n, device = dist_env.rank, dist_env.world_size, dist_env.device
     calls = GroupCalls(dist_env.group)
     for seed, sizes in enumerate(_patterns(n)):
         split = row_split(tuple(sizes), n, rank)
         dtypes = (torch.bfloat16, torch.float32, torch.int64)
         everyone = [[rank_input((s, 4), dtype, r, seed) for dtype in dtypes] for r, s in enumerate(sizes)]
-        gathered = uneven_rows.gather_list_point_to_point(
-            [t.to(device) for t in everyone[rank]], split, calls
-        )
-        for index, dtype in enumerate(dtypes):
-            expected = torch.cat([each[index] for each in everyone])
-            assert_equal(
-                gathered[index], expected, f"rank {rank}: list tensor {index} ({dtype}), sizes {sizes}"
-            )
+        for name, way in uneven_rows.LIST_GATHER_WAYS.items():
+            gathered = way([t.to(device) for t in everyone[rank]], split, calls)
+            for index, dtype in enumerate(dtypes):
+                expected = torch.cat([each[index] for each in everyone])
+                case = f"rank {rank}: list way {name!r}, tensor {index} ({dtype}), sizes {sizes}"
+                assert_equal(gathered[index], expected, case)
 
 
 @pytest.mark.parametrize(
