@@ -26,7 +26,8 @@ CPU_SIZES_KIB = (256, 1 << 10, 4 << 10)
 TOKENS = (64, 512, 4096)
 HIDDEN = 4096
 TOPK = 8
-# Ways to leave out (UNEVEN_SKIP=window_grouped,...), e.g. where a probe found one unsupported.
+# Ways to leave out (UNEVEN_SKIP=window_grouped,...), e.g. where a probe found one unsupported;
+# "collectives" leaves out the whole sweep of single collectives (dispatch and combine only).
 SKIPPED = frozenset(filter(None, os.environ.get("UNEVEN_SKIP", "").split(",")))
 
 
@@ -64,7 +65,7 @@ def scatter_calls(comm, full: torch.Tensor, sizes: list[int], ways: list[str]) -
 
 
 def sweep(comm, clock, device, repeats: int) -> None:
-    from communicators.uneven_rows import GATHER_WAYS, TWO_RANKS_ONLY
+    from communicators.uneven_rows import GATHER_WAYS, SCATTER_WAYS, TWO_RANKS_ONLY
     from harness.bench.timing import time_interleaved
 
     rank, n = comm.rank, comm.world_size
@@ -91,7 +92,8 @@ def sweep(comm, clock, device, repeats: int) -> None:
                     expected = torch.full(
                         (sizes[rank],), float(n * (n + 1) // 2), dtype=torch.bfloat16, device=device
                     )
-                    calls = scatter_calls(comm, full, sizes, [] if pattern == "equal" else ways)
+                    scatter_ways = [w for w in ways if w in SCATTER_WAYS]
+                    calls = scatter_calls(comm, full, sizes, [] if pattern == "equal" else scatter_ways)
                 for name, call in calls.items():
                     result = call()
                     assert torch.equal(result, expected), (
@@ -197,7 +199,8 @@ def rank_main(rank: int, world_size: int, device_type: str, store_path: str, rep
     device = join_group(rank, world_size, device_type, store_path)
     clock = DeviceClock(device)
     comm = create_communicator(device)
-    sweep(comm, clock, device, repeats)
+    if "collectives" not in SKIPPED:
+        sweep(comm, clock, device, repeats)
     dispatch_sweep(comm, clock, device, repeats)
     clock.barrier()
 
