@@ -168,6 +168,7 @@ def dispatch_calls(
             un_inputs, split, comm._calls
         ),
         "uneven dispatch (list grouped)": lambda: LIST_GATHER_WAYS["grouped"](un_inputs, split, comm._calls),
+        "uneven dispatch (list padded)": lambda: LIST_GATHER_WAYS["padded"](un_inputs, split, comm._calls),
         "equal combine": lambda: comm.combine(gathered_hidden, equal),
         "uneven combine (communicator)": lambda: comm.combine(gathered_hidden, mild),
     }
@@ -177,8 +178,11 @@ def dispatch_calls(
         )
     calls["equal round trip"] = lambda: comm.combine(comm.dispatch(*eq_inputs, equal)[0], equal)
     calls["uneven round trip (communicator)"] = lambda: comm.combine(comm.dispatch(*un_inputs, mild)[0], mild)
-    calls["uneven round trip (list grouped + grouped)"] = lambda: combine_way(
-        LIST_GATHER_WAYS["grouped"](un_inputs, split, comm._calls)[0], split, comm._calls
+    calls["uneven round trip (list padded + grouped)"] = lambda: combine_way(
+        LIST_GATHER_WAYS["padded"](un_inputs, split, comm._calls)[0], split, comm._calls
+    )
+    calls["uneven round trip (list p2p + grouped)"] = lambda: combine_way(
+        LIST_GATHER_WAYS["point_to_point"](un_inputs, split, comm._calls)[0], split, comm._calls
     )
     for name in (
         "uneven dispatch (communicator)",

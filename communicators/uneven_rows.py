@@ -265,9 +265,35 @@ SCATTER_WAYS: dict[str, Way] = {
     "window": scatter_window,
     "padded": scatter_padded,
 }
+
+
+def gather_list_padded(tensors: list[torch.Tensor], split: RowSplit, calls: GroupCalls) -> list[torch.Tensor]:
+    """Every tensor padded to the longest share, one coalesced equal all-gather (one NCCL launch, as at
+    equal sizes), then each tensor's blocks compacted."""
+    longest = max(split.sizes)
+    padded = []
+    for rows in tensors:
+        if split.own == longest:
+            padded.append(rows)
+            continue
+        # The padding rows are never read: they are cut out below.
+        block = new_rows(rows, longest)
+        block[: split.own].copy_(rows)
+        padded.append(block)
+    gathered = [new_rows(rows, len(split.sizes) * longest) for rows in tensors]
+    calls.all_gather_coalesced(gathered, padded)
+    if min(split.sizes) == longest:
+        return gathered
+    return [
+        torch.cat([out[r * longest : r * longest + size] for r, size in enumerate(split.sizes)])
+        for out in gathered
+    ]
+
+
 LIST_GATHER_WAYS: dict[str, ListWay] = {
     "point_to_point": gather_list_point_to_point,
     "grouped": gather_list_grouped,
+    "padded": gather_list_padded,
 }
 # Ways that exist only at world size 2.
 TWO_RANKS_ONLY = frozenset({"window", "window_grouped"})
