@@ -2,17 +2,42 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.distributed as dist
 
 from communicators.base import DeviceCommunicatorBase
+from communicators.tensor_layout import RowSplit
+from communicators.uneven_rows import GATHER_WAYS, SCATTER_WAYS, UnevenPolicy, gather_list_point_to_point
+
+MIB = 1 << 20
+# Which way an uneven collective takes, by the bytes gathered (or the input's bytes for a reduce-scatter).
+# From benchmarks/bench_gatherv_strategies.py on 2 x H200 (qualification/2026-11-30-h200-x2-uneven/, shares
+# in proportion to rank + 1 and mildly uneven alike): NCCL's grouped broadcasts are the cheapest launch up to
+# 16 MiB; point to point wins at 16 MiB and at 1 GiB (190 GB/s busbw against 106); between, the window (an
+# equal all-gather plus one broadcast of the rest) wins (64 MiB 124-136 GB/s against 99, 256 MiB 141-145
+# against 103). NCCL's grouped reduces were the fastest reduce-scatter at every size. Above two ranks the
+# window does not exist and nothing was measured yet: point to point moves no byte twice.
+NCCL_UNEVEN_POLICY = UnevenPolicy(
+    gather_two_ranks=(
+        (0, "grouped"),
+        (16 * MIB, "point_to_point"),
+        (48 * MIB, "window"),
+        (512 * MIB, "point_to_point"),
+    ),
+    gather_more_ranks=((0, "grouped"), (16 * MIB, "point_to_point")),
+    scatter_two_ranks=((0, "grouped"),),
+    scatter_more_ranks=((0, "grouped"),),
+)
 
 
 class CudaCommunicator(DeviceCommunicatorBase):
-    """NCCL on CUDA; the base's collectives are NCCL's own, uneven lists included."""
+    """NCCL on CUDA: NCCL's own equal collectives; uneven ones by the way `NCCL_UNEVEN_POLICY` picks."""
 
     platform = "cuda"
     process_group_backend = "nccl"
+    uneven_policy: UnevenPolicy = NCCL_UNEVEN_POLICY
 
     def _device_for(self, device: torch.device) -> torch.device:
         device = super()._device_for(device)
@@ -22,3 +47,28 @@ class CudaCommunicator(DeviceCommunicatorBase):
         """Wait until every rank of the group reaches this point (on this rank's GPU)."""
         # Without device_ids NCCL guesses the GPU from the current device and warns when it may be wrong.
         dist.barrier(group=self.group, device_ids=[self.device.index])
+
+    def _all_gatherv_rows(self, rows: torch.Tensor, split: RowSplit) -> torch.Tensor:
+        if split.equal or not self._calls._direct(rows):
+            # Equal sizes: NCCL's all-gather. Tensor subclasses, complex tensors, torch.compile and
+            # coalescing managers: torch.distributed's list form, which knows how to handle them.
+            return super()._all_gatherv_rows(rows, split)
+        way = self.uneven_policy.gather_way(self.world_size, split.total * _row_bytes(rows))
+        return GATHER_WAYS[way](rows, split, self._calls)
+
+    def _reduce_scatterv_rows(self, rows: torch.Tensor, split: RowSplit) -> torch.Tensor:
+        if split.equal or not self._calls._direct(rows):
+            return super()._reduce_scatterv_rows(rows, split)
+        way = self.uneven_policy.scatter_way(self.world_size, split.total * _row_bytes(rows))
+        return SCATTER_WAYS[way](rows, split, self._calls)
+
+    def _gather_row_list(self, rows: list[torch.Tensor], split: RowSplit) -> list[torch.Tensor]:
+        if not split.equal and split.total and len(rows) > 1 and all(self._calls._direct(t) for t in rows):
+            # Uneven MoE dispatch: every tensor's sends in one NCCL group, one launch for the list
+            # (bench_gatherv_strategies.py: 152-157 us against 177 us per tensor at 64-512 tokens).
+            return gather_list_point_to_point(rows, split, self._calls)
+        return super()._gather_row_list(rows, split)
+
+
+def _row_bytes(rows: torch.Tensor) -> int:
+    return math.prod(rows.shape[1:]) * rows.element_size()

@@ -14,7 +14,14 @@ from typing import Any
 from harness.bench.floors import check_floors, load_floors, unchecked_floors
 from harness.bench.options import ALL_OPS, DTYPES, build_options, format_size
 from harness.bench.plot import require_matplotlib, write_plot
-from harness.bench.results import build_document, incorrect_rows, is_collective, write_document
+from harness.bench.results import (
+    build_document,
+    collective_label,
+    incorrect_rows,
+    is_collective,
+    scheme_label,
+    write_document,
+)
 from harness.bench.runner import run_bench
 from harness.bench.table import print_tables
 from harness.errors import EXIT_OK, EXIT_TEST_FAILURES
@@ -112,13 +119,13 @@ def handle(args: argparse.Namespace) -> int:
 def _print_progress(row: dict[str, Any]) -> None:
     if is_collective(row):
         print(
-            f"  {row['op']:<16}{format_size(row['bytes']):>6}  {row['time_us']:>12.1f} us  "
+            f"  {collective_label(row):<27}{format_size(row['bytes']):>6}  {row['time_us']:>12.1f} us  "
             f"busbw {row['busbw_gbps']:>9.3f} GB/s  {'ok' if row['correct'] else 'WRONG'}",
             flush=True,
         )
     elif row.get("op") == "dispatch_combine":
         print(
-            f"  dispatch_combine {row['tokens']:>5} tokens  {row['backend']:<24}"
+            f"  dispatch_combine {row['tokens']:>5} tokens  {scheme_label(row):<38}"
             f"{row['time_us']:>12.0f} us  {'ok' if row['correct'] else 'WRONG'}",
             flush=True,
         )

@@ -1,5 +1,9 @@
 """Inside a rank: MoE all2all dispatch + combine of the communicator's backend against the naive reference.
 
+A third row per token count times the backend at mildly uneven token counts of the same total (shares
+in proportion to 2(n - 1) + rank, max/mean 1.2): `uneven_over_equal` is its best round trip over the equal
+one's.
+
 Each rank holds `tokens` tokens of `hidden` values with top-k router weights and expert ids. A round trip is
 dispatch (every rank's tokens reach every rank), then combine of the dispatched hidden states as the expert
 output (no expert compute: only communication is timed), which returns each rank's own rows summed over
@@ -20,12 +24,13 @@ from typing import Any
 
 import torch
 
-from harness.bench.collectives import ranks_where_false
+from harness.bench.collectives import mild_shares, ranks_where_false
 from harness.bench.naive_reference import naive_combine, naive_dispatch
 from harness.bench.options import BenchOptions
 from harness.bench.timing import DeviceClock, median_and_best, time_interleaved
 
 NAIVE_REFERENCE = "naive_reference"
+UNEVEN_SHARES = "mild"
 # Expert ids index this many experts; the value only shapes the ids tensor's contents.
 NUM_EXPERTS = 64
 
@@ -58,22 +63,33 @@ def _measure(
 ) -> list[dict[str, Any]]:
     rank, n, device = communicator.rank, communicator.world_size, communicator.device
     dtype = getattr(torch, options.dispatch_dtype)
-    sizes = [tokens] * n
-    inputs = token_inputs(tokens, options.hidden, options.topk, rank, dtype, device)
-    every_rank = [token_inputs(tokens, options.hidden, options.topk, r, dtype, device) for r in range(n)]
-    expected_dispatch = [torch.cat([each[i] for each in every_rank]) for i in range(len(inputs))]
-    expected_combine = inputs[0] * n
     backend = communicator.all2all_backend
+    # The backend again at mildly uneven token counts of the same total (max/mean 1.2): MoE batches are
+    # rarely equal across ranks, and the uneven round trip should cost little more than the equal one.
+    uneven = f"{backend} ({UNEVEN_SHARES} shares)"
+    sizes_of = {backend: [tokens] * n, NAIVE_REFERENCE: [tokens] * n, uneven: mild_shares(tokens * n, n)}
+    inputs_of, expected_of = {}, {}
+    for scheme, sizes in sizes_of.items():
+        every_rank = [
+            token_inputs(s, options.hidden, options.topk, r, dtype, device) for r, s in enumerate(sizes)
+        ]
+        inputs_of[scheme] = every_rank[rank]
+        expected_dispatch = [
+            torch.cat([each[i] for each in every_rank]) for i in range(len(every_rank[rank]))
+        ]
+        # Combine of the dispatched hidden states: every rank contributes the same rows, so n times its own.
+        expected_of[scheme] = [*expected_dispatch, every_rank[rank][0] * n]
 
     def dispatch(scheme: str) -> list[torch.Tensor]:
+        inputs, sizes = inputs_of[scheme], sizes_of[scheme]
         if scheme == NAIVE_REFERENCE:
             return naive_dispatch(inputs, sizes, rank)
         return list(communicator.dispatch(*inputs, sizes))[: len(inputs)]
 
     def combine(scheme: str, hidden_states: torch.Tensor) -> torch.Tensor:
         if scheme == NAIVE_REFERENCE:
-            return naive_combine(hidden_states, sizes, rank)
-        return communicator.combine(hidden_states, sizes)
+            return naive_combine(hidden_states, sizes_of[scheme], rank)
+        return communicator.combine(hidden_states, sizes_of[scheme])
 
     def round_trip(scheme: str) -> Callable[[], object]:
         return lambda: combine(scheme, dispatch(scheme)[0])
@@ -88,28 +104,27 @@ def _measure(
         return steps
 
     outputs = {}
-    for scheme in (backend, NAIVE_REFERENCE):
+    for scheme in sizes_of:
         dispatched = dispatch(scheme)
         # The naive combine reduces in place: keep the dispatched tensors intact for the comparison below.
         outputs[scheme] = [*dispatched, combine(scheme, dispatched[0].clone())]
-    expected = [*expected_dispatch, expected_combine]
     correct = {
-        scheme: all(torch.equal(a, b) for a, b in zip(outputs[scheme], expected, strict=True))
+        scheme: all(torch.equal(a, b) for a, b in zip(outputs[scheme], expected_of[scheme], strict=True))
         for scheme in outputs
     }
-    gathered_bytes = sum(t.numel() * t.element_size() for t in expected_dispatch)
+    gathered_bytes = sum(t.numel() * t.element_size() for t in expected_of[backend][:-1])
     iters = options.iterations_for(gathered_bytes)
-    (agrs_s, naive_s), (agrs_best_s, naive_best_s) = median_and_best(
+    (agrs_s, naive_s, uneven_s), (agrs_best_s, naive_best_s, uneven_best_s) = median_and_best(
         clock,
-        [round_trip(backend), round_trip(NAIVE_REFERENCE)],
+        [round_trip(backend), round_trip(NAIVE_REFERENCE), round_trip(uneven)],
         warmup=options.warmup,
         iters=iters,
         repeats=options.repeats,
     )
     # Warm already: the split pass needs no warmup of its own.
-    agrs_phases, naive_phases = time_interleaved(
+    agrs_phases, naive_phases, uneven_phases = time_interleaved(
         clock,
-        [phases(backend), phases(NAIVE_REFERENCE)],
+        [phases(backend), phases(NAIVE_REFERENCE), phases(uneven)],
         warmup=0,
         iters=iters,
         repeats=options.repeats,
@@ -130,12 +145,13 @@ def _measure(
     timed = (
         (backend, agrs_s, agrs_best_s, agrs_phases),
         (NAIVE_REFERENCE, naive_s, naive_best_s, naive_phases),
+        (uneven, uneven_s, uneven_best_s, uneven_phases),
     )
     for scheme, round_trip_s, best_s, (dispatch_s, combine_s) in timed:
         incorrect = ranks_where_false(correct[scheme], communicator)
         row = {
             **common,
-            "backend": scheme,
+            "backend": backend if scheme == uneven else scheme,
             "time_us": round_trip_s * 1e6,
             "time_best_us": best_s * 1e6,
             "dispatch_us": dispatch_s * 1e6,
@@ -143,7 +159,13 @@ def _measure(
             "correct": not incorrect,
             "incorrect_ranks": incorrect,
         }
-        if scheme != NAIVE_REFERENCE:
+        if scheme == uneven:
+            row["shares"] = UNEVEN_SHARES
+            row["sizes"] = sizes_of[uneven]
+            # Best repeats, as the speedup: the uneven round trip's cost over the equal one's.
+            row["uneven_over_equal"] = uneven_best_s / agrs_best_s if agrs_best_s > 0 else 0.0
+            row["uneven_over_equal_median"] = uneven_s / agrs_s if agrs_s > 0 else 0.0
+        elif scheme != NAIVE_REFERENCE:
             # Judged, like the overhead rows, on each scheme's best repeat: a burst of load on a shared
             # machine only ever adds time, and on 2 cores one such burst put a median ratio at 0.71x where
             # the runs around it measured 1.5-2.4x. The ratio of the medians is kept beside it.

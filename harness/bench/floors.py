@@ -2,7 +2,8 @@
 
 A floors file (qualification/floors.yaml) lists entries, each for one device, world size(s) and op, with
 one bound:
-- `busbw_gbps: X`: every row of that collective at `min_bytes` or more reaches X GB/s bus bandwidth;
+- `busbw_gbps: X`: every row of that collective at `min_bytes` or more reaches X GB/s bus bandwidth
+  (`shares: rank+1` or `shares: mild` narrows an uneven collective's floor to one share pattern);
 - `speedup_vs_naive: X` (op dispatch_combine): the backend's round trip is X times as fast as the naive
   reference's, or faster, at `min_tokens` tokens per rank or more, each timed by its best repeat;
 - `max_overhead_pct: X` (op overhead, with `collective`): the communicator is at most X % slower than raw
@@ -29,7 +30,18 @@ _BOUND_OF_OP = {
     DISPATCH_COMBINE: "speedup_vs_naive",
     OVERHEAD: "max_overhead_pct",
 }
-_KEYS = ("device", "world_size", "op", "collective", "dtype", "min_bytes", "min_tokens", *BOUNDS, "note")
+_KEYS = (
+    "device",
+    "world_size",
+    "op",
+    "collective",
+    "dtype",
+    "shares",
+    "min_bytes",
+    "min_tokens",
+    *BOUNDS,
+    "note",
+)
 
 
 @dataclass(frozen=True)
@@ -45,11 +57,13 @@ class Floor:
     min_tokens: int = 0
     collective: str | None = None
     dtype: str | None = None
+    shares: str | None = None  # an uneven collective's share pattern (the row's "shares"); None: any
     source: str = ""  # "qualification/floors.yaml:12"
 
     def describe(self) -> str:
         """'cuda ws4 all_reduce >= 256M: busbw_gbps >= 280'."""
         what = self.op if self.collective is None else f"{self.op} of {self.collective}"
+        what += f" ({self.shares} shares)" if self.shares else ""
         scope = f" >= {format_size(self.min_bytes)}" if self.min_bytes else ""
         scope += f" >= {self.min_tokens} tokens" if self.min_tokens else ""
         relation = ">=" if BOUNDS[self.bound] == "min" else "<="
@@ -63,6 +77,8 @@ class Floor:
         if self.collective is not None and row.get("collective") != self.collective:
             return False
         if self.dtype is not None and row.get("dtype") != self.dtype:
+            return False
+        if self.shares is not None and row.get("shares") != self.shares:
             return False
         if row.get("bytes", 0) < self.min_bytes or row.get("tokens", 0) < self.min_tokens:
             return False
@@ -81,6 +97,7 @@ class FloorViolation:
         """What missed which floor, by how much, and where the floor is written."""
         row = self.row
         what = row["op"] if self.floor.collective is None else f"{row['op']} of {row['collective']}"
+        what += f" ({row['shares']} shares)" if row.get("shares") else ""
         at = f"{format_size(row['bytes'])}" if "bytes" in row else f"{row.get('tokens')} tokens"
         relation = "<" if BOUNDS[self.floor.bound] == "min" else ">"
         return (
@@ -217,6 +234,7 @@ def _parse_entry(entry: Any, at: list[str | int], problem: Callable[..., None], 
         min_tokens=min_tokens,
         collective=collective,
         dtype=entry.get("dtype"),
+        shares=entry.get("shares"),
         source=source,
     )
 

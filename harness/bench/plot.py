@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.bench.options import DISPATCH_COMBINE, format_size
-from harness.bench.results import is_collective
+from harness.bench.results import collective_label, is_collective, scheme_label
 from harness.errors import ConfigurationError
 
 
@@ -33,9 +33,9 @@ def write_plot(path: str | Path, rows: list[dict[str, Any]], title: str) -> None
     panels = 1 + bool(dispatch_rows)
     figure, axes = plt.subplots(1, panels, figsize=(7 * panels, 5), squeeze=False)
     busbw = axes[0][0]
-    for op in dict.fromkeys(r["op"] for r in collective_rows):
-        points = sorted((r["bytes"], r["busbw_gbps"]) for r in collective_rows if r["op"] == op)
-        impl = next(r["impl"] for r in collective_rows if r["op"] == op)
+    for op in dict.fromkeys(collective_label(r) for r in collective_rows):
+        points = sorted((r["bytes"], r["busbw_gbps"]) for r in collective_rows if collective_label(r) == op)
+        impl = next(r["impl"] for r in collective_rows if collective_label(r) == op)
         label = op if impl == "communicator" else f"{op} ({impl})"
         busbw.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
     busbw.set_xscale("log", base=2)
@@ -62,10 +62,10 @@ def write_plot(path: str | Path, rows: list[dict[str, Any]], title: str) -> None
 
 def _plot_dispatch(axis: Any, rows: list[dict[str, Any]]) -> None:
     tokens = sorted({r["tokens"] for r in rows})
-    backends = list(dict.fromkeys(r["backend"] for r in rows))
+    backends = list(dict.fromkeys(scheme_label(r) for r in rows))
     width = 0.8 / len(backends)
     for index, backend in enumerate(backends):
-        times = {r["tokens"]: r["time_us"] / 1e3 for r in rows if r["backend"] == backend}
+        times = {r["tokens"]: r["time_us"] / 1e3 for r in rows if scheme_label(r) == backend}
         xs = [t + (index - (len(backends) - 1) / 2) * width for t in range(len(tokens))]
         axis.bar(xs, [times.get(t, 0.0) for t in tokens], width=width, label=backend)
     for position, count in enumerate(tokens):

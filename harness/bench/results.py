@@ -4,12 +4,15 @@ Row kinds, told apart by "op":
 - a collective (all_reduce, ... reduce_scatterv): {"op", "impl", "bytes", "time_us", "algbw_gbps",
   "busbw_gbps", "correct", ...}; "impl" is "communicator", or "torch.distributed" where the communicator
   lacks the collective or for the baseline twin ("baseline": true) that overhead rows compare against;
+  the uneven ones (all_gatherv, reduce_scatterv) add "shares" (the pattern: "rank+1" or "mild"),
+  "share_counts" (elements per rank) and "max_over_mean" (their best busbw is the even one's / that);
 - "overhead": {"collective", "bytes", "communicator_us", "torch_us" (medians), "communicator_best_us",
   "torch_best_us" (best repeats), "overhead_pct" (from the best repeats), "overhead_median_pct"};
 - "dispatch_combine": {"tokens", "hidden", "backend" ("allgather_reducescatter" | "naive_reference"),
   "time_us" (median), "time_best_us", "dispatch_us", "combine_us", "correct"}; the backend's row adds
   "speedup_vs_naive" (from "time_best_us": best repeats of round trips back to back) and
-  "speedup_vs_naive_median" (from "time_us").
+  "speedup_vs_naive_median" (from "time_us"). The backend's third row, at mildly uneven token counts of
+  the same total, adds "shares", "sizes" and "uneven_over_equal" (its best round trip over the equal one's).
   "dispatch_us" and "combine_us" come from a separate pass with a device synchronize after each phase, so
   on accelerators they add up to more than "time_us".
 """
@@ -40,6 +43,9 @@ ROW_SCHEMAS: dict[str, dict[str, Any]] = {
             "busbw_gbps": _NUMBER,
             "correct": {"type": "boolean"},
             "incorrect_ranks": {"type": "array", "items": {"type": "integer"}},
+            "shares": {"type": "string"},
+            "share_counts": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+            "max_over_mean": {"type": "number", "minimum": 1},
             **_COMMON,
         },
     },
@@ -73,6 +79,10 @@ ROW_SCHEMAS: dict[str, dict[str, Any]] = {
             "combine_us": _NUMBER,
             "speedup_vs_naive": _NUMBER,
             "speedup_vs_naive_median": _NUMBER,
+            "shares": {"type": "string"},
+            "sizes": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+            "uneven_over_equal": _NUMBER,
+            "uneven_over_equal_median": _NUMBER,
             "correct": {"type": "boolean"},
             **_COMMON,
         },
@@ -114,6 +124,18 @@ def write_document(path: str | Path, document: dict[str, Any]) -> None:
     path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
 
 
+def collective_label(row: dict[str, Any]) -> str:
+    """The op, with an uneven collective's share pattern and max/mean: 'all_gatherv (mild 1.20)'."""
+    if not row.get("shares"):
+        return row["op"]
+    return f"{row['op']} ({row['shares']} {row.get('max_over_mean', 0):.2f})"
+
+
+def scheme_label(row: dict[str, Any]) -> str:
+    """A dispatch_combine row's backend, with its share pattern where the token counts are uneven."""
+    return f"{row['backend']} ({row['shares']} shares)" if row.get("shares") else row["backend"]
+
+
 def is_collective(row: dict[str, Any]) -> bool:
     """A collective's own row (not its torch.distributed baseline twin)."""
     return row.get("op") in COLLECTIVES and not row.get("baseline")
@@ -126,6 +148,7 @@ def incorrect_rows(rows: list[dict[str, Any]]) -> list[str]:
         if row.get("correct", True):
             continue
         at = format_size(row["bytes"]) if "bytes" in row else f"{row['tokens']} tokens ({row['backend']})"
+        at += f", {row['shares']} shares" if row.get("shares") else ""
         ranks = ", ".join(str(rank) for rank in row.get("incorrect_ranks", [])) or "?"
         lines.append(f"{row['op']} at {at}: wrong result on rank(s) {ranks}")
     return lines

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.bench.options import DISPATCH_COMBINE, format_size
-from harness.bench.results import is_collective
+from harness.bench.results import collective_label, is_collective, scheme_label
 
 Table = tuple[str, list[str], list[list[str]]]  # title, headers, rows of cells
 
@@ -18,7 +18,7 @@ def bench_tables(rows: list[dict[str, Any]], title: str) -> list[Table]:
     """The tables that have rows, as plain data."""
     collectives = [
         [
-            r["op"],
+            collective_label(r),
             r["impl"],
             format_size(r["bytes"]),
             f"{r['time_us']:.1f}",
@@ -46,11 +46,12 @@ def bench_tables(rows: list[dict[str, Any]], title: str) -> list[Table]:
             str(r["tokens"]),
             str(r["hidden"]),
             r["dtype"],
-            r["backend"],
+            scheme_label(r),
             f"{r['dispatch_us']:.0f}",
             f"{r['combine_us']:.0f}",
             f"{r['time_us']:.0f}",
             f"{r['speedup_vs_naive']:.2f}x" if "speedup_vs_naive" in r else "",
+            f"{r['uneven_over_equal']:.2f}x" if "uneven_over_equal" in r else "",
             _check(r),
         ]
         for r in rows
@@ -59,7 +60,7 @@ def bench_tables(rows: list[dict[str, Any]], title: str) -> list[Table]:
     tables: list[Table] = [
         (
             f"{title}: collectives",
-            ["op", "impl", "size", "time us", "algbw GB/s", "busbw GB/s", "check"],
+            ["op (shares max/mean)", "impl", "size", "time us", "algbw GB/s", "busbw GB/s", "check"],
             collectives,
         ),
         (
@@ -78,6 +79,7 @@ def bench_tables(rows: list[dict[str, Any]], title: str) -> list[Table]:
                 "combine us (synced)",
                 "round trip us",
                 "naive/backend (best)",
+                "uneven/equal (best)",
                 "check",
             ],
             dispatch,
