@@ -161,3 +161,18 @@ def test_a_floors_file_needs_a_version_and_a_list(tmp_path: Path) -> None:
 def test_the_committed_floors_file_is_valid() -> None:
     floors = load_floors(Path(__file__).resolve().parents[2] / "qualification" / "floors.yaml")
     assert {floor.device for floor in floors} >= {"cpu", "cuda"}
+
+
+def test_a_floor_with_shares_bounds_only_rows_of_that_share_pattern(tmp_path: Path) -> None:
+    path = tmp_path / "floors.yaml"
+    path.write_text(
+        "version: 1\nfloors:\n"
+        "  - {device: cuda, world_size: 4, op: all_gatherv, shares: mild, min_bytes: 64M, busbw_gbps: 150}\n"
+    )
+    floors = load_floors(path)
+    mild = collective("all_gatherv", 1 << 30, 120.0, shares="mild", max_over_mean=1.2)
+    linear = collective("all_gatherv", 1 << 30, 100.0, shares="rank+1", max_over_mean=1.6)
+    (violation,) = check_floors([mild, linear], floors, "cuda", 4)
+    assert violation.row is mild
+    assert "all_gatherv (mild shares) at 1G" in violation.message()
+    assert check_floors([linear], floors, "cuda", 4) == []
