@@ -18,10 +18,13 @@ def _status_field(name: str) -> str:
 
 
 def _pids_max() -> str:
-    try:
-        return Path("/sys/fs/cgroup/pids.max").read_text().strip()
-    except OSError:
-        return ""
+    # cgroup v2 puts the limit at the root of the container's hierarchy, v1 under its pids controller.
+    for path in ("/sys/fs/cgroup/pids.max", "/sys/fs/cgroup/pids/pids.max"):
+        try:
+            return Path(path).read_text().strip()
+        except OSError:
+            continue
+    return ""
 
 
 def test_record_the_container(record_property):
