@@ -19,7 +19,7 @@ from rich.table import Table
 
 from harness.model import CellResult
 from harness.plan import PlannedCell
-from harness.report import STATUS_STYLE
+from harness.results.render import STATUS_STYLE
 
 
 @dataclass

@@ -9,7 +9,6 @@ leaves a document with an "error" instead of rows, so the record says why a figu
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -212,17 +211,14 @@ def bench_markdown(
 def run_bench_for_qualification(
     device: str, world_size: int, out_dir: Path, *, quick: bool, fingerprint: dict[str, Any]
 ) -> Path:
-    """Run `harness bench` for one device and world size into out_dir; a failure leaves an error document."""
-    from harness.bench.command import add_arguments, handle
+    """Run the bench for one device and world size into out_dir; a failure leaves an error document."""
+    from harness.bench.command import bench
+    from harness.bench.options import build_options
 
     path = out_dir / bench_document_name(device, world_size)
     path.unlink(missing_ok=True)
-    parser = argparse.ArgumentParser(prog="harness bench")
-    add_arguments(parser)
-    argv = ["--device", device, "--world-size", str(world_size), "--json", str(path)]
-    args = parser.parse_args(argv + (["--quick"] if quick else []))
     try:
-        handle(args)
+        bench(build_options(device=device, world_size=world_size, quick=quick), json_path=path)
     except HarnessError as error:
         settings = {"device": device, "world_size": world_size, "quick": quick}
         write_document(

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.executors.results import write_completion_record
 from harness.model import CellResult, Executor, ProgressCallback
 from harness.plan import PlannedCell
+from harness.results.cell_dir import write_completion_record
 
 CellCallback = Callable[[PlannedCell], None]
 ResultCallback = Callable[[CellResult], None]

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.bench.floors import check_floors, load_floors, unchecked_floors
-from harness.bench.options import ALL_OPS, DTYPES, build_options, format_size
+from harness.bench.floors import Floor, check_floors, load_floors, unchecked_floors
+from harness.bench.options import ALL_OPS, DTYPES, BenchOptions, build_options, format_size
 from harness.bench.plot import require_matplotlib, write_plot
 from harness.bench.results import (
     build_document,
@@ -84,29 +85,48 @@ def handle(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
     )
     floors = load_floors(args.floors) if args.floors else []
-    if args.plot:
+    return bench(
+        options,
+        floors=floors,
+        json_path=Path(args.json) if args.json else None,
+        plot_path=Path(args.plot) if args.plot else None,
+    )
+
+
+def bench(
+    options: BenchOptions,
+    *,
+    floors: Sequence[Floor] = (),
+    json_path: Path | None = None,
+    plot_path: Path | None = None,
+) -> int:
+    """Run the bench (`harness bench`, `harness qualify`); 0 when every row is correct and above its floors.
+
+    The output paths are checked before anything runs: a path that cannot be written must not cost the
+    measurements.
+    """
+    if plot_path is not None:
         require_matplotlib()
-    # Before the bench: a path that cannot be written must not cost the measurements.
-    check_output_file(Path(args.json) if args.json else None, "--json")
-    check_output_file(Path(args.plot) if args.plot else None, "--plot")
+    check_output_file(json_path, "--json")
+    check_output_file(plot_path, "--plot")
     title = f"{options.device} ({options.backend}) world size {options.world_size}"
     ops = ", ".join(options.ops)
     print(f"harness bench: {title}, {options.dtype}, {len(options.sizes)} sizes, ops {ops}", flush=True)
     rows = run_bench(options, on_row=_print_progress)
     print_tables(rows, title)
     _print_speedups(rows)
-    if args.json:
-        write_document(args.json, build_document(rows, options, _environment()))
-        print(f"wrote {args.json}")
-    if args.plot:
-        write_plot(args.plot, rows, f"comm-harness bench: {title}")
-        print(f"wrote {args.plot}")
+    if json_path is not None:
+        write_document(json_path, build_document(rows, options, _environment()))
+        print(f"wrote {json_path}")
+    if plot_path is not None:
+        write_plot(plot_path, rows, f"comm-harness bench: {title}")
+        print(f"wrote {plot_path}")
     failures = [f"WRONG: {line}" for line in incorrect_rows(rows)]
     failures += [
         f"FLOOR: {violation.message()}"
-        for violation in check_floors(rows, floors, options.device, options.world_size)
+        for violation in check_floors(rows, list(floors), options.device, options.world_size)
     ]
-    for floor in unchecked_floors(rows, floors, options.device, options.world_size):
+    for floor in unchecked_floors(rows, list(floors), options.device, options.world_size):
         print(f"note: no row was measured for floor {floor.describe()} ({floor.source}); not checked")
     for line in failures:
         print(line, file=sys.stderr)

@@ -7,7 +7,8 @@ import json
 
 from rich.table import Table
 
-from harness.commands import add_matrix_arguments, make_console, plan_matrix
+from harness.commands import add_matrix_arguments, make_console, resolve_matrix_path
+from harness.runs import plan_matrix
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,9 +21,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     """Print the plan; exit 0 (configuration errors exit 2 through HarnessError)."""
-    matrix, _, host, planned, docker = plan_matrix(args)
-    if docker is not None:
-        docker.close()
+    plan = plan_matrix(
+        resolve_matrix_path(args.matrix), args.cell, executor=args.executor, offline=args.offline
+    )
+    plan.close()
+    matrix, host, planned = plan.matrix, plan.host, plan.planned
     console = make_console()
     if args.json:
         document = {

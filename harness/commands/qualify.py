@@ -12,13 +12,16 @@ from pathlib import Path
 
 from harness.bench.floors import applicable, load_floors
 from harness.commands import add_matrix_arguments, make_console, positive_int, resolve_matrix_path
-from harness.commands import run as run_command
 from harness.errors import EXIT_INTERRUPTED, ConfigurationError
 from harness.matrix import load_matrix
-from harness.merge import merge_results, missing_required, render_markdown, report_json
 from harness.output_paths import check_output_dir
 from harness.qualify import run_bench_for_qualification
-from harness.report import load_summary
+from harness.results.merge import merge_results
+from harness.results.render import render_markdown
+from harness.results.report import missing_required, report_json
+from harness.results.summary import load_summary
+from harness.run_guardian import RunGuard
+from harness.runs import plan_matrix, run_plan
 
 QUALIFICATION_JSON = "qualification.json"
 QUALIFICATION_MD = "qualification.md"
@@ -64,10 +67,16 @@ def handle(args: argparse.Namespace) -> int:
     check_output_dir(args.out, "--out")
     for stale in args.out.glob("bench-*.json"):
         stale.unlink()
-    run_args = argparse.Namespace(**vars(args))
-    run_args.matrix, run_args.cell, run_args.strict = str(matrix.path), [c.id for c in required], True
-    if run_command.handle(run_args) == EXIT_INTERRUPTED:
-        return EXIT_INTERRUPTED
+    with RunGuard(args.out) as guard:
+        plan = plan_matrix(
+            matrix.path,
+            [cell.id for cell in required],
+            executor=args.executor,
+            offline=args.offline,
+            run_id=guard.run_id,
+        )
+        if run_plan(plan, args.out, guard, jobs=args.jobs, strict=True) == EXIT_INTERRUPTED:
+            return EXIT_INTERRUPTED
     console = make_console()
     if bench:
         ran = [cell for cell in load_summary(args.out)["cells"] if cell["executor"]]

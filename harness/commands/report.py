@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from harness.bench.floors import load_floors
@@ -12,18 +11,19 @@ from harness.commands import make_console
 from harness.errors import EXIT_STRICT, ConfigurationError
 from harness.github import in_github_actions
 from harness.matrix import load_matrix
-from harness.merge import (
-    MARKDOWN_LIMIT_BYTES,
-    MergedReport,
-    annotations,
-    merge_results,
-    missing_required,
-    render_markdown,
-    report_json,
-)
 from harness.model import Cell
 from harness.output_paths import check_output_file
-from harness.report import merged_junit, render_table
+from harness.results.files import write_new
+from harness.results.junit import merged_junit, write_junit
+from harness.results.merge import merge_results
+from harness.results.render import (
+    MARKDOWN_LIMIT_BYTES,
+    annotations,
+    failure_line,
+    render_markdown,
+    render_table,
+)
+from harness.results.report import ResultsReport, missing_required, report_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -93,38 +93,27 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def write_outputs(
-    report: MergedReport, *, markdown: Path | None, junit: Path | None, json_path: Path | None, limit: int
+    report: ResultsReport, *, markdown: Path | None, junit: Path | None, json_path: Path | None, limit: int
 ) -> None:
-    """Write the Markdown, JUnit and JSON files that were asked for (their directories are created)."""
+    """Write the Markdown, JUnit and JSON files that were asked for (their paths were checked first)."""
     if markdown is not None:
-        _parent(markdown).write_text(render_markdown(report, limit), encoding="utf-8")
+        write_new(markdown, render_markdown(report, limit).encode("utf-8"))
     if junit is not None:
-        # Cells' results_dir are absolute in a merged report, so the root here is never used.
-        tree = ET.ElementTree(merged_junit(report.summary, Path("/")))
-        ET.indent(tree)
-        tree.write(_parent(junit), encoding="utf-8", xml_declaration=True)
+        # Cells' results_dir are absolute in a merged report, so the base here is never used.
+        write_junit(merged_junit(report.cells, Path("/")), junit)
     if json_path is not None:
-        document = report_json(report, _parent(json_path).resolve().parent)
-        json_path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        document = report_json(report, json_path.resolve().parent)
+        write_new(json_path, (json.dumps(document, indent=2) + "\n").encode("utf-8"))
 
 
-def _parent(path: Path) -> Path:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ConfigurationError(f"{path}: cannot create its directory: {error.strerror}") from None
-    return path
-
-
-def print_report(report: MergedReport) -> None:
+def print_report(report: ResultsReport) -> None:
     """The table and one line per failure on stdout; GitHub annotations too when run in Actions."""
     console = make_console()
-    console.print(render_table(report.summary))
-    for note in report.summary["notes"]:
+    console.print(render_table(report))
+    for note in report.summary.get("notes") or []:
         console.print(f"note: {note}", markup=False)
     for failure in report.failures:
-        ranks = f" [{failure.rank_text()}]" if failure.ranks else ""
-        console.print(f"FAILED {failure.cell} {failure.test}{ranks}: {failure.summary}", markup=False)
+        console.print(failure_line(failure), markup=False)
     for outcome in report.bench:
         for line in [outcome.error, *outcome.incorrect, *(v.message() for v in outcome.violations)]:
             if line:

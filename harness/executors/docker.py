@@ -25,12 +25,12 @@ from typing import Any
 
 from harness.errors import ConfigurationError, DockerUnavailableError, HarnessError
 from harness.executors.progress_tail import ProgressTail
-from harness.executors.results import collect_cell_result, prepare_cell_dir
 from harness.executors.running import RunningCells
 from harness.images import build_command, build_image, find_image, recipe_for
 from harness.model import Cell, CellResult, CellStatus, ProgressCallback
 from harness.probe import find_intel_render_nodes
 from harness.results.bounded_log import BoundedLog
+from harness.results.cell_dir import collect_cell_result, prepare_cell_dir
 from harness.results.files import LOG_TXT, PROGRESS_JSONL, harvest_work_dir
 from harness.run_guardian import CONTAINER_RUN_LABEL, RUN_ID_ENV
 
@@ -290,7 +290,10 @@ class DockerExecutor:
         self._lock = threading.Lock()
         self._build_locks: dict[str, threading.Lock] = {}
         self._build_failures: dict[str, str] = {}
-        self.removed_stale = remove_stale_containers(self._client)
+
+    def remove_stale_containers(self) -> list[str]:
+        """Remove containers dead harnesses on this host left (when a run starts, never when planning)."""
+        return remove_stale_containers(self._client)
 
     @staticmethod
     def engine_status() -> tuple[bool, str]:

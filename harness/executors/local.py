@@ -20,10 +20,10 @@ from typing import IO
 import psutil
 
 from harness.executors.progress_tail import ProgressTail
-from harness.executors.results import collect_cell_result, prepare_cell_dir
 from harness.executors.running import RunningCells
 from harness.model import Cell, CellResult, ProgressCallback
 from harness.results.bounded_log import BoundedLog
+from harness.results.cell_dir import collect_cell_result, prepare_cell_dir
 from harness.results.files import CELL_JSON, LOG_TXT, PROGRESS_JSONL, harvest_work_dir
 from harness.run_guardian import RUN_ID_ENV
 

@@ -219,12 +219,10 @@ def test_image_build_failure_makes_the_cell_an_error(executor: DockerExecutor, t
 
 @pytest.mark.parametrize("offline", [False, True])
 def test_run_offline_builds_missing_images_without_a_registry(docker_client: Any, offline: bool) -> None:
-    from harness.cli import build_parser
-    from harness.commands import plan_matrix
+    from harness.runs import plan_matrix
 
-    argv = ["run", str(Path(__file__).resolve().parents[2] / "matrix.yaml"), "--executor", "docker"]
-    args = build_parser().parse_args(argv + (["--offline"] if offline else []))
-    _, _, _, _, docker = plan_matrix(args)
+    matrix = Path(__file__).resolve().parents[2] / "matrix.yaml"
+    docker = plan_matrix(matrix, executor="docker", offline=offline).docker
     try:
         assert isinstance(docker, DockerExecutor) and docker.offline is offline
     finally:

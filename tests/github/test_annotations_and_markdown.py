@@ -6,10 +6,12 @@ import xml.etree.ElementTree as ET
 
 from github_runs import run_harness
 
-from harness.executors.results import write_cell_json
+from harness import model
 from harness.github import ANNOTATIONS_PER_KIND, annotation, capped_annotations
-from harness.merge import MARKDOWN_LIMIT_BYTES, merge_results, render_markdown
-from harness.model import Cell
+from harness.model import Cell, CellResult
+from harness.results.cell_dir import write_cell_json, write_completion_record
+from harness.results.merge import merge_results
+from harness.results.render import MARKDOWN_LIMIT_BYTES, render_markdown
 
 
 def test_annotation_escapes_data_and_properties():
@@ -37,19 +39,21 @@ def write_failed_cell(directory, failures: int, lines_each: int, line_chars: int
         body = "\n".join(f"frame {n}: " + "x" * line_chars for n in range(lines_each))
         text = f"ranks 0, 3 of 4 failed: boom ```\n{body}\ntests/test_big.py:{index + 1}: AssertionError"
         ET.SubElement(case, "failure", message=text.splitlines()[0]).text = text
-    ET.ElementTree(ET.Element("testsuites")).getroot().append(suite)
     ET.ElementTree(suite).write(directory / "junit.xml", encoding="utf-8", xml_declaration=True)
+    counts = model.TestCounts(failed=failures)
+    write_completion_record(CellResult.of_cell(cell, "failed", "failures", counts=counts), directory)
 
 
 def test_markdown_stays_under_githubs_limit_and_says_what_it_left_out(tmp_path):
-    write_failed_cell(tmp_path / "cell", failures=2000, lines_each=40, line_chars=2000)  # ~160 MB of text
+    # ~48 MB of text: under the 64 MiB the harness reads of a junit.xml, far over GitHub's 1 MiB.
+    write_failed_cell(tmp_path / "cell", failures=2000, lines_each=40, line_chars=600)
     report = merge_results([tmp_path / "cell"])
     assert len(report.failures) == 2000 and report.failures[0].ranks == [0, 3]
     text = render_markdown(report)
     assert len(text.encode("utf-8")) <= MARKDOWN_LIMIT_BYTES < 1 << 20
     assert "more failure(s) not shown: the step summary is limited to 1 MiB" in text
     assert "… 29 more lines: see junit.xml of cuda-nccl-ws4" in text  # 12 of 41 lines shown
-    assert "x" * 2000 not in text  # long lines clipped
+    assert "x" * 600 not in text  # long lines clipped
     # A traceback holding ``` cannot close its code block early.
     assert "\n````\nranks 0, 3 of 4 failed: boom ```" in text
 

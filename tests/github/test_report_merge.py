@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 
 from github_runs import run_harness
 
-from harness.merge import node_id_of
+from harness.results.junit import node_id_of
 
 
 def report(two_runs, *args: str, **env: str):
@@ -41,7 +41,7 @@ def test_two_run_directories_merge_into_one_summary(two_runs):
     assert summary["exit_code"] == 1
 
     markdown = (merged / "summary.md").read_text()
-    assert "| cpu | ✅ 2/2" in markdown and "❌ 1/2" in markdown
+    assert "| cpu | ✅ passed 2/2" in markdown and "❌ failed 1/2" in markdown
     assert "### cpu-gloo-ws2 · `tests/test_tiny.py::test_fails_on_rank_one` · rank 1 of 2" in markdown
     assert "rank 1 disagrees: 50% <off>, a,b: c" in markdown
     assert "| cpu-gloo-ws1 | " in markdown.split("## Environments")[1]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.executors.results import collect_cell_result, prepare_cell_dir
 from harness.model import Cell
 from harness.results.bounded_log import BoundedLog
+from harness.results.cell_dir import collect_cell_result, prepare_cell_dir
 from harness.results.files import UnsafeResultFile, harvest_work_dir, read_regular
 
 JUNIT = (

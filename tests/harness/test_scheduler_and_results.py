@@ -7,11 +7,15 @@ import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from harness.executors.results import collect_cell_result, read_junit_counts
 from harness.model import Cell, CellResult
 from harness.model import TestCounts as Counts  # an alias, or pytest would try to collect it
 from harness.plan import PlannedCell
-from harness.report import RunReport, compute_exit_code, load_summary, skipped_result
+from harness.results.cell_dir import collect_cell_result
+from harness.results.junit import read_junit_counts
+from harness.results.merge import merge_results
+from harness.results.render import render_markdown
+from harness.results.report import compute_exit_code
+from harness.results.summary import RunReport, load_summary, skipped_result
 from harness.scheduler import CellScheduler, ResourcePool
 
 
@@ -224,3 +228,24 @@ def test_the_report_is_rewritten_as_cells_finish_and_merges_junit(tmp_path):
         suites["cuda-nccl-ws4"].find("testcase/skipped").get("message")
         == "needs 4 CUDA GPUs, this host has 0"
     )
+
+
+def table_lines(markdown: str) -> list[str]:
+    """The device x world-size grid of a Markdown report, and the failures and problems under it."""
+    return [line for line in markdown.splitlines() if line.startswith(("| ", "### ", "- `", "## "))]
+
+
+def test_report_of_a_finished_run_renders_the_same_tables_as_its_summary_md(tmp_path):
+    out = tmp_path / "results"
+    out.mkdir()
+    ran, skipped = planned("cpu", 2, required=True), planned("cuda", 4, required=True)
+    skipped = PlannedCell(skipped.cell, None, "needs 4 CUDA GPUs, this host has 0")
+    report = RunReport(out, [ran, skipped], {"cores": 2}, strict=False, matrix="matrix.yaml")
+    report.add(skipped_result(skipped))
+    report.add(collect_cell_result(ran.cell, write_cell_dir(out, failures=1), 1, 2.0, "local"))
+    report.finish(interrupted=False)
+
+    merged = render_markdown(merge_results([out]))
+
+    assert table_lines(merged) == table_lines((out / "summary.md").read_text())
+    assert "| cpu | ❌ failed 1/2" in merged

@@ -1,0 +1,134 @@
+"""Library entry points that the commands call: plan a matrix on this host, run a plan into a directory.
+
+`harness plan`, `harness run` and `harness qualify` are thin argument parsers over these; no command
+builds another's arguments to call it. Planning has no side effects on Docker (it only asks which images
+exist); leftovers of crashed runs are removed when a run starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from harness.errors import EXIT_STRICT, ConfigurationError
+from harness.executors import make_executors, open_docker_executor
+from harness.matrix import Matrix, load_matrix
+from harness.model import NOT_RUN_STATUSES, CellResult, Executor
+from harness.plan import ExecutorChoice, PlannedCell, plan_cells
+from harness.probe import HostCapabilities, probe_host
+from harness.progress import make_progress_view
+from harness.results.render import render_table
+from harness.results.report import report_of_summary
+from harness.results.summary import RunReport, skipped_result
+from harness.run_guardian import RunGuard
+from harness.scheduler import CellScheduler, ResourcePool
+
+
+@dataclass
+class MatrixPlan:
+    """The selected cells of a matrix, the host, and how each cell runs here (or why it is skipped)."""
+
+    matrix: Matrix
+    host: HostCapabilities
+    planned: list[PlannedCell]
+    # The Docker executor that checked the images (None without an engine): closed, or used to run.
+    docker: Executor | None = None
+
+    def close(self) -> None:
+        """Release the Docker executor when the plan is not run."""
+        if self.docker is not None:
+            self.docker.close()
+
+
+def plan_matrix(
+    matrix_path: Path,
+    patterns: Sequence[str] = (),
+    *,
+    executor: ExecutorChoice = "auto",
+    offline: bool = False,
+    run_id: str | None = None,
+) -> MatrixPlan:
+    """Load the matrix, select cells, probe the host and decide each cell's executor."""
+    matrix = load_matrix(matrix_path)
+    cells = matrix.select(patterns)
+    host = probe_host(docker=executor != "local")
+    docker = None
+    if host.docker_available and executor != "local":
+        try:
+            docker = open_docker_executor(matrix.root, offline=offline, run_id=run_id)
+        except ConfigurationError as error:
+            if executor == "docker":
+                raise
+            host = dataclasses.replace(host, docker_available=False, docker_reason=str(error))
+    image_check = getattr(docker, "image_status", None)
+    return MatrixPlan(matrix, host, plan_cells(cells, host, executor, image_check), docker)
+
+
+def run_plan(plan: MatrixPlan, out: Path, guard: RunGuard, *, jobs: int | None, strict: bool) -> int:
+    """Run the planned cells into `out`, live progress and the final table on stdout; the exit code.
+
+    0 passed, 1 failures, 3 `strict` and a required cell did not run to a verdict, 130 interrupted.
+    """
+    console = make_console()
+    for note in guard.notes:
+        console.print(f"note: {note}", markup=False)
+    matrix, host, planned = plan.matrix, plan.host, plan.planned
+    report = RunReport(out, planned, host.to_json(), strict=strict, matrix=str(matrix.path))
+    gpu_ids = {"cuda": [gpu.index for gpu in host.nvidia_gpus], "xpu": list(range(host.intel_gpu_count))}
+    pool = ResourcePool(cores=host.cores, gpu_ids=gpu_ids, jobs=jobs)
+    executors = make_executors(
+        {p.executor for p in planned if p.executor}, matrix.root, plan.docker, run_id=guard.run_id
+    )
+    if plan.docker is not None and "docker" not in executors:
+        plan.docker.close()
+    for executor in executors.values():
+        remove_stale = getattr(executor, "remove_stale_containers", None)
+        if remove_stale is not None:
+            for name in remove_stale():
+                console.print(f"note: removed container {name}, left by a harness that died", markup=False)
+    view = make_progress_view(console, planned)
+
+    def on_finish(result: CellResult) -> None:
+        report.add(result)
+        view.cell_finished(result)
+
+    for p in planned:
+        if p.executor is None:
+            on_finish(skipped_result(p))
+    scheduler = CellScheduler(executors, pool, out, view.cell_started, view.event, on_finish)
+    # CI cancels jobs with SIGTERM: stop the cells as for Ctrl-C, and still write the summary.
+    previous_sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        _, interrupted = scheduler.run(planned)
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
+        view.close()
+        for executor in executors.values():
+            executor.close()
+    exit_code = report.finish(interrupted=interrupted)
+    console.print(render_table(report_of_summary(report.summary, out)))
+    # The reasons were printed as the run started, above every test line: repeat them where the eye lands.
+    skipped: dict[str, list[str]] = {}
+    for cell in report.cells:
+        if cell["status"] == "skipped":
+            skipped.setdefault(cell.get("reason") or "no reason given", []).append(cell["id"])
+    for reason, ids in skipped.items():
+        console.print(f"skipped {', '.join(ids)}: {reason}", markup=False)
+    if exit_code == EXIT_STRICT:
+        missing = [c["id"] for c in report.cells if c["required"] and c["status"] in NOT_RUN_STATUSES]
+        console.print(f"--strict: required cells did not run or errored: {', '.join(missing)}")
+    if interrupted:
+        console.print("Interrupted: running cells were stopped; the summary holds what finished.")
+    console.print(f"Results: {out.resolve()} (summary.json, summary.md, junit.xml) · exit code {exit_code}")
+    return exit_code
+
+
+def make_console() -> Console:
+    """stdout; wide enough in CI logs that the result table is not wrapped."""
+    console = Console(highlight=False)
+    return console if console.is_terminal else Console(highlight=False, width=160)
