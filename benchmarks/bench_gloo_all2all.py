@@ -125,7 +125,7 @@ GATHERS = {"communicator": communicator_own, "per_tensor": per_tensor, "planar_p
 
 
 def broadcast_gather_rows(self: CpuCommunicator, rows: torch.Tensor, split: RowSplit) -> torch.Tensor:
-    """The CPU communicator's gather until 2026-11-28: one async broadcast per rank, all in flight at once.
+    """The CPU communicator's former gather: one async broadcast per rank, all in flight at once.
 
     Every rank issues them in rank order so that they pair up (gloo pairs collectives by issue order);
     this rank's broadcast reads `rows` while its block of the output is copied.

@@ -20,9 +20,8 @@ class CpuCommunicator(DeviceCommunicatorBase):
     def _all_gatherv_rows(self, rows: torch.Tensor, split: RowSplit) -> torch.Tensor:
         # gloo's all_gather takes equal sizes only, and even padded it measured 3-10x slower on 2 cores.
         # Each rank sends its rows to every peer and receives theirs straight into their blocks, all in
-        # flight at once: against one async broadcast per rank (until 2026-11-28) AgRs dispatch+combine
-        # went from 1.39-1.41x to 1.57-1.73x the naive scheme at 64 tokens, ws2, and from 1.87-2.12x to
-        # 2.32-2.74x at ws4 (benchmarks/bench_gloo_all2all.py --gather-rows, bench_findings.md).
+        # flight at once: faster than one broadcast per rank at every size measured
+        # (benchmarks/bench_gloo_all2all.py --gather-rows, bench_findings.md).
         out = new_rows(rows, split.total)
         blocks = out.split(split.sizes)
         works = []

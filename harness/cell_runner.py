@@ -4,8 +4,6 @@
 
 Writes RESULTS_DIR/fingerprint.json, runs pytest with the comm-harness plugin's options in a subprocess
 (its output on this process's stdout, which the executor tees into log.txt) and exits with pytest's code.
-Loaded into that pytest as a plugin too (`-p harness.cell_runner`), it adds a "collected" event to the
-progress file so the live view can show "12/40".
 """
 
 from __future__ import annotations
@@ -22,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import pytest
 
 from harness.fingerprint import collect_fingerprint
 from harness.model import Cell
+from harness.results.files import FINGERPRINT_JSON, JUNIT_XML, PROGRESS_JSONL
 
 PLUGIN_MODULE = "harness.pytest_plugin.plugin"
-PROGRESS_FILE_ENV = "HARNESS_PROGRESS_FILE"
 EXIT_RUNNER_USAGE = 4  # pytest's own code for a usage error; the executor reports the log tail
 
 
@@ -46,8 +43,6 @@ def build_pytest_command(cell: Cell, results_dir: Path, *, load_plugin: bool) ->
     if load_plugin:
         command += ["-p", PLUGIN_MODULE]
     command += [
-        "-p",
-        "harness.cell_runner",
         # The repository may be mounted read-only (containers): no .pytest_cache.
         "-p",
         "no:cacheprovider",
@@ -59,9 +54,9 @@ def build_pytest_command(cell: Cell, results_dir: Path, *, load_plugin: bool) ->
         "--dist-timeout",
         f"{cell.test_timeout_s:g}",
         "--dist-progress",
-        str(results_dir / "progress.jsonl"),
+        str(results_dir / PROGRESS_JSONL),
         "--junitxml",
-        str(results_dir / "junit.xml"),
+        str(results_dir / JUNIT_XML),
         "-o",
         f"junit_suite_name={cell.id}",
     ]
@@ -82,18 +77,7 @@ def build_pytest_environment(cell: Cell, results_dir: Path) -> dict[str, str]:
     for key, value in cell.params.items():
         env[f"HARNESS_PARAM_{key.upper()}"] = value
     env["HARNESS_CELL_ID"] = cell.id
-    env[PROGRESS_FILE_ENV] = str(results_dir / "progress.jsonl")
     return env
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """Pytest hook (this module loaded with -p): record how many tests the cell will run."""
-    path = os.environ.get(PROGRESS_FILE_ENV)
-    if not path:
-        return
-    event = {"event": "collected", "count": len(session.items), "time": time.time()}
-    with open(path, "a", encoding="utf-8") as stream:
-        stream.write(json.dumps(event) + "\n")
 
 
 # Past the cell's timeout the harness stops the cell itself; this runner kills it this much later, for a
@@ -148,7 +132,7 @@ def run_cell(cell: Cell, results_dir: Path) -> int:
 def _write_fingerprint(cell: Cell, results_dir: Path) -> None:
     fingerprint = collect_fingerprint()
     fingerprint["cell"] = cell.id
-    (results_dir / "fingerprint.json").write_text(json.dumps(fingerprint, indent=2) + "\n", encoding="utf-8")
+    (results_dir / FINGERPRINT_JSON).write_text(json.dumps(fingerprint, indent=2) + "\n", encoding="utf-8")
 
 
 def _watch_parent_and_deadline(parent_pid: int, deadline: float) -> None:

@@ -21,7 +21,7 @@ from harness.matrix import Matrix, load_matrix
 from harness.model import NOT_RUN_STATUSES, CellResult, Executor
 from harness.plan import ExecutorChoice, PlannedCell, plan_cells
 from harness.probe import HostCapabilities, probe_host
-from harness.progress import make_progress_view
+from harness.progress_view import make_progress_view
 from harness.results.render import render_table
 from harness.results.report import report_of_summary
 from harness.results.summary import RunReport, skipped_result

@@ -1,6 +1,6 @@
 """Bandwidth floors: the least a qualified platform must measure, and the check of bench rows against them.
 
-A floors file (qualification/floors.yaml) lists entries, each for one device, world size(s) and op, with
+A floors file (floors.yaml) lists entries, each for one device, world size(s) and op, with
 one bound:
 - `busbw_gbps: X`: every row of that collective at `min_bytes` or more reaches X GB/s bus bandwidth
   (`shares: rank+1` or `shares: mild` narrows an uneven collective's floor to one share pattern);
@@ -58,7 +58,7 @@ class Floor:
     collective: str | None = None
     dtype: str | None = None
     shares: str | None = None  # an uneven collective's share pattern (the row's "shares"); None: any
-    source: str = ""  # "qualification/floors.yaml:12"
+    source: str = ""  # "floors.yaml:12"
 
     def describe(self) -> str:
         """'cuda ws4 all_reduce >= 256M: busbw_gbps >= 280'."""

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigurationError, DockerUnavailableError, HarnessError
-from harness.executors.progress_tail import ProgressTail
+from harness.executors.progress_reader import ProgressReader
 from harness.executors.running import RunningCells
 from harness.images import build_command, build_image, find_image, recipe_for
 from harness.model import Cell, CellResult, CellStatus, ProgressCallback
@@ -332,7 +332,7 @@ class DockerExecutor:
                 image = self._ensure_image(cell, log)
             except HarnessError as error:
                 return self._result(cell, results_dir, "error", str(error), time.monotonic() - started)
-            with ProgressTail(work_dir / PROGRESS_JSONL, cell.id, on_progress):
+            with ProgressReader(work_dir / PROGRESS_JSONL, cell.id, on_progress):
                 exit_code, stop_reason = self._run_container(cell, image, work_dir, gpu_ids, log)
         refused = harvest_work_dir(results_dir)
         return collect_cell_result(

@@ -19,7 +19,7 @@ from typing import IO
 
 import psutil
 
-from harness.executors.progress_tail import ProgressTail
+from harness.executors.progress_reader import ProgressReader
 from harness.executors.running import RunningCells
 from harness.model import Cell, CellResult, ProgressCallback
 from harness.results.bounded_log import BoundedLog
@@ -144,7 +144,7 @@ class LocalExecutor:
         started = time.monotonic()
         with (
             BoundedLog(results_dir / LOG_TXT) as log,
-            ProgressTail(work_dir / PROGRESS_JSONL, cell.id, on_progress),
+            ProgressReader(work_dir / PROGRESS_JSONL, cell.id, on_progress),
         ):
             process = subprocess.Popen(
                 command,

@@ -20,7 +20,7 @@ from harness.model import BACKEND_OF_DEVICE
 from harness.pytest_plugin.env import PendingCommunicator, PendingDistEnv
 from harness.pytest_plugin.launcher import run_in_fresh_ranks
 from harness.pytest_plugin.outcomes import Verdict
-from harness.pytest_plugin.progress import ProgressWriter
+from harness.pytest_plugin.progress_writer import ProgressWriter
 from harness.pytest_plugin.rank_warnings import WarningsFromForkedChildren, reissue_for_item, session_filters
 from harness.pytest_plugin.settings import DistSettings, resolve_reuse
 from harness.pytest_plugin.workers import WorkerPool

@@ -20,7 +20,7 @@ SHELL_VALUES = {
     "CELL": "cpu-gloo-ws2",
     "DEVICE": "cpu",
     "IMAGE": "comm-harness/cpu:0123456789ab",
-    "FLOORS": "qualification/floors.yaml",
+    "FLOORS": "floors.yaml",
     "RUNNER_TEMP": "/tmp/runner",
 }
 # A harness command at the start of a line or inside $(...); `\` continuations are joined first.

@@ -14,7 +14,7 @@ from harness.model import ProgressCallback
 CHUNK_BYTES = 1 << 20
 
 
-class ProgressTail:
+class ProgressReader:
     """A thread that reads new complete lines of `path` as they appear; use as a context manager."""
 
     def __init__(self, path: Path, cell_id: str, callback: ProgressCallback, poll_s: float = 0.2) -> None:
@@ -26,7 +26,7 @@ class ProgressTail:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name=f"progress-{cell_id}", daemon=True)
 
-    def __enter__(self) -> ProgressTail:
+    def __enter__(self) -> ProgressReader:
         self._thread.start()
         return self
 

@@ -1,4 +1,8 @@
-"""`--dist-progress FILE`, in the main pytest process: a JSON line per test start and per report, at once."""
+"""`--dist-progress FILE`, in the main pytest process: a JSON line per test start and per report, at once.
+
+The harness's progress reader (harness/executors/progress_reader.py) follows the file while the cell runs;
+the first event says how many tests were collected, so the live view can show "12/40".
+"""
 
 from __future__ import annotations
 
@@ -19,6 +23,9 @@ class ProgressWriter:
         except OSError as exc:
             raise pytest.UsageError(f"--dist-progress {path}: cannot append to it: {exc.strerror}") from None
         self._pid = os.getpid()
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self._write({"event": "collected", "count": len(session.items), "time": time.time()})
 
     def pytest_runtest_logstart(self, nodeid: str) -> None:
         self._write({"event": "start", "nodeid": nodeid, "time": time.time()})
