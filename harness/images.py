@@ -297,11 +297,26 @@ def _stream_build(
 
 
 def _build_failure(tag: str, device: str, tail: Iterable[str], log_path: Path) -> str:
+    tail = list(tail)
     lines = "\n".join(f"  | {line}" for line in tail)
-    return (
-        f"building {tag} failed; the last lines of its log ({log_path}):\n{lines}\n"
-        f"Fix the cause and run `{build_command(device)}` again."
-    )
+    fix = f"Fix the cause and run `{build_command(device)}` again."
+    if any(marker in line for line in tail for marker in NO_REGISTRY_MARKERS):
+        fix = (
+            "No image registry or package index is reachable from here: build without one, "
+            f"`harness images build {device} --offline` (or `harness run --offline`)."
+        )
+    return f"building {tag} failed; the last lines of its log ({log_path}):\n{lines}\n{fix}"
+
+
+# What Docker and pip say when the network or the registry is not there.
+NO_REGISTRY_MARKERS = (
+    "no such host",
+    "Temporary failure in name resolution",
+    "pull access denied",
+    "dial tcp",
+    "Could not resolve host",
+    "Failed to establish a new connection",
+)
 
 
 def _wheels_in(wheelhouse: Path) -> list[Path]:

@@ -79,6 +79,8 @@ class TestCounts:
     failed: int = 0
     skipped: int = 0
     errors: int = 0
+    # Collected but never finished: the cell was stopped (timeout, Ctrl-C) or died before them.
+    not_run: int = 0
 
     @property
     def total(self) -> int:

@@ -19,7 +19,13 @@ from rich.table import Table
 
 from harness.model import CellResult
 from harness.plan import PlannedCell
+from harness.results.junit import rank_suffix
 from harness.results.render import STATUS_STYLE
+
+# The build log lines plain output shows: Docker's steps, the wheelhouse and base image, errors.
+BUILD_LINES_SHOWN = ("Step ", "wheelhouse", "comm-harness", "ERROR", "Successfully")
+# Lines of an errored cell's reason shown under its finish line (the log tail has more).
+REASON_LINES = 6
 
 
 @dataclass
@@ -41,7 +47,9 @@ class CellProgress:
     def apply(self, event: dict[str, Any]) -> str | None:
         """Update from one progress event; returns the test's outcome word when the test is done."""
         kind = event.get("event")
-        if kind == "collected":
+        if kind == "build":
+            self.current = f"building the image: {event.get('line', '')}"
+        elif kind == "collected":
             self.total = int(event.get("count", 0))
         elif kind == "start":
             self.current = str(event.get("nodeid", ""))
@@ -77,6 +85,12 @@ class ProgressView(Protocol):
     def close(self) -> None: ...
 
 
+def cause_suffix(event: dict[str, Any]) -> str:
+    """' [ranks 0, 1 of 2]: cause' for a failed test's event, as `harness report` words it; else ''."""
+    message = str(event.get("message") or "")
+    return f"{rank_suffix(message)}: {message}" if message else ""
+
+
 def _finish_line(result: CellResult) -> str:
     counts = result.counts
     if result.status == "skipped":
@@ -85,8 +99,11 @@ def _finish_line(result: CellResult) -> str:
         f"[{result.id}] {result.status.upper()}: {counts.passed} passed, {counts.failed} failed, "
         f"{counts.errors} errors, {counts.skipped} skipped in {result.duration_s:.1f}s"
     )
-    if result.status == "error" and result.reason:
-        text += f" — {result.reason.splitlines()[0]}"
+    if result.status in ("error", "incomplete") and result.reason:
+        # A build or runner failure says its cause and its fix in the reason's last lines too.
+        lines = [line for line in result.reason.splitlines() if line.strip()]
+        text += f" — {lines[0]}"
+        text += "".join(f"\n    {line}" for line in lines[1:][-REASON_LINES:])
     return text
 
 
@@ -106,10 +123,17 @@ class PlainProgress:
     def event(self, cell_id: str, event: dict[str, Any]) -> None:
         with self._lock:
             progress = self._cells.setdefault(cell_id, CellProgress(status="running"))
+            if event.get("event") == "build":
+                # One line per build step and per wheelhouse/base-image action, not Docker's every line.
+                line = str(event.get("line", ""))
+                if line.startswith(BUILD_LINES_SHOWN):
+                    self._print(f"[{cell_id}] build: {line}")
+                return
             word = progress.apply(event)
             if word is not None:
                 duration = float(event.get("duration") or 0.0)
-                self._print(f"[{cell_id}] {progress.counter()} {event.get('nodeid')} {word} {duration:.2f}s")
+                line = f"[{cell_id}] {progress.counter()} {event.get('nodeid')} {word} {duration:.2f}s"
+                self._print(line + cause_suffix(event))
 
     def cell_finished(self, result: CellResult) -> None:
         with self._lock:
@@ -144,7 +168,11 @@ class LiveProgress:
 
     def event(self, cell_id: str, event: dict[str, Any]) -> None:
         with self._lock:
-            self._cells.setdefault(cell_id, CellProgress(status="running")).apply(event)
+            word = self._cells.setdefault(cell_id, CellProgress(status="running")).apply(event)
+        if word is not None and word != "PASSED" and word != "SKIPPED":
+            # Printed above the live table, where it stays once the table moves on.
+            line = f"[{cell_id}] {event.get('nodeid')} {word}{cause_suffix(event)}"
+            self._console.print(line, markup=False, highlight=False)
 
     def cell_finished(self, result: CellResult) -> None:
         with self._lock:

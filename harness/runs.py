@@ -18,12 +18,14 @@ from rich.console import Console
 from harness.errors import EXIT_STRICT, ConfigurationError
 from harness.executors import make_executors, open_docker_executor
 from harness.matrix import Matrix, load_matrix
-from harness.model import NOT_RUN_STATUSES, CellResult, Executor
+from harness.model import FAILING_STATUSES, NOT_RUN_STATUSES, CellResult, Executor
 from harness.plan import ExecutorChoice, PlannedCell, plan_cells
 from harness.probe import HostCapabilities, probe_host
 from harness.progress_view import make_progress_view
+from harness.results.files import LOG_TXT
+from harness.results.junit import Failure
 from harness.results.render import render_table
-from harness.results.report import report_of_summary
+from harness.results.report import ResultsReport, report_of_summary
 from harness.results.summary import RunReport, skipped_result
 from harness.run_guardian import RunGuard
 from harness.scheduler import CellScheduler, ResourcePool
@@ -111,7 +113,9 @@ def run_plan(plan: MatrixPlan, out: Path, guard: RunGuard, *, jobs: int | None, 
         for executor in executors.values():
             executor.close()
     exit_code = report.finish(interrupted=interrupted)
-    console.print(render_table(report_of_summary(report.summary, out)))
+    final = report_of_summary(report.summary, out)
+    console.print(render_table(final))
+    print_failures(console, final, out)
     # The reasons were printed as the run started, above every test line: repeat them where the eye lands.
     skipped: dict[str, list[str]] = {}
     for cell in report.cells:
@@ -126,6 +130,29 @@ def run_plan(plan: MatrixPlan, out: Path, guard: RunGuard, *, jobs: int | None, 
         console.print("Interrupted: running cells were stopped; the summary holds what finished.")
     console.print(f"Results: {out.resolve()} (summary.json, summary.md, junit.xml) · exit code {exit_code}")
     return exit_code
+
+
+FAILURES_SHOWN_PER_CELL = 10
+
+
+def print_failures(console: Console, report: ResultsReport, out: Path) -> None:
+    """Per cell that failed: its failed tests, one line each as `harness report` words them, and its log."""
+    by_cell: dict[str, list[Failure]] = {}
+    for failure in report.failures:
+        by_cell.setdefault(failure.cell, []).append(failure)
+    for cell in report.cells:
+        if cell["status"] not in FAILING_STATUSES:
+            continue
+        failures = by_cell.get(cell["id"], [])
+        for failure in failures[:FAILURES_SHOWN_PER_CELL]:
+            console.print(failure.line(), markup=False)
+        if len(failures) > FAILURES_SHOWN_PER_CELL:
+            console.print(f"... and {len(failures) - FAILURES_SHOWN_PER_CELL} more in {cell['id']}")
+        if not failures:
+            reason = (cell["reason"].strip().splitlines() or ["no reason recorded"])[0]
+            console.print(f"{cell['status'].upper()} {cell['id']}: {reason}", markup=False)
+        if cell.get("results_dir"):
+            console.print(f"  full log: {out / cell['results_dir'] / LOG_TXT}", markup=False)
 
 
 def make_console() -> Console:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=float, default=300.0, help="seconds without progress before the bench is ended"
     )
-    parser.add_argument("--json", metavar="FILE", help="write {rows, environment, settings} as JSON")
+    parser.add_argument(
+        "--json",
+        metavar="FILE",
+        help="write {rows, environment, settings} here (default: results/bench-DEVICE-wsN-TIME.json)",
+    )
     parser.add_argument("--plot", metavar="FILE", help="write a PNG: busbw against size, dispatch+combine")
     parser.add_argument("--floors", metavar="FILE", help="fail (exit 1) under a floor of this file")
 
@@ -88,7 +93,7 @@ def handle(args: argparse.Namespace) -> int:
     return bench(
         options,
         floors=floors,
-        json_path=Path(args.json) if args.json else None,
+        json_path=Path(args.json) if args.json else default_json_path(options),
         plot_path=Path(args.plot) if args.plot else None,
     )
 
@@ -117,7 +122,6 @@ def bench(
     _print_speedups(rows)
     if json_path is not None:
         write_document(json_path, build_document(rows, options, _environment()))
-        print(f"wrote {json_path}")
     if plot_path is not None:
         write_plot(plot_path, rows, f"comm-harness bench: {title}")
         print(f"wrote {plot_path}")
@@ -132,8 +136,16 @@ def bench(
         print(line, file=sys.stderr)
     if failures:
         print(f"harness bench: {len(failures)} failure(s)", file=sys.stderr)
-        return EXIT_TEST_FAILURES
-    return EXIT_OK
+    if json_path is not None:
+        # The last line, where the eye lands and scripts look: where the figures are.
+        print(f"harness bench: results in {json_path}", flush=True)
+    return EXIT_TEST_FAILURES if failures else EXIT_OK
+
+
+def default_json_path(options: BenchOptions) -> Path:
+    """Where a bench without --json leaves its figures: results/ (ignored by git), by device and time."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("results") / f"bench-{options.device}-ws{options.world_size}-{stamp}.json"
 
 
 def _print_progress(row: dict[str, Any]) -> None:

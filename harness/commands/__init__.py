@@ -15,7 +15,10 @@ DEFAULT_MATRIX = "matrix.yaml"
 
 def positive_int(text: str) -> int:
     """argparse type: an integer of at least 1 (`--jobs`)."""
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value

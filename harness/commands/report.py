@@ -19,7 +19,6 @@ from harness.results.merge import merge_results
 from harness.results.render import (
     MARKDOWN_LIMIT_BYTES,
     annotations,
-    failure_line,
     render_markdown,
     render_table,
 )
@@ -113,7 +112,7 @@ def print_report(report: ResultsReport) -> None:
     for note in report.summary.get("notes") or []:
         console.print(f"note: {note}", markup=False)
     for failure in report.failures:
-        console.print(failure_line(failure), markup=False)
+        console.print(failure.line(), markup=False)
     for outcome in report.bench:
         for line in [outcome.error, *outcome.incorrect, *(v.message() for v in outcome.violations)]:
             if line:
@@ -124,4 +123,5 @@ def print_report(report: ResultsReport) -> None:
         # Workflow commands must reach stdout unwrapped and unstyled.
         for line in annotations(report):
             print(line, flush=True)
-    console.print(f"{len(report.cells)} cells · exit code {report.exit_code}")
+    cells = f"{len(report.cells)} cell{'' if len(report.cells) == 1 else 's'}"
+    console.print(f"{cells} · exit code {report.exit_code}")

@@ -329,7 +329,7 @@ class DockerExecutor:
             return self._result(cell, results_dir, "error", reason, 0.0)
         with BoundedLog(results_dir / LOG_TXT) as log:
             try:
-                image = self._ensure_image(cell, log)
+                image = self._ensure_image(cell, log, on_progress)
             except HarnessError as error:
                 return self._result(cell, results_dir, "error", str(error), time.monotonic() - started)
             with ProgressReader(work_dir / PROGRESS_JSONL, cell.id, on_progress):
@@ -345,7 +345,7 @@ class DockerExecutor:
             refused=refused,
         )
 
-    def _ensure_image(self, cell: Cell, log: BoundedLog) -> Any:
+    def _ensure_image(self, cell: Cell, log: BoundedLog, on_progress: ProgressCallback) -> Any:
         """The cell's image, built first when missing (once per run, however many cells need it)."""
         recipe = recipe_for(cell.device, cell.image, self.project_root)
         tag = recipe.tag
@@ -361,6 +361,7 @@ class DockerExecutor:
             def log_line(line: str) -> None:
                 log.write(f"[build] {line}\n".encode())
                 log.flush()
+                on_progress(cell.id, {"event": "build", "line": line})
 
             try:
                 build_image(self._client, recipe, offline=self.offline, log=log_line)

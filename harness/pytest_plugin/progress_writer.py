@@ -13,6 +13,16 @@ from typing import Any
 
 import pytest
 
+MESSAGE_CHARS = 480
+
+
+def failure_message(report: pytest.TestReport) -> str:
+    """The first line of what JUnit's failure message will say (pytest's junitxml takes the same text)."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = crash.message if crash is not None else str(report.longrepr)
+    line = next((line.strip() for line in text.splitlines() if line.strip()), report.outcome)
+    return line[:MESSAGE_CHARS]
+
 
 class ProgressWriter:
     """A pytest plugin object; pytest-forked rebuilds reports in the main process, so all events come here."""
@@ -31,15 +41,16 @@ class ProgressWriter:
         self._write({"event": "start", "nodeid": nodeid, "time": time.time()})
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self._write(
-            {
-                "event": "report",
-                "nodeid": report.nodeid,
-                "when": report.when,
-                "outcome": report.outcome,
-                "duration": report.duration,
-            }
-        )
+        event = {
+            "event": "report",
+            "nodeid": report.nodeid,
+            "when": report.when,
+            "outcome": report.outcome,
+            "duration": report.duration,
+        }
+        if report.failed:
+            event["message"] = failure_message(report)
+        self._write(event)
 
     def pytest_unconfigure(self) -> None:
         self._file.close()
