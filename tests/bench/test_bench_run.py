@@ -137,14 +137,20 @@ def test_a_wrong_result_is_flagged_and_exits_1(
     assert row["correct"] is False and row["incorrect_ranks"] == [1]
 
 
-def test_a_missed_floor_exits_1_naming_it(tmp_path: Path, capsys) -> None:
+def test_a_missed_floor_exits_1_naming_it(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     floors = tmp_path / "floors.yaml"
     floors.write_text(
         "version: 1\nfloors:\n  - {device: cpu, world_size: 2, op: broadcast, busbw_gbps: 1000000000}\n"
     )
     code = main([*TINY, "--ops", "broadcast", "--sizes", "1K", "--no-overhead", "--floors", str(floors)])
     assert code == EXIT_TEST_FAILURES
-    assert "FLOOR: cpu ws2 broadcast at 1K: busbw_gbps" in capsys.readouterr().err
+    output = capsys.readouterr()
+    assert "FLOOR: cpu ws2 broadcast at 1K: busbw_gbps" in output.err
+    # Without --json the figures still land somewhere, named on the last line: results/, which git ignores.
+    last = output.out.strip().splitlines()[-1]
+    assert last.startswith("harness bench: results in results/bench-cpu-ws2-")
+    assert json.loads((tmp_path / last.split(" results in ")[1]).read_text())["rows"]
     floors.write_text("version: 1\nfloors:\n  - {device: cpu, world_size: 2, op: broadcast, busbw_gbps: 0}\n")
     assert main([*TINY, "--ops", "broadcast", "--sizes", "1K", "--no-overhead", "--floors", str(floors)]) == 0
 

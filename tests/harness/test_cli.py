@@ -90,6 +90,12 @@ def test_a_failing_test_exits_1_and_the_summary_shows_it(project):
     ]
     markdown = (path.parent / "out" / "summary.md").read_text()
     assert "test_wrong_sum" in markdown and "got 2.0" in markdown
+    # The plain output says which ranks failed and why, as the test fails and again at the end.
+    live = [line for line in done.stdout.splitlines() if "test_wrong_sum FAILED" in line]
+    assert len(live) == 1 and "[ranks 0, 1 of 2]: " in live[0] and "got 2.0" in live[0], done.stdout
+    final = [line for line in done.stdout.splitlines() if line.startswith("FAILED cpu-gloo-ws2-plain")]
+    assert len(final) == 1 and "test_wrong_sum [ranks 0, 1 of 2]: " in final[0], done.stdout
+    assert "full log: out/cpu-gloo-ws2-plain/log.txt" in done.stdout
 
 
 def test_strict_exits_3_when_a_required_cell_cannot_run(project):
@@ -162,7 +168,12 @@ def test_a_cell_past_its_timeout_is_killed_with_its_ranks(project, monkeypatch):
     done = run_harness("run", "--cell", "cpu-gloo-ws2-*", "--out", "out", cwd=path.parent)
     assert done.returncode == 1, done.stdout + done.stderr
     cell = json.loads((path.parent / "out" / "summary.json").read_text())["cells"][0]
-    assert cell["status"] == "error" and cell["reason"] == "cell timed out after 20s"
+    assert cell["status"] == "error"
+    assert cell["reason"] == (
+        "cell timed out after 20s while running tests/test_hangs.py::test_hangs "
+        "(0 of 1 tests finished, 1 not run)"
+    )
+    assert cell["counts"]["not_run"] == 1
     assert len(pids_in(pid_file)) == 2
     assert_all_gone(pids_in(pid_file))
 
