@@ -59,7 +59,8 @@ def test_run_passes_and_writes_every_result_file(project):
         cell = cells[cell_id]
         assert cell["status"] == "passed" and cell["executor"] == "local"
         assert cell["counts"] == {"passed": 3, "failed": 0, "skipped": 0, "errors": 0, "not_run": 0}
-        for name in ("junit.xml", "log.txt", "fingerprint.json", "cell.json", "progress.jsonl", "result.json"):
+        for name in ("junit.xml", "log.txt", "fingerprint.json", "cell.json", "progress.jsonl",
+                     "result.json"):
             assert (out / cell_id / name).is_file(), name
         assert cell["fingerprint"]["torch"] == torch.__version__ and cell["fingerprint"]["cell"] == cell_id
     assert cells["xpu-xccl-ws1-plain"]["status"] == "skipped"
