@@ -145,7 +145,7 @@ def print_failures(console: Console, report: ResultsReport, out: Path) -> None:
             continue
         failures = by_cell.get(cell["id"], [])
         for failure in failures[:FAILURES_SHOWN_PER_CELL]:
-            console.print(failure.line(), markup=False)
+            console.print(failure.one_line(), markup=False)
         if len(failures) > FAILURES_SHOWN_PER_CELL:
             console.print(f"... and {len(failures) - FAILURES_SHOWN_PER_CELL} more in {cell['id']}")
         if not failures:

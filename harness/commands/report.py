@@ -112,7 +112,7 @@ def print_report(report: ResultsReport) -> None:
     for note in report.summary.get("notes") or []:
         console.print(f"note: {note}", markup=False)
     for failure in report.failures:
-        console.print(failure.line(), markup=False)
+        console.print(failure.one_line(), markup=False)
     for outcome in report.bench:
         for line in [outcome.error, *outcome.incorrect, *(v.message() for v in outcome.violations)]:
             if line:
