@@ -1,0 +1,98 @@
+"""The typed report every output is rendered from: cells, their failures, bench outcomes, the exit code.
+
+`harness run` builds one over its own summary after every cell (summary.md), `harness report` and
+`harness qualify` over merged results; `render.py` turns any of them into the terminal table, Markdown and
+GitHub annotations, so all of them say the same thing the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from harness.bench.floors import Floor
+from harness.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_STRICT, EXIT_TEST_FAILURES
+from harness.model import FAILING_STATUSES, NOT_RUN_STATUSES
+from harness.qualify import BenchOutcome
+from harness.results.junit import JUNIT_XML, Failure, junit_failures
+
+FORMAT_VERSION = 1
+
+
+def now_iso() -> str:
+    """The current time, UTC, ISO 8601 to the second."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def compute_exit_code(cells: Iterable[dict[str, Any]], *, strict: bool, interrupted: bool) -> int:
+    """130 interrupted; 3 --strict and a required cell did not run to a verdict; 1 failures; else 0."""
+    cells = list(cells)
+    if interrupted:
+        return EXIT_INTERRUPTED
+    if strict and any(c["required"] and c["status"] in NOT_RUN_STATUSES for c in cells):
+        return EXIT_STRICT
+    if any(c["status"] in FAILING_STATUSES for c in cells):
+        return EXIT_TEST_FAILURES
+    return EXIT_OK
+
+
+@dataclass
+class ResultsReport:
+    """A summary (summary.json's format) with what its cells' files and bench documents say."""
+
+    summary: dict[str, Any]
+    failures: list[Failure]
+    exit_code: int
+    bench: list[BenchOutcome]
+    floors: list[Floor]
+    # The (device, world size) pairs the report expected (--matrix, qualify's required cells); a floor
+    # elsewhere is not reported as unmeasured. None: every floor's pairs.
+    floor_scope: set[tuple[str, int]] | None = None
+
+    @property
+    def cells(self) -> list[dict[str, Any]]:
+        return self.summary["cells"]
+
+
+def cell_failures(cell: dict[str, Any], base: Path) -> list[Failure]:
+    """The failed tests of a cell that failed or errored, from its junit.xml (results_dir under `base`)."""
+    if cell["status"] not in FAILING_STATUSES or not cell.get("results_dir"):
+        return []
+    return junit_failures(cell["id"], base / cell["results_dir"] / JUNIT_XML)
+
+
+def report_of_summary(summary: dict[str, Any], base: Path) -> ResultsReport:
+    """The report of one run's summary, its cells' results_dir relative to `base` (summary.md's view)."""
+    exit_code = summary.get("exit_code")
+    if exit_code is None:
+        exit_code = compute_exit_code(summary["cells"], strict=bool(summary.get("strict")), interrupted=False)
+    failures = [failure for cell in summary["cells"] for failure in cell_failures(cell, base)]
+    return ResultsReport(summary, failures, exit_code, bench=[], floors=[])
+
+
+def missing_required(report: ResultsReport) -> list[str]:
+    """Required cells that did not run to a verdict (skipped, errored, incomplete, missing)."""
+    return [c["id"] for c in report.cells if c["required"] and c["status"] in NOT_RUN_STATUSES]
+
+
+def report_json(report: ResultsReport, relative_to: Path) -> dict[str, Any]:
+    """The summary with failures and bench outcomes; paths relative to `relative_to`."""
+    summary = dict(report.summary)
+    summary["cells"] = [
+        {
+            **cell,
+            "results_dir": os.path.relpath(cell["results_dir"], relative_to) if cell["results_dir"] else "",
+        }
+        for cell in report.cells
+    ]
+    summary["failures"] = [failure.to_json() for failure in report.failures]
+    summary["bench"] = [
+        {**outcome.to_json(), "document": os.path.relpath(outcome.path, relative_to)}
+        for outcome in report.bench
+    ]
+    summary["floors_checked"] = len(report.floors)
+    return summary
