@@ -97,7 +97,7 @@ def test_default_matrix_of_the_repository_validates():
             assert cell.env["NCCL_NVLS_ENABLE"] == "0"
             assert cell.env["TORCH_SYMM_MEM_DISABLE_MULTICAST"] == "1"
             assert cell.env["NVSHMEM_DISABLE_NVLS"] == "1"
-    assert matrix.floors == REPO_ROOT / "qualification" / "floors.yaml"
+    assert matrix.floors == REPO_ROOT / "floors.yaml"
 
 
 def test_bench_floors_file_must_exist_and_keys_are_checked(project):
