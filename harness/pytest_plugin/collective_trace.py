@@ -1,0 +1,265 @@
+"""In a rank: the trace of the collectives its test body issues, in a file the pytest process reads at any time.
+
+How calls are captured. The ProcessGroup's own methods (`allreduce`, `all_gather_single`, `send`, ...) are
+wrapped, on the class, and `Work.wait` with them: every torch.distributed function (`dist.all_reduce` calls
+`group.allreduce`) and every caller that skips those functions (communicators/group_calls.py calls the group's
+methods directly) passes through them. A call is recorded as entered before it starts, completed when it
+returns without a Work or its Work's `wait()` returns, failed when either raises. The records go into an
+mmap'd file (trace_file.py): a hung, crashed or killed rank cannot answer a request, and need not.
+
+Why not torch's Flight Recorder (`TORCH_FR_BUFFER_SIZE`, `_dump_fr_trace_json`), measured on torch 2.13 gloo:
+it records what the backend ran whatever the Python entry point (also functional collectives and DDP's
+reducer, which this trace misses), but only the rank itself can dump it: the pytest process would need a
+thread in every rank to answer, and a rank hung with the GIL held (or SIGSTOPped, or dead) answers nothing.
+On gloo its entries never leave the state "scheduled" (only `retired` tells a finished one), and it must be
+switched on before the group is created. Cost per blocking call: benchmarks/collective_trace_overhead.py.
+
+Limits: collectives issued from C++ (functional collectives under torch.compile/DTensor, DDP's reducer) are not
+seen. On NCCL "completed" means the host call returned (the kernel was enqueued), not that the GPU finished it:
+the order and signatures of the calls, on which the verdict rests, are exact all the same.
+"""
+
+from __future__ import annotations
+
+import functools
+import mmap
+import os
+from pathlib import Path
+from typing import Any
+
+from harness.pytest_plugin import trace_file as layout
+from harness.pytest_plugin.desync_verdict import P2P_OPS
+
+# ProcessGroup method -> (operation, index of the argument holding the input tensor(s) or None, kind of peer).
+# Input, not output: inputs are what ranks must agree on (gather and scatter: the tensor every rank passes).
+_METHODS: dict[str, tuple[str, int | None, str]] = {
+    "allreduce": ("all_reduce", 0, ""),
+    "allreduce_coalesced": ("all_reduce_coalesced", 0, ""),
+    "broadcast": ("broadcast", 0, "root"),
+    "reduce": ("reduce", 0, "root"),
+    "allgather": ("all_gather", 1, ""),
+    "_allgather_base": ("all_gather_single", 1, ""),
+    "all_gather_single": ("all_gather_single", 1, ""),
+    "allgather_coalesced": ("all_gather_coalesced", 1, ""),
+    "allgather_into_tensor_coalesced": ("all_gather_single_coalesced", 1, ""),
+    "all_gather_single_coalesced": ("all_gather_single_coalesced", 1, ""),
+    "gather": ("gather", 1, "root"),
+    "scatter": ("scatter", 0, "root"),
+    "reduce_scatter": ("reduce_scatter", 0, ""),
+    "_reduce_scatter_base": ("reduce_scatter_single", 1, ""),
+    "reduce_scatter_single": ("reduce_scatter_single", 1, ""),
+    "reduce_scatter_tensor_coalesced": ("reduce_scatter_single_coalesced", 1, ""),
+    "reduce_scatter_single_coalesced": ("reduce_scatter_single_coalesced", 1, ""),
+    "alltoall": ("all_to_all", 1, ""),
+    "alltoall_base": ("all_to_all_single", 1, ""),
+    "all_to_all_single": ("all_to_all_single", 1, ""),
+    "barrier": ("barrier", None, ""),
+    "monitored_barrier": ("monitored_barrier", None, ""),
+    "send": ("send", 0, "peer"),
+    "recv": ("recv", 0, "peer"),
+    "recv_anysource": ("recv_anysource", 0, ""),
+}
+_STATE_OFFSET = 7  # of the state byte within a record: after seq (4), group (2), op (1)
+_COUNT_OFFSET = layout.HEADER.size - 8  # the header's last field: records written
+_NO_DIMS = (0,) * layout.MAX_DIMS
+
+_trace: CollectiveTrace | None = None
+_trace_path: Path | None = None
+
+
+class CollectiveTrace:
+    """This rank's trace file, mapped, and the counters of the current test."""
+
+    def __init__(self, path: Path, capacity: int = layout.RECORDS_PER_TEST) -> None:
+        import torch
+        import torch.distributed as dist
+
+        self._dist = dist
+        self._capacity = capacity
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.ftruncate(fd, layout.file_size(capacity))
+            self._map = mmap.mmap(fd, layout.file_size(capacity))
+        finally:
+            os.close(fd)
+        self._dtype_codes = {
+            getattr(torch, name): code for code, name in enumerate(layout.DTYPES) if hasattr(torch, name)
+        }
+        self._groups: dict[Any, int] = {}
+        self._seq: dict[Any, int] = {}
+        self._pending: dict[int, int] = {}  # id(work) -> its record's number
+        self._written = 0
+        layout.HEADER.pack_into(self._map, 0, layout.MAGIC, layout.VERSION, capacity, 0, 0)
+
+    def start_test(self) -> None:
+        """Forget the previous test: sequence numbers start at 1 again, on every group."""
+        self._groups.clear()
+        self._seq.clear()
+        self._pending.clear()
+        self._written = 0
+        layout.HEADER.pack_into(self._map, 0, layout.MAGIC, layout.VERSION, self._capacity, 0, 0)
+
+    def enter(self, group: Any, op: str, tensors: Any, peer: int) -> int:
+        """Record a call as entered; its number, for `finish`."""
+        index = self._groups.get(group)
+        if index is None:
+            index = self._add_group(group)
+        # send/recv are numbered per peer and direction: the k-th send to a peer meets its k-th receive.
+        key = (index, op, peer) if op in P2P_OPS else index
+        seq = self._seq[key] = self._seq.get(key, 0) + 1
+        if tensors is None:
+            dtype, count, shape = layout.NO_TENSOR_DTYPE, 0, ()
+        else:
+            count = 1
+            if isinstance(tensors, (list, tuple)):
+                count = len(tensors)
+                tensors = tensors[0] if tensors else None
+                if isinstance(tensors, (list, tuple)):  # a list of lists: gather's/reduce_scatter's inputs
+                    count = len(tensors)
+                    tensors = tensors[0] if tensors else None
+            if tensors is None:
+                dtype, count, shape = layout.NO_TENSOR_DTYPE, 0, ()
+            else:
+                dtype, shape = self._dtype_codes.get(tensors.dtype, layout.UNKNOWN_DTYPE), tensors.shape
+        number = self._written
+        layout.RECORD.pack_into(
+            self._map,
+            layout.RECORDS_AT + (number % self._capacity) * layout.RECORD.size,
+            seq,
+            index,
+            layout.OP_CODE[op],
+            layout.ENTERED,
+            dtype,
+            peer,
+            count,
+            len(shape),
+            *(tuple(shape[: layout.MAX_DIMS]) + _NO_DIMS[len(shape) :]),
+        )
+        self._written = number + 1
+        self._map[_COUNT_OFFSET : _COUNT_OFFSET + 8] = self._written.to_bytes(8, "little")
+        return number
+
+    def finish(self, number: int, state: int) -> None:
+        """Mark record `number` completed or failed, if the ring still holds it."""
+        if self._written - self._capacity <= number < self._written:
+            self._map[layout.RECORDS_AT + (number % self._capacity) * layout.RECORD.size + _STATE_OFFSET] = (
+                state
+            )
+
+    def _add_group(self, group: Any) -> int:
+        index = min(len(self._groups), layout.MAX_GROUPS - 1)
+        self._groups[group] = index
+        c10d = self._dist.distributed_c10d
+        if group is c10d._world.default_pg:
+            label = "WORLD"
+        else:
+            desc = getattr(group, "group_desc", "undefined")
+            label = f"group {group.group_name}" + ("" if desc in ("", "undefined") else f" ({desc})")
+        try:
+            ranks = self._dist.get_process_group_ranks(group)
+        except Exception:  # a group torch does not register (created outside new_group): members unknown
+            ranks = []
+        entry = f"{label}\t{','.join(str(rank) for rank in ranks)}".encode()[: layout.GROUP_ENTRY_BYTES]
+        start = layout.GROUPS_AT + index * layout.GROUP_ENTRY_BYTES
+        self._map[start : start + layout.GROUP_ENTRY_BYTES] = entry.ljust(layout.GROUP_ENTRY_BYTES, b"\0")
+        layout.HEADER.pack_into(
+            self._map, 0, layout.MAGIC, layout.VERSION, self._capacity, len(self._groups), self._written
+        )
+        return index
+
+
+def set_trace_path(path: Path) -> None:
+    """In a fresh rank: where its trace will go, if a test turns tracing on (`start_test`)."""
+    global _trace_path
+    _trace_path = path
+
+
+def start_test(enabled: bool) -> None:
+    """Before a test body: a fresh trace for this test (the first call maps the file and wraps the methods)."""
+    global _trace
+    if not enabled or _trace_path is None:
+        return
+    if _trace is None:
+        _trace = CollectiveTrace(_trace_path)
+        _wrap_process_group_methods()
+    _trace.start_test()
+
+
+def enable_consistency_check() -> None:
+    """Before the process group is created: TORCH_DISTRIBUTED_DEBUG=DETAIL semantics.
+
+    torch then wraps every backend in a ProcessGroupWrapper that, before each collective, compares op, shapes
+    and dtypes across ranks over a helper gloo group and raises on every rank at the first difference.
+    """
+    import torch.distributed as dist
+
+    os.environ["TORCH_DISTRIBUTED_DEBUG"] = "DETAIL"
+    # torch read the variable when it was imported, in pytest, before this rank was forked.
+    dist.set_debug_level(dist.DebugLevel.DETAIL)
+
+
+def _wrap_process_group_methods() -> None:
+    from torch._C._distributed_c10d import ProcessGroup, Work
+
+    for method, (op, argument, peer_kind) in _METHODS.items():
+        original = getattr(ProcessGroup, method, None)
+        if original is not None:
+            setattr(ProcessGroup, method, _traced(original, op, argument, peer_kind))
+    Work.wait = _traced_wait(Work.wait)
+
+
+def _traced(original: Any, op: str, argument: int | None, peer_kind: str) -> Any:
+    @functools.wraps(original)
+    def call(group: Any, *args: Any, **kwargs: Any) -> Any:
+        trace = _trace
+        number = -1
+        if trace is not None:
+            try:
+                tensors = None if argument is None else (args[argument] if len(args) > argument else None)
+                if tensors is None and argument is not None and kwargs:
+                    tensors = next(iter(kwargs.values()))
+                number = trace.enter(group, op, tensors, _peer(peer_kind, args, kwargs))
+            except Exception:  # the trace must never break the collective it watches
+                number = -1
+        try:
+            work = original(group, *args, **kwargs)
+        except BaseException:
+            if number >= 0:
+                trace.finish(number, layout.FAILED)
+            raise
+        if number >= 0:
+            if work is None:
+                trace.finish(number, layout.COMPLETED)
+            else:
+                trace._pending[id(work)] = number
+        return work
+
+    return call
+
+
+def _traced_wait(original: Any) -> Any:
+    @functools.wraps(original)
+    def wait(work: Any, *args: Any, **kwargs: Any) -> Any:
+        trace = _trace
+        number = trace._pending.pop(id(work), -1) if trace is not None else -1
+        try:
+            result = original(work, *args, **kwargs)
+        except BaseException:
+            if number >= 0:
+                trace.finish(number, layout.FAILED)
+            raise
+        if number >= 0:
+            trace.finish(number, layout.COMPLETED)
+        return result
+
+    return wait
+
+
+def _peer(kind: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+    if kind == "peer" and len(args) > 1 and isinstance(args[1], int):
+        return args[1]
+    if kind == "root":
+        options = args[1] if len(args) > 1 else kwargs.get("opts")
+        root = getattr(options, "rootRank", options)
+        return root if isinstance(root, int) else -1
+    return -1
