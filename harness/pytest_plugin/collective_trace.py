@@ -1,22 +1,26 @@
-"""In a rank: the trace of the collectives its test body issues, in a file the pytest process reads at any time.
+"""In a rank: the trace of the collectives its test body issues, in a file the pytest process can always read.
 
 How calls are captured. The ProcessGroup's own methods (`allreduce`, `all_gather_single`, `send`, ...) are
-wrapped, on the class, and `Work.wait` with them: every torch.distributed function (`dist.all_reduce` calls
-`group.allreduce`) and every caller that skips those functions (communicators/group_calls.py calls the group's
-methods directly) passes through them. A call is recorded as entered before it starts, completed when it
-returns without a Work or its Work's `wait()` returns, failed when either raises. The records go into an
+wrapped on the class, and `Work.wait` with them: every torch.distributed function (`dist.all_reduce` calls
+`group.allreduce`) and every caller that skips those functions (communicators/group_calls.py calls the
+group's methods directly) passes through them. A call is recorded as entered before it starts; completed
+when it returns no Work or its Work's `wait()` returns; failed when either raises. The records go into an
 mmap'd file (trace_file.py): a hung, crashed or killed rank cannot answer a request, and need not.
 
-Why not torch's Flight Recorder (`TORCH_FR_BUFFER_SIZE`, `_dump_fr_trace_json`), measured on torch 2.13 gloo:
-it records what the backend ran whatever the Python entry point (also functional collectives and DDP's
-reducer, which this trace misses), but only the rank itself can dump it: the pytest process would need a
-thread in every rank to answer, and a rank hung with the GIL held (or SIGSTOPped, or dead) answers nothing.
-On gloo its entries never leave the state "scheduled" (only `retired` tells a finished one), and it must be
-switched on before the group is created. Cost per blocking call: benchmarks/collective_trace_overhead.py.
+Why not torch's Flight Recorder (`TORCH_FR_BUFFER_SIZE`, `_dump_fr_trace_json`; tried on torch 2.13, gloo):
+it sees what the backend ran whatever the Python entry point (also functional collectives and DDP's reducer,
+which this trace misses), but only the rank itself can dump it. The pytest process would need a thread in
+every rank to answer, and a rank hung with the GIL held, stopped or dead answers nothing. On gloo its
+entries never leave the state "scheduled" (only `retired` marks a finished one), and it must be on before
+the group is created. Host cost per blocking call (benchmarks/collective_trace_overhead.py, 2 loaded cores):
+this trace +4.2 us, the Flight Recorder +8.8 us on a one-rank gloo all_reduce of 39 us; on torch's fake
+group, where a call costs only its Python, +8 to +12 us at a load average of 10 (about 5x an idle core's
+times; roughly 2 us on an idle core). Cheap enough to be on by default; `--dist-trace-collectives off`
+removes it.
 
-Limits: collectives issued from C++ (functional collectives under torch.compile/DTensor, DDP's reducer) are not
-seen. On NCCL "completed" means the host call returned (the kernel was enqueued), not that the GPU finished it:
-the order and signatures of the calls, on which the verdict rests, are exact all the same.
+Limits: collectives issued from C++ (functional collectives under torch.compile/DTensor, DDP's reducer) are
+not seen. On NCCL "completed" means the host call returned (the kernel was enqueued), not that the GPU
+finished it; the order and signatures of the calls, on which the verdict rests, are exact all the same.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import functools
 import mmap
 import os
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +66,10 @@ _METHODS: dict[str, tuple[str, int | None, str]] = {
 }
 _STATE_OFFSET = 7  # of the state byte within a record: after seq (4), group (2), op (1)
 _COUNT_OFFSET = layout.HEADER.size - 8  # the header's last field: records written
-_NO_DIMS = (0,) * layout.MAX_DIMS
+_HEAD = struct.Struct(layout.RECORD.format[: -len(f"{layout.MAX_DIMS}q")])
+_RECORD_OF_NDIM = [struct.Struct(f"{_HEAD.format}{ndim}q") for ndim in range(layout.MAX_DIMS + 1)]
+_COUNT = struct.Struct("<Q")
+_NO_TENSOR = layout.NO_TENSOR_DTYPE
 
 _trace: CollectiveTrace | None = None
 _trace_path: Path | None = None
@@ -99,44 +107,31 @@ class CollectiveTrace:
         self._written = 0
         layout.HEADER.pack_into(self._map, 0, layout.MAGIC, layout.VERSION, self._capacity, 0, 0)
 
-    def enter(self, group: Any, op: str, tensors: Any, peer: int) -> int:
-        """Record a call as entered; its number, for `finish`."""
+    def enter(self, group: Any, op_code: int, tensors: Any, peer: int, p2p: bool) -> int:
+        """Record a call as entered; its number, for `finish`. The hot path: every collective runs it."""
         index = self._groups.get(group)
         if index is None:
             index = self._add_group(group)
         # send/recv are numbered per peer and direction: the k-th send to a peer meets its k-th receive.
-        key = (index, op, peer) if op in P2P_OPS else index
+        key = (index, op_code, peer) if p2p else index
         seq = self._seq[key] = self._seq.get(key, 0) + 1
-        if tensors is None:
-            dtype, count, shape = layout.NO_TENSOR_DTYPE, 0, ()
-        else:
-            count = 1
-            if isinstance(tensors, (list, tuple)):
-                count = len(tensors)
-                tensors = tensors[0] if tensors else None
-                if isinstance(tensors, (list, tuple)):  # a list of lists: gather's/reduce_scatter's inputs
-                    count = len(tensors)
-                    tensors = tensors[0] if tensors else None
-            if tensors is None:
-                dtype, count, shape = layout.NO_TENSOR_DTYPE, 0, ()
-            else:
-                dtype, shape = self._dtype_codes.get(tensors.dtype, layout.UNKNOWN_DTYPE), tensors.shape
         number = self._written
-        layout.RECORD.pack_into(
-            self._map,
-            layout.RECORDS_AT + (number % self._capacity) * layout.RECORD.size,
-            seq,
-            index,
-            layout.OP_CODE[op],
-            layout.ENTERED,
-            dtype,
-            peer,
-            count,
-            len(shape),
-            *(tuple(shape[: layout.MAX_DIMS]) + _NO_DIMS[len(shape) :]),
-        )
+        offset = layout.RECORDS_AT + (number % self._capacity) * layout.RECORD.size
+        tensor, count = _first_tensor(tensors)
+        if tensor is None:
+            _HEAD.pack_into(self._map, offset, seq, index, op_code, layout.ENTERED, _NO_TENSOR, peer, 0, 0)
+        else:
+            shape = tensor.shape
+            ndim = len(shape)
+            if ndim > layout.MAX_DIMS:
+                shape = shape[: layout.MAX_DIMS]
+            dtype = self._dtype_codes.get(tensor.dtype, layout.UNKNOWN_DTYPE)
+            # Only the dims the tensor has: the reader takes `ndim` of them, older bytes beyond stay unread.
+            _RECORD_OF_NDIM[len(shape)].pack_into(
+                self._map, offset, seq, index, op_code, layout.ENTERED, dtype, peer, count, ndim, *shape
+            )
         self._written = number + 1
-        self._map[_COUNT_OFFSET : _COUNT_OFFSET + 8] = self._written.to_bytes(8, "little")
+        _COUNT.pack_into(self._map, _COUNT_OFFSET, number + 1)
         return number
 
     def finish(self, number: int, state: int) -> None:
@@ -175,7 +170,7 @@ def set_trace_path(path: Path) -> None:
 
 
 def start_test(enabled: bool) -> None:
-    """Before a test body: a fresh trace for this test (the first call maps the file and wraps the methods)."""
+    """Before a test body: a fresh trace for this test (the first call maps the file, wraps the methods)."""
     global _trace
     if not enabled or _trace_path is None:
         return
@@ -209,16 +204,20 @@ def _wrap_process_group_methods() -> None:
 
 
 def _traced(original: Any, op: str, argument: int | None, peer_kind: str) -> Any:
+    op_code = layout.OP_CODE[op]
+    p2p = op in P2P_OPS
+
     @functools.wraps(original)
     def call(group: Any, *args: Any, **kwargs: Any) -> Any:
         trace = _trace
         number = -1
         if trace is not None:
             try:
-                tensors = None if argument is None else (args[argument] if len(args) > argument else None)
-                if tensors is None and argument is not None and kwargs:
-                    tensors = next(iter(kwargs.values()))
-                number = trace.enter(group, op, tensors, _peer(peer_kind, args, kwargs))
+                tensors = None
+                if argument is not None:
+                    tensors = args[argument] if len(args) > argument else next(iter(kwargs.values()), None)
+                peer = _peer(peer_kind, args, kwargs) if peer_kind else -1
+                number = trace.enter(group, op_code, tensors, peer, p2p)
             except Exception:  # the trace must never break the collective it watches
                 number = -1
         try:
@@ -253,6 +252,18 @@ def _traced_wait(original: Any) -> Any:
         return result
 
     return wait
+
+
+def _first_tensor(value: Any) -> tuple[Any, int]:
+    """The first tensor of an argument (a tensor, a list, a list of lists) and how many lie beside it."""
+    if type(value) is list or type(value) is tuple:
+        if not value:
+            return None, 0
+        first = value[0]
+        if type(first) is list or type(first) is tuple:  # gather's and reduce_scatter's lists per rank
+            return (first[0] if first else None), len(first)
+        return first, len(value)
+    return value, 1
 
 
 def _peer(kind: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:

@@ -1,8 +1,8 @@
 """Which rank went astray, and in which call: the verdict on the ranks' collective traces of a failed test.
 
-Pure analysis, in the pytest process, on what `trace_file.read_trace` gives: no torch, no processes. Per group,
-the ranks' collectives are aligned by sequence number (the n-th collective each rank issued on that group in
-the test); the first number at which they disagree is the finding:
+Pure analysis, in the pytest process, on what `trace_file.read_trace` gives: no torch, no processes. Per
+group, the ranks' collectives are aligned by sequence number (the n-th collective each rank issued on that
+group in the test); the first number at which they disagree is the finding:
 
 - `desync`: ranks issued different operations (one skipped a collective, or two came in another order);
 - `mismatch`: the same operation with other dtypes or shapes, where the operation needs them equal;
@@ -20,8 +20,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-# Operations whose tensors must have one dtype and one shape on every rank of the group. The others (all_to_all
-# with uneven splits, gather/scatter, whose root alone passes lists) may legitimately differ in shape.
+# Operations whose tensors must have one dtype and one shape on every rank of the group. The others
+# (all_to_all with uneven splits, gather/scatter, whose root alone passes lists) may differ in shape.
 SHAPES_MUST_MATCH = frozenset(
     {
         "all_reduce",
@@ -257,19 +257,22 @@ def _missing(
         places = "; ".join(
             f"rank {rank} is not in a collective: it is in {situations[rank].location}" for rank in absent
         )
-        return f"{places} ({describe_ranks(present)} {_verb(present.values())} in {call})"
+        return f"{places} ({describe_ranks(present)} {_waiting(present.values(), call)})"
     where = "; ".join(_position(rank, traced.get(rank), situations, group) for rank in absent)
     return f"desync: {describe_ranks(absent)} never entered {call} ({waiting}); {where}"
 
 
-def _waiting(calls: Iterable[TracedCall]) -> str:
-    return f"{_verb(calls)} in it" if _verb(calls) == "wait" else f"{_verb(calls)} it"
+def _waiting(calls: Iterable[TracedCall], what: str = "it") -> str:
+    """'wait in it' / 'waits in it' (all still in the call), 'completed it' or 'entered it'."""
+    verb = _verb(calls)
+    return f"{verb} in {what}" if verb.startswith("wait") else f"{verb} {what}"
 
 
 def _verb(calls: Iterable[TracedCall]) -> str:
+    calls = list(calls)
     states = {call.state for call in calls}
     if states == {"entered"}:
-        return "wait"
+        return "waits" if len(calls) == 1 else "wait"
     if states == {"completed"}:
         return "completed"
     return "entered"

@@ -1,9 +1,9 @@
 """The layout of a rank's collective trace file, shared by the rank that writes it and the pytest process that
 reads it (`read_trace`, which needs no torch).
 
-A rank maps its file (`rankN.trace`, next to its stack file) and writes fixed-size records into it; the kernel's
-page cache makes every write visible to a reader of the file at once, so the pytest process reads the trace of
-a rank that hangs, crashed or was killed without asking it anything. Layout, little-endian:
+A rank maps its file (`rankN.trace`, next to its stack file) and writes fixed-size records into it; the
+kernel's page cache makes every write visible to a reader of the file at once, so the pytest process reads
+the trace of a rank that hangs, crashed or was killed without asking it anything. Layout, little-endian:
 
     header   magic, version, capacity, groups in the table, records written in this test (a ring beyond that)
     groups   MAX_GROUPS entries: "label\\tglobal ranks" in UTF-8, NUL-padded
