@@ -147,9 +147,9 @@ class CollectiveTrace:
         c10d = self._dist.distributed_c10d
         if group is c10d._world.default_pg:
             label = "WORLD"
-        else:
+        else:  # shown as "group 1" or "group 1 (tp)": torch names groups alike on every rank
             desc = getattr(group, "group_desc", "undefined")
-            label = f"group {group.group_name}" + ("" if desc in ("", "undefined") else f" ({desc})")
+            label = group.group_name + ("" if desc in ("", "undefined") else f" ({desc})")
         try:
             ranks = self._dist.get_process_group_ranks(group)
         except Exception:  # a group torch does not register (created outside new_group): members unknown

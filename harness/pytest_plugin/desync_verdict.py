@@ -289,6 +289,8 @@ def _instead(
     last = _last_call(traced.get(rank))
     if call is not None and call == last and call.state == "entered":
         return f"rank {rank} is in {call.name}"
+    if call is not None and call == last and call.state == "failed":
+        return f"rank {rank} failed in {call.name}"
     position = _position(rank, traced.get(rank), situations, group)
     return f"rank {rank} called {call.name} instead; {position}" if call is not None else position
 

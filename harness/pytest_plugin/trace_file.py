@@ -133,7 +133,7 @@ def _read_group(data: bytes, index: int) -> tuple[str, tuple[int, ...]]:
     text = data[start : start + GROUP_ENTRY_BYTES].rstrip(b"\0").decode(errors="replace")
     label, _, ranks = text.partition("\t")
     members = tuple(int(rank) for rank in ranks.split(",") if rank.strip().isdigit())
-    return label or f"group {index}", members
+    return label or f"#{index}", members
 
 
 def _dtype_name(code: int) -> str | None:
