@@ -69,6 +69,7 @@ _COUNT_OFFSET = layout.HEADER.size - 8  # the header's last field: records writt
 _HEAD = struct.Struct(layout.RECORD.format[: -len(f"{layout.MAX_DIMS}q")])
 _RECORD_OF_NDIM = [struct.Struct(f"{_HEAD.format}{ndim}q") for ndim in range(layout.MAX_DIMS + 1)]
 _COUNT = struct.Struct("<Q")
+_MAX_PENDING = 4096
 _NO_TENSOR = layout.NO_TENSOR_DTYPE
 
 _trace: CollectiveTrace | None = None
@@ -200,7 +201,17 @@ def _wrap_process_group_methods() -> None:
         original = getattr(ProcessGroup, method, None)
         if original is not None:
             setattr(ProcessGroup, method, _traced(original, op, argument, peer_kind))
-    Work.wait = _traced_wait(Work.wait)
+    # Subclasses bound with their own wait (FakeWork, say) would bypass a wrapper on Work alone.
+    for work_class in _with_subclasses(Work):
+        if "wait" in vars(work_class):
+            work_class.wait = _traced_wait(vars(work_class)["wait"])
+
+
+def _with_subclasses(cls: type) -> list[type]:
+    found = [cls]
+    for subclass in cls.__subclasses__():
+        found += _with_subclasses(subclass)
+    return found
 
 
 def _traced(original: Any, op: str, argument: int | None, peer_kind: str) -> Any:
@@ -230,7 +241,10 @@ def _traced(original: Any, op: str, argument: int | None, peer_kind: str) -> Any
             if work is None:
                 trace.finish(number, layout.COMPLETED)
             else:
-                trace._pending[id(work)] = number
+                pending = trace._pending
+                pending[id(work)] = number
+                if len(pending) > _MAX_PENDING:  # works nobody waits for (fire and forget)
+                    del pending[next(iter(pending))]
         return work
 
     return call

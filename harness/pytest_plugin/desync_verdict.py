@@ -253,6 +253,14 @@ def _missing(
         and situations[rank].location
         and _position_is_python(traced.get(rank))
     ]
+    gone = [
+        rank
+        for rank in absent
+        if not situations.get(rank, RankSituation(False)).running and _position_is_python(traced.get(rank))
+    ]
+    if gone and len(gone) == len(absent):  # not astray, just gone: failed, crashed or exited before the call
+        ended = "; ".join(f"rank {rank} ended ({situations[rank].ended or 'ended'})" for rank in absent)
+        return f"{ended} before entering {call} ({waiting})"
     if in_python and len(in_python) == len(absent):
         places = "; ".join(
             f"rank {rank} is not in a collective: it is in {situations[rank].location}" for rank in absent

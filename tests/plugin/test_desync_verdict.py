@@ -85,12 +85,22 @@ def test_a_rank_hung_in_python_is_located_by_its_stack():
     )
 
 
-def test_a_rank_that_failed_before_the_call_is_said_to_have_left():
+def test_a_rank_that_ended_before_the_call_is_not_called_astray():
     waiting = [trace(r, call(1), call(2, state="entered")) for r in (0, 1, 2)]
-    situations = {r: hung() for r in (0, 1, 2)} | {3: RankSituation(False, ended="failed")}
+    situations = {r: hung() for r in (0, 1, 2)} | {3: RankSituation(False, ended="killed by SIGSEGV")}
     assert headline([*waiting, trace(3, call(1))], situations) == (
-        "desync: rank 3 never entered all_reduce #2 of group WORLD (ranks 0, 1, 2 wait in it); "
-        "rank 3 had left the test body (failed)"
+        "rank 3 ended (killed by SIGSEGV) before entering all_reduce #2 of group WORLD "
+        "(ranks 0, 1, 2 wait in it)"
+    )
+
+
+def test_a_rank_elsewhere_while_another_ended_is_still_a_desync():
+    waiting = [trace(r, call(1), call(2, state="entered")) for r in (0, 1)]
+    situations = {0: hung(), 1: hung(), 2: RankSituation(False, ended="failed"), 3: hung()}
+    elsewhere = trace(3, call(1), call(1, op="barrier", state="entered", group="1", members=(2, 3)))
+    assert headline([*waiting, trace(2, call(1)), elsewhere], situations) == (
+        "desync: ranks 2, 3 never entered all_reduce #2 of group WORLD (ranks 0, 1 wait in it); "
+        "rank 2 had left the test body (failed); rank 3 is in barrier #1 of group 1"
     )
 
 
