@@ -12,11 +12,12 @@ it sees what the backend ran whatever the Python entry point (also functional co
 which this trace misses), but only the rank itself can dump it. The pytest process would need a thread in
 every rank to answer, and a rank hung with the GIL held, stopped or dead answers nothing. On gloo its
 entries never leave the state "scheduled" (only `retired` marks a finished one), and it must be on before
-the group is created. Host cost per blocking call (benchmarks/collective_trace_overhead.py, 2 loaded cores):
-this trace +4.2 us, the Flight Recorder +8.8 us on a one-rank gloo all_reduce of 39 us; on torch's fake
-group, where a call costs only its Python, +8 to +12 us at a load average of 10 (about 5x an idle core's
-times; roughly 2 us on an idle core). Cheap enough to be on by default; `--dist-trace-collectives off`
-removes it.
+the group is created. Host cost per blocking call (benchmarks/collective_trace_overhead.py, CPU time of the
+process, 2 shared cores at load average 10-20): +2.2 to +10 us for this trace on torch's fake group, where
+a call costs only its Python (3.8-9.4 us untraced); on a one-rank gloo all_reduce of 34-39 us, +4.2 and
++9.3 us for this trace against +8.8 and +10.1 us for the Flight Recorder in the same runs. The lowest
+figures are the closest to an idle core: cheap enough to be on by default, and `--dist-trace-collectives
+off` removes it for a run that times host overhead.
 
 Limits: collectives issued from C++ (functional collectives under torch.compile/DTensor, DDP's reducer) are
 not seen. On NCCL "completed" means the host call returned (the kernel was enqueued), not that the GPU
