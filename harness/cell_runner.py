@@ -62,6 +62,8 @@ def build_pytest_command(cell: Cell, results_dir: Path, *, load_plugin: bool) ->
     ]
     if "all2all_backend" in cell.params:
         command += ["--dist-all2all-backend", cell.params["all2all_backend"]]
+    if cell.check_collectives:
+        command.append("--dist-check-collectives")
     command += list(cell.pytest_args)
     if cell.markers:
         command += ["-m", cell.markers]

@@ -33,7 +33,17 @@ from harness.yaml_locations import (
 )
 
 # Settings a cell inherits from `defaults`, its device and its include entries.
-CELL_SETTINGS = ("tests", "pytest_args", "markers", "keyword", "timeout", "test_timeout", "env", "required")
+CELL_SETTINGS = (
+    "tests",
+    "pytest_args",
+    "markers",
+    "keyword",
+    "timeout",
+    "test_timeout",
+    "env",
+    "required",
+    "check_collectives",
+)
 BUILTIN_DEFAULTS: dict[str, Any] = {
     "tests": ["tests"],
     "pytest_args": ["--forked"],
@@ -43,6 +53,7 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "test_timeout": 120,
     "env": {},
     "required": False,
+    "check_collectives": False,
 }
 
 
@@ -438,6 +449,7 @@ def _freeze(draft: _Draft, device_config: dict[str, Any], path: Path) -> Cell:
         timeout_s=float(settings["timeout"]),
         test_timeout_s=float(settings["test_timeout"]),
         required=bool(settings["required"]),
+        check_collectives=bool(settings["check_collectives"]),
         image=image,
         runs_on=tuple(device_config.get("runs_on") or ()),
         source=f"{path.name}:{draft.line}",

@@ -56,6 +56,8 @@ class Cell:
     timeout_s: float = 1800.0
     test_timeout_s: float = 120.0
     required: bool = False
+    # The plugin's --dist-check-collectives: a mismatched collective fails at once instead of hanging.
+    check_collectives: bool = False
     image: ImageSpec | None = None
     runs_on: tuple[str, ...] = ()
     # Where the cell was declared, for error messages: "matrix.yaml:12".

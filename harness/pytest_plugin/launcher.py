@@ -39,5 +39,6 @@ def run_in_fresh_ranks(item: pytest.Function, settings: DistSettings, pytest_pid
             outcomes, problems = ranks.collect(
                 deadline, settings.timeout_s, min(GRACE_AFTER_FAILURE_S, settings.timeout_s)
             )
+            traces = ranks.traces()
             ranks.wait_for_exit(EXIT_AFTER_REPORT_S)
-    return judge(settings.world_size, outcomes, problems)
+    return judge(settings.world_size, outcomes, problems, traces)

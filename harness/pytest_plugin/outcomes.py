@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import pytest
+
+from harness.pytest_plugin.desync_verdict import (
+    CollectiveFindings,
+    RankSituation,
+    RankTrace,
+    analyse,
+    describe_ranks,
+    innermost_test_frame,
+)
 
 RankStatus = Literal["passed", "failed", "skipped", "xfailed"]
 
@@ -89,25 +98,26 @@ def describe_exit(status: int) -> str:
     return f"exited with code {os.WEXITSTATUS(status)} without reporting a result"
 
 
-def judge(world_size: int, outcomes: list[RankOutcome], problems: list[RankProblem]) -> Verdict:
-    """Pass only if every rank passed; any failure or problem fails; else a skip on any rank skips."""
+def judge(
+    world_size: int,
+    outcomes: list[RankOutcome],
+    problems: list[RankProblem],
+    traces: Sequence[RankTrace | None] = (),
+) -> Verdict:
+    """Pass only if every rank passed; any failure or problem fails; else a skip on any rank skips.
+
+    A failure's message opens with the verdict on the ranks' collective `traces`, when they were traced.
+    """
     raised = _merge_warnings(outcomes)
     failed = [o for o in outcomes if o.status == "failed"]
     if failed or problems:
-        return Verdict("failed", _failure_message(world_size, failed, problems), raised)
+        findings = analyse(traces, _situations(outcomes, problems))
+        return Verdict("failed", _failure_message(world_size, failed, problems, findings), raised)
     for status in ("skipped", "xfailed"):
         reasons = {o.rank: o.summary for o in outcomes if o.status == status}
         if reasons:
             return Verdict(status, _merge_reasons(world_size, reasons), raised)
     return Verdict("passed", warnings=raised)
-
-
-def describe_ranks(ranks: Iterable[int]) -> str:
-    """'rank 2' or 'ranks 0, 1, 3'."""
-    ranks = sorted(ranks)
-    if len(ranks) == 1:
-        return f"rank {ranks[0]}"
-    return "ranks " + ", ".join(str(rank) for rank in ranks)
 
 
 def _merge_warnings(outcomes: list[RankOutcome]) -> tuple[WarningOnRanks, ...]:
@@ -118,7 +128,24 @@ def _merge_warnings(outcomes: list[RankOutcome]) -> tuple[WarningOnRanks, ...]:
     return tuple(WarningOnRanks(warning, tuple(ranks)) for warning, ranks in ranks_of.items())
 
 
-def _failure_message(world_size: int, failed: list[RankOutcome], problems: list[RankProblem]) -> str:
+def _situations(outcomes: list[RankOutcome], problems: list[RankProblem]) -> dict[int, RankSituation]:
+    """Where each rank was when judged: what it reported, how it ended, or (if hung) its line of test code."""
+    situations = {outcome.rank: RankSituation(False, ended=outcome.status) for outcome in outcomes}
+    for problem in problems:
+        if problem.running:
+            location = innermost_test_frame(problem.stack or "", roots=[os.getcwd()])
+            situations[problem.rank] = RankSituation(True, location=location)
+        else:
+            situations[problem.rank] = RankSituation(False, ended=problem.what)
+    return situations
+
+
+def _failure_message(
+    world_size: int,
+    failed: list[RankOutcome],
+    problems: list[RankProblem],
+    findings: CollectiveFindings | None = None,
+) -> str:
     # First line: one clause per kind of trouble, so pytest's one-line summary already names the ranks.
     # Likeliest cause first: a rank that died, then ranks that failed, then ranks left waiting on them.
     clauses = _problem_clauses(world_size, [p for p in problems if not p.running])
@@ -140,7 +167,13 @@ def _failure_message(world_size: int, failed: list[RankOutcome], problems: list[
     sections.sort(key=lambda section: section[0])  # stable: each rank's Python stack before its native one
     if any(problem.running and problem.native_stack is None for problem in problems):
         sections.append((world_size, NATIVE_STACKS_NEED_PY_SPY))
-    return "\n\n".join(["; ".join(clauses), *(text for _, text in sections)])
+    head = "; ".join(clauses)
+    if findings is not None:
+        # The verdict first: pytest's one-line summary shows the first line, and it says who went astray.
+        head = "\n".join([*findings.verdict, head])
+        if findings.table:
+            sections.insert(0, (-1, findings.table))
+    return "\n\n".join([head, *(text for _, text in sections)])
 
 
 def _problem_clauses(world_size: int, problems: list[RankProblem]) -> list[str]:

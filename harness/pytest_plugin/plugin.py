@@ -118,6 +118,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="all2all backend the communicator fixture asks for. Default: allgather_reducescatter.",
     )
     group.addoption(
+        "--dist-check-collectives",
+        action="store_true",
+        default=False,
+        help="before every collective, ranks compare op, shapes and dtypes (TORCH_DISTRIBUTED_DEBUG=DETAIL) "
+        "and a mismatch fails the test at once instead of hanging until the timeout. Costs a round trip per "
+        "collective.",
+    )
+    group.addoption(
+        "--dist-trace-collectives",
+        choices=["on", "off"],
+        default="on",
+        help="each rank traces its collectives, and a failed or timed-out test's report opens with which "
+        "rank went astray in which call. Default: on.",
+    )
+    group.addoption(
         "--dist-progress",
         default=None,
         metavar="FILE",
@@ -140,6 +155,8 @@ def pytest_configure(config: pytest.Config) -> None:
             timeout_s=config.getoption("dist_timeout"),
             reuse=resolve_reuse(config.getoption("dist_reuse"), device),
             all2all_backend=config.getoption("dist_all2all_backend"),
+            trace_collectives=config.getoption("dist_trace_collectives") == "on",
+            check_collectives=config.getoption("dist_check_collectives"),
         ),
         pytest_pid=os.getpid(),
     )

@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
+from harness.pytest_plugin import collective_trace
 from harness.pytest_plugin.env import DistEnv
 from harness.pytest_plugin.lifetime import die_with_parent, flush_stdio
 from harness.pytest_plugin.native_stacks import allow_native_stack_dumps
 from harness.pytest_plugin.outcomes import RankOutcome
 from harness.pytest_plugin.rank_warnings import record_warnings, restore_session_filters
 from harness.pytest_plugin.settings import DistSettings
+from harness.pytest_plugin.trace_file import trace_path_of
 
 if TYPE_CHECKING:
     import torch
@@ -46,6 +48,7 @@ def become_rank(rank: int, parent_pid: int, pgid: int, stack_path: str, main: Ca
             # A crash writes its Python stack here; on a timeout the parent sends SIGUSR1 to get one.
             faulthandler.enable(file=stack_file, all_threads=True)
             faulthandler.register(signal.SIGUSR1, file=stack_file, all_threads=True)
+            collective_trace.set_trace_path(trace_path_of(stack_path))
             main()
             code = 0
     except BaseException:
@@ -124,6 +127,8 @@ def join_process_group(settings: DistSettings, rank: int, store_path: str) -> Di
     import torch.distributed as dist
 
     device = _bind_device(settings.device, rank, settings.world_size)
+    if settings.check_collectives:
+        collective_trace.enable_consistency_check()
     store = dist.FileStore(store_path, settings.world_size)
     options: dict[str, Any] = {}
     if device.type != "cpu":
@@ -150,6 +155,7 @@ def run_test_body(
 
     The outcome carries the warnings the body (or the communicator's creation) raised and did not catch.
     """
+    collective_trace.start_test(settings.trace_collectives)
     with record_warnings(item) as raised:
         outcome = _call_test_function(item, env, funcargs, settings)
     return dataclasses.replace(outcome, warnings=tuple(raised))

@@ -16,6 +16,7 @@ from harness.pytest_plugin import rank as rank_process
 from harness.pytest_plugin.lifetime import flush_stdio
 from harness.pytest_plugin.native_stacks import dump_native_stacks
 from harness.pytest_plugin.outcomes import RankOutcome, RankProblem, describe_exit
+from harness.pytest_plugin.trace_file import RankTrace, read_trace, trace_path_of
 
 # rank_main(rank, results, requests): the body of one rank process; requests is None unless asked for.
 RankMain = Callable[[int, Connection, "Connection | None"], None]
@@ -150,6 +151,10 @@ class RankProcesses:
             time.sleep(0.02)
         time.sleep(0.05)  # let a dump that has begun finish
         return {rank: self._read_stack(rank) for rank in ranks}
+
+    def traces(self) -> list[RankTrace | None]:
+        """Each rank's collective trace of the current test (collective_trace.py); needs no answer from it."""
+        return [read_trace(trace_path_of(self._stack_path(rank)), rank) for rank in range(self.world_size)]
 
     def wait_for_exit(self, within_s: float) -> None:
         """Give ranks that have reported `within_s` to leave their group and exit; kill the rest."""

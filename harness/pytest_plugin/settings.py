@@ -20,6 +20,10 @@ class DistSettings:
     timeout_s: float
     reuse: bool
     all2all_backend: str
+    # Each rank's trace of its collectives, read on a failure or timeout (collective_trace.py).
+    trace_collectives: bool = True
+    # Ranks compare op, shapes and dtypes before every collective and fail at the first difference.
+    check_collectives: bool = False
 
     @property
     def backend(self) -> str:
@@ -28,9 +32,10 @@ class DistSettings:
     def describe(self) -> str:
         """One line for the pytest header."""
         mode = "reuse (workers kept across tests)" if self.reuse else "fork (fresh ranks per test)"
+        check = ", collectives checked across ranks" if self.check_collectives else ""
         return (
             f"comm-harness: device {self.device} ({self.backend}), world size {self.world_size}, "
-            f"{mode}, timeout {self.timeout_s:g} s per test"
+            f"{mode}, timeout {self.timeout_s:g} s per test{check}"
         )
 
 

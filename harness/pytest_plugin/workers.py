@@ -46,10 +46,11 @@ class WorkerPool:
             outcomes, problems = ranks.collect(
                 deadline, self.settings.timeout_s, min(GRACE_AFTER_FAILURE_S, self.settings.timeout_s)
             )
+            traces = ranks.traces()
         except BaseException:
             self.close()
             raise
-        verdict = judge(self.settings.world_size, outcomes, problems)
+        verdict = judge(self.settings.world_size, outcomes, problems, traces)
         if verdict.status == "failed":
             # A failed test may leave collectives half done: the next test gets a fresh group.
             self.close()

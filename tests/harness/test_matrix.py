@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from cli_runs import REPO_ROOT
 
+from harness.cell_runner import build_pytest_command
 from harness.errors import ConfigurationError
 from harness.matrix import load_matrix, select_cells
 
@@ -27,6 +28,7 @@ devices:
     backend: nccl
     world_sizes: [2, 4]
     test_timeout: 30
+    check_collectives: true
 axes:
   flavour: [plain, spicy]
 exclude:
@@ -75,6 +77,14 @@ def test_settings_resolve_defaults_then_device_then_include(project):
     assert not cells["cuda-nccl-ws4-plain"].required and cells["cuda-nccl-ws4-plain"].test_timeout_s == 30
     added = cells["cpu-gloo-ws3-plain"]
     assert added.keyword == "all_reduce" and added.source.startswith("matrix.yaml:")
+
+
+def test_check_collectives_reaches_the_plugin_of_the_cells_that_ask(project, tmp_path):
+    cells = {cell.id: cell for cell in load_matrix(project(GOOD)).cells}
+    checked, unchecked = cells["cuda-nccl-ws4-plain"], cells["cpu-gloo-ws2-plain"]
+    assert checked.check_collectives and not unchecked.check_collectives
+    assert "--dist-check-collectives" in build_pytest_command(checked, tmp_path, load_plugin=True)
+    assert "--dist-check-collectives" not in build_pytest_command(unchecked, tmp_path, load_plugin=True)
 
 
 def test_cell_json_round_trips(project):
