@@ -7,19 +7,19 @@ cell's work directory; after the cell ends `harvest_work_dir` copies the expecte
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.model import Cell, CellResult, TestCounts
 from harness.results.files import (
     CELL_JSON,
-    PROGRESS_JSONL,
     FINGERPRINT_JSON,
     HARVESTED_FILES,
     JUNIT_XML,
     LOG_TXT,
+    PROGRESS_JSONL,
     RESULT_JSON,
     WORK_DIR,
     UnsafeResultFile,
