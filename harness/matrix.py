@@ -452,5 +452,9 @@ def _freeze(draft: _Draft, device_config: dict[str, Any], path: Path) -> Cell:
         check_collectives=bool(settings["check_collectives"]),
         image=image,
         runs_on=tuple(device_config.get("runs_on") or ()),
+        buildkite_agents={
+            name: str(value) for name, value in device_config.get("buildkite", {}).get("agents", {}).items()
+        },
+        gitlab_tags=tuple(device_config.get("gitlab", {}).get("tags", ())),
         source=f"{path.name}:{draft.line}",
     )

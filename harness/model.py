@@ -60,6 +60,9 @@ class Cell:
     check_collectives: bool = False
     image: ImageSpec | None = None
     runs_on: tuple[str, ...] = ()
+    # Where the cell runs on Buildkite (agent tags, e.g. {"queue": "gpu"}) and on GitLab CI (runner tags).
+    buildkite_agents: dict[str, str] = field(default_factory=dict)
+    gitlab_tags: tuple[str, ...] = ()
     # Where the cell was declared, for error messages: "matrix.yaml:12".
     source: str = ""
 
@@ -70,7 +73,7 @@ class Cell:
     def from_json(cls, data: dict[str, Any]) -> Cell:
         data = dict(data)
         image = data.pop("image", None)
-        for key in ("tests", "pytest_args", "runs_on"):
+        for key in ("tests", "pytest_args", "runs_on", "gitlab_tags"):
             data[key] = tuple(data.get(key, ()))
         return cls(image=ImageSpec(**image) if image else None, **data)
 

@@ -6,9 +6,11 @@ import argparse
 from pathlib import Path
 
 from harness.errors import ConfigurationError
+from harness.matrix import Matrix
+from harness.model import Cell
 from harness.runs import make_console
 
-__all__ = ["add_matrix_arguments", "make_console", "positive_int", "resolve_matrix_path"]
+__all__ = ["add_matrix_arguments", "make_console", "positive_int", "resolve_matrix_path", "selected_cells"]
 
 DEFAULT_MATRIX = "matrix.yaml"
 
@@ -58,3 +60,8 @@ def resolve_matrix_path(argument: str | None) -> Path:
     if not path.is_file():
         raise ConfigurationError(f"no {DEFAULT_MATRIX} in {Path.cwd()}; pass the path of a matrix file.")
     return path
+
+
+def selected_cells(matrix: Matrix, patterns: list[str], required_only: bool) -> list[Cell]:
+    """The cells `--cell PATTERN...` and `--required` select, in matrix order (CI fan-outs, reports)."""
+    return [cell for cell in matrix.select(patterns) if cell.required or not required_only]

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from harness.bench.floors import load_floors
-from harness.commands import make_console
+from harness.commands import make_console, selected_cells
 from harness.errors import EXIT_STRICT, ConfigurationError
 from harness.github import in_github_actions
 from harness.matrix import load_matrix
@@ -72,8 +72,7 @@ def expected_cells(args: argparse.Namespace) -> list[Cell] | None:
         if args.cell or args.required:
             raise ConfigurationError("--cell and --required select cells of --matrix FILE; pass it too")
         return None
-    cells = load_matrix(args.matrix).select(args.cell)
-    return [cell for cell in cells if cell.required or not args.required]
+    return selected_cells(load_matrix(args.matrix), args.cell, args.required)
 
 
 def handle(args: argparse.Namespace) -> int:

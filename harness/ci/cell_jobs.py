@@ -1,0 +1,137 @@
+"""What every CI system's fan-out shares: one job per cell, what it runs and keeps, and the report job.
+
+The systems differ only in syntax. A cell job sets up the harness, builds its device's image (nothing to do
+when its content-hash tag is present) and runs `harness run MATRIX --cell ID --executor docker --out
+results/ID`; that directory is kept as the job's artifact. The report job gathers every cell's directory
+under results/ and merges them with `harness report results --strict`.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import ConfigurationError
+from harness.images import DEVICE_IMAGES, recipe_for
+from harness.model import Cell
+
+RESULTS_DIR = "results"
+REPORT_DIR = "report"
+# Every job's environment: pip quiet about its own version, Python's output unbuffered in the live log.
+JOB_ENV = {"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def install_commands(torch_version: str, torch_index_url: str) -> list[str]:
+    """A virtual environment with this torch and the harness: agents and shell runners share their Python.
+
+    pip installs torch first, from its own index, so that pyproject's range is met and no other build of
+    torch (a multi-GB CUDA one on a CPU host) is downloaded.
+    """
+    torch = shlex.quote(f"torch=={torch_version}")
+    return [
+        "python3 -m venv .venv",
+        ". .venv/bin/activate",
+        f"python -m pip install {torch} --index-url {shlex.quote(torch_index_url)}",
+        "python -m pip install -e .",
+    ]
+
+
+@dataclass(frozen=True)
+class CellJob:
+    """One cell's CI job, whichever system runs it."""
+
+    cell: Cell
+    # The matrix file as the job names it: relative to the repository root, where every job starts.
+    matrix_file: str
+    image: str
+    torch_version: str
+    torch_index_url: str
+
+    @property
+    def artifact(self) -> str:
+        """The artifact's name (unique per cell, as GitHub requires)."""
+        return f"results-{self.cell.id}"
+
+    @property
+    def results_dir(self) -> str:
+        """Where `harness run --out` writes the cell's results, and what the job keeps."""
+        return f"{RESULTS_DIR}/{self.cell.id}"
+
+    @property
+    def timeout_minutes(self) -> int:
+        """The cell's own timeout, plus an hour for its image build and (in qualification) the bench."""
+        return int(self.cell.timeout_s // 60) + 60
+
+    def build_image_command(self) -> str:
+        return f"harness images build {self.cell.device} --matrix {shlex.quote(self.matrix_file)}"
+
+    def run_command(self) -> str:
+        """The command that runs the cell, the same on every system."""
+        return (
+            f"harness run {shlex.quote(self.matrix_file)} --cell {shlex.quote(self.cell.id)} "
+            f"--executor docker --out {shlex.quote(self.results_dir)}"
+        )
+
+    def commands(self) -> list[str]:
+        """Set-up, image, cell: the whole job as shell commands run in one shell from the repository root."""
+        return [
+            *install_commands(self.torch_version, self.torch_index_url),
+            self.build_image_command(),
+            self.run_command(),
+        ]
+
+
+def cell_jobs(cells: Iterable[Cell], matrix_file: Path, root: Path, system: str) -> list[CellJob]:
+    """One job per cell, in matrix order; an empty selection is an error (no CI system runs none)."""
+    jobs = []
+    for cell in cells:
+        recipe = recipe_for(cell.device, cell.image, root)
+        jobs.append(
+            CellJob(
+                cell=cell,
+                matrix_file=matrix_file.as_posix(),
+                image=recipe.tag,
+                torch_version=recipe.build_args.get("TORCH_VERSION", ""),
+                torch_index_url=recipe.build_args.get("TORCH_INDEX_URL", ""),
+            )
+        )
+    if not jobs:
+        raise ConfigurationError(
+            f"no cell selected, so the {system} fan-out would be empty; check --cell and --required"
+        )
+    return jobs
+
+
+@dataclass(frozen=True)
+class ReportJob:
+    """The job after the cells: merge every cell's results, strictly, over the cells that were selected."""
+
+    matrix_file: str
+    patterns: tuple[str, ...] = ()
+    required_only: bool = False
+
+    def report_command(self) -> str:
+        """`harness report` over the downloaded results, expecting exactly the selected cells."""
+        words = ["harness", "report", RESULTS_DIR, "--matrix", self.matrix_file]
+        for pattern in self.patterns:
+            words += ["--cell", pattern]
+        if self.required_only:
+            words.append("--required")
+        words += [
+            "--strict",
+            "--markdown",
+            f"{REPORT_DIR}/summary.md",
+            "--junit",
+            f"{REPORT_DIR}/junit.xml",
+            "--json",
+            f"{REPORT_DIR}/summary.json",
+        ]
+        return shlex.join(words)
+
+    def install_commands(self) -> list[str]:
+        """The harness with the CPU build of torch: the report needs no device."""
+        cpu = DEVICE_IMAGES["cpu"].build_args
+        return install_commands(cpu["TORCH_VERSION"], cpu["TORCH_INDEX_URL"])
+
