@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from harness.ci.cell_jobs import JOB_ENV, REPORT_DIR, RESULTS_DIR, CellJob, ReportJob
+from harness.ci.cell_jobs import JOB_ENV, REPORT_DIR, RESULTS_DIR, CellJob, ReportJob, no_place_to_run
 from harness.errors import ConfigurationError
 
 REPORT_KEY = "report"
@@ -31,11 +31,8 @@ def cell_step(job: CellJob) -> dict[str, Any]:
     """The command step that runs one cell on an agent with its device's tags and keeps its results."""
     cell = job.cell
     if not cell.buildkite_agents:
-        raise ConfigurationError(
-            f"{cell.source}: cell {cell.id} has no Buildkite agents; add "
-            f"`buildkite: {{agents: {{queue: ...}}}}` under devices.{cell.device}, naming the queue "
-            "of agents with its hardware"
-        )
+        hint = "naming the queue of agents with its hardware"
+        raise no_place_to_run(cell, "Buildkite agents", "buildkite: {agents: {queue: ...}}", hint)
     step: dict[str, Any] = {
         "key": step_key(cell.id),
         "label": cell.id,

@@ -39,6 +39,18 @@ def install_commands(torch_version: str, torch_index_url: str) -> list[str]:
     ]
 
 
+def artifact_name(cell_id: str) -> str:
+    """The artifact a cell job keeps its results directory as (unique per cell, as GitHub requires)."""
+    return f"results-{cell_id}"
+
+
+def no_place_to_run(cell: Cell, what: str, setting: str, hint: str) -> ConfigurationError:
+    """The error for a cell whose device does not say where it runs on a CI system, naming the line."""
+    return ConfigurationError(
+        f"{cell.source}: cell {cell.id} has no {what}; add `{setting}` under devices.{cell.device}, {hint}"
+    )
+
+
 @dataclass(frozen=True)
 class CellJob:
     """One cell's CI job, whichever system runs it."""
@@ -70,8 +82,7 @@ class CellJob:
 
     @property
     def artifact(self) -> str:
-        """The artifact's name (unique per cell, as GitHub requires)."""
-        return f"results-{self.cell.id}"
+        return artifact_name(self.cell.id)
 
     @property
     def results_dir(self) -> str:

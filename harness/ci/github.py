@@ -10,8 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from harness.ci.cell_jobs import CellJob
-from harness.errors import ConfigurationError
+from harness.ci.cell_jobs import CellJob, no_place_to_run
 
 SELF_HOSTED = "self-hosted"
 _CACHE_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -21,10 +20,8 @@ def matrix_entry(job: CellJob) -> dict[str, Any]:
     """One `include` entry: what a cell job needs to pick its runner, load its image and run the cell."""
     cell = job.cell
     if not cell.runs_on:
-        raise ConfigurationError(
-            f"{cell.source}: cell {cell.id} has no runner labels; add `runs_on: [...]` under "
-            f"devices.{cell.device} (e.g. [ubuntu-latest] for cpu, [self-hosted, linux, gpu-nvidia] for cuda)"
-        )
+        hint = "e.g. [ubuntu-latest] for cpu, [self-hosted, linux, gpu-nvidia] for cuda"
+        raise no_place_to_run(cell, "runner labels", "runs_on: [...]", hint)
     hosted = SELF_HOSTED not in cell.runs_on
     return {
         "cell": cell.id,

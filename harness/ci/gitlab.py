@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.ci.cell_jobs import JOB_ENV, REPORT_DIR, CellJob, ReportJob
-from harness.errors import ConfigurationError
+from harness.ci.cell_jobs import JOB_ENV, REPORT_DIR, CellJob, ReportJob, no_place_to_run
 
 CELLS_STAGE = "cells"
 REPORT_STAGE = "report"
@@ -23,10 +22,8 @@ def cell_job(job: CellJob) -> dict[str, Any]:
     """The job that runs one cell on a runner with its device's tags and keeps its results."""
     cell = job.cell
     if not cell.gitlab_tags:
-        raise ConfigurationError(
-            f"{cell.source}: cell {cell.id} has no GitLab runner tags; add `gitlab: {{tags: [...]}}` under "
-            f"devices.{cell.device}, naming the tags of runners with its hardware and a Docker engine"
-        )
+        hint = "naming the tags of runners with its hardware and a Docker engine"
+        raise no_place_to_run(cell, "GitLab runner tags", "gitlab: {tags: [...]}", hint)
     entry: dict[str, Any] = {
         "stage": CELLS_STAGE,
         "tags": list(cell.gitlab_tags),
