@@ -11,6 +11,8 @@ import yaml
 from github_runs import REPO_ROOT, write_project
 from pipelines import CI_MATRIX, harness_matrix, pipeline, pipeline_text, schema_check, write_ci_project
 
+from harness.cli import build_parser
+
 RAW_MATRIX = yaml.safe_load((REPO_ROOT / "matrix.yaml").read_text())
 # The line of .github/workflows/ci.yml that runs a cell; the other systems must run the very same command.
 GITHUB_CELL_JOB = yaml.safe_load((REPO_ROOT / ".github/workflows/ci.yml").read_text())["jobs"]["cells"]
@@ -184,3 +186,24 @@ def test_gitlab_report_waits_for_the_stage_when_needs_would_exceed_gitlabs_limit
     document = pipeline("gitlab", cwd=tmp_path)
     assert len(gitlab_cells(document)) == 52
     assert "needs" not in document["report"] and document["report"]["stage"] == "report"
+
+
+@pytest.mark.parametrize("fmt", ["buildkite", "gitlab"])
+def test_every_harness_command_of_the_pipeline_parses_with_the_real_cli(fmt):
+    document = pipeline(fmt, cwd=REPO_ROOT)
+    if fmt == "buildkite":
+        scripts = [step["commands"] for step in document["steps"]]
+    else:
+        scripts = [job["script"] for job in document.values() if isinstance(job, dict) and "script" in job]
+    commands = [command for script in scripts for command in script if command.startswith("harness ")]
+    assert {shlex.split(command)[1] for command in commands} == {"images", "run", "report"}
+    parser = build_parser()
+    for command in commands:
+        parser.parse_args(shlex.split(command)[1:])
+
+
+@pytest.mark.parametrize("fmt, system", [("github", "GitHub"), ("buildkite", "Buildkite"), ("gitlab", "GitLab CI")])
+def test_a_selection_of_no_cell_is_an_error_not_an_empty_pipeline(fmt, system):
+    done = harness_matrix("--format", fmt, "--cell", "xpu-*", "--required", cwd=REPO_ROOT)
+    assert done.returncode == 2 and done.stdout == ""
+    assert f"no cell selected, so the {system} fan-out would be empty; check --cell and --required" in done.stderr
