@@ -202,8 +202,11 @@ def test_every_harness_command_of_the_pipeline_parses_with_the_real_cli(fmt):
         parser.parse_args(shlex.split(command)[1:])
 
 
-@pytest.mark.parametrize("fmt, system", [("github", "GitHub"), ("buildkite", "Buildkite"), ("gitlab", "GitLab CI")])
+@pytest.mark.parametrize(
+    "fmt, system", [("github", "GitHub"), ("buildkite", "Buildkite"), ("gitlab", "GitLab CI")]
+)
 def test_a_selection_of_no_cell_is_an_error_not_an_empty_pipeline(fmt, system):
     done = harness_matrix("--format", fmt, "--cell", "xpu-*", "--required", cwd=REPO_ROOT)
     assert done.returncode == 2 and done.stdout == ""
-    assert f"no cell selected, so the {system} fan-out would be empty; check --cell and --required" in done.stderr
+    message = f"no cell selected, so the {system} fan-out would be empty; check --cell and --required"
+    assert message in done.stderr
