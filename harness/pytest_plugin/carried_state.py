@@ -1,6 +1,9 @@
 """What reuse workers take from the pytest process before each test, so that the body sees what fork mode's
-fresh ranks would have inherited: the environment, the working directory, `sys.path`, RNG states and a few
-of torch's global switches, as fixtures (autouse ones included) left them.
+fresh ranks would have inherited: the environment, the working directory, `sys.path`, torch's and numpy's RNG
+states and a few of torch's global switches, as fixtures (autouse ones included) left them.
+
+Python's `random` is not carried: CPython reseeds it from the OS in every forked child, so a fresh rank never
+sees a fixture's `random.seed`; a worker reseeds it before each test the same way.
 
 `capture` runs in the pytest process; the worker applies the result (`worker_state.py`). State that cannot
 be carried this way is found by `uncarried.py`, and such a test runs on fresh ranks.
@@ -9,7 +12,6 @@ be carried this way is found by `uncarried.py`, and such a test runs on fresh ra
 from __future__ import annotations
 
 import os
-import random
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +24,6 @@ class ForkTimeState:
     """The pytest process's state when the workers were forked: what they inherited, the base of each diff."""
 
     environ: dict[bytes, bytes]
-    python_random: Any
     numpy_random: Any  # None when numpy was not imported
     torch_cpu_rng: bytes
     accelerator_seeds: tuple[SeedCall, ...] | None  # None: the lazy seed calls could not be read
@@ -36,7 +37,6 @@ class CarriedState:
     environ_unset: tuple[str, ...]
     cwd: str
     sys_path: list[str]
-    python_random: Any
     numpy_random: Any
     torch_cpu_rng: bytes | None
     accelerator_seeds: tuple[SeedCall, ...] | None
@@ -44,11 +44,15 @@ class CarriedState:
     instance_attributes: dict[str, Any] | None  # a test method's `self.__dict__`, set by fixture methods
 
 
+class FreshMonkeyPatch:
+    """Sent in place of a `monkeypatch` value (which holds os.environ and does not pickle): the worker gives
+    the body a new MonkeyPatch and undoes it after. What fixtures set through it is carried or detected."""
+
+
 def take_fork_time_state(device: str) -> ForkTimeState:
     """Called just before the workers are forked: what each of them inherits."""
     return ForkTimeState(
         environ=_raw_environ(),
-        python_random=random.getstate(),
         numpy_random=_numpy_state(),
         torch_cpu_rng=_torch_cpu_rng(),
         accelerator_seeds=pending_accelerator_seeds(device),
@@ -59,7 +63,6 @@ def capture(base: ForkTimeState, device: str, instance: object | None) -> Carrie
     """The pytest process's state now, after the test's fixtures were set up, relative to `base`."""
     environ = _raw_environ()
     changed = environ.items() - base.environ.items()
-    python_random = random.getstate()
     numpy_random = _numpy_state()
     torch_cpu_rng = _torch_cpu_rng()
     return CarriedState(
@@ -67,7 +70,6 @@ def capture(base: ForkTimeState, device: str, instance: object | None) -> Carrie
         environ_unset=tuple(os.fsdecode(key) for key in base.environ.keys() - environ.keys()),
         cwd=os.getcwd(),
         sys_path=list(sys.path),
-        python_random=None if python_random == base.python_random else python_random,
         numpy_random=None if _same_numpy_state(numpy_random, base.numpy_random) else numpy_random,
         torch_cpu_rng=None if torch_cpu_rng == base.torch_cpu_rng else torch_cpu_rng,
         accelerator_seeds=pending_accelerator_seeds(device),

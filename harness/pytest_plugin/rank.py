@@ -24,7 +24,11 @@ from harness.pytest_plugin.outcomes import RankOutcome
 from harness.pytest_plugin.rank_warnings import record_warnings, restore_session_filters
 from harness.pytest_plugin.settings import DistSettings
 from harness.pytest_plugin.trace_file import trace_path_of
-from harness.pytest_plugin.worker_state import WorkerState, apply_instance_attributes
+from harness.pytest_plugin.worker_state import (
+    WorkerState,
+    apply_instance_attributes,
+    with_fresh_monkeypatches,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -117,6 +121,7 @@ def serve_tests(
         item = items[nodeid]
         try:
             funcargs, carried = pickle.loads(payload)
+            funcargs, monkeypatches = with_fresh_monkeypatches(funcargs)
             state.apply(carried)
             apply_instance_attributes(item.instance, carried.instance_attributes)
         except BaseException as exc:
@@ -128,6 +133,8 @@ def serve_tests(
             )
         else:
             outcome = run_test_body(item, env, funcargs, settings)
+            for monkeypatch in monkeypatches:
+                monkeypatch.undo()
         state.restore()
         flush_stdio()
         results.send(outcome)

@@ -32,6 +32,8 @@ from _pytest.monkeypatch import MonkeyPatch
 
 _NOT_WATCHED = frozenset(sys.stdlib_module_names) | {"pytest", "_pytest", "pluggy", "py", "__main__"}
 _PLUGIN_PACKAGE = __name__.rpartition(".")[0]
+# Attributes that change with a switch `carried_state` carries: torch.set_default_dtype rebinds torch.Storage.
+_REBOUND_BY_CARRIED_SWITCHES = {("torch", "Storage")}
 _LISTED = 3  # changes named per reason; the rest are counted
 
 
@@ -143,6 +145,8 @@ def _differences(label: str, base: dict[str, Any], now: dict[str, Any]) -> list[
         if before is after or isinstance(after, ModuleType):
             continue
         if after is _ABSENT and isinstance(before, ModuleType):
+            continue
+        if (label, name) in _REBOUND_BY_CARRIED_SWITCHES:
             continue
         what = "set" if before is _ABSENT else "deleted" if after is _ABSENT else "rebound"
         changes.append(f"{label}.{name} ({what})")

@@ -11,6 +11,7 @@ from typing import Any
 from harness.pytest_plugin.carried_state import (
     CarriedState,
     ForkTimeState,
+    FreshMonkeyPatch,
     SeedCall,
     pending_accelerator_seeds,
 )
@@ -46,7 +47,7 @@ class WorkerState:
             os.chdir(carried.cwd)
         if carried.sys_path != sys.path:
             sys.path[:] = carried.sys_path
-        random.setstate(carried.python_random or self._fork_time.python_random)
+        random.seed()  # from the OS, as CPython's at-fork hook reseeds a fresh rank
         numpy_state = carried.numpy_random or self._fork_time.numpy_random
         if numpy_state is not None:
             import numpy
@@ -88,6 +89,18 @@ class WorkerState:
                 self._accelerator.manual_seed_all(seed)
             else:
                 self._accelerator.manual_seed(seed)
+
+
+def with_fresh_monkeypatches(funcargs: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+    """The fixture values with a new MonkeyPatch for each `FreshMonkeyPatch`; undo those after the body."""
+    from _pytest.monkeypatch import MonkeyPatch
+
+    patches = []
+    for name, value in funcargs.items():
+        if isinstance(value, FreshMonkeyPatch):
+            funcargs[name] = MonkeyPatch()
+            patches.append(funcargs[name])
+    return funcargs, patches
 
 
 def apply_instance_attributes(instance: object | None, attributes: dict[str, Any] | None) -> None:

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _pytest.monkeypatch import MonkeyPatch
 
-from harness.pytest_plugin.carried_state import ForkTimeState, capture, take_fork_time_state
+from harness.pytest_plugin.carried_state import ForkTimeState, FreshMonkeyPatch, capture, take_fork_time_state
 from harness.pytest_plugin.fresh_ranks import FreshRankTally
 from harness.pytest_plugin.launcher import EXIT_AFTER_REPORT_S, GRACE_AFTER_FAILURE_S
 from harness.pytest_plugin.outcomes import Verdict, judge
@@ -76,7 +77,11 @@ class WorkerPool:
             reason = f"torch's queued {self.settings.device} seeding could not be read to be replayed"
             return None, "unreadable accelerator seeding", reason
         argnames = item._fixtureinfo.argnames
-        values = {name: item.funcargs[name] for name in argnames if name not in RANK_FIXTURES}
+        values = {
+            name: FreshMonkeyPatch() if isinstance(item.funcargs[name], MonkeyPatch) else item.funcargs[name]
+            for name in argnames
+            if name not in RANK_FIXTURES
+        }
         try:
             return pickle.dumps((values, carried)), "", ""
         except Exception:  # pickling raises many types: PicklingError, TypeError, AttributeError
