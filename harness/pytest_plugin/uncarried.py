@@ -7,8 +7,10 @@ test runs on the workers, this module looks for anything else its fixtures chang
 - attributes of the namespaces relevant to the test rebound, added or deleted since the workers were forked:
   the test's module, its class, the modules defining the fixtures it uses (conftest.py files, plugins), and
   every module these name in their globals (imported modules, and those that define imported functions and
-  classes); the standard library, pytest and this plugin excepted. Compared by identity of the values, so
-  the check costs microseconds; a new attribute that is itself a module (a submodule imported since) is
+  classes). Only the suite's and the project's own modules are watched: not the standard library, nor what
+  is installed in site-packages (torch alone has 1500 attributes; comparing them before every test would
+  cost more than the rest of reuse mode), nor pytest and this plugin. Compared by identity of the values,
+  so the check costs microseconds; a new attribute that is itself a module (a submodule imported since) is
   harmless and ignored. In-place changes (a list appended to, a dict updated) are not seen;
 - `monkeypatch.setattr`/`delattr` on anything, and `monkeypatch.setitem`/`delitem` on any mapping but
   `os.environ`, by the test's `monkeypatch`;
@@ -21,7 +23,9 @@ workers' (a module- or class-scoped fixture of an earlier test changed them) get
 from __future__ import annotations
 
 import os
+import site
 import sys
+import sysconfig
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
@@ -96,7 +100,7 @@ class NamespaceWatch:
                     if module is not None:
                         modules.append(module)
             for module in modules:
-                if _watched(module.__name__):
+                if _watched(module):
                     found[module.__name__] = vars(module)
                     found.update(self._referenced_by(module))
             if item.cls is not None:
@@ -111,7 +115,7 @@ class NamespaceWatch:
             for value in list(vars(module).values()):
                 name = value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", None)
                 referenced = sys.modules.get(name) if isinstance(name, str) else None
-                if referenced is not None and _watched(referenced.__name__):
+                if referenced is not None and _watched(referenced):
                     found[referenced.__name__] = vars(referenced)
             self._referenced[module.__name__] = found
         return found
@@ -153,8 +157,24 @@ def _differences(label: str, base: dict[str, Any], now: dict[str, Any]) -> list[
     return sorted(changes)
 
 
-def _watched(module_name: str) -> bool:
-    return module_name.partition(".")[0] not in _NOT_WATCHED and not module_name.startswith(_PLUGIN_PACKAGE)
+def _watched(module: ModuleType) -> bool:
+    name = module.__name__
+    if name.partition(".")[0] in _NOT_WATCHED or name.startswith(_PLUGIN_PACKAGE):
+        return False
+    path = getattr(module, "__file__", None)
+    return isinstance(path, str) and not path.startswith(_INSTALLED)
+
+
+def _installed_package_dirs() -> tuple[str, ...]:
+    """Where installed distributions live: site-packages, Debian's dist-packages, the user's site."""
+    paths = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
+    paths.update(getattr(site, "getsitepackages", list)())
+    paths.add(site.getusersitepackages())
+    paths.update(entry for entry in sys.path if entry.endswith(("site-packages", "dist-packages")))
+    return tuple({os.path.join(real, "") for path in paths for real in (path, os.path.realpath(path))})
+
+
+_INSTALLED = _installed_package_dirs()
 
 
 def _describe(target: object) -> str:
