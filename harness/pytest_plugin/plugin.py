@@ -111,7 +111,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=["auto", "on", "off"],
         default="auto",
         help="keep rank workers and their process group alive across tests (auto: on for cuda/xpu, off for "
-        "cpu). Module state then persists across tests on the workers.",
+        "cpu). Fixtures' environment, cwd, sys.path and RNG states are carried to them; a test whose "
+        "fixtures changed what cannot be carried runs on fresh ranks.",
     )
     group.addoption(
         "--dist-all2all-backend",
