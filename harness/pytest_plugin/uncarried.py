@@ -14,6 +14,8 @@ test runs on the workers, this module looks for anything else its fixtures chang
   harmless and ignored. In-place changes (a list appended to, a dict updated) are not seen;
 - `monkeypatch.setattr`/`delattr` on anything, and `monkeypatch.setitem`/`delitem` on any mapping but
   `os.environ`, by the test's `monkeypatch`;
+- environment variables that NCCL, gloo, xccl, CUDA or Level Zero read when the worker's process group or
+  device started (`NCCL_*`, `CUDA_*`, `TORCH_NCCL_*`, ...): a fresh rank starts with them, a worker has not;
 - accelerator seeding queued in a way torch's queue does not let `carried_state` read.
 
 Such a test runs on fresh ranks. Before its fixtures run, a test whose namespaces already differ from the
@@ -133,6 +135,31 @@ def monkeypatched_beyond_environ(item: pytest.Function) -> list[str]:
             if mapping is not os.environ:
                 changes.append(f"monkeypatch.setitem({_describe(mapping)}, {key!r})")
     return changes
+
+
+# Read by NCCL, gloo, xccl, CUDA or Level Zero when a process group or device starts: a worker's have started.
+READ_AT_START = (
+    "NCCL_",
+    "TORCH_NCCL_",
+    "GLOO_",
+    "TORCH_GLOO_",
+    "CCL_",
+    "TORCH_XCCL_",
+    "CUDA_",
+    "PYTORCH_CUDA_",
+    "ZE_",
+    "NVSHMEM_",
+    "TORCH_SYMM_MEM_",
+    "TORCH_DISTRIBUTED_",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+)
+
+
+def environment_read_at_start(changed: Iterable[str]) -> list[str]:
+    """The changed environment variables a worker's process group or device read when they started, so that
+    setting them now changes nothing there (a fresh rank starts with them)."""
+    return sorted(name for name in changed if name.startswith(READ_AT_START))
 
 
 def summarise(what: str, changes: list[str]) -> str:

@@ -27,7 +27,12 @@ from harness.pytest_plugin.outcomes import Verdict, judge
 from harness.pytest_plugin.rank import serve_tests
 from harness.pytest_plugin.rank_processes import RankProcesses
 from harness.pytest_plugin.settings import DistSettings
-from harness.pytest_plugin.uncarried import NamespaceWatch, monkeypatched_beyond_environ, summarise
+from harness.pytest_plugin.uncarried import (
+    NamespaceWatch,
+    environment_read_at_start,
+    monkeypatched_beyond_environ,
+    summarise,
+)
 
 # Fixtures whose values in the pytest process are placeholders, replaced on every rank.
 RANK_FIXTURES = ("dist_env", "communicator")
@@ -73,6 +78,12 @@ class WorkerPool:
         if patched:
             return None, "monkeypatched attributes", summarise("the test's monkeypatch changed", patched)
         carried = capture(self._fork_time, self.settings.device, item.instance)
+        read_at_start = environment_read_at_start([*carried.environ_set, *carried.environ_unset])
+        if read_at_start:
+            reason = summarise(
+                "fixtures changed variables read when a process group or device starts", read_at_start
+            )
+            return None, "environment read at start-up", reason
         if carried.accelerator_seeds is None:
             reason = f"torch's queued {self.settings.device} seeding could not be read to be replayed"
             return None, "unreadable accelerator seeding", reason

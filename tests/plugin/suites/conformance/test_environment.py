@@ -24,6 +24,12 @@ def env_by_hand():
 
 
 @pytest.fixture
+def nccl_env(monkeypatch):
+    """NCCL reads its variables when a communicator starts: a reuse worker's has."""
+    monkeypatch.setenv("NCCL_DEBUG", "WARN")
+
+
+@pytest.fixture
 def env_removed(monkeypatch):
     monkeypatch.delenv("CONFORMANCE_SESSION")
 
@@ -42,6 +48,10 @@ def test_fixture_env_with_a_value(dist_env, env_and_value):
 
 def test_fixture_env_by_hand(dist_env, env_by_hand):
     assert os.environ["CONFORMANCE_BY_HAND"] == "yes"
+
+
+def test_fixture_sets_an_nccl_variable(dist_env, nccl_env):
+    assert os.environ["NCCL_DEBUG"] == "WARN"
 
 
 def test_fixture_deletes_env(dist_env, env_removed):
