@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import importlib.util
 import json
 import os
 import statistics
@@ -151,6 +152,9 @@ def main() -> int:
         )
         for variant, count, extra in variants:
             if args.variants != "all" and f"{args.variants} mode" not in variant:
+                continue
+            if "--forked" in extra and importlib.util.find_spec("pytest_forked") is None:
+                print(f"{variant}: skipped, pytest-forked is not installed")
                 continue
             name = f"test_plugin_{count}.py"
             tests = "".join(PLUGIN_TEST.format(i=i) for i in range(count))
