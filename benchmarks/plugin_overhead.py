@@ -6,12 +6,18 @@ tests in the same run give pytest's own per-test floor.
 
     python benchmarks/plugin_overhead.py                        # CPU, gloo, world size 4
     python benchmarks/plugin_overhead.py --device cuda --world-size 4 --no-mptc
+    python benchmarks/plugin_overhead.py --variants reuse --fixtures --plugin-from /tmp/main-checkout
+
+`--fixtures` gives every test what real suites have: an autouse fixture that sets an environment variable
+through monkeypatch, a seeded torch RNG and tmp_path; `--plugin-from` measures another checkout's plugin (the
+code before a change) with this script.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import importlib.util
 import json
 import os
 import statistics
@@ -32,7 +38,18 @@ import torch, torch.distributed as dist
 
 WORLD_SIZE = {world_size}
 
+{fixtures}
 {tests}
+"""
+# What each test gets with --fixtures: the set-up of an ordinary suite, all of which reuse mode carries.
+FIXTURES = """
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def suite_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("BENCH_SUITE_FLAG", "1")
+    torch.manual_seed(0)
 """
 PLUGIN_TEST = """
 def test_all_reduce_{i}(dist_env):
@@ -100,6 +117,19 @@ def main() -> int:
     parser.add_argument("--reuse-tests", type=int, default=100, help="tests per plugin reuse-mode run")
     parser.add_argument("--mptc-tests", type=int, default=4, help="tests under MultiProcessTestCase (slow)")
     parser.add_argument("--no-mptc", action="store_true", help="skip MultiProcessTestCase")
+    parser.add_argument(
+        "--variants",
+        choices=["all", "reuse", "fork"],
+        default="all",
+        help="plugin modes to run (reuse: reuse mode only, without and with --forked). Default: all.",
+    )
+    parser.add_argument("--fixtures", action="store_true", help="give each test an ordinary suite's fixtures")
+    parser.add_argument(
+        "--plugin-from",
+        type=Path,
+        default=REPO_ROOT,
+        help="checkout whose harness package (plugin) is measured. Default: this one.",
+    )
     parser.add_argument("--json", type=Path, default=Path("results/plugin_overhead.json"))
     args = parser.parse_args()
     backend = {"cpu": "gloo", "cuda": "nccl", "xpu": "xccl"}[args.device]
@@ -107,23 +137,32 @@ def main() -> int:
     figures: list[Figures] = []
     with tempfile.TemporaryDirectory(prefix="plugin-overhead-") as workdir:
         work = Path(workdir)
-        if not args.no_mptc:
+        if not args.no_mptc and args.variants == "all":
             (work / "test_mptc.py").write_text(
                 MPTC_TESTS.format(
                     device=args.device, backend=backend, world_size=args.world_size, count=args.mptc_tests
                 )
             )
-            figures.append(_run(work, "MultiProcessTestCase", "test_mptc.py", [], plugin=False))
-        for variant, count, extra in (
+            figures.append(_run(work, "MultiProcessTestCase", "test_mptc.py", [], plugin_from=None))
+        variants = (
             ("plugin, fork mode", args.fork_tests, ["--dist-reuse=off"]),
             ("plugin, fork mode, --forked", args.fork_tests, ["--dist-reuse=off", "--forked"]),
             ("plugin, reuse mode", args.reuse_tests, ["--dist-reuse=on"]),
             ("plugin, reuse mode, --forked", args.reuse_tests, ["--dist-reuse=on", "--forked"]),
-        ):
+        )
+        for variant, count, extra in variants:
+            if args.variants != "all" and f"{args.variants} mode" not in variant:
+                continue
+            if "--forked" in extra and importlib.util.find_spec("pytest_forked") is None:
+                print(f"{variant}: skipped, pytest-forked is not installed")
+                continue
             name = f"test_plugin_{count}.py"
             tests = "".join(PLUGIN_TEST.format(i=i) for i in range(count))
-            (work / name).write_text(PLUGIN_TESTS.format(world_size=args.world_size, tests=tests))
-            figures.append(_run(work, variant, name, [*dist_args, *extra], plugin=True))
+            fixtures = FIXTURES if args.fixtures else ""
+            (work / name).write_text(
+                PLUGIN_TESTS.format(world_size=args.world_size, fixtures=fixtures, tests=tests)
+            )
+            figures.append(_run(work, variant, name, [*dist_args, *extra], args.plugin_from))
     _print_table(args, figures)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
@@ -131,6 +170,8 @@ def main() -> int:
             {
                 "device": args.device,
                 "backend": backend,
+                "fixtures": args.fixtures,
+                "plugin_from": str(args.plugin_from),
                 "world_size": args.world_size,
                 "cpus": os.cpu_count(),
                 "load_average": os.getloadavg(),
@@ -143,9 +184,11 @@ def main() -> int:
     return 0
 
 
-def _run(work: Path, variant: str, test_file: str, extra: list[str], plugin: bool) -> Figures:
+def _run(work: Path, variant: str, test_file: str, extra: list[str], plugin_from: Path | None) -> Figures:
+    """One pytest run; `plugin_from`: the checkout whose plugin it loads (None: no plugin)."""
     junit = work / f"{test_file}.xml"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
+    root = plugin_from or REPO_ROOT
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
     for key, value in GPU_ENV.items():
         env.setdefault(key, value)
     command = [
@@ -158,7 +201,7 @@ def _run(work: Path, variant: str, test_file: str, extra: list[str], plugin: boo
         "no:cacheprovider",
         f"--junitxml={junit}",
     ]
-    if plugin and not _plugin_installed():
+    if plugin_from is not None and not _plugin_installed():
         command += ["-p", "harness.pytest_plugin.plugin"]
     started = time.monotonic()
     done = subprocess.run([*command, *extra], cwd=work, env=env, capture_output=True, text=True)
@@ -201,11 +244,14 @@ def _print_table(args: argparse.Namespace, figures: list[Figures]) -> None:
             f"{f.max_s * 1e3:7.1f} ms {plain} {f.wall_s:6.1f} s"
         )
     by_variant = {f.variant: f for f in figures}
-    fork, reuse = by_variant["plugin, fork mode"], by_variant["plugin, reuse mode"]
-    if "MultiProcessTestCase" in by_variant:
-        ratio = by_variant["MultiProcessTestCase"].median_s / fork.median_s
-        print(f"\nfork mode vs MultiProcessTestCase: {ratio:.0f}x faster per test (target: 40x)")
-    print(f"fork mode median: {fork.median_s * 1e3:.1f} ms (aim: under 100 ms on CPU)")
+    fork, reuse = by_variant.get("plugin, fork mode"), by_variant.get("plugin, reuse mode")
+    if fork is not None:
+        if "MultiProcessTestCase" in by_variant:
+            ratio = by_variant["MultiProcessTestCase"].median_s / fork.median_s
+            print(f"\nfork mode vs MultiProcessTestCase: {ratio:.0f}x faster per test (target: 40x)")
+        print(f"fork mode median: {fork.median_s * 1e3:.1f} ms (aim: under 100 ms on CPU)")
+    if reuse is None:
+        return
     overhead = reuse.median_s - (reuse.plain_median_s or 0.0)
     print(
         f"reuse mode median: {reuse.median_s * 1e3:.1f} ms, {overhead * 1e3:.1f} ms over a plain pytest test"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,15 +17,13 @@ import pytest
 
 from harness.model import BACKEND_OF_DEVICE
 from harness.pytest_plugin.env import PendingCommunicator, PendingDistEnv
+from harness.pytest_plugin.fresh_ranks import FreshRankTally
 from harness.pytest_plugin.launcher import run_in_fresh_ranks
 from harness.pytest_plugin.outcomes import Verdict
 from harness.pytest_plugin.progress_writer import ProgressWriter
 from harness.pytest_plugin.rank_warnings import WarningsFromForkedChildren, reissue_for_item, session_filters
 from harness.pytest_plugin.settings import DistSettings, resolve_reuse
 from harness.pytest_plugin.workers import WorkerPool
-
-# Fixtures whose values in the pytest process are placeholders, replaced on every rank.
-RANK_FIXTURES = ("dist_env", "communicator")
 
 # Modules that rank bodies commonly import lazily. A fresh fork re-imports whatever the pytest process has
 # not: torch.testing.assert_close's first call imports torch.distributed.tensor, 2.3 s on every rank of every
@@ -45,38 +42,43 @@ class PluginState:
     pool: WorkerPool | None = field(default=None, repr=False)
     # pytest's warning filters outside any test, for reuse workers (set when the session starts).
     warning_filters: list[Any] = field(default_factory=list, repr=False)
+    # Reuse mode: the tests sent to fresh ranks and why, for the summary and the progress file.
+    tally: FreshRankTally | None = field(default=None, repr=False)
 
     def run(self, item: pytest.Function) -> Verdict:
         """Run a distributed test's body on the ranks: the reuse workers when possible, else fresh ranks."""
         if self.settings.reuse:
-            payload, why_not = self._payload_for_workers(item)
-            if payload is not None:
-                self.pool = self.pool or WorkerPool(self.settings, self.warning_filters)
-                return self.pool.run(item, payload)
+            assert self.tally is not None
+            kind, why_not = self._why_not_workers(item)
+            if not kind:
+                payload, kind, why_not = self.workers().payload(item)
+                if payload is not None:
+                    self.tally.ran_on_workers()
+                    return self.workers().run(item, payload)
             item.add_report_section(
                 "call", "comm-harness", f"ran in fork mode, not on the reuse workers: {why_not}"
             )
+            self.tally.ran_on_fresh_ranks(item.nodeid, kind, why_not)
         return run_in_fresh_ranks(item, self.settings, self.pytest_pid)
 
-    def _payload_for_workers(self, item: pytest.Function) -> tuple[bytes | None, str]:
-        """The pickled fixture values the test function takes, or None and why it cannot use the workers."""
+    def prepare_workers(self, item: pytest.Function) -> None:
+        """Before a distributed test's fixtures run, in reuse mode: have workers that match pytest's state."""
+        if self.settings.reuse and not self._why_not_workers(item)[0] and not item.get_closest_marker("skip"):
+            self.workers().prepare(item)
+
+    def workers(self) -> WorkerPool:
+        if self.pool is None:
+            assert self.tally is not None
+            self.pool = WorkerPool(self.settings, self.warning_filters, self.tally)
+        return self.pool
+
+    def _why_not_workers(self, item: pytest.Function) -> tuple[str, str]:
+        """The kind of reason and the reason this test cannot use the workers, whatever its fixtures did."""
         if item.get_closest_marker("dist_fork"):
-            return None, "the test is marked dist_fork"
+            return "marked dist_fork", "the test is marked dist_fork"
         if os.getpid() != self.pytest_pid:
-            return None, "the test runs in a forked child of pytest (marked forked)"
-        values = {
-            name: item.funcargs[name] for name in item._fixtureinfo.argnames if name not in RANK_FIXTURES
-        }
-        try:
-            return pickle.dumps(values), ""
-        except Exception:  # pickling raises many types: PicklingError, TypeError, AttributeError
-            unpicklable = []
-            for name, value in values.items():
-                try:
-                    pickle.dumps(value)
-                except Exception as exc:
-                    unpicklable.append(f"{name} ({type(exc).__name__}: {exc})")
-            return None, "fixture values that cannot be pickled: " + ", ".join(unpicklable)
+            return "marked forked", "the test runs in a forked child of pytest (marked forked)"
+        return "", ""
 
 
 _STATE = pytest.StashKey[PluginState]()
@@ -109,7 +111,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=["auto", "on", "off"],
         default="auto",
         help="keep rank workers and their process group alive across tests (auto: on for cuda/xpu, off for "
-        "cpu). Module state then persists across tests on the workers.",
+        "cpu). Fixtures' environment, cwd, sys.path and RNG states are carried to them; a test whose "
+        "fixtures changed what cannot be carried runs on fresh ranks.",
     )
     group.addoption(
         "--dist-all2all-backend",
@@ -161,8 +164,11 @@ def pytest_configure(config: pytest.Config) -> None:
         pytest_pid=os.getpid(),
     )
     progress_path = config.getoption("dist_progress")
-    if progress_path:
-        config.pluginmanager.register(ProgressWriter(progress_path), "comm_harness_progress")
+    progress = ProgressWriter(progress_path) if progress_path else None
+    if progress is not None:
+        config.pluginmanager.register(progress, "comm_harness_progress")
+    if state.settings.reuse:
+        state.tally = FreshRankTally(progress)
     config.pluginmanager.register(WarningsFromForkedChildren(config), "comm_harness_forked_warnings")
     if state.settings.reuse and config.getoption("forked", default=False):
         # Reuse workers must be children of this process, which lives all session: so distributed tests
@@ -202,6 +208,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 @pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Before any fixture of the test is set up: reuse workers are forked from pytest's state outside tests.
+    if isinstance(item, pytest.Function) and is_distributed(item):
+        item.config.stash[_STATE].prepare_workers(item)
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     if not is_distributed(pyfuncitem):
         return None
@@ -220,6 +233,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     state = session.config.stash[_STATE]
     if state.pool is not None and os.getpid() == state.pytest_pid:
         state.pool.close()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    tally = terminalreporter.config.stash[_STATE].tally
+    if tally is not None and tally.distributed_tests:
+        tally.write_summary(terminalreporter)
 
 
 @pytest.fixture

@@ -37,6 +37,10 @@ class ProgressWriter:
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self._write({"event": "collected", "count": len(session.items), "time": time.time()})
 
+    def write(self, event: dict[str, Any]) -> None:
+        """One more line, from another part of the plugin (e.g. a test that ran on fresh ranks)."""
+        self._write(event)
+
     def pytest_runtest_logstart(self, nodeid: str) -> None:
         self._write({"event": "start", "nodeid": nodeid, "time": time.time()})
 

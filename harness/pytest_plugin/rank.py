@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import pytest
 
 from harness.pytest_plugin import collective_trace
+from harness.pytest_plugin.carried_state import ForkTimeState
 from harness.pytest_plugin.env import DistEnv
 from harness.pytest_plugin.lifetime import die_with_parent, flush_stdio
 from harness.pytest_plugin.native_stacks import allow_native_stack_dumps
@@ -23,6 +24,11 @@ from harness.pytest_plugin.outcomes import RankOutcome
 from harness.pytest_plugin.rank_warnings import record_warnings, restore_session_filters
 from harness.pytest_plugin.settings import DistSettings
 from harness.pytest_plugin.trace_file import trace_path_of
+from harness.pytest_plugin.worker_state import (
+    WorkerState,
+    apply_instance_attributes,
+    with_fresh_monkeypatches,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -84,15 +90,18 @@ def serve_tests(
     results: Connection,
     requests: Connection,
     warning_filters: list[Any],
+    fork_time: ForkTimeState,
 ) -> None:
     """Reuse mode: join the process group once, then run each test the parent names, until told to stop.
 
     `warning_filters`: the session's, from before the test this worker was forked in added its own.
+    `fork_time`: the pytest process's state when it forked this worker; what it carries is relative to it.
     """
     import torch.distributed as dist
 
     restore_session_filters(warning_filters)
     env: DistEnv | None = None
+    state: WorkerState | None = None
     while True:
         try:
             request = requests.recv()
@@ -100,21 +109,33 @@ def serve_tests(
             break
         if request is None:
             break
-        nodeid, funcargs_blob = request
+        nodeid, payload = request
         if env is None:
             try:
                 env = join_process_group(settings, rank, store_path)
+                state = WorkerState(fork_time, settings.device, env.device.index)
             except BaseException as exc:
                 results.send(_setup_failure(settings, rank, exc))
                 return
+        assert state is not None
+        item = items[nodeid]
         try:
-            funcargs = pickle.loads(funcargs_blob)
+            funcargs, carried = pickle.loads(payload)
+            funcargs, monkeypatches = with_fresh_monkeypatches(funcargs)
+            state.apply(carried)
+            apply_instance_attributes(item.instance, carried.instance_attributes)
         except BaseException as exc:
             outcome = RankOutcome(
-                rank, "failed", f"could not unpickle the fixture values: {exc!r}", traceback.format_exc()
+                rank,
+                "failed",
+                f"could not take on the fixture values and state of the pytest process: {exc!r}",
+                traceback.format_exc(),
             )
         else:
-            outcome = run_test_body(items[nodeid], env, funcargs, settings)
+            outcome = run_test_body(item, env, funcargs, settings)
+            for monkeypatch in monkeypatches:
+                monkeypatch.undo()
+        state.restore()
         flush_stdio()
         results.send(outcome)
     if env is not None:

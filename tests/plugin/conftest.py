@@ -7,6 +7,9 @@ import functools
 import pytest
 from plugin_runs import run_pytest_in
 
+# Suites the plugin's tests run in a separate pytest (conformance.py), not tests of this one.
+collect_ignore = ["suites"]
+
 
 @pytest.fixture
 def run_pytest(pytester: pytest.Pytester):

@@ -48,6 +48,16 @@ def test_fixture_side_effects(dist_env, patched_env):
     assert os.environ["SCENARIO_FLAG"] == "set-by-fixture"
 
 
+@pytest.fixture
+def unpicklable():
+    return lambda: "cannot be pickled"
+
+
+def test_unpicklable_value(dist_env, unpicklable):
+    record("test_unpicklable_value", dist_env.rank)
+    assert unpicklable() == "cannot be pickled"
+
+
 def test_fails_on_rank_1(dist_env):
     record("test_fails_on_rank_1", dist_env.rank)
     assert dist_env.rank != 1, "rank one disagrees"
@@ -132,6 +142,7 @@ def test_outcomes_name_the_ranks(scenario_run):
         "test_tmp_path_and_parametrize[1]",
         "test_tmp_path_and_parametrize[2]",
         "test_fixture_side_effects",
+        "test_unpicklable_value",
         "test_after_failure",
         "test_sets_state",
         "test_not_distributed",
@@ -192,9 +203,17 @@ def test_reuse_keeps_workers_and_restarts_them_after_a_failure(scenario_run):
     assert pids["test_tmp_path_and_parametrize[2]"] == workers
     assert pids["test_fails_on_rank_1"] == workers
     assert set(pids["test_after_failure"].values()).isdisjoint(workers.values()), "restarted after failure"
-    # Fixture values that do not pickle (a MonkeyPatch) send the test to fresh forked ranks instead.
-    assert set(pids["test_fixture_side_effects"].values()).isdisjoint(workers.values())
-    assert "ran in fork mode, not on the reuse workers" in run.output
+    # A monkeypatch that set an environment variable keeps the test on the workers: the variable is carried.
+    assert pids["test_fixture_side_effects"] == workers
+    # Fixture values that do not pickle (a lambda) send the test to fresh forked ranks instead.
+    assert set(pids["test_unpicklable_value"].values()).isdisjoint(workers.values())
+    assert (
+        "ran in fork mode, not on the reuse workers: fixture values that cannot be pickled: unpicklable"
+        in (run.output)
+    )
+    assert (
+        "1 of 13 distributed tests ran on fresh ranks (1 fixture values that cannot be pickled)" in run.output
+    )
     # Under --forked the workers stay children of the main pytest process; the other tests still fork.
     pytest_pid = pids["parent_of_test_all_reduce"][0]
     runs_in_pytest = pids["test_not_distributed"][-1] == pytest_pid
