@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import pytest
 import torch
-from comm_test_data import assert_equal
+from comm_test_data import assert_identical
 from conformance_examples import (
     AllReduceExample,
     DispatchExample,
@@ -66,10 +66,10 @@ def check_all_reduce(communicator, example: AllReduceExample) -> None:
     x = lay_out(rank_tensor(example.shape, example.dtype, rank, 0).to(device), example.layout)
     out = communicator.all_reduce(x)
     expected = summed(example.shape, example.dtype, 0, communicator.world_size)
-    assert_equal(out, expected, "all_reduce")
+    assert_identical(out, expected, "all_reduce")
     if x.is_contiguous():
         # Documented: in place where the input is contiguous.
-        assert_equal(x, expected, "all_reduce's contiguous input afterwards (must hold the sum)")
+        assert_identical(x, expected, "all_reduce's contiguous input afterwards (must hold the sum)")
         if x.numel():
             assert out.data_ptr() == x.data_ptr(), "all_reduce of a contiguous input returned another tensor"
 
@@ -86,8 +86,8 @@ def check_split_gather(communicator, example: SplitExample) -> None:
     else:
         out = communicator.all_gatherv(x, **dim)
     expected = concatenated([piece.shape(s) for s in example.sizes], piece.dtype, 1, piece.dim)
-    assert_equal(out, expected, f"all_gather{'' if example.call == 'equal' else 'v'}")
-    assert_equal(x, before, "the gathered input afterwards (must be unchanged)")
+    assert_identical(out, expected, f"all_gather{'' if example.call == 'equal' else 'v'}")
+    assert_identical(x, before, "the gathered input afterwards (must be unchanged)")
 
 
 def check_list_gather(communicator, example: ListGatherExample) -> None:
@@ -100,7 +100,7 @@ def check_list_gather(communicator, example: ListGatherExample) -> None:
     assert len(out) == len(inputs), f"all_gatherv of {len(inputs)} tensors returned {len(out)}"
     for i, (piece, got) in enumerate(zip(example.pieces, out, strict=True)):
         expected = concatenated([piece.shape(s) for s in example.sizes], piece.dtype, 10 + i, example.dim)
-        assert_equal(got, expected, f"all_gatherv list item {i}")
+        assert_identical(got, expected, f"all_gatherv list item {i}")
 
 
 def check_reduce_scatter(communicator, example: SplitExample) -> None:
@@ -116,7 +116,7 @@ def check_reduce_scatter(communicator, example: SplitExample) -> None:
         out = communicator.reduce_scatterv(x, **dim)
     full = summed(piece.shape(total), piece.dtype, 2, communicator.world_size)
     expected = full.split(list(example.sizes), dim=piece.dim)[rank]
-    assert_equal(out, expected, f"reduce_scatter{'' if example.call == 'equal' else 'v'}")
+    assert_identical(out, expected, f"reduce_scatter{'' if example.call == 'equal' else 'v'}")
 
 
 def check_gather(communicator, example: RootedExample) -> None:
@@ -129,7 +129,7 @@ def check_gather(communicator, example: RootedExample) -> None:
     dst = 0 if example.root is None else example.root  # documented default: rank 0
     if rank == dst:
         shapes = [piece.shape(example.length)] * communicator.world_size
-        assert_equal(out, concatenated(shapes, piece.dtype, 3, piece.dim), f"gather to rank {dst}")
+        assert_identical(out, concatenated(shapes, piece.dtype, 3, piece.dim), f"gather to rank {dst}")
     else:
         assert out is None, f"gather to rank {dst} returned a tensor on rank {rank}"
 
@@ -139,7 +139,8 @@ def check_broadcast(communicator, example: RootedExample) -> None:
     x = rank_input(piece, example.length, rank, 4, device)
     out = communicator.broadcast(x, **({} if example.root is None else {"src": example.root}))
     src = 0 if example.root is None else example.root  # documented default: rank 0
-    assert_equal(out, rank_tensor(piece.shape(example.length), piece.dtype, src, 4), f"broadcast from {src}")
+    expected = rank_tensor(piece.shape(example.length), piece.dtype, src, 4)
+    assert_identical(out, expected, f"broadcast from {src}")
 
 
 def check_send_recv(communicator, example: SendRecvExample) -> None:
@@ -160,7 +161,7 @@ def check_send_recv(communicator, example: SendRecvExample) -> None:
             else:
                 got = communicator.recv(example.shape, dtype, src=sender)
             expected = rank_tensor(example.shape, example.dtype, sender, 5)
-            assert_equal(got, expected, f"rank {rank} receiving from rank {sender}")
+            assert_identical(got, expected, f"rank {rank} receiving from rank {sender}")
 
 
 def check_dispatch_and_combine(communicator, example: DispatchExample) -> None:
@@ -190,14 +191,14 @@ def check_dispatch_and_combine(communicator, example: DispatchExample) -> None:
     assert len(got) == want_items, f"dispatch returned {len(got)} items, expected {want_items}"
     for i, (row, dtype, salt) in enumerate(specs):
         expected = concatenated([(s, *row) for s in sizes], dtype, salt, 0)
-        assert_equal(got[i], expected, f"dispatch item {i}")
+        assert_identical(got[i], expected, f"dispatch item {i}")
     if example.extras is not None:
         extras = got[-1]
         assert isinstance(extras, list), f"dispatch's extra tensors came back as a {type(extras).__name__}"
         assert len(extras) == len(example.extras), f"{len(example.extras)} extra tensors, {len(extras)} back"
         for i, (piece, gathered) in enumerate(zip(example.extras, extras, strict=True)):
             expected = concatenated([piece.shape(s) for s in sizes], piece.dtype, 20 + i, 0)
-            assert_equal(gathered, expected, f"dispatch extra tensor {i}")
+            assert_identical(gathered, expected, f"dispatch extra tensor {i}")
 
     # Every rank's experts produce a different output for all tokens; combine sums them over ranks and
     # gives each rank its own rows.
@@ -206,7 +207,7 @@ def check_dispatch_and_combine(communicator, example: DispatchExample) -> None:
     combined = communicator.combine(output, sizes)
     start = sum(sizes[:rank])
     expected = summed((total, width), example.hidden.dtype, 9, n, low=-4)[start : start + mine]
-    assert_equal(combined, expected, "combine")
+    assert_identical(combined, expected, "combine")
 
 
 # -- the properties, on the run's communicator -------------------------------------------------------------
