@@ -289,8 +289,10 @@ def run_suite(tree: Path, world_size: int, timeout_s: float) -> tuple[bool, floa
     start = time.perf_counter()
     done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.strip()]
-    summary = lines[-1] if lines else done.stderr.strip().splitlines()[-1:]
-    return done.returncode == 0, time.perf_counter() - start, str(summary)
+    summary = lines[-1] if lines else str(done.stderr.strip().splitlines()[-1:])
+    # Which test caught it: pytest's short summary names it.
+    failed = [line[:160] for line in lines if line.startswith(("FAILED", "ERROR"))]
+    return done.returncode == 0, time.perf_counter() - start, " | ".join([summary, *failed])
 
 
 def main() -> int:
