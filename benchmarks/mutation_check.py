@@ -1,13 +1,14 @@
 """Planted bugs: how many realistic one-line mutations of communicators/ the conformance suite catches.
 
 Each mutation replaces one line of communicators/ (a wrong row offset, dim, default peer, reduction, dtype,
-backend-table entry, ...) in a temporary copy of the tree, runs
+backend-table entry, ...) in a temporary copy of the tree, runs the conformance suite
 
-    python -m pytest tests/communicators --dist-world-size N -x -q -p no:cacheprovider
+    python -m pytest tests/communicators/test_*.py --dist-world-size N -x -q -p no:cacheprovider
 
-there for every world size asked for, one run at a time, and counts the mutation as killed at N when that
-run fails (a hang counts too: the plugin's --dist-timeout turns it into a failure). The real tree is never
-modified. The unmutated copy must pass first, or the counts would mean nothing.
+(its files in FAST_FIRST order) there for every world size asked for, one run at a time, and counts the
+mutation as killed at N when that run fails (a hang counts too: the plugin's --dist-timeout turns it into a
+failure). The real tree is never modified. The unmutated copy must pass first, or the counts would mean
+nothing.
 
     python benchmarks/mutation_check.py                       # ws 2, 3, 4, every mutation
     python benchmarks/mutation_check.py --repo /work/main     # the suite of another checkout
@@ -279,10 +280,29 @@ def apply(mutation: Mutation, tree: Path) -> None:
     path.write_text(text.replace(mutation.before, mutation.after))
 
 
+# Test files that run in seconds and catch whole classes of bugs go first: with -x, a killed mutation then
+# costs little more than pytest's start. The suite is the same; only the order of its files changes.
+FAST_FIRST = (
+    "test_backend_resolution.py",
+    "test_backend_table.py",
+    "test_tensor_layout.py",
+    "test_documented_promises.py",
+    "test_all2all.py",
+    "test_collectives.py",
+)
+
+
+def suite_files(tree: Path) -> list[str]:
+    """Every test file of tests/communicators, the fast ones first."""
+    names = sorted(path.name for path in (tree / "tests" / "communicators").glob("test_*.py"))
+    ordered = [name for name in FAST_FIRST if name in names] + [n for n in names if n not in FAST_FIRST]
+    return [f"tests/communicators/{name}" for name in ordered]
+
+
 def run_suite(tree: Path, world_size: int, timeout_s: float) -> tuple[bool, float, str]:
     """(passed, seconds, last line) of the suite at `world_size` in `tree`."""
     command = [
-        sys.executable, "-m", "pytest", "tests/communicators", "--dist-world-size", str(world_size),
+        sys.executable, "-m", "pytest", *suite_files(tree), "--dist-world-size", str(world_size),
         "-x", "-q", "-p", "no:cacheprovider", "--dist-timeout", str(timeout_s),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONDONTWRITEBYTECODE": "1"}
@@ -304,6 +324,9 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", help="mutation names to run (default: all)")
     parser.add_argument("--dist-timeout", type=float, default=60.0, help="per test, seconds (default 60)")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip the unmutated runs (the suite just passed)"
+    )
     args = parser.parse_args()
     world_sizes = [int(n) for n in args.world_sizes.split(",")]
     chosen = [m for m in MUTATIONS if not args.only or m.name in args.only]
@@ -317,7 +340,7 @@ def main() -> int:
             copy_tree(pristine / "communicators", probe / "communicators")
             apply(mutation, probe)
             shutil.rmtree(probe)
-        for world_size in world_sizes:
+        for world_size in [] if args.no_baseline else world_sizes:
             passed, seconds, summary = run_suite(pristine, world_size, args.dist_timeout)
             outcome = "passed" if passed else "FAILED"
             print(f"unmutated suite ws{world_size}: {outcome} in {seconds:.0f} s: {summary}", flush=True)

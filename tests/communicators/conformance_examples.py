@@ -214,3 +214,15 @@ def dispatch_examples(draw, world_size: int) -> DispatchExample:
     )
     extras = draw(st.one_of(st.none(), st.lists(pieces(dims=(0,)), max_size=3).map(tuple)))
     return DispatchExample(sizes, hidden, draw(st.integers(1, 3)), draw(st.booleans()), extras)
+
+
+# Every example strategy, as a function of the world size (conftest warms Hypothesis up with them).
+EXAMPLE_STRATEGIES = (
+    lambda world_size: all_reduce_examples(),
+    lambda world_size: split_examples(world_size, "gather"),
+    lambda world_size: split_examples(world_size, "scatter"),
+    list_gather_examples,
+    rooted_examples,
+    send_recv_examples,
+    dispatch_examples,
+)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import settings
+from conformance_examples import EXAMPLE_STRATEGIES
+from hypothesis import is_hypothesis_test, settings
 from hypothesis_profiles import CI_PROFILE
-from lockstep import configure_shared_seed
+from lockstep import configure_shared_seed, warm_up
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -15,6 +16,12 @@ def pytest_configure(config: pytest.Config) -> None:
         settings.load_profile(CI_PROFILE)
     requested = config.getoption("hypothesis_seed", None)
     configure_shared_seed(int(requested) if requested is not None else None)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if any(getattr(item, "obj", None) is not None and is_hypothesis_test(item.obj) for item in session.items):
+        world_size = session.config.getoption("dist_world_size")
+        warm_up([strategy(world_size) for strategy in EXAMPLE_STRATEGIES])
 
 
 def pytest_report_header(config: pytest.Config) -> str:
