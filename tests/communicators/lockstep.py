@@ -36,6 +36,7 @@ import random
 import traceback
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -153,12 +154,14 @@ class _RecordingData:
         return value
 
 
+@dataclass(frozen=True)
 class _Verdict:
-    def __init__(self, failed_ranks: list[int], diverged: bool, rank: int, world_size: int) -> None:
-        self.failed_ranks = failed_ranks
-        self.diverged = diverged
-        self.rank = rank
-        self.world_size = world_size
+    """What the ranks agreed on after one example, seen from `rank`."""
+
+    failed_ranks: list[int]
+    diverged: bool  # the ranks' draws differ
+    rank: int
+    world_size: int
 
 
 def _agree(failed: bool, checksum: int) -> _Verdict:

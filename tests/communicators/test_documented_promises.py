@@ -8,6 +8,7 @@ The rest are plain tests of the resolution rule's warnings and errors.
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 
 import pytest
@@ -32,7 +33,7 @@ AGRS = "allgather_reducescatter"
 
 def _mine(rank: int, shape: tuple[int, ...] = (2, 3), dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """A tensor that says which rank made it: rank r's is (r + 1) * (1 + its element index)."""
-    return ((torch.arange(int(torch.tensor(shape).prod())) + 1) * (rank + 1)).to(dtype).view(shape)
+    return ((torch.arange(math.prod(shape)) + 1) * (rank + 1)).to(dtype).view(shape)
 
 
 # -- collectives: in place, defaults, empty optional arguments ---------------------------------------------
