@@ -127,6 +127,10 @@ def pack_rows(rows: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[PackedCo
     for tensor in rows:
         row_shape = tuple(tensor.shape[1:])
         flat = dense(tensor.reshape(tensor.shape[0], math.prod(row_shape)))
+        if flat.stride(-1) != 1:
+            # `is_contiguous` ignores the strides of size-1 dims (one column sliced from a wider buffer, say),
+            # but a byte view needs the last stride to be 1.
+            flat = flat.clone(memory_format=torch.contiguous_format)
         as_bytes = flat.view(torch.uint8)
         columns.append(PackedColumn(tensor.dtype, row_shape, offset, as_bytes.shape[1]))
         parts.append(as_bytes)
@@ -137,9 +141,22 @@ def pack_rows(rows: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[PackedCo
 def unpack_rows(packed: torch.Tensor, columns: Sequence[PackedColumn]) -> list[torch.Tensor]:
     """The inverse of `pack_rows` for a packed buffer with any number of rows."""
     n = packed.shape[0]
-    return [
-        dense(packed[:, c.offset : c.offset + c.width]).view(c.dtype).view(n, *c.row_shape) for c in columns
-    ]
+    return [_unpack_column(packed, c, n) for c in columns]
+
+
+def _unpack_column(packed: torch.Tensor, column: PackedColumn, n: int) -> torch.Tensor:
+    if column.width == 0:
+        # Rows of no elements (a 0-length trailing dim): a byte view of them cannot be re-typed, as a
+        # 0-width tensor's strides are not a multiple of the element size; there is nothing to copy anyway.
+        return packed.new_empty((n, *column.row_shape), dtype=column.dtype)
+    # Always a fresh buffer: with one row (or one column) the byte slice counts as contiguous, but its storage
+    # offset and row stride need not be multiples of the element size, which re-typing it requires.
+    column_bytes = packed[:, column.offset : column.offset + column.width]
+    return (
+        column_bytes.clone(memory_format=torch.contiguous_format)
+        .view(column.dtype)
+        .view(n, *column.row_shape)
+    )
 
 
 def all_gatherv_padded(

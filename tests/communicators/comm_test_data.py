@@ -77,3 +77,25 @@ def case_name(dtype: torch.dtype, dim: int, layout: str, extra: str = "") -> str
     """A readable label for one combination, for assertion messages."""
     label = f"{str(dtype).removeprefix('torch.')} dim={dim} {layout}"
     return f"{label} {extra}".strip()
+
+
+def assert_identical(actual: torch.Tensor, expected: torch.Tensor, case: str) -> None:
+    """`actual` (on any device) equals `expected` exactly: dtype, shape and every value.
+
+    For inputs of small integers, whose sums every dtype here represents exactly: a tolerance could only hide
+    a bug (a value that went through the wrong dtype, a row summed twice into a zero).
+    """
+    assert actual.dtype == expected.dtype, f"{case}: dtype {actual.dtype}, expected {expected.dtype}"
+    assert tuple(actual.shape) == tuple(expected.shape), (
+        f"{case}: shape {tuple(actual.shape)}, expected {tuple(expected.shape)}"
+    )
+    actual = actual.cpu()
+    if torch.equal(actual, expected):
+        return
+    wrong = (actual != expected).nonzero().tolist()
+    first = tuple(wrong[0])
+    raise AssertionError(
+        f"{case}: {len(wrong)} of {expected.numel()} values differ; first at index {first}: "
+        f"{actual[first].item()!r}, expected {expected[first].item()!r}\nactual:   {actual.tolist()}\n"
+        f"expected: {expected.tolist()}"
+    )

@@ -98,12 +98,18 @@ def test_communicator_classes_are_chosen_by_device_type():
 
 
 def test_byte_packing_round_trips_mixed_dtypes_and_zero_rows():
-    for rows in (3, 0):
+    # One row: a byte slice of the packed buffer then counts as contiguous at an odd offset.
+    for rows in (3, 1, 0):
         tensors = [
             torch.arange(rows * 4, dtype=torch.bfloat16).view(rows, 2, 2),
             torch.arange(rows, dtype=torch.int64) - 5,
             torch.ones(rows, 3, dtype=torch.bool),
             torch.arange(rows * 3, dtype=torch.float32).view(rows, 3)[:, ::2],
+            # Rows of no elements (a 0-length trailing dim) between the others: their byte view is 0 wide.
+            torch.ones(rows, 2, 0, dtype=torch.float32),
+            torch.ones(rows, 0, dtype=torch.int64),
+            # One column sliced from a wider buffer: "contiguous" with a last stride of 2.
+            torch.arange(rows * 2, dtype=torch.float32).view(rows, 2)[:, ::2],
         ]
         packed, columns = pack_rows(tensors)
         assert packed.dtype == torch.uint8 and packed.shape[0] == rows

@@ -99,7 +99,7 @@ def test_default_matrix_of_the_repository_validates():
     by_device = {}
     for cell in matrix.cells:
         by_device.setdefault(cell.device, []).append(cell.world_size)
-    assert by_device == {"cpu": [1, 2, 4], "cuda": [1, 2, 4, 8], "xpu": [1, 2, 4]}
+    assert by_device == {"cpu": [1, 2, 3, 4], "cuda": [1, 2, 4, 8], "xpu": [1, 2, 4]}
     assert "cpu-gloo-ws4" in matrix.ids and "cuda-nccl-ws8" in matrix.ids and "xpu-xccl-ws1" in matrix.ids
     for cell in matrix.cells:
         assert cell.tests == ("tests/communicators",)
