@@ -272,6 +272,7 @@ def build_image(
 def _remove_leftovers(client: Any, tag: str, replaced: str | None, kept: str) -> None:
     """Remove what a build leaves untagged: its install stage and the image the tag named before."""
     import docker.errors
+    import requests
 
     stages = client.images.list(filters={"dangling": True, "label": f"{LABEL_INSTALL_STAGE}={tag}"})
     leftovers = [image.id for image in stages]
@@ -282,6 +283,10 @@ def _remove_leftovers(client: Any, tag: str, replaced: str | None, kept: str) ->
             client.images.remove(image_id)
         except docker.errors.APIError:
             pass  # still used by a container or another image: the engine keeps it, and so do we
+        except requests.exceptions.RequestException:
+            # Deleting the CUDA image's 8 GB install stage can outlast the client's HTTP timeout; the
+            # engine finishes it anyway, and the image the user asked for is built.
+            pass
 
 
 def _sources_label(base_image: str | None, wheelhouse: Path | None) -> str:
