@@ -1,12 +1,11 @@
 # The CUDA toolchain: torch's CUDA build with NCCL. The wheels bring the CUDA runtime and NCCL
 # (nvidia-* packages), so any base with a matching Python works; only the driver comes from the host,
 # injected by the NVIDIA container runtime for the cell's DeviceRequest.
-# Not built on the project's own machines (no registry, no CUDA wheels there): written and reviewed.
 #
 # Online:  torch from TORCH_INDEX_URL, the rest from PyPI.
-# Offline: WHEELHOUSE=1 installs from the build context's wheels/ only; fill it with
-#          `pip download --only-binary=:all: --python-version 3.11 --extra-index-url $TORCH_INDEX_URL ...`
-#          or let `harness images build cuda --offline --wheelhouse DIR` use a directory you filled.
+# Offline: WHEELHOUSE=1 installs from the build context's .comm-harness/wheels/ only. `harness images build
+#          cuda --offline` fills it on a host without a GPU (PyPI's Linux torch wheels are CUDA builds),
+#          or `--wheelhouse DIR` uses a directory you filled.
 ARG BASE_IMAGE=python:3.11-slim
 
 FROM ${BASE_IMAGE} AS install
@@ -14,14 +13,17 @@ ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu130
 ARG WHEELHOUSE=
 COPY requirements.txt /tmp/requirements.txt
-COPY wheels/ /tmp/wheels/
+# Added to the context by the harness: requirements.txt (the matrix's `packages:` and `requirements:`)
+# and wheels/ (the offline wheelhouse, and the matrix's `wheelhouse:`).
+COPY .comm-harness/ /tmp/harness/
 RUN python3 -m venv /opt/venv \
  && if [ -n "$WHEELHOUSE" ]; then \
-        /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /tmp/wheels \
-            "torch==${TORCH_VERSION}" -r /tmp/requirements.txt; \
+        /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /tmp/harness/wheels \
+            "torch==${TORCH_VERSION}" -r /tmp/requirements.txt -r /tmp/harness/requirements.txt; \
     else \
         /opt/venv/bin/pip install --no-cache-dir --index-url "$TORCH_INDEX_URL" "torch==${TORCH_VERSION}" \
-        && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt; \
+        && /opt/venv/bin/pip install --no-cache-dir --find-links /tmp/harness/wheels \
+            -r /tmp/requirements.txt -r /tmp/harness/requirements.txt; \
     fi \
  # A CPU wheel that slipped into the wheelhouse would make a "cuda" image that cannot run a single cell.
  && /opt/venv/bin/python -c "import torch, torch.distributed as d; \

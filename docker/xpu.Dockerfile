@@ -4,7 +4,7 @@
 #
 # Online:  Intel's base image, the GPU user-space driver (compute-runtime .debs from GPU_UMD_URLS),
 #          torch from TORCH_INDEX_URL.
-# Offline: WHEELHOUSE=1 installs Python packages from the build context's wheels/ (for Python 3.12);
+# Offline: WHEELHOUSE=1 installs Python packages from the context's .comm-harness/wheels/ (for Python 3.12);
 #          pass GPU_UMD_URLS= (empty) with a BASE_IMAGE that already holds the driver.
 ARG BASE_IMAGE=intel/deep-learning-essentials:2025.3.2-0-devel-ubuntu24.04
 
@@ -37,14 +37,17 @@ ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/xpu
 ARG WHEELHOUSE=
 COPY requirements.txt /tmp/requirements.txt
-COPY wheels/ /tmp/wheels/
+# Added to the context by the harness: requirements.txt (the matrix's `packages:` and `requirements:`)
+# and wheels/ (the offline wheelhouse, and the matrix's `wheelhouse:`).
+COPY .comm-harness/ /tmp/harness/
 RUN python3 -m venv /opt/venv \
  && if [ -n "$WHEELHOUSE" ]; then \
-        /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /tmp/wheels \
-            "torch==${TORCH_VERSION}" -r /tmp/requirements.txt; \
+        /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /tmp/harness/wheels \
+            "torch==${TORCH_VERSION}" -r /tmp/requirements.txt -r /tmp/harness/requirements.txt; \
     else \
         /opt/venv/bin/pip install --no-cache-dir --index-url "$TORCH_INDEX_URL" "torch==${TORCH_VERSION}" \
-        && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt; \
+        && /opt/venv/bin/pip install --no-cache-dir --find-links /tmp/harness/wheels \
+            -r /tmp/requirements.txt -r /tmp/harness/requirements.txt; \
     fi \
  && /opt/venv/bin/python -c "import torch, torch.distributed as d; \
 assert getattr(torch.version, 'xpu', None), 'torch ' + torch.__version__ + ' is not an XPU build'; \

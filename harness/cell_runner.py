@@ -12,6 +12,7 @@ import importlib.metadata
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +28,8 @@ from harness.results.files import FINGERPRINT_JSON, JUNIT_XML, PROGRESS_JSONL
 
 PLUGIN_MODULE = "harness.pytest_plugin.plugin"
 EXIT_RUNNER_USAGE = 4  # pytest's own code for a usage error; the executor reports the log tail
+# Every rank of a cell runs on one host (or in one container, whose network is its loopback alone).
+MASTER_ADDR = "127.0.0.1"
 
 
 def plugin_registered_by_entry_point() -> bool:
@@ -72,9 +75,31 @@ def build_pytest_command(cell: Cell, results_dir: Path, *, load_plugin: bool) ->
     return command + list(cell.tests)
 
 
+def free_port(host: str = MASTER_ADDR) -> int:
+    """A TCP port nothing listens on now, as the OS hands out (a rendezvous binds it soon after)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def cell_shape_environment(cell: Cell) -> dict[str, str]:
+    """The cell's shape as torchrun gives it (one node), for suites that start their own ranks."""
+    return {
+        "WORLD_SIZE": str(cell.world_size),
+        "LOCAL_WORLD_SIZE": str(cell.world_size),
+        "MASTER_ADDR": MASTER_ADDR,
+        "MASTER_PORT": str(free_port()),
+        "HARNESS_CELL": cell.id,
+        "HARNESS_DEVICE": cell.device,
+        "HARNESS_WORLD_SIZE": str(cell.world_size),
+    }
+
+
 def build_pytest_environment(cell: Cell, results_dir: Path) -> dict[str, str]:
-    """This environment plus the cell's params as HARNESS_PARAM_<KEY> (all2all_backend is also an option)."""
+    """This environment, the cell's shape (torchrun's variables), the cell's `env` over both, and its params
+    as HARNESS_PARAM_<KEY> (all2all_backend is also an option)."""
     env = dict(os.environ)
+    env.update(cell_shape_environment(cell))
     env.update(cell.env)
     for key, value in cell.params.items():
         env[f"HARNESS_PARAM_{key.upper()}"] = value

@@ -1,14 +1,17 @@
 """The Docker images cells run in: one recipe per device, content-hash tags, and builds with the log streamed.
 
 An image holds a toolchain only (Python, torch, pytest); the repository is mounted at /repo when a cell runs.
-Its tag is `comm-harness/<device>:<hash>`, the hash covering the Dockerfile, the files it copies and its
-build arguments, so a change to any of them makes a new tag and an unchanged image is never rebuilt.
+Its tag is `comm-harness/<device>:<hash>`, the hash covering the Dockerfile, the files of its build context,
+its build arguments and the extra packages the matrix asks for, so a change to any of them makes a new tag
+and an unchanged image is never rebuilt. The harness adds `.comm-harness/` to the context: the extra
+packages as a requirements file and the wheelhouse the image installs from.
 Where the base image and the Python packages come from (a registry, or for `--offline` a Debian
 bootstrap and a host-side wheelhouse) is not part of the recipe: it is recorded in the image's labels.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -27,8 +30,11 @@ from harness.errors import ConfigurationError, HarnessError
 from harness.model import ImageSpec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# Files of docker/ that every Dockerfile copies into the image; part of each recipe's hash.
-CONTEXT_FILES = ("requirements.txt",)
+# What the harness needs in every image beside torch (pytest, pytest-forked, ...): in every wheelhouse.
+TOOLCHAIN_REQUIREMENTS = REPO_ROOT / "docker" / "requirements.txt"
+# The directory the harness adds to every build context: Dockerfile, requirements.txt (the matrix's
+# packages) and wheels/ (the wheelhouse). The stock Dockerfiles COPY it.
+HARNESS_CONTEXT_DIR = ".comm-harness"
 OFFLINE_BASE_IMAGE = "comm-harness/base:bookworm-python3"
 # Build arguments that say where things come from, not what the image is: excluded from the tag.
 SOURCE_BUILD_ARGS = ("BASE_IMAGE", "WHEELHOUSE")
@@ -56,6 +62,9 @@ class DeviceImage:
     build_args: dict[str, str] = field(default_factory=dict)
     # Whether a Debian bootstrap can stand in for the base image (the xpu image needs Intel's driver).
     offline_base: bool = True
+    # PyPI's Linux torch wheel is this device's build (CUDA): where pip's own configuration offers a CPU
+    # build instead (a local CPU wheel directory), the offline wheelhouse takes torch from PyPI.
+    torch_from_pypi: bool = False
 
 
 DEVICE_IMAGES: dict[str, DeviceImage] = {
@@ -70,6 +79,7 @@ DEVICE_IMAGES: dict[str, DeviceImage] = {
         "docker/cuda.Dockerfile",
         "3.11",
         {"TORCH_VERSION": "2.13.0", "TORCH_INDEX_URL": "https://download.pytorch.org/whl/cu130"},
+        torch_from_pypi=True,
     ),
     "xpu": DeviceImage(
         "xpu",
@@ -83,46 +93,102 @@ DEVICE_IMAGES: dict[str, DeviceImage] = {
 
 @dataclass(frozen=True)
 class ImageRecipe:
-    """What one image is made of: a Dockerfile, the files it copies, and its build arguments."""
+    """What one image is made of: a Dockerfile, its build context, build arguments and extra packages."""
 
     device: str
     dockerfile: Path
     build_args: dict[str, str]
     python_version: str
     offline_base: bool
+    context_dir: Path
+    packages: tuple[str, ...] = ()
+    requirement_files: tuple[Path, ...] = ()
+    # The matrix's own wheels, which pip may install from besides the index or the offline wheelhouse.
+    wheelhouse: Path | None = None
+    torch_from_pypi: bool = False
 
-    @property
-    def context_dir(self) -> Path:
-        return self.dockerfile.parent
-
-    @property
+    @functools.cached_property
     def tag(self) -> str:
         """`comm-harness/<device>:<12 hex digits of the recipe's content hash>`."""
         digest = hashlib.sha256()
         digest.update(self.dockerfile.read_bytes())
-        for name in CONTEXT_FILES:
-            digest.update(name.encode() + b"\0" + (self.context_dir / name).read_bytes())
+        for relative in context_files(self.context_dir):
+            digest.update(relative.encode() + b"\0" + _file_digest(self.context_dir / relative))
         for key, value in sorted(self.build_args.items()):
             if key not in SOURCE_BUILD_ARGS:
                 digest.update(f"{key}={value}\0".encode())
+        digest.update(self.extra_requirements().encode())
+        if self.wheelhouse is not None:
+            digest.update(wheelhouse_digest(self.wheelhouse).encode())
         return f"comm-harness/{self.device}:{digest.hexdigest()[:12]}"
+
+    def extra_requirements(self) -> str:
+        """The matrix's packages and requirements files as one requirements file ("" when none)."""
+        parts = [f"{package}\n" for package in self.packages]
+        for path in self.requirement_files:
+            parts.append(f"# {path.name}\n{path.read_text(encoding='utf-8').rstrip()}\n")
+        return "".join(parts)
 
 
 def recipe_for(device: str, spec: ImageSpec | None = None, repo_root: Path = REPO_ROOT) -> ImageRecipe:
-    """The recipe of `device`'s image, with a matrix cell's `image:` overrides applied."""
+    """`device`'s image recipe, with a matrix cell's `image:` applied (paths relative to `repo_root`)."""
     if device not in DEVICE_IMAGES:
         raise ConfigurationError(f"no image for device {device!r}; known devices: {', '.join(DEVICE_IMAGES)}")
     default = DEVICE_IMAGES[device]
-    dockerfile = repo_root / (spec.dockerfile if spec else default.dockerfile)
+    spec = spec or ImageSpec()
+    dockerfile = repo_root / spec.dockerfile if spec.dockerfile else REPO_ROOT / default.dockerfile
     if not dockerfile.is_file():
         raise ConfigurationError(f"Dockerfile {dockerfile} of the {device} image does not exist")
-    for name in CONTEXT_FILES:
-        if not (dockerfile.parent / name).is_file():
-            raise ConfigurationError(
-                f"{dockerfile.parent / name} is missing: every Dockerfile's directory must hold {name}"
-            )
-    build_args = {**default.build_args, **(spec.build_args if spec else {})}
-    return ImageRecipe(device, dockerfile, build_args, default.python_version, default.offline_base)
+    context = repo_root / spec.context if spec.context else dockerfile.parent
+    if not context.is_dir():
+        raise ConfigurationError(f"build context {context} of the {device} image is not a directory")
+    requirement_files = tuple(repo_root / name for name in spec.requirements)
+    for path in requirement_files:
+        if not path.is_file():
+            raise ConfigurationError(f"requirements file {path} of the {device} image does not exist")
+    wheelhouse = repo_root / spec.wheelhouse if spec.wheelhouse else None
+    if wheelhouse is not None and not wheelhouse.is_dir():
+        raise ConfigurationError(f"wheelhouse {wheelhouse} of the {device} image is not a directory")
+    return ImageRecipe(
+        device,
+        dockerfile,
+        {**default.build_args, **spec.build_args},
+        default.python_version,
+        default.offline_base,
+        context,
+        packages=spec.packages,
+        requirement_files=requirement_files,
+        wheelhouse=wheelhouse,
+        torch_from_pypi=default.torch_from_pypi,
+    )
+
+
+def context_files(context: Path) -> list[str]:
+    """The files of a build context that reach the engine, as its `.dockerignore` leaves them (sorted)."""
+    from docker.utils.build import exclude_paths
+
+    ignore = context / ".dockerignore"
+    patterns = ignore.read_text(encoding="utf-8").splitlines() if ignore.is_file() else []
+    patterns = [line.strip() for line in patterns if line.strip() and not line.lstrip().startswith("#")]
+    kept = exclude_paths(str(context), patterns, dockerfile=".dockerignore")
+    # The ignore file itself stays out: it has been applied here, and must not drop .comm-harness/ there.
+    return sorted(path for path in kept if path != ".dockerignore" and (context / path).is_file())
+
+
+# (path, size, mtime) -> sha256: a plan asks for every cell's tag; unchanged files are read once.
+_FILE_DIGESTS: dict[tuple[str, int, int], bytes] = {}
+
+
+def _file_digest(path: Path) -> bytes:
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _FILE_DIGESTS:
+        digest = hashlib.sha256()
+        with path.open("rb") as stream:
+            while chunk := stream.read(1 << 20):
+                digest.update(chunk)
+        _FILE_DIGESTS[key] = digest.digest()
+    return _FILE_DIGESTS[key]
 
 
 def cache_dir() -> Path:
@@ -206,6 +272,7 @@ def build_image(
 def _remove_leftovers(client: Any, tag: str, replaced: str | None, kept: str) -> None:
     """Remove what a build leaves untagged: its install stage and the image the tag named before."""
     import docker.errors
+    import requests
 
     stages = client.images.list(filters={"dangling": True, "label": f"{LABEL_INSTALL_STAGE}={tag}"})
     leftovers = [image.id for image in stages]
@@ -216,6 +283,10 @@ def _remove_leftovers(client: Any, tag: str, replaced: str | None, kept: str) ->
             client.images.remove(image_id)
         except docker.errors.APIError:
             pass  # still used by a container or another image: the engine keeps it, and so do we
+        except requests.exceptions.RequestException:
+            # Deleting the CUDA image's 8 GB install stage can outlast the client's HTTP timeout; the
+            # engine finishes it anyway, and the image the user asked for is built.
+            pass
 
 
 def _sources_label(base_image: str | None, wheelhouse: Path | None) -> str:
@@ -232,18 +303,28 @@ def _sources_differ(image: Any, base_image: str | None, wheelhouse: Path | None)
 
 
 def _assemble_context(recipe: ImageRecipe, wheelhouse: Path | None, context: Path) -> None:
-    """A build context of the Dockerfile, its files and `wheels/` (empty when installing from an index)."""
-    shutil.copy2(recipe.dockerfile, context / "Dockerfile")
-    for name in CONTEXT_FILES:
-        shutil.copy2(recipe.context_dir / name, context / name)
-    wheels = context / "wheels"
-    wheels.mkdir()
+    """The recipe's build context (its `.dockerignore` applied) and `.comm-harness/`: the Dockerfile, the
+    matrix's packages as requirements.txt, and wheels/ (empty when installing from an index)."""
+    for relative in context_files(recipe.context_dir):
+        (context / relative).parent.mkdir(parents=True, exist_ok=True)
+        _link_or_copy(recipe.context_dir / relative, context / relative)
+    harness = context / HARNESS_CONTEXT_DIR
+    wheels = harness / "wheels"
+    wheels.mkdir(parents=True)
+    shutil.copy2(recipe.dockerfile, harness / "Dockerfile")
+    (harness / "requirements.txt").write_text(recipe.extra_requirements(), encoding="utf-8")
     (wheels / ".keep").touch()
-    for wheel in _wheels_in(wheelhouse) if wheelhouse else ():
-        try:
-            os.link(wheel, wheels / wheel.name)
-        except OSError:  # another filesystem: hard links cannot cross it
-            shutil.copy2(wheel, wheels / wheel.name)
+    for source in (wheelhouse, recipe.wheelhouse):
+        for wheel in _wheels_in(source) if source else ():
+            if not (wheels / wheel.name).exists():
+                _link_or_copy(wheel, wheels / wheel.name)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another filesystem: hard links cannot cross it
+        shutil.copy2(source, target)
 
 
 def _stream_build(
@@ -266,7 +347,7 @@ def _stream_build(
         try:
             stream = client.api.build(
                 path=str(context),
-                dockerfile="Dockerfile",
+                dockerfile=f"{HARNESS_CONTEXT_DIR}/Dockerfile",
                 tag=tag,
                 buildargs=build_args,
                 labels=labels,
@@ -333,17 +414,25 @@ def wheelhouse_digest(wheelhouse: Path) -> str:
 
 
 def wheelhouse_requirements(recipe: ImageRecipe) -> list[str]:
-    """What the wheelhouse must hold: torch at the recipe's version and the image's requirements file."""
-    torch = f"torch=={recipe.build_args['TORCH_VERSION']}"
-    return [torch, "-r", str(recipe.context_dir / "requirements.txt")]
+    """What the wheelhouse must hold: torch at the recipe's version, the harness's toolchain, the extras."""
+    requirements = [f"torch=={recipe.build_args['TORCH_VERSION']}", "-r", str(TOOLCHAIN_REQUIREMENTS)]
+    requirements += list(recipe.packages)
+    for path in recipe.requirement_files:
+        requirements += ["-r", str(path)]
+    return requirements
 
 
 def ensure_wheelhouse(recipe: ImageRecipe, log: Log = print) -> Path:
     """A host-side wheelhouse for `recipe`, downloaded once with pip and cached by its requirement set."""
-    requirements = (recipe.context_dir / "requirements.txt").read_bytes()
-    key = hashlib.sha256(
-        requirements + recipe.build_args["TORCH_VERSION"].encode() + recipe.python_version.encode()
-    ).hexdigest()[:12]
+    key_parts = [
+        recipe.device,
+        recipe.python_version,
+        recipe.build_args["TORCH_VERSION"],
+        TOOLCHAIN_REQUIREMENTS.read_text(encoding="utf-8"),
+        recipe.extra_requirements(),
+        wheelhouse_digest(recipe.wheelhouse) if recipe.wheelhouse else "",
+    ]
+    key = hashlib.sha256("\0".join(key_parts).encode()).hexdigest()[:12]
     target = cache_dir() / "wheelhouse" / f"{recipe.device}-py{recipe.python_version}-{key}"
     complete = target / ".complete"
     if complete.exists():
@@ -352,14 +441,36 @@ def ensure_wheelhouse(recipe: ImageRecipe, log: Log = print) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     # pip's own configuration (index, mirror, find-links) says where wheels come from; for cuda and xpu
     # point PIP_EXTRA_INDEX_URL at the torch index. The Dockerfile checks the torch build it gets.
+    find_links = ["--find-links", str(recipe.wheelhouse)] if recipe.wheelhouse else []
+    _pip_download(recipe, target, [*find_links, *wheelhouse_requirements(recipe)], log)
+    if recipe.torch_from_pypi:
+        _replace_cpu_torch_with_pypis(recipe, target, log)
+    complete.write_text(wheelhouse_digest(target) + "\n")
+    return target
+
+
+def _pip_download(recipe: ImageRecipe, target: Path, arguments: list[str], log: Log) -> None:
     command = [
         sys.executable, "-m", "pip", "download", "--only-binary=:all:",
-        "--python-version", recipe.python_version, "-d", str(target), *wheelhouse_requirements(recipe),
+        "--python-version", recipe.python_version, "-d", str(target), *arguments,
     ]  # fmt: skip
     log(f"wheelhouse {target}: {' '.join(command[1:])}")
     _run_logged(command, log, what="downloading the wheelhouse")
-    complete.write_text(wheelhouse_digest(target) + "\n")
-    return target
+
+
+def _replace_cpu_torch_with_pypis(recipe: ImageRecipe, target: Path, log: Log) -> None:
+    """Swap a CPU torch wheel (local version `+cpu`) that pip's configuration chose for PyPI's build."""
+    cpu_wheels = sorted(target.glob("torch-*+cpu-*.whl"))
+    if not cpu_wheels:
+        return
+    log(
+        f"wheelhouse {target}: pip's configuration gave {cpu_wheels[0].name}, a CPU build; the "
+        f"{recipe.device} image takes PyPI's torch (a {recipe.device} build), ignoring pip's configuration"
+    )
+    for wheel in cpu_wheels:
+        wheel.unlink()
+    torch = f"torch=={recipe.build_args['TORCH_VERSION']}"
+    _pip_download(recipe, target, ["--isolated", torch], log)
 
 
 def ensure_offline_base(client: Any, log: Log = print) -> str:

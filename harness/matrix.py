@@ -43,6 +43,7 @@ CELL_SETTINGS = (
     "env",
     "required",
     "check_collectives",
+    "cores",
 )
 BUILTIN_DEFAULTS: dict[str, Any] = {
     "tests": ["tests"],
@@ -54,6 +55,7 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "env": {},
     "required": False,
     "check_collectives": False,
+    "cores": None,
 }
 
 
@@ -255,11 +257,26 @@ def _check_files(data: Any, root: Path, problems: _Problems) -> None:
                         [*key_path, "tests", index], f"test path '{test}' does not exist (relative to {root})"
                     )
         image = settings.get("image")
-        dockerfile = image.get("dockerfile") if isinstance(image, dict) else None
-        if isinstance(dockerfile, str) and dockerfile and not (root / dockerfile).is_file():
+        if isinstance(image, dict):
+            _check_image_files(image, [*key_path, "image"], root, problems)
+
+
+def _check_image_files(
+    image: dict[str, Any], key_path: list[str | int], root: Path, problems: _Problems
+) -> None:
+    """The Dockerfile, build context, requirements files and wheelhouse an `image:` names must exist."""
+    kinds = {"dockerfile": ("Dockerfile", Path.is_file), "context": ("build context", Path.is_dir)}
+    kinds["wheelhouse"] = ("wheelhouse", Path.is_dir)
+    for key, (what, exists) in kinds.items():
+        value = image.get(key)
+        if isinstance(value, str) and value and not exists(root / value):
+            problems.add([*key_path, key], f"{what} '{value}' does not exist (relative to {root})")
+    requirements = image.get("requirements")
+    for index, name in enumerate(requirements if isinstance(requirements, list) else []):
+        if isinstance(name, str) and name and not (root / name).is_file():
             problems.add(
-                [*key_path, "image", "dockerfile"],
-                f"Dockerfile '{dockerfile}' does not exist (relative to {root})",
+                [*key_path, "requirements", index],
+                f"requirements file '{name}' does not exist (relative to {root})",
             )
 
 
@@ -428,12 +445,16 @@ def _freeze(draft: _Draft, device_config: dict[str, Any], path: Path) -> Cell:
     image = None
     if image_config:
         image = ImageSpec(
-            dockerfile=image_config["dockerfile"],
+            dockerfile=image_config.get("dockerfile"),
             build_args={k: str(v) for k, v in (image_config.get("build_args") or {}).items()},
             shm_size=image_config.get("shm_size", "1g"),
             network_host=image_config.get("network_host", False),
             memory=image_config.get("memory"),
             pids_limit=image_config.get("pids_limit", 4096),
+            context=image_config.get("context"),
+            packages=tuple(image_config.get("packages") or ()),
+            requirements=tuple(image_config.get("requirements") or ()),
+            wheelhouse=image_config.get("wheelhouse"),
         )
     return Cell(
         id=draft.id,
@@ -450,6 +471,7 @@ def _freeze(draft: _Draft, device_config: dict[str, Any], path: Path) -> Cell:
         test_timeout_s=float(settings["test_timeout"]),
         required=bool(settings["required"]),
         check_collectives=bool(settings["check_collectives"]),
+        cores=settings["cores"],
         image=image,
         runs_on=tuple(device_config.get("runs_on") or ()),
         buildkite_agents={

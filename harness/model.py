@@ -27,15 +27,29 @@ BACKEND_OF_DEVICE: dict[str, str] = {"cpu": "gloo", "cuda": "nccl", "xpu": "xccl
 
 @dataclass(frozen=True)
 class ImageSpec:
-    """How to build the Docker image a cell runs in (paths relative to the repository root)."""
+    """How to build the Docker image a cell runs in (paths relative to the matrix file's directory)."""
 
-    dockerfile: str
+    # None: the device's own Dockerfile (docker/<device>.Dockerfile of the harness).
+    dockerfile: str | None = None
     build_args: dict[str, str] = field(default_factory=dict)
     shm_size: str = "1g"
     network_host: bool = False
     # The container's memory limit (swap included), e.g. "8g"; None: no limit beyond the host's.
     memory: str | None = None
     pids_limit: int = 4096
+    # The build context; None: the Dockerfile's directory.
+    context: str | None = None
+    # Extra Python packages for the image: requirement specifiers, requirements files, a directory of wheels.
+    packages: tuple[str, ...] = ()
+    requirements: tuple[str, ...] = ()
+    wheelhouse: str | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ImageSpec:
+        data = dict(data)
+        for key in ("packages", "requirements"):
+            data[key] = tuple(data.get(key, ()))
+        return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,8 @@ class Cell:
     required: bool = False
     # The plugin's --dist-check-collectives: a mismatched collective fails at once instead of hanging.
     check_collectives: bool = False
+    # Cores the cell books in the scheduler; None: its world size on cpu, one core on a GPU.
+    cores: int | None = None
     image: ImageSpec | None = None
     runs_on: tuple[str, ...] = ()
     # Where the cell runs on Buildkite (agent tags, e.g. {"queue": "gpu"}) and on GitLab CI (runner tags).
@@ -75,7 +91,7 @@ class Cell:
         image = data.pop("image", None)
         for key in ("tests", "pytest_args", "runs_on", "gitlab_tags"):
             data[key] = tuple(data.get(key, ()))
-        return cls(image=ImageSpec(**image) if image else None, **data)
+        return cls(image=ImageSpec.from_json(image) if image else None, **data)
 
 
 @dataclass

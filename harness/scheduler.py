@@ -1,6 +1,7 @@
 """Runs planned cells in parallel within the host's cores, never sharing a GPU between two cells.
 
-A cpu cell of world size N wants N cores, a GPU cell wants its N GPUs (and one core). A cell that wants
+A cpu cell of world size N wants N cores, a GPU cell wants its N GPUs (and one core); the matrix's `cores:`
+says otherwise for a cell whose tests start processes of their own. A cell that wants
 more cores than the host has still runs, alone, so nothing blocks forever. Ctrl-C stops every running
 cell through its executor and marks what did not finish.
 """
@@ -42,7 +43,11 @@ class ResourcePool:
 
     @staticmethod
     def cores_needed(planned: PlannedCell) -> int:
-        return planned.cell.world_size if planned.cell.device == "cpu" else 1
+        """The matrix's `cores:`, else the cell's world size on cpu (one rank per core), else one core."""
+        cell = planned.cell
+        if cell.cores is not None:
+            return cell.cores
+        return cell.world_size if cell.device == "cpu" else 1
 
     def try_acquire(self, planned: PlannedCell) -> list[int] | None:
         """GPU ids for the cell (empty for cpu) when it may start now, else None."""

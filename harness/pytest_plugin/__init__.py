@@ -11,6 +11,7 @@ Which process runs which file:
 - `rank_processes.py`: the pytest process; forks, watches, dumps, kills and reaps a set of ranks.
 - `rank.py`: a rank process; joins the process group, runs the test body, reports its outcome.
 - `rank_warnings.py`: both; records a rank's uncaught warnings, re-issues them in pytest naming the ranks.
+- `forked_reports.py`: both; carries a failure's exception line through pytest-forked's flattened report.
 - `native_stacks.py`: the pytest process; py-spy's native stacks of ranks still running at the timeout.
 - `settings.py`, `env.py`, `outcomes.py`, `lifetime.py`: data and small functions used on both sides.
 """

@@ -17,6 +17,7 @@ import pytest
 
 from harness.model import BACKEND_OF_DEVICE
 from harness.pytest_plugin.env import PendingCommunicator, PendingDistEnv
+from harness.pytest_plugin.forked_reports import CrashLinesFromForkedChildren
 from harness.pytest_plugin.fresh_ranks import FreshRankTally
 from harness.pytest_plugin.launcher import run_in_fresh_ranks
 from harness.pytest_plugin.outcomes import Verdict
@@ -170,6 +171,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if state.settings.reuse:
         state.tally = FreshRankTally(progress)
     config.pluginmanager.register(WarningsFromForkedChildren(config), "comm_harness_forked_warnings")
+    config.pluginmanager.register(CrashLinesFromForkedChildren(), "comm_harness_forked_crash_lines")
     if state.settings.reuse and config.getoption("forked", default=False):
         # Reuse workers must be children of this process, which lives all session: so distributed tests
         # stay here, and only the others get pytest-forked's per-test fork (its marker, set at collection).

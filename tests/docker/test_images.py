@@ -1,12 +1,18 @@
-"""Image builds on a real engine: cached tags, and the cuda/xpu Dockerfiles refusing a wrong toolchain.
+"""Image builds on a real engine: cached tags, a custom Dockerfile's context and packages, and the cuda/xpu
+Dockerfiles refusing a wrong toolchain.
 
-The cuda and xpu images cannot be built on these machines (no registry, no CUDA or XPU wheels), but their
-Dockerfiles' own checks can be exercised: fed CPU torch, or a base without Intel's driver, each must fail
-with a message that says what is wrong, never produce an image that would run cells without its device.
+The xpu image cannot be built on these machines (no Intel base image, no XPU wheels) and the cuda image is
+5 GB (tests/docker/test_cuda_image.py), but their Dockerfiles' own checks are exercised in seconds: fed CPU
+torch, or a base without Intel's driver, each must fail with a message that says what is wrong, never
+produce an image that would run cells without its device.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import zipfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,13 +49,16 @@ def test_cuda_image_refuses_a_cpu_torch(docker_client: Any, cpu_image: str) -> N
     # The CPU image as the base: its venv already holds CPU torch, so pip has nothing to install and the
     # build reaches the Dockerfile's check in seconds, as a CPU wheel in a wheelhouse would after minutes.
     cpu_wheels = ensure_wheelhouse(recipe_for("cpu"), log=quiet)
+    # A real CUDA image may already carry the tag (tests/docker/test_cuda_image.py): it must stay as it was.
+    before = find_image(docker_client, recipe_for("cuda").tag)
 
     with pytest.raises(ImageBuildError) as failure:
         build_image(docker_client, recipe_for("cuda"), base_image=cpu_image, wheelhouse=cpu_wheels, log=quiet)
 
     assert "is not a CUDA build" in str(failure.value)
     assert "harness images build cuda" in str(failure.value)
-    assert find_image(docker_client, recipe_for("cuda").tag) is None
+    after = find_image(docker_client, recipe_for("cuda").tag)
+    assert (after and after.id) == (before and before.id)
 
 
 def test_xpu_image_refuses_a_base_without_level_zero(docker_client: Any, cpu_image: str) -> None:
@@ -63,3 +72,59 @@ def test_xpu_image_refuses_a_base_without_level_zero(docker_client: Any, cpu_ima
 def test_offline_xpu_build_needs_a_base_image_with_the_driver(docker_client: Any) -> None:
     with pytest.raises(ConfigurationError, match="pass --base-image"):
         build_image(docker_client, recipe_for("xpu"), offline=True, log=quiet)
+
+
+# A Dockerfile of one's own, as a project that needs its files and packages in the image writes it.
+CUSTOM_DOCKERFILE = """\
+ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
+COPY data/greeting.txt /opt/greeting.txt
+COPY .comm-harness/ /tmp/harness/
+RUN pip install --no-cache-dir --no-index --find-links /tmp/harness/wheels -r /tmp/harness/requirements.txt
+"""
+
+
+def write_wheel(directory: Path, name: str, version: str, module_text: str) -> Path:
+    """A minimal pure-Python wheel holding one module, `name`."""
+    dist_info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}.py": module_text,
+        f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    files[f"{dist_info}/RECORD"] = "\n".join([*record, f"{dist_info}/RECORD,,"]) + "\n"
+    wheel = directory / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, text in files.items():
+            archive.writestr(path, text)
+    return wheel
+
+
+def test_a_custom_dockerfile_gets_its_context_and_the_matrix_packages(
+    docker_client: Any, cpu_image: str, tmp_path: Path
+) -> None:
+    (tmp_path / "image" / "data").mkdir(parents=True)
+    (tmp_path / "image" / "Dockerfile").write_text(CUSTOM_DOCKERFILE)
+    (tmp_path / "image" / "data" / "greeting.txt").write_text("hello from the build context\n")
+    (tmp_path / "wheels").mkdir()
+    write_wheel(tmp_path / "wheels", "harness_probe", "1.0", "VALUE = 42\n")
+    spec = ImageSpec(dockerfile="image/Dockerfile", packages=("harness_probe==1.0",), wheelhouse="wheels")
+    recipe = recipe_for("cpu", spec, tmp_path)
+    probe = (
+        "import harness_probe, pathlib; "
+        "print(harness_probe.VALUE, pathlib.Path('/opt/greeting.txt').read_text())"
+    )
+
+    build_image(docker_client, recipe, base_image=cpu_image, log=quiet)
+    try:
+        output = docker_client.containers.run(
+            recipe.tag, ["python", "-c", probe], network_mode="none", remove=True
+        )
+    finally:
+        docker_client.images.remove(recipe.tag)
+
+    assert output.decode().strip() == "42 hello from the build context"

@@ -94,6 +94,56 @@ def test_cell_json_round_trips(project):
         assert Cell.from_json(cell.to_json()) == cell
 
 
+IMAGE_WITH_PACKAGES = """
+version: 1
+defaults:
+  tests: [tests/test_tiny.py]
+devices:
+  cpu:
+    world_sizes: [2]
+    cores: 4
+    image:
+      packages: [expecttest, "hypothesis>=6"]
+      requirements: [{requirements}]
+      wheelhouse: {wheelhouse}
+      context: {context}
+"""
+
+
+def test_image_packages_paths_and_cores_are_read_relative_to_the_matrix(project, tmp_path):
+    (tmp_path / "extra.txt").write_text("pyyaml\n")
+    (tmp_path / "wheels").mkdir()
+    matrix = load_matrix(
+        project(IMAGE_WITH_PACKAGES.format(requirements="extra.txt", wheelhouse="wheels", context="docker"))
+    )
+    (cell,) = matrix.cells
+    assert cell.cores == 4
+    assert cell.image is not None and cell.image.dockerfile is None  # the device's own Dockerfile
+    assert cell.image.packages == ("expecttest", "hypothesis>=6")
+    assert (cell.image.requirements, cell.image.wheelhouse, cell.image.context) == (
+        ("extra.txt",),
+        "wheels",
+        "docker",
+    )
+    from harness.model import Cell
+
+    assert Cell.from_json(cell.to_json()) == cell
+
+
+def test_missing_image_files_are_reported_with_their_keys(project):
+    message = problems_of(
+        project(IMAGE_WITH_PACKAGES.format(requirements="nope.txt", wheelhouse="nowheels", context="noctx"))
+    )
+    assert "devices.cpu.image.requirements[0]: requirements file 'nope.txt' does not exist" in message
+    assert "devices.cpu.image.wheelhouse: wheelhouse 'nowheels' does not exist" in message
+    assert "devices.cpu.image.context: build context 'noctx' does not exist" in message
+
+
+def test_cores_must_be_a_positive_integer(project):
+    message = problems_of(project(GOOD.replace("test_timeout: 30", "test_timeout: 30\n    cores: 0")))
+    assert "devices.cuda.cores: 0 is too small: must be at least 1" in message
+
+
 def test_default_matrix_of_the_repository_validates():
     matrix = load_matrix(REPO_ROOT / "matrix.yaml")
     by_device = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import xml.etree.ElementTree as ET
@@ -55,6 +56,16 @@ def test_gpu_cells_get_disjoint_gpu_ids():
     assert pool.try_acquire(planned("cuda", 2)) is None  # only GPU 3 is free
     pool.release(planned("cuda", 2), first)
     assert pool.try_acquire(planned("cuda", 2)) == [0, 1]
+
+
+def test_a_cell_books_the_cores_the_matrix_gives_it():
+    spawns_four = planned("cpu", 2)
+    spawns_four = PlannedCell(dataclasses.replace(spawns_four.cell, cores=4), "local", "on the host")
+    pool = ResourcePool(cores=4)
+    assert pool.try_acquire(spawns_four) == []
+    assert pool.try_acquire(planned("cpu", 1)) is None  # its ws2 would fit; the 4 cores it booked do not
+    pool.release(spawns_four, [])
+    assert pool.try_acquire(planned("cpu", 2)) == [] and pool.try_acquire(planned("cpu", 2)) == []
 
 
 class RecordingExecutor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+import xml.etree.ElementTree as ET
 
 import psutil
 import pytest
@@ -79,6 +80,27 @@ def test_pytest_forked_works_with_the_installed_pytest(pytester, run_pytest):
     run = run_pytest("--forked")
     assert run.outcomes == {"test_passes": "passed", "test_crashes": "failed"}, run.output
     assert "CRASHED with signal 11" in run.messages["test_crashes"]
+
+
+@pytest.mark.parametrize("forked", [[], ["--forked"]], ids=["plain", "forked"])
+def test_a_failure_is_summarised_by_its_exception_line(pytester, run_pytest, forked):
+    # As PyTorch's MultiProcessTestCase fails: a non-distributed test, the exception message spanning lines.
+    pytester.makepyfile(
+        test_fails="""
+        import unittest
+
+        class ProcessGroupTest(unittest.TestCase):
+            def test_fails(self):
+                detail = "Traceback (most recent call last):\\n  ValueError: boom"
+                raise RuntimeError("Process 0 exited with error code 10 and exception:\\n" + detail)
+        """
+    )
+    run = run_pytest(*forked)
+    junit = ET.parse(pytester.path / "junit.xml").getroot()
+    message = next(junit.iter("failure")).get("message", "")
+    assert message.splitlines()[0] == "RuntimeError: Process 0 exited with error code 10 and exception:"
+    assert "ValueError: boom" in message
+    assert "FAILED test_fails.py::ProcessGroupTest::test_fails - RuntimeError: Process 0" in run.output
 
 
 def test_communicator_fixture_is_created_and_destroyed_on_every_rank(pytester, run_pytest):
