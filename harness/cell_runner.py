@@ -64,6 +64,8 @@ def build_pytest_command(cell: Cell, results_dir: Path, *, load_plugin: bool) ->
         command += ["--dist-all2all-backend", cell.params["all2all_backend"]]
     if cell.check_collectives:
         command.append("--dist-check-collectives")
+    if "communicator" in cell.params:
+        command += ["--dist-communicator", cell.params["communicator"]]
     command += list(cell.pytest_args)
     if cell.markers:
         command += ["-m", cell.markers]
@@ -73,7 +75,8 @@ def build_pytest_command(cell: Cell, results_dir: Path, *, load_plugin: bool) ->
 
 
 def build_pytest_environment(cell: Cell, results_dir: Path) -> dict[str, str]:
-    """This environment plus the cell's params as HARNESS_PARAM_<KEY> (all2all_backend is also an option)."""
+    """This environment plus the cell's params as HARNESS_PARAM_<KEY> (all2all_backend and communicator are
+    also options)."""
     env = dict(os.environ)
     env.update(cell.env)
     for key, value in cell.params.items():

@@ -100,7 +100,12 @@ class ParallelState:
                 local_rank=rank,
                 backend=dist.get_backend(),
             )
-            parallel_state.initialize_model_parallel(1, 1, backend=dist.get_backend())
+            try:
+                parallel_state.initialize_model_parallel(1, 1, backend=dist.get_backend())
+            except BaseException:
+                # A communicator that rejects its backend name raises half-way: leave no groups behind.
+                parallel_state.destroy_model_parallel()
+                raise
         self.ep_group = parallel_state.get_ep_group()
 
     @property
