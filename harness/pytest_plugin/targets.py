@@ -111,7 +111,10 @@ class TargetHooks:
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         if any(_uses_any(getattr(item, "fixturenames", ()), CONFORMANCE_FIXTURES) for item in items):
-            self.target.adapter.preload()
+            try:
+                self.target.adapter.preload()
+            except Exception as error:  # an adapter's import failure is the user's set-up, not a crash
+                raise pytest.UsageError(f"--dist-communicator {self.target.name}: {error}") from None
         for item in items:
             self._mark(item)
 

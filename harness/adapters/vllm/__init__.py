@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import importlib.util
+import sys
 from typing import TYPE_CHECKING, Any
 
 from harness.adapters.base import KnownGap, TargetPlatform
@@ -43,6 +45,11 @@ class VllmAdapter:
         )
 
     def preload(self) -> None:
+        if importlib.util.find_spec("vllm") is None:
+            raise RuntimeError(
+                f"vLLM is not installed in {sys.executable}: pip install --no-deps vllm=={QUALIFIED_VERSION} "
+                "and the packages its communicators import (README, 'Qualifying vLLM')"
+            )
         from harness.adapters.vllm import engine_shim
 
         engine_shim.select_cpu_target()

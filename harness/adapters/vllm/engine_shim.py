@@ -58,8 +58,10 @@ def engine_config(rank: int, world_size: int, all2all_backend: str) -> Any:
         enable_expert_parallel=True,
         distributed_executor_backend="external_launcher",
     )
-    parallel.all2all_backend = all2all_backend
-    return VllmConfig(parallel_config=parallel)
+    config = VllmConfig(parallel_config=parallel)
+    # After construction: VllmConfig's checks would rewrite 'naive'/'pplx' before a communicator saw them.
+    config.parallel_config.all2all_backend = all2all_backend
+    return config
 
 
 def install_platform(platform: str) -> None:
