@@ -5,7 +5,8 @@
 Reads the merged junit.xml `harness run` wrote (one testsuite per cell, named by cell id) and writes Markdown
 a maintainer can paste into an issue: one row per operation, one column per platform and world size, each
 known gap as a numbered note with the reason the adapter recorded, then every test's outcome.
-Only tests of the conformance suite appear: those parametrized by platform (`[cpu]`, `[xpu_emulated]`, ...).
+Only tests of the conformance suite appear: those the plugin gave a `communicator_platform` property (the
+tests that use the communicator fixture and ran).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import xml.etree.ElementTree as ET
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+
+from harness.adapters.base import strip_platform_id
 
 # First match wins: the operation a test exercises, from words in its name.
 OPERATIONS: tuple[tuple[str, str], ...] = (
@@ -35,7 +38,7 @@ OPERATIONS: tuple[tuple[str, str], ...] = (
     ("all_reduce", r"all_reduce"),
 )
 PLATFORM_ORDER = ("cpu", "xpu_emulated", "cuda_emulated", "cuda", "xpu")
-_PLATFORM_ID = re.compile(r"^(?P<test>[^\[]+)\[(?:(?P<params>.*)-)?(?P<platform>[a-z]+(?:_emulated)?)\]$")
+PLATFORM_PROPERTY = "communicator_platform"
 _WORLD_SIZE = re.compile(r"-ws(\d+)(?:-|$)")
 
 
@@ -59,15 +62,13 @@ def read_outcomes(junit_path: Path) -> list[Outcome]:
         if found is None:
             continue
         for case in suite.iter("testcase"):
-            parsed = _PLATFORM_ID.match(case.get("name", ""))
-            if parsed is None:
+            properties = {p.get("name"): p.get("value") for p in case.iter("property")}
+            platform = properties.get(PLATFORM_PROPERTY)
+            if not platform:
                 continue
-            params = parsed.group("params")
-            test = parsed.group("test") + (f"[{params}]" if params else "")
+            test = strip_platform_id(case.get("name", ""), platform)
             status, reason = _status(case)
-            outcomes.append(
-                Outcome(_operation(test), test, parsed.group("platform"), int(found.group(1)), status, reason)
-            )
+            outcomes.append(Outcome(_operation(test), test, platform, int(found.group(1)), status, reason))
     return outcomes
 
 

@@ -37,6 +37,12 @@ class TargetPlatform:
         return f"{self.name}-on-gloo" if self.emulated_on == "cpu" else f"{self.name}-on-{self.emulated_on}"
 
 
+def strip_platform_id(test_name: str, platform_id: str) -> str:
+    """`test_x[equal-xpu_emulated]` -> `test_x[equal]`, `test_x[cpu]` -> `test_x`: the name gaps match."""
+    name = re.sub(rf"-{re.escape(platform_id)}\]$", "]", test_name)
+    return re.sub(rf"\[{re.escape(platform_id)}\]$", "", name)
+
+
 @dataclass(frozen=True)
 class KnownGap:
     """A recorded difference between the target and the suite: the test fails there, for this reason.

@@ -10,14 +10,13 @@ target but comm-harness's own package, whose tests they are.
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from harness.adapters.base import CommunicatorAdapter, KnownGap, TargetPlatform
+from harness.adapters.base import CommunicatorAdapter, KnownGap, TargetPlatform, strip_platform_id
 from harness.adapters.registry import (
     DEFAULT_COMMUNICATOR,
     BrokenAdapterError,
@@ -84,12 +83,6 @@ def platform_of(item: pytest.Item, platforms: tuple[TargetPlatform, ...]) -> Tar
     return platforms[0]
 
 
-def name_without_platform(item: pytest.Item, platform: TargetPlatform) -> str:
-    """`test_x[equal-xpu_emulated]` -> `test_x[equal]`, `test_x[cpu]` -> `test_x`: what gaps match."""
-    name = re.sub(rf"-{re.escape(platform.id)}\]$", "]", item.name)
-    return re.sub(rf"\[{re.escape(platform.id)}\]$", "", name)
-
-
 class TargetHooks:
     """The pytest hooks of target selection, registered by the plugin for the session."""
 
@@ -146,7 +139,7 @@ class TargetHooks:
         if not _uses_any(getattr(item, "fixturenames", ()), CONFORMANCE_FIXTURES):
             return
         platform = platform_of(item, self.target.platforms)
-        test_name = name_without_platform(item, platform)
+        test_name = strip_platform_id(item.name, platform.id)
         for gap in self.target.adapter.known_gaps:
             if gap.applies_to(test_name, platform.id, self.world_size):
                 item.stash[_GAP] = gap
@@ -174,10 +167,12 @@ def _uses_any(fixturenames: Any, names: tuple[str, ...]) -> bool:
 
 
 def requested_platform(request: pytest.FixtureRequest, target: Target) -> TargetPlatform:
-    """The `communicator_platform` fixture's value; an emulated one is recorded as the property `emulated`."""
+    """The `communicator_platform` fixture's value, recorded as JUnit properties: `communicator_platform` on
+    every test of the suite (what conformance tables read), `emulated` on an emulated one."""
     platform = getattr(request, "param", None) or target.platforms[0]
+    # In the pytest process: properties reach the JUnit XML, so emulation is never read as hardware.
+    request.node.user_properties.append((PLATFORM_FIXTURE, platform.id))
     if platform.emulation_label:
-        # In the pytest process: the property reaches the JUnit XML, so emulation is never read as hardware.
         request.node.user_properties.append(("emulated", platform.emulation_label))
     return platform
 

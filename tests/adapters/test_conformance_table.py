@@ -6,25 +6,29 @@ from pathlib import Path
 
 from harness.conformance_table import main, read_outcomes, render_table
 
-JUNIT = """<?xml version="1.0" encoding="utf-8"?>
+
+def _case(name: str, platform: str | None, outcome: str = "") -> str:
+    prop = f'<property name="communicator_platform" value="{platform}"/>'
+    properties = f"<properties>{prop}</properties>" if platform else ""
+    return f'<testcase classname="t" name="{name}">{properties}{outcome}</testcase>'
+
+
+GAP = '<skipped type="pytest.xfail" message="known gap of vllm on cpu: no all_gatherv (#57837)"/>'
+FAILURE = '<failure message="rank 0 of 2 failed: AttributeError">detail</failure>'
+JUNIT = f"""<?xml version="1.0" encoding="utf-8"?>
 <testsuites name="comm-harness">
   <testsuite name="cpu-gloo-ws2-vllm">
-    <testcase classname="t" name="test_all_reduce[cpu]"/>
-    <testcase classname="t" name="test_all_reduce[xpu_emulated]"/>
-    <testcase classname="t" name="test_all_gatherv_uneven_sizes[equal-cpu]">
-      <skipped type="pytest.xfail" message="known gap of vllm on cpu: no all_gatherv (#57837)"/>
-    </testcase>
-    <testcase classname="t" name="test_all_gatherv_uneven_sizes[all_zero-cpu]"/>
-    <testcase classname="t" name="test_broadcast_from_first_and_last_rank[xpu_emulated]">
-      <failure message="rank 0 of 2 failed: AttributeError">detail</failure>
-    </testcase>
-    <testcase classname="t" name="test_backend_table_is_current"/>
+    {_case("test_all_reduce[cpu]", "cpu")}
+    {_case("test_all_reduce[xpu_emulated]", "xpu_emulated")}
+    {_case("test_all_gatherv_uneven_sizes[equal-cpu]", "cpu", GAP)}
+    {_case("test_all_gatherv_uneven_sizes[all_zero-cpu]", "cpu")}
+    {_case("test_broadcast_from_first_and_last_rank[xpu_emulated]", "xpu_emulated", FAILURE)}
+    {_case("test_backend_table_is_current", None)}
+    {_case("test_every_platform_and_name[naive-cuda]", None)}
   </testsuite>
   <testsuite name="cpu-gloo-ws4-vllm">
-    <testcase classname="t" name="test_all_reduce[cpu]"/>
-    <testcase classname="t" name="test_all_gatherv_uneven_sizes[equal-cpu]">
-      <skipped type="pytest.xfail" message="known gap of vllm on cpu: no all_gatherv (#57837)"/>
-    </testcase>
+    {_case("test_all_reduce[cpu]", "cpu")}
+    {_case("test_all_gatherv_uneven_sizes[equal-cpu]", "cpu", GAP)}
   </testsuite>
 </testsuites>
 """
@@ -33,7 +37,7 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 def test_outcomes_are_read_per_platform_and_world_size_leaving_other_tests_out(tmp_path: Path):
     (tmp_path / "junit.xml").write_text(JUNIT)
     outcomes = read_outcomes(tmp_path / "junit.xml")
-    assert len(outcomes) == 7  # test_backend_table_is_current has no platform: not a conformance test
+    assert len(outcomes) == 7  # the last two have no platform property: not conformance tests
     xfail = next(o for o in outcomes if o.status == "xfail")
     assert (xfail.operation, xfail.platform, xfail.world_size) == ("all_gatherv", "cpu", 2)
     assert xfail.reason == "no all_gatherv (#57837)"

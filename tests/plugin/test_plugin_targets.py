@@ -138,8 +138,12 @@ def test_every_platform_runs_and_the_emulated_one_says_so(toy_run):
         case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
         for case in junit.iter("testcase")
     }
-    assert properties["test_broadcast_of_zeros[xpu_emulated]"] == {"emulated": "xpu-on-gloo"}
-    assert "emulated" not in properties["test_broadcast_of_zeros[cpu]"]
+    assert properties["test_broadcast_of_zeros[xpu_emulated]"] == {
+        "communicator_platform": "xpu_emulated",
+        "emulated": "xpu-on-gloo",
+    }
+    assert properties["test_broadcast_of_zeros[cpu]"] == {"communicator_platform": "cpu"}
+    assert properties["test_of_the_reference_package_only"] == {}
 
 
 def test_a_gap_that_holds_is_an_xfail_naming_its_reason(toy_run):
