@@ -16,9 +16,7 @@ CPU, XPU, CUDA = "cpu", "xpu_emulated", "cuda_emulated"
 ALL = (CPU, XPU, CUDA)
 
 _NO_PYNCCL = "with pynccl off (no GPU) CudaCommunicator"
-_CPU_LACKS_V = (
-    "CpuCommunicator does not implement all_gatherv/reduce_scatterv (NotImplementedError; vLLM #57837)"
-)
+_CPU_LACKS_V = "CpuCommunicator has no all_gatherv/reduce_scatterv (NotImplementedError; vLLM #57837)"
 _XPU_GATHER_LISTS = (
     "XpuCommunicator.all_gatherv hands dist.all_gather one output per rank size (uneven) or a single "
     "output (equal sizes), which gloo rejects; xccl's all_gather may accept them (no Intel GPU here)"
@@ -30,7 +28,7 @@ KNOWN_GAPS: tuple[KnownGap, ...] = (
     KnownGap(
         "test_dispatch*",
         (CPU,),
-        f"dispatch/combine: the AgRs manager needs what {_CPU_LACKS_V}",
+        f"dispatch/combine: the AgRs manager gathers and combines with them, but {_CPU_LACKS_V}",
         match="NotImplementedError",
     ),
     KnownGap(
