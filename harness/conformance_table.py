@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.adapters.base import strip_platform_id
+from harness.results.junit import read_junit_root
 
 # First match wins: the operation a test exercises, from words in its name.
 OPERATIONS: tuple[tuple[str, str], ...] = (
@@ -56,8 +57,11 @@ class Outcome:
 
 def read_outcomes(junit_path: Path) -> list[Outcome]:
     """Every conformance test in a merged junit.xml (tests without a platform parameter are left out)."""
+    root = read_junit_root(junit_path)
+    if root is None:
+        raise ValueError(f"{junit_path}: not a readable JUnit XML file")
     outcomes = []
-    for suite in ET.parse(junit_path).getroot().iter("testsuite"):
+    for suite in root.iter("testsuite"):
         found = _WORLD_SIZE.search(suite.get("name", ""))
         if found is None:
             continue
@@ -178,7 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     if not junit.is_file():
         print(f"{junit}: no merged junit.xml; give the directory `harness run --out` wrote", file=sys.stderr)
         return 2
-    outcomes = read_outcomes(junit)
+    try:
+        outcomes = read_outcomes(junit)
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
     if not outcomes:
         print(f"{junit}: no conformance tests (ids ending in a platform, e.g. [cpu])", file=sys.stderr)
         return 2
