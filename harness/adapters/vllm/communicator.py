@@ -44,33 +44,34 @@ class VllmCommunicator:
         """The vLLM communicator the collectives run on."""
         return self._impl
 
-    # Collectives: vLLM's signatures already match the suite's.
-    def all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
-        return self._impl.all_reduce(tensor)
+    # Collectives: vLLM's signatures already match the suite's, so the caller's arguments go through as given
+    # and vLLM's own defaults apply (send to the next rank, gather to rank 0, ...).
+    def all_reduce(self, *args: Any, **kwargs: Any) -> Any:
+        return self._impl.all_reduce(*args, **kwargs)
 
-    def all_gather(self, tensor: torch.Tensor, dim: int = -1) -> torch.Tensor:
-        return self._impl.all_gather(tensor, dim)
+    def all_gather(self, *args: Any, **kwargs: Any) -> Any:
+        return self._impl.all_gather(*args, **kwargs)
 
-    def all_gatherv(self, tensors: Any, dim: int = 0, sizes: list[int] | None = None) -> Any:
-        return self._impl.all_gatherv(tensors, dim, sizes)
+    def all_gatherv(self, *args: Any, **kwargs: Any) -> Any:
+        return self._impl.all_gatherv(*args, **kwargs)
 
-    def reduce_scatter(self, tensor: torch.Tensor, dim: int = -1) -> torch.Tensor:
-        return self._impl.reduce_scatter(tensor, dim)
+    def reduce_scatter(self, *args: Any, **kwargs: Any) -> Any:
+        return self._impl.reduce_scatter(*args, **kwargs)
 
-    def reduce_scatterv(self, tensor: torch.Tensor, dim: int = -1, sizes: list[int] | None = None) -> Any:
-        return self._impl.reduce_scatterv(tensor, dim, sizes)
+    def reduce_scatterv(self, *args: Any, **kwargs: Any) -> Any:
+        return self._impl.reduce_scatterv(*args, **kwargs)
 
-    def gather(self, tensor: torch.Tensor, dst: int = 0, dim: int = -1) -> torch.Tensor | None:
-        return self._impl.gather(tensor, dst, dim)
+    def gather(self, *args: Any, **kwargs: Any) -> Any:
+        return self._impl.gather(*args, **kwargs)
 
-    def broadcast(self, tensor: torch.Tensor, src: int = 0) -> Any:
-        return self._impl.broadcast(tensor, src)
+    def broadcast(self, *args: Any, **kwargs: Any) -> Any:
+        return self._impl.broadcast(*args, **kwargs)
 
-    def send(self, tensor: torch.Tensor, dst: int) -> None:
-        self._impl.send(tensor, dst)
+    def send(self, *args: Any, **kwargs: Any) -> None:
+        self._impl.send(*args, **kwargs)
 
-    def recv(self, shape: Any, dtype: torch.dtype, src: int) -> torch.Tensor:
-        return self._impl.recv(shape, dtype, src)
+    def recv(self, *args: Any, **kwargs: Any) -> Any:
+        return self._impl.recv(*args, **kwargs)
 
     # All2all: vLLM's EP-group communicator, sizes through the forward context as a forward pass gives them.
     @property
