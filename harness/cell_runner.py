@@ -67,6 +67,8 @@ def build_pytest_command(cell: Cell, results_dir: Path, *, load_plugin: bool) ->
         command += ["--dist-all2all-backend", cell.params["all2all_backend"]]
     if cell.check_collectives:
         command.append("--dist-check-collectives")
+    if "communicator" in cell.params:
+        command += ["--dist-communicator", cell.params["communicator"]]
     command += list(cell.pytest_args)
     if cell.markers:
         command += ["-m", cell.markers]
@@ -97,7 +99,7 @@ def cell_shape_environment(cell: Cell) -> dict[str, str]:
 
 def build_pytest_environment(cell: Cell, results_dir: Path) -> dict[str, str]:
     """This environment, the cell's shape (torchrun's variables), the cell's `env` over both, and its params
-    as HARNESS_PARAM_<KEY> (all2all_backend is also an option)."""
+    as HARNESS_PARAM_<KEY> (all2all_backend and communicator are also options)."""
     env = dict(os.environ)
     env.update(cell_shape_environment(cell))
     env.update(cell.env)

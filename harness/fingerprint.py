@@ -26,6 +26,7 @@ RECORDED_ENV_PREFIXES = (
     "ZE_",
     "CUDA_VISIBLE_DEVICES",
     "OMP_NUM_THREADS",
+    "VLLM_",
 )
 
 
@@ -75,6 +76,8 @@ def toolchain_facts() -> dict[str, Any]:
         "nccl": None,
         "torch_xpu": None,
         "oneccl": _package_version("oneccl") or _package_version("oneccl-devel"),
+        # An engine whose communicators a cell qualifies (--dist-communicator vllm); None when absent.
+        "vllm": _package_version("vllm"),
         "gloo_available": False,
         "nccl_available": False,
         "xccl_available": False,

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from harness.adapters.base import TargetPlatform
+from harness.adapters.registry import DEFAULT_COMMUNICATOR
 from harness.model import BACKEND_OF_DEVICE
 from harness.pytest_plugin.env import PendingCommunicator, PendingDistEnv
 from harness.pytest_plugin.forked_reports import CrashLinesFromForkedChildren
@@ -24,6 +26,7 @@ from harness.pytest_plugin.outcomes import Verdict
 from harness.pytest_plugin.progress_writer import ProgressWriter
 from harness.pytest_plugin.rank_warnings import WarningsFromForkedChildren, reissue_for_item, session_filters
 from harness.pytest_plugin.settings import DistSettings, resolve_reuse
+from harness.pytest_plugin.targets import INTERNALS_MARKER, TargetHooks, requested_platform, select_target
 from harness.pytest_plugin.workers import WorkerPool
 
 # Modules that rank bodies commonly import lazily. A fresh fork re-imports whatever the pytest process has
@@ -137,6 +140,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "rank went astray in which call. Default: on.",
     )
     group.addoption(
+        "--dist-communicator",
+        default=DEFAULT_COMMUNICATOR,
+        metavar="NAME",
+        help="implementation the communicator fixture gives: an adapter built in (comm-harness, vllm) or "
+        "registered under the entry-point group comm_harness.communicators. Default: comm-harness.",
+    )
+    group.addoption(
         "--dist-progress",
         default=None,
         metavar="FILE",
@@ -151,6 +161,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "dist_fork: run this distributed test on fresh forked ranks even in reuse mode."
     )
+    config.addinivalue_line(
+        "markers",
+        f"{INTERNALS_MARKER}(why): the test reads comm-harness internals; other --dist-communicator "
+        "targets skip it.",
+    )
     device = config.getoption("dist_device")
     state = PluginState(
         settings=DistSettings(
@@ -161,9 +176,12 @@ def pytest_configure(config: pytest.Config) -> None:
             all2all_backend=config.getoption("dist_all2all_backend"),
             trace_collectives=config.getoption("dist_trace_collectives") == "on",
             check_collectives=config.getoption("dist_check_collectives"),
+            communicator=config.getoption("dist_communicator"),
         ),
         pytest_pid=os.getpid(),
     )
+    target = select_target(state.settings.communicator, device)
+    config.pluginmanager.register(TargetHooks(target, state.settings.world_size), "comm_harness_target")
     progress_path = config.getoption("dist_progress")
     progress = ProgressWriter(progress_path) if progress_path else None
     if progress is not None:
@@ -253,8 +271,29 @@ def dist_env(request: pytest.FixtureRequest) -> PendingDistEnv:
 
 
 @pytest.fixture
-def communicator(dist_env: PendingDistEnv, request: pytest.FixtureRequest) -> PendingCommunicator:
-    """`communicators.create_communicator(dist_env.device, all2all_backend=...)` per rank, destroyed after."""
+def communicator_platform(request: pytest.FixtureRequest) -> TargetPlatform:
+    """The platform whose communicator logic this test runs (parametrized when the target has several)."""
+    target = request.config.pluginmanager.get_plugin("comm_harness_target").target
+    return requested_platform(request, target)
+
+
+@pytest.fixture
+def communicator(
+    dist_env: PendingDistEnv, communicator_platform: TargetPlatform, request: pytest.FixtureRequest
+) -> PendingCommunicator:
+    """The --dist-communicator target's communicator per rank (default `communicators.create_communicator(
+    dist_env.device, all2all_backend=...)`), destroyed after."""
+    return PendingCommunicator(request.node.nodeid)
+
+
+@pytest.fixture
+def communicator_factory(
+    dist_env: PendingDistEnv, communicator_platform: TargetPlatform, request: pytest.FixtureRequest
+) -> PendingCommunicator:
+    """Per rank, `make(all2all_backend=NAME)`: a new communicator of the target and platform.
+
+    The body destroys what it makes.
+    """
     return PendingCommunicator(request.node.nodeid)
 
 

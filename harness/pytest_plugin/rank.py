@@ -23,6 +23,7 @@ from harness.pytest_plugin.native_stacks import allow_native_stack_dumps
 from harness.pytest_plugin.outcomes import RankOutcome
 from harness.pytest_plugin.rank_warnings import record_warnings, restore_session_filters
 from harness.pytest_plugin.settings import DistSettings
+from harness.pytest_plugin.targets import create_on_rank, factory_on_rank
 from harness.pytest_plugin.trace_file import trace_path_of
 from harness.pytest_plugin.worker_state import (
     WorkerState,
@@ -191,8 +192,10 @@ def _call_test_function(
         if "dist_env" in args:
             args["dist_env"] = env
         if "communicator" in args:
-            communicator = _create_communicator(env, settings)
+            communicator = create_on_rank(item, env, settings)
             args["communicator"] = communicator
+        if "communicator_factory" in args:
+            args["communicator_factory"] = factory_on_rank(item, env, settings)
         item.obj(**args)
         outcome = RankOutcome(env.rank, "passed")
     except pytest.skip.Exception as exc:
@@ -229,13 +232,6 @@ def _bind_device(device: str, rank: int, world_size: int) -> torch.device:
         )
     accelerator.set_device(rank)
     return torch.device(device, rank)
-
-
-def _create_communicator(env: DistEnv, settings: DistSettings) -> Any:
-    # Imported here: the plugin must work where the communicators package is absent.
-    from communicators import create_communicator
-
-    return create_communicator(env.device, all2all_backend=settings.all2all_backend)
 
 
 def _test_failure(item: pytest.Function, rank: int, exc: BaseException) -> RankOutcome:

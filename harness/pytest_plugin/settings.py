@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.adapters.registry import DEFAULT_COMMUNICATOR
 from harness.model import BACKEND_OF_DEVICE
 
 # Reuse pays where per-test set-up is expensive: a CUDA/XPU context plus an NCCL/xccl communicator costs
@@ -24,6 +25,7 @@ class DistSettings:
     trace_collectives: bool = True
     # Ranks compare op, shapes and dtypes before every collective and fail at the first difference.
     check_collectives: bool = False
+    communicator: str = DEFAULT_COMMUNICATOR  # the adapter the communicator fixture comes from
 
     @property
     def backend(self) -> str:

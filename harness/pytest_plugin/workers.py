@@ -35,7 +35,7 @@ from harness.pytest_plugin.uncarried import (
 )
 
 # Fixtures whose values in the pytest process are placeholders, replaced on every rank.
-RANK_FIXTURES = ("dist_env", "communicator")
+RANK_FIXTURES = ("dist_env", "communicator", "communicator_factory")
 
 
 class WorkerPool:

@@ -76,6 +76,7 @@ def test_dispatch_router_logits(communicator):
     assert_equal(extras[0], _all_tokens(sizes)[3], "router-logits dispatch extra tensor")
 
 
+@pytest.mark.comm_harness_internals("it checks comm-harness's own manager class")
 def test_communicator_fixture_runs_the_resolved_backend(communicator, requested_all2all_backend):
     platform = communicator.device.type
     assert communicator.all2all_backend == plan_all2all_backend(platform, requested_all2all_backend).backend

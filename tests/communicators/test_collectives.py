@@ -184,6 +184,7 @@ def test_bad_sizes_and_shapes_raise_before_any_collective(communicator):
     assert communicator.all_reduce(torch.ones(1, device=device)).item() == world_size
 
 
+@pytest.mark.comm_harness_internals("it counts calls of _gather_rows, a comm-harness internal")
 def test_a_list_gathers_in_as_many_collectives_as_the_platform_wants(communicator):
     rank, device = communicator.rank, communicator.device
     sizes = sizes_for("uneven_with_zeros", communicator.world_size)
@@ -225,6 +226,7 @@ def test_an_equal_all_gather_returns_a_new_tensor(communicator):
     assert bool((x == 1).all()), "all_gather returned (a view of) its input"
 
 
+@pytest.mark.comm_harness_internals("it builds comm-harness communicators over a subgroup itself")
 def test_a_communicator_over_a_subgroup_speaks_in_group_ranks(communicator):
     n, rank, device = communicator.world_size, communicator.rank, communicator.device
     if n < 2:

@@ -14,6 +14,8 @@ from torch.distributed import distributed_c10d as c10d
 
 from communicators import group_calls
 
+pytestmark = pytest.mark.comm_harness_internals("it counts calls into comm-harness's GroupCalls")
+
 
 @contextlib.contextmanager
 def counting_wrappers():

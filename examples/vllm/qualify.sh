@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Qualify vLLM's communicators and write the record: bash examples/vllm/qualify.sh RECORD_DIR [PYTHON]
+#
+# Runs examples/vllm/matrix.yaml with the local executor (PYTHON: an interpreter with vLLM installed, README
+# "Qualifying vLLM"), then keeps in RECORD_DIR what the record needs: the run's summary, its merged JUnit XML,
+# each cell's cell.json and fingerprint.json, and conformance.md generated from the JUnit XML.
+# Exit code: the run's (0 when every cell passed, known gaps holding as strict xfails).
+set -uo pipefail
+record=${1:?usage: qualify.sh RECORD_DIR [PYTHON]}
+python=${2:-python3}
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+results=$(mktemp -d)
+trap 'rm -rf "$results"' EXIT
+
+export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
+"$python" -m harness.cli run "$repo/examples/vllm/matrix.yaml" --executor local --jobs 1 --out "$results"
+status=$?
+
+mkdir -p "$record"
+cp "$results"/summary.json "$results"/summary.md "$results"/junit.xml "$record"/
+for cell in "$results"/*/; do
+    name=$(basename "$cell")
+    mkdir -p "$record/$name"
+    cp "$cell"/cell.json "$cell"/fingerprint.json "$record/$name"/ 2>/dev/null
+done
+version=$("$python" -c 'import importlib.metadata as m; print(m.version("vllm"))')
+"$python" -m harness.conformance_table "$results" --out "$record/conformance.md" \
+    --title "vLLM $version communicators: comm-harness conformance"
+exit $status

@@ -1,0 +1,95 @@
+"""What an implementation under test gives the conformance suite: its platforms, communicators and gaps.
+
+The suite (tests/communicators) is written against one public API, the one `communicators` has: all_reduce,
+all_gather, all_gatherv, reduce_scatter, reduce_scatterv, gather, broadcast, send/recv, dispatch/combine
+(sizes passed explicitly), `all2all_backend`, `all2all_manager`, destroy. An adapter makes an engine's own
+communicators speak it, without changing what they do, and records where they are known to differ.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from harness.pytest_plugin.env import DistEnv
+
+
+@dataclass(frozen=True)
+class TargetPlatform:
+    """A platform whose communicator logic a run exercises: natively, or emulated on the run's device."""
+
+    name: str  # "cpu", "cuda", "xpu": the platform whose code runs
+    emulated_on: str | None = None  # the device it runs on when emulated ("cpu": over gloo)
+
+    @property
+    def id(self) -> str:
+        """The test-id suffix: `cpu`, `xpu_emulated`; an emulated test's id ends in `_emulated`."""
+        return f"{self.name}_emulated" if self.emulated_on else self.name
+
+    @property
+    def emulation_label(self) -> str | None:
+        """The JUnit property `emulated=` of an emulated test, e.g. `xpu-on-gloo` (None when native)."""
+        if self.emulated_on is None:
+            return None
+        return f"{self.name}-on-gloo" if self.emulated_on == "cpu" else f"{self.name}-on-{self.emulated_on}"
+
+
+def strip_platform_id(test_name: str, platform_id: str) -> str:
+    """`test_x[equal-xpu_emulated]` -> `test_x[equal]`, `test_x[cpu]` -> `test_x`: the name gaps match."""
+    name = re.sub(rf"-{re.escape(platform_id)}\]$", "]", test_name)
+    return re.sub(rf"\[{re.escape(platform_id)}\]$", "", name)
+
+
+@dataclass(frozen=True)
+class KnownGap:
+    """A recorded difference between the target and the suite: the test fails there, for this reason.
+
+    The plugin turns it into a strict xfail, so a cell passes while the target behaves as recorded and fails
+    the day it is fixed (XPASS) or fails differently (the failure no longer matches `match`).
+    """
+
+    test: str  # fnmatch pattern on the test's name without the platform id, e.g. "test_gather_*"
+    platforms: tuple[str, ...]  # TargetPlatform ids: "cpu", "xpu_emulated", ...
+    reason: str  # what the gap is; names the engine's issue where there is one
+    match: str = ""  # regular expression the failure's text must contain ("" = any failure)
+    world_sizes: tuple[int, ...] = ()  # () = every world size
+
+    def applies_to(self, test_name: str, platform_id: str, world_size: int) -> bool:
+        """Whether this gap covers `test_name` (platform id removed) on `platform_id` at `world_size`."""
+        return (
+            platform_id in self.platforms
+            and (not self.world_sizes or world_size in self.world_sizes)
+            and fnmatch.fnmatchcase(test_name, self.test)
+        )
+
+    def explains(self, failure_text: str) -> bool:
+        """Whether a failure's text is the one recorded (always, when no `match` was recorded)."""
+        return not self.match or re.search(self.match, failure_text) is not None
+
+
+@runtime_checkable
+class CommunicatorAdapter(Protocol):
+    """An implementation the conformance suite can run against, found by name (see `registry.py`)."""
+
+    name: str
+    description: str
+    known_gaps: tuple[KnownGap, ...]
+
+    def platforms(self, device: str) -> tuple[TargetPlatform, ...]:
+        """The platforms whose logic runs on `device`; more than one parametrizes the suite over them."""
+        ...
+
+    def preload(self) -> None:
+        """Import, in the pytest process before any rank forks, what every rank would import (no device)."""
+        ...
+
+    def create(self, env: DistEnv, platform: TargetPlatform, all2all_backend: str) -> Any:
+        """On a rank: a communicator over `env.group` with the suite's API, running `platform`'s logic."""
+        ...
+
+    def version(self) -> str | None:
+        """The implementation's version, for reports (None when it is not installed)."""
+        ...

@@ -1,0 +1,42 @@
+"""The default target: this repository's own `communicators` package, returned as is (no wrapper)."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+from typing import TYPE_CHECKING, Any
+
+from harness.adapters.base import KnownGap, TargetPlatform
+
+if TYPE_CHECKING:
+    from harness.pytest_plugin.env import DistEnv
+
+
+class CommHarnessAdapter:
+    """`communicators.create_communicator` on the run's own device; no known gaps."""
+
+    name = "comm-harness"
+    description = "comm-harness's reference communicators (the `communicators` package)"
+    known_gaps: tuple[KnownGap, ...] = ()
+
+    def platforms(self, device: str) -> tuple[TargetPlatform, ...]:
+        # One platform, the run's device: the suite's test ids stay unparametrized. XPU emulation has its own
+        # tests (test_xpu_emulated.py).
+        return (TargetPlatform(device),)
+
+    def preload(self) -> None:
+        importlib.import_module("communicators")
+
+    def create(self, env: DistEnv, platform: TargetPlatform, all2all_backend: str) -> Any:
+        from communicators import create_communicator
+
+        return create_communicator(env.device, all2all_backend=all2all_backend)
+
+    def version(self) -> str | None:
+        try:
+            return importlib.metadata.version("comm-harness")
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+
+ADAPTER = CommHarnessAdapter()
