@@ -211,12 +211,10 @@ def test_a_list_gathers_in_as_many_collectives_as_the_platform_wants(communicato
     if communicator.packs_row_lists:
         # gloo and xccl: the widest tensor alone, the other three as one byte buffer.
         assert len(gathered_shapes) == 2, gathered_shapes
-    elif len(set(sizes)) == 1:
-        # NCCL, equal sizes (world size 1 here): one coalesced all-gather for the list, none per tensor.
-        assert gathered_shapes == []
     else:
-        # NCCL, uneven sizes: a collective per tensor queued on its stream, no packing copies.
-        assert gathered_shapes == [(sizes[rank], *trailing) for trailing, _ in specs]
+        # NCCL: equal sizes (world size 1 here) go out as one coalesced all-gather for the list, uneven
+        # ones as one group of sends to every peer (NCCL_UNEVEN_POLICY); neither gathers tensor by tensor.
+        assert gathered_shapes == []
 
 
 def test_an_equal_all_gather_returns_a_new_tensor(communicator):
