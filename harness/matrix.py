@@ -293,8 +293,13 @@ def _merge_settings(*layers: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _matches(rule: dict[str, Any], device: str, world_size: int, params: dict[str, str]) -> bool:
-    coordinates: dict[str, Any] = {"device": device, "world_size": world_size, **params}
+def _matches(rule: dict[str, Any], draft: _Draft) -> bool:
+    coordinates: dict[str, Any] = {
+        "device": draft.device,
+        "world_size": draft.world_size,
+        "nodes": draft.nodes,
+        **draft.params,
+    }
     return all(
         name in coordinates and coordinates[name] == value
         for name, value in rule.items()
@@ -312,11 +317,14 @@ class _Draft:
     settings: dict[str, Any]
     line: int
     key_path: list[str | int]
+    nodes: int = 1
 
     @property
     def id(self) -> str:
         suffix = "".join(f"-{value}" for value in self.params.values())
-        return f"{self.device}-{BACKEND_OF_DEVICE[self.device]}-ws{self.world_size}{suffix}"
+        # Single-node ids stay as they were: records and `--cell` patterns written before nodes existed hold.
+        nodes = f"-n{self.nodes}" if self.nodes > 1 else ""
+        return f"{self.device}-{BACKEND_OF_DEVICE[self.device]}-ws{self.world_size}{suffix}{nodes}"
 
 
 def _expand(data: dict[str, Any], axes: dict[str, tuple[str, ...]], problems: _Problems) -> list[Cell]:
@@ -325,7 +333,7 @@ def _expand(data: dict[str, Any], axes: dict[str, tuple[str, ...]], problems: _P
     drafts: list[_Draft] = []
     for device, config in devices.items():
         line = line_of(problems.root_node, ["devices", device], key=True)
-        for world_size in config["world_sizes"]:
+        for world_size, nodes in itertools.product(config["world_sizes"], config.get("nodes") or [1]):
             for values in itertools.product(*axes.values()):
                 params = dict(zip(axes, values, strict=True))
                 drafts.append(
@@ -336,12 +344,13 @@ def _expand(data: dict[str, Any], axes: dict[str, tuple[str, ...]], problems: _P
                         _merge_settings(defaults, config),
                         line,
                         ["devices", device],
+                        nodes,
                     )
                 )
 
     for index, rule in enumerate(data.get("exclude") or []):
         _check_axis_keys(rule, axes, ["exclude", index], problems)
-        kept = [d for d in drafts if not _matches(rule, d.device, d.world_size, d.params)]
+        kept = [d for d in drafts if not _matches(rule, d)]
         if len(kept) == len(drafts):
             problems.add(["exclude", index], "this rule matches no cell; fix its keys or remove it")
         drafts = kept
@@ -356,14 +365,21 @@ def _expand(data: dict[str, Any], axes: dict[str, tuple[str, ...]], problems: _P
                 f"device {device} is not declared under `devices:`; declare it there first",
             )
             continue
-        targets = [d for d in drafts[:expanded] if _matches(entry, d.device, d.world_size, d.params)]
+        targets = [d for d in drafts[:expanded] if _matches(entry, d)]
         for draft in targets:
             draft.settings = _merge_settings(draft.settings, entry)
         if not targets:
             params = {name: str(entry[name]) for name in axes if name in entry}
             line = line_of(problems.root_node, ["include", index])
             settings = _merge_settings(defaults, devices[device], entry)
-            drafts.append(_Draft(device, entry["world_size"], params, settings, line, ["include", index]))
+            nodes = entry.get("nodes", 1)
+            drafts.append(
+                _Draft(device, entry["world_size"], params, settings, line, ["include", index], nodes)
+            )
+
+    # With axes, one bad (world size, nodes) pair yields several drafts: report it once.
+    for draft in {(d.device, d.world_size, d.nodes, tuple(d.key_path)): d for d in drafts}.values():
+        _check_nodes_divide(draft, problems)
 
     first_line: dict[str, int] = {}
     for draft in drafts:
@@ -418,7 +434,7 @@ def _check_axis_values(axes: dict[str, tuple[str, ...]], problems: _Problems) ->
 def _check_axis_keys(
     entry: dict[str, Any], axes: dict[str, tuple[str, ...]], key_path: list[str | int], problems: _Problems
 ) -> None:
-    known = {"device", "world_size", *CELL_SETTINGS}
+    known = {"device", "world_size", "nodes", *CELL_SETTINGS}
     for name, value in entry.items():
         if name in known:
             continue
@@ -437,6 +453,19 @@ def _check_axis_keys(
             values = ", ".join(axes[name])
             fix = "" if key_path[0] == "exclude" else f"; declare it under `axes: {name}:` to add such cells"
             problems.add([*key_path, name], f"{value!r} is not a value of axis {name} ({values}){fix}")
+
+
+def _check_nodes_divide(draft: _Draft, problems: _Problems) -> None:
+    """Every node of a cell runs the same number of ranks: its world size must divide by its node count."""
+    if draft.world_size % draft.nodes == 0:
+        return
+    where = [*draft.key_path, "nodes"]
+    problems.add(
+        where,
+        f"cell {draft.id}: world size {draft.world_size} does not split evenly over {draft.nodes} nodes; "
+        f"use a world size that is a multiple of {draft.nodes}, or drop the cell with "
+        f"`exclude: [{{device: {draft.device}, world_size: {draft.world_size}, nodes: {draft.nodes}}}]`",
+    )
 
 
 def _freeze(draft: _Draft, device_config: dict[str, Any], path: Path) -> Cell:
@@ -461,6 +490,7 @@ def _freeze(draft: _Draft, device_config: dict[str, Any], path: Path) -> Cell:
         device=draft.device,  # type: ignore[arg-type]
         backend=BACKEND_OF_DEVICE[draft.device],
         world_size=draft.world_size,
+        nodes=draft.nodes,
         tests=tuple(settings["tests"]),
         pytest_args=tuple(settings["pytest_args"]),
         markers=settings["markers"],

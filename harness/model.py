@@ -59,6 +59,7 @@ class Cell:
     id: str
     device: Device
     backend: str
+    # All ranks of the cell; they are split evenly over `nodes` (containers, or groups of one host's ranks).
     world_size: int
     tests: tuple[str, ...]
     pytest_args: tuple[str, ...] = ("--forked",)
@@ -81,6 +82,11 @@ class Cell:
     gitlab_tags: tuple[str, ...] = ()
     # Where the cell was declared, for error messages: "matrix.yaml:12".
     source: str = ""
+    nodes: int = 1
+
+    @property
+    def ranks_per_node(self) -> int:
+        return self.world_size // self.nodes
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -127,6 +133,7 @@ class CellResult:
     params: dict[str, str] = field(default_factory=dict)
     # Where the cell was declared ("matrix.yaml:12").
     source: str = ""
+    nodes: int = 1
 
     @classmethod
     def of_cell(cls, cell: Cell, status: CellStatus, reason: str = "", **fields: Any) -> CellResult:
@@ -143,6 +150,7 @@ class CellResult:
             backend=cell.backend,
             params=dict(cell.params),
             source=cell.source,
+            nodes=cell.nodes,
             **fields,
         )
 

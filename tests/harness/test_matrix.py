@@ -148,8 +148,12 @@ def test_default_matrix_of_the_repository_validates():
     matrix = load_matrix(REPO_ROOT / "matrix.yaml")
     by_device = {}
     for cell in matrix.cells:
-        by_device.setdefault(cell.device, []).append(cell.world_size)
-    assert by_device == {"cpu": [1, 2, 3, 4], "cuda": [1, 2, 4, 8], "xpu": [1, 2, 4]}
+        by_device.setdefault(cell.device, []).append((cell.world_size, cell.nodes))
+    assert by_device == {
+        "cpu": [(1, 1), (2, 1), (3, 1), (4, 1), (4, 2)],
+        "cuda": [(1, 1), (2, 1), (4, 1), (8, 1), (2, 2)],
+        "xpu": [(1, 1), (2, 1), (4, 1)],
+    }
     assert "cpu-gloo-ws4" in matrix.ids and "cuda-nccl-ws8" in matrix.ids and "xpu-xccl-ws1" in matrix.ids
     for cell in matrix.cells:
         assert cell.tests == ("tests/communicators",)
@@ -271,3 +275,58 @@ def test_cell_patterns_select_by_glob_and_reject_unknown_ids(project):
     with pytest.raises(ConfigurationError) as caught:
         select_cells(cells, ["cpu-*", "gpu-*"])
     assert "'gpu-*' matches no cell" in str(caught.value) and "cuda-nccl-ws2-spicy" in str(caught.value)
+
+
+def test_nodes_split_world_sizes_and_multi_node_ids_end_in_n(project):
+    matrix = load_matrix(
+        project(
+            """
+            version: 1
+            defaults: {tests: [tests/test_tiny.py]}
+            devices:
+              cpu: {world_sizes: [2, 4], nodes: [1, 2]}
+            include:
+              - {device: cpu, world_size: 4, nodes: 2, required: true}
+              - {device: cpu, world_size: 6, nodes: 3}
+            """
+        )
+    )
+    assert matrix.ids == [
+        "cpu-gloo-ws2",
+        "cpu-gloo-ws2-n2",
+        "cpu-gloo-ws4",
+        "cpu-gloo-ws4-n2",
+        "cpu-gloo-ws6-n3",
+    ]
+    by_id = {cell.id: cell for cell in matrix.cells}
+    assert (by_id["cpu-gloo-ws4-n2"].nodes, by_id["cpu-gloo-ws4-n2"].ranks_per_node) == (2, 2)
+    # The include entry with `nodes` matched the expanded multi-node cell, not the single-node one.
+    assert by_id["cpu-gloo-ws4-n2"].required and not by_id["cpu-gloo-ws4"].required
+    assert by_id["cpu-gloo-ws6-n3"].ranks_per_node == 2 and by_id["cpu-gloo-ws2"].nodes == 1
+
+
+def test_world_size_that_does_not_divide_over_its_nodes_is_reported_with_its_line(project):
+    path = project(
+        """
+        version: 1
+        defaults: {tests: [tests/test_tiny.py]}
+        devices:
+          cpu:
+            world_sizes: [1, 2]
+            nodes: [2]
+        include:
+          - {device: cpu, world_size: 3, nodes: 2}
+        """
+    )
+    message = problems_of(path)
+    assert f"{path}:6: devices.cpu.nodes: cell cpu-gloo-ws1-n2: world size 1 does not split evenly over 2" in message
+    assert f"{path}:8: include[0].nodes: cell cpu-gloo-ws3-n2: world size 3 does not split evenly" in message
+    assert "exclude" in message  # the message says how to drop such a cell
+    zero = project("version: 1\ndevices:\n  cpu: {world_sizes: [2], nodes: [0]}\n")
+    assert f"{zero}:3: devices.cpu.nodes[0]: 0 is too small: must be at least 1" in problems_of(zero)
+
+
+
+def test_default_matrix_multi_node_cells_gate_only_on_cpu():
+    cells = {cell.id: cell for cell in load_matrix(REPO_ROOT / "matrix.yaml").cells}
+    assert cells["cpu-gloo-ws4-n2"].required and not cells["cuda-nccl-ws2-n2"].required
