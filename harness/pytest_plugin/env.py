@@ -18,6 +18,11 @@ class DistEnv:
     device: torch.device
     group: Any  # the default torch.distributed ProcessGroup
     backend: str
+    # The rank's node (0..nodes-1) and its index there; its device is chosen by local_rank.
+    node_rank: int = 0
+    local_rank: int = 0
+    local_world_size: int = 1
+    nodes: int = 1
 
 
 class PendingDistEnv:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.pytest_plugin.lifetime import die_with_parent
+from harness.pytest_plugin.nodes import ranks_of_node
 from harness.pytest_plugin.outcomes import Verdict, judge
 from harness.pytest_plugin.rank import run_one_test
 from harness.pytest_plugin.rank_processes import RankProcesses
@@ -19,10 +21,14 @@ from harness.pytest_plugin.settings import DistSettings
 GRACE_AFTER_FAILURE_S = 5.0
 # Ranks that reported get this long to leave their process group before they are killed.
 EXIT_AFTER_REPORT_S = 2.0
+# Runs of each test in this process: with nodes in several processes, the n-th run of a test on every node
+# meets under the same store key.
+_RUN_OF_TEST: dict[str, int] = {}
 
 
 def run_in_fresh_ranks(item: pytest.Function, settings: DistSettings, pytest_pid: int) -> Verdict:
-    """Fork `world_size` ranks for this test alone, run its body on each, and judge their outcomes."""
+    """Fork this node's ranks (all `world_size` unless one node of several runs here) for this test alone,
+    run its body on each, and judge their outcomes."""
     if os.getpid() != pytest_pid:
         # We are pytest-forked's throwaway child of pytest: tie it to pytest's life so that killing pytest
         # kills it, and with it (through their own PDEATHSIG) the ranks.
@@ -30,15 +36,24 @@ def run_in_fresh_ranks(item: pytest.Function, settings: DistSettings, pytest_pid
     import torch.distributed  # noqa: F401  imported once here, not once in every rank after the fork
 
     deadline = time.monotonic() + settings.timeout_s
+    here = ranks_of_node(settings)
     with tempfile.TemporaryDirectory(prefix="comm-harness-ranks-") as workdir:
-        store_path = os.path.join(workdir, "store")  # a rendezvous no parallel run can share
-        with RankProcesses(settings.world_size, Path(workdir)) as ranks:
+        if settings.node_rank is None:
+            rendezvous = os.path.join(workdir, "store")  # a rendezvous no parallel run can share
+        else:
+            _RUN_OF_TEST[item.nodeid] = _RUN_OF_TEST.get(item.nodeid, -1) + 1
+            rendezvous = f"{item.nodeid}#{_RUN_OF_TEST[item.nodeid]}/"
+        with RankProcesses(len(here), Path(workdir)) as ranks:
             ranks.start(
-                lambda rank, results, _requests: run_one_test(item, settings, rank, store_path, results)
+                lambda index, results, _requests: run_one_test(
+                    item, settings, here[index], rendezvous, results
+                )
             )
             outcomes, problems = ranks.collect(
                 deadline, settings.timeout_s, min(GRACE_AFTER_FAILURE_S, settings.timeout_s)
             )
             traces = ranks.traces()
             ranks.wait_for_exit(EXIT_AFTER_REPORT_S)
+    # RankProcesses numbers its processes from 0; on node k they are ranks here[0], here[1], ...
+    problems = [dataclasses.replace(problem, rank=here[problem.rank]) for problem in problems]
     return judge(settings.world_size, outcomes, problems, traces)

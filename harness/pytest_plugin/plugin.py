@@ -22,6 +22,7 @@ from harness.pytest_plugin.env import PendingCommunicator, PendingDistEnv
 from harness.pytest_plugin.forked_reports import CrashLinesFromForkedChildren
 from harness.pytest_plugin.fresh_ranks import FreshRankTally
 from harness.pytest_plugin.launcher import run_in_fresh_ranks
+from harness.pytest_plugin.nodes import node_options, serve_node_store
 from harness.pytest_plugin.outcomes import Verdict
 from harness.pytest_plugin.progress_writer import ProgressWriter
 from harness.pytest_plugin.rank_warnings import WarningsFromForkedChildren, reissue_for_item, session_filters
@@ -48,6 +49,8 @@ class PluginState:
     warning_filters: list[Any] = field(default_factory=list, repr=False)
     # Reuse mode: the tests sent to fresh ranks and why, for the summary and the progress file.
     tally: FreshRankTally | None = field(default=None, repr=False)
+    # On node 0 of several: the TCPStore all nodes' ranks join through, served for the whole session.
+    node_store: Any = field(default=None, repr=False)
 
     def run(self, item: pytest.Function) -> Verdict:
         """Run a distributed test's body on the ranks: the reuse workers when possible, else fresh ranks."""
@@ -102,6 +105,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=1,
         metavar="N",
         help="number of ranks each distributed test runs on. Default: 1.",
+    )
+    group.addoption(
+        "--dist-nodes",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="split the world size evenly over N nodes (dist_env.node_rank, local_rank); alone, all nodes "
+        "are emulated on this host. Default: 1.",
+    )
+    group.addoption(
+        "--dist-node-rank",
+        type=_node_rank,
+        default=None,
+        metavar="K",
+        help="run only node K's ranks here; they meet the other nodes' through node 0's store at "
+        "MASTER_ADDR:MASTER_PORT (node 0 serves it). Default: every node here.",
     )
     group.addoption(
         "--dist-timeout",
@@ -167,21 +186,31 @@ def pytest_configure(config: pytest.Config) -> None:
         "targets skip it.",
     )
     device = config.getoption("dist_device")
+    world_size = config.getoption("dist_world_size")
+    node_rank = config.getoption("dist_node_rank")
+    try:
+        nodes = node_options(config.getoption("dist_nodes"), node_rank, world_size, dict(os.environ))
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
     state = PluginState(
         settings=DistSettings(
             device=device,
-            world_size=config.getoption("dist_world_size"),
+            world_size=world_size,
             timeout_s=config.getoption("dist_timeout"),
-            reuse=resolve_reuse(config.getoption("dist_reuse"), device),
+            # One node of several: fork mode, so that every node's ranks meet per test under one store key;
+            # reuse workers restart on failures only some nodes see.
+            reuse=resolve_reuse(config.getoption("dist_reuse"), device) and node_rank is None,
             all2all_backend=config.getoption("dist_all2all_backend"),
             trace_collectives=config.getoption("dist_trace_collectives") == "on",
             check_collectives=config.getoption("dist_check_collectives"),
             communicator=config.getoption("dist_communicator"),
+            **nodes,
         ),
         pytest_pid=os.getpid(),
     )
     target = select_target(state.settings.communicator, device)
     config.pluginmanager.register(TargetHooks(target, state.settings.world_size), "comm_harness_target")
+    state.node_store = serve_node_store(state.settings)
     progress_path = config.getoption("dist_progress")
     progress = ProgressWriter(progress_path) if progress_path else None
     if progress is not None:
@@ -329,6 +358,16 @@ def _positive_int(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _node_rank(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a node rank (0, 1, ...), got {text!r}")
     return value
 
 

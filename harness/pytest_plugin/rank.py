@@ -20,6 +20,7 @@ from harness.pytest_plugin.carried_state import ForkTimeState
 from harness.pytest_plugin.env import DistEnv
 from harness.pytest_plugin.lifetime import die_with_parent, flush_stdio
 from harness.pytest_plugin.native_stacks import allow_native_stack_dumps
+from harness.pytest_plugin.nodes import enter_node, rendezvous_store
 from harness.pytest_plugin.outcomes import RankOutcome
 from harness.pytest_plugin.rank_warnings import record_warnings, restore_session_filters
 from harness.pytest_plugin.settings import DistSettings
@@ -144,14 +145,19 @@ def serve_tests(
 
 
 def join_process_group(settings: DistSettings, rank: int, store_path: str) -> DistEnv:
-    """Bind this rank's device and join the default process group through a FileStore private to this run."""
+    """Take this rank's place on its node, bind its device by local rank and join the default process group.
+
+    `store_path`: the rendezvous, a FileStore private to this run, or on one node of several the key of this
+    test in node 0's TCPStore (nodes.rendezvous_store).
+    """
     import torch
     import torch.distributed as dist
 
-    device = _bind_device(settings.device, rank, settings.world_size)
+    place = enter_node(settings, rank)
+    device = _bind_device(settings.device, place.local_rank, settings.local_world_size)
     if settings.check_collectives:
         collective_trace.enable_consistency_check()
-    store = dist.FileStore(store_path, settings.world_size)
+    store = rendezvous_store(settings, store_path)
     options: dict[str, Any] = {}
     if device.type != "cpu":
         options["device_id"] = device  # eager communicator set-up, bound to this rank's device
@@ -167,7 +173,17 @@ def join_process_group(settings: DistSettings, rank: int, store_path: str) -> Di
     # at once (a test with no collective) breaks their connection. One collective completes set-up everywhere.
     # Not dist.barrier(): it probes for an accelerator, 240 ms per rank with a CUDA build of torch.
     dist.all_reduce(torch.zeros(1, device=device))
-    return DistEnv(rank, settings.world_size, device, dist.group.WORLD, settings.backend)
+    return DistEnv(
+        rank,
+        settings.world_size,
+        device,
+        dist.group.WORLD,
+        settings.backend,
+        place.node_rank,
+        place.local_rank,
+        place.local_world_size,
+        place.nodes,
+    )
 
 
 def run_test_body(
@@ -214,6 +230,7 @@ def _call_test_function(
 
 
 def _bind_device(device: str, rank: int, world_size: int) -> torch.device:
+    """Device `rank` (the local rank) of those visible; `world_size`: ranks on this node."""
     import torch
 
     if device == "cpu":

@@ -26,6 +26,16 @@ class DistSettings:
     # Ranks compare op, shapes and dtypes before every collective and fail at the first difference.
     check_collectives: bool = False
     communicator: str = DEFAULT_COMMUNICATOR  # the adapter the communicator fixture comes from
+    # The world size is split evenly over `nodes` (harness/pytest_plugin/nodes.py). node_rank None: all nodes
+    # are emulated here; else this process runs node `node_rank`'s ranks only.
+    nodes: int = 1
+    node_rank: int | None = None
+    master_addr: str = "127.0.0.1"
+    master_port: int = 29500
+
+    @property
+    def local_world_size(self) -> int:
+        return self.world_size // self.nodes
 
     @property
     def backend(self) -> str:
@@ -35,8 +45,12 @@ class DistSettings:
         """One line for the pytest header."""
         mode = "reuse (workers kept across tests)" if self.reuse else "fork (fresh ranks per test)"
         check = ", collectives checked across ranks" if self.check_collectives else ""
+        nodes = ""
+        if self.nodes > 1:
+            where = "emulated here" if self.node_rank is None else f"this is node {self.node_rank}"
+            nodes = f" over {self.nodes} nodes ({where})"
         return (
-            f"comm-harness: device {self.device} ({self.backend}), world size {self.world_size}, "
+            f"comm-harness: device {self.device} ({self.backend}), world size {self.world_size}{nodes}, "
             f"{mode}, timeout {self.timeout_s:g} s per test{check}"
         )
 

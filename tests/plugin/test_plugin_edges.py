@@ -186,6 +186,14 @@ def test_too_few_gpus_is_a_clear_failure_not_a_hang(pytester, run_pytest):
         (["--dist-world-size=0"], "--dist-world-size: expected a positive integer, got '0'"),
         (["--dist-timeout=soon"], "--dist-timeout: expected a positive number of seconds, got 'soon'"),
         (["--dist-device=tpu"], "--dist-device: invalid choice: 'tpu'"),
+        (
+            ["--dist-world-size=3", "--dist-nodes=2"],
+            "--dist-world-size 3 does not split evenly over --dist-nodes 2",
+        ),
+        (
+            ["--dist-nodes=2", "--dist-world-size=2", "--dist-node-rank=2"],
+            "--dist-node-rank 2 is not a node of 2",
+        ),
         ([], "test_marker.py:2: test_marker.py::test_bad_marker: @pytest.mark.world_size takes positive"),
     ],
 )
