@@ -27,6 +27,9 @@ from harness.model import Cell
 from harness.results.files import FINGERPRINT_JSON, JUNIT_XML, PROGRESS_JSONL
 
 PLUGIN_MODULE = "harness.pytest_plugin.plugin"
+# Set by an executor that runs one node of a multi-node cell here (a container per node); absent, every
+# node of the cell is emulated in this one runner.
+NODE_RANK_ENV = "HARNESS_NODE_RANK"
 EXIT_RUNNER_USAGE = 4  # pytest's own code for a usage error; the executor reports the log tail
 # Every rank of a cell runs on one host (or in one container, whose network is its loopback alone).
 MASTER_ADDR = "127.0.0.1"
@@ -40,8 +43,11 @@ def plugin_registered_by_entry_point() -> bool:
     return any(entry_point.value == PLUGIN_MODULE for entry_point in entry_points)
 
 
-def build_pytest_command(cell: Cell, results_dir: Path, *, load_plugin: bool) -> list[str]:
-    """The pytest command line for `cell` (options as the plugin contract names them)."""
+def build_pytest_command(
+    cell: Cell, results_dir: Path, *, load_plugin: bool, node_rank: str | None = None
+) -> list[str]:
+    """The pytest command line for `cell` (options as the plugin contract names them); `node_rank`: run only
+    that node's ranks here."""
     command = [sys.executable, "-m", "pytest"]
     if load_plugin:
         command += ["-p", PLUGIN_MODULE]
@@ -63,6 +69,10 @@ def build_pytest_command(cell: Cell, results_dir: Path, *, load_plugin: bool) ->
         "-o",
         f"junit_suite_name={cell.id}",
     ]
+    if cell.nodes > 1:
+        command += ["--dist-nodes", str(cell.nodes)]
+        if node_rank is not None:
+            command += ["--dist-node-rank", node_rank]
     if "all2all_backend" in cell.params:
         command += ["--dist-all2all-backend", cell.params["all2all_backend"]]
     if cell.check_collectives:
@@ -124,7 +134,12 @@ def run_cell(cell: Cell, results_dir: Path) -> int:
     still writes junit.xml for the tests it finished.
     """
     results_dir.mkdir(parents=True, exist_ok=True)
-    command = build_pytest_command(cell, results_dir, load_plugin=not plugin_registered_by_entry_point())
+    command = build_pytest_command(
+        cell,
+        results_dir,
+        load_plugin=not plugin_registered_by_entry_point(),
+        node_rank=os.environ.get(NODE_RANK_ENV),
+    )
     print(f"[harness] cell {cell.id}: {' '.join(command)}", flush=True)
     pytest_process: list[subprocess.Popen[bytes]] = []
     forwarded = threading.Event()

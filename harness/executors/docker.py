@@ -13,6 +13,7 @@ no-new-privileges, a pids limit and the matrix's memory limit; an out-of-memory 
 
 from __future__ import annotations
 
+import dataclasses
 import grp
 import os
 import re
@@ -24,6 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigurationError, DockerUnavailableError, HarnessError
+from harness.executors.docker_nodes import (
+    NodeContainers,
+    node_dir,
+    node_environment,
+    node_gpus,
+    remove_network_quietly,
+)
 from harness.executors.progress_reader import ProgressReader
 from harness.executors.running import RunningCells
 from harness.images import build_command, build_image, find_image, recipe_for
@@ -31,7 +39,7 @@ from harness.model import Cell, CellResult, CellStatus, ProgressCallback
 from harness.probe import find_intel_render_nodes
 from harness.results.bounded_log import BoundedLog
 from harness.results.cell_dir import collect_cell_result, prepare_cell_dir
-from harness.results.files import LOG_TXT, PROGRESS_JSONL, harvest_work_dir
+from harness.results.files import LOG_TXT, PROGRESS_JSONL, WORK_DIR, harvest_work_dir
 from harness.run_guardian import CONTAINER_RUN_LABEL, RUN_ID_ENV
 
 REPO_MOUNT = "/repo"
@@ -44,6 +52,7 @@ LABEL_CELL = "comm-harness.cell"
 LABEL_RUN = CONTAINER_RUN_LABEL
 LABEL_PID = "comm-harness.pid"
 LABEL_HOST = "comm-harness.host"
+LABEL_NODE = "comm-harness.node"
 # How long a cell may take to wind down after SIGINT (pytest then still writes junit.xml) before SIGKILL:
 # seconds on a loaded host, and a cell that is quick about it is not kept waiting.
 INTERRUPT_GRACE_S = 20.0
@@ -208,6 +217,12 @@ def remove_stale_containers(client: Any) -> list[str]:
             continue
         _remove_quietly(container)
         removed.append(container.name)
+    for network in client.networks.list(filters={"label": LABEL}):
+        labels = network.attrs.get("Labels") or {}
+        pid = labels.get(LABEL_PID, "")
+        if labels.get(LABEL_HOST) in (None, hostname) and not (pid.isdigit() and _pid_alive(int(pid))):
+            remove_network_quietly(network)
+            removed.append(network.name)
     return removed
 
 
@@ -333,17 +348,19 @@ class DockerExecutor:
             except HarnessError as error:
                 return self._result(cell, results_dir, "error", str(error), time.monotonic() - started)
             with ProgressReader(work_dir / PROGRESS_JSONL, cell.id, on_progress):
-                exit_code, stop_reason = self._run_container(cell, image, work_dir, gpu_ids, log)
+                if cell.nodes > 1:
+                    exit_codes, stop_reason = self._run_nodes(cell, image, results_dir, gpu_ids, log)
+                else:
+                    exit_code, stop_reason = self._run_container(cell, image, work_dir, gpu_ids, log)
+                    exit_codes = [exit_code]
         refused = harvest_work_dir(results_dir)
-        return collect_cell_result(
-            cell,
-            results_dir,
-            exit_code,
-            time.monotonic() - started,
-            self.name,
-            reason=stop_reason,
-            refused=refused,
+        duration = time.monotonic() - started
+        result = collect_cell_result(
+            cell, results_dir, exit_codes[0], duration, self.name, reason=stop_reason, refused=refused
         )
+        for node_rank, code in enumerate(exit_codes[1:], start=1):
+            result = _with_node_result(cell, result, node_rank, code, results_dir, duration, self.name)
+        return result
 
     def _ensure_image(self, cell: Cell, log: BoundedLog, on_progress: ProgressCallback) -> Any:
         """The cell's image, built first when missing (once per run, however many cells need it)."""
@@ -378,33 +395,15 @@ class DockerExecutor:
         The runner inside kills the cell itself past its timeout (a backstop for a harness that died);
         the run guardian removes the container when the harness dies.
         """
-        tag = image.tags[0] if image.tags else image.id
-        environment = container_environment(cell, gpu_ids, run_id=self.run_id)
-        environment.update({"HARNESS_IMAGE": tag, "HARNESS_IMAGE_DIGEST": image.id})
-        command = ["python", "-m", "harness.cell_runner", f"{RESULTS_MOUNT}/cell.json", RESULTS_MOUNT]
         network_host = bool(cell.image and cell.image.network_host)
-        container = self._client.containers.create(
-            image.id,
-            command,
+        container = self._create_container(
+            cell,
+            image,
+            work_dir,
+            gpu_ids,
             name=container_name(self.run_id, cell.id),
-            working_dir=REPO_MOUNT,
-            volumes=project_mounts(self.project_root, work_dir),
-            environment=environment,
-            labels={
-                LABEL: "1",
-                LABEL_CELL: cell.id,
-                LABEL_RUN: self.run_id,
-                LABEL_PID: str(os.getpid()),
-                LABEL_HOST: socket.gethostname(),
-            },
-            # The host's uid, so results are the user's files, not root's.
-            user=f"{os.getuid()}:{os.getgid()}",
-            # An init as PID 1 forwards SIGINT to the runner and reaps orphaned rank processes.
-            init=True,
             # gloo over loopback works without a network; NCCL and xccl use shared memory and devices.
-            network_mode="host" if network_host else "none",
-            **confinement_options(cell),
-            **device_options(cell, gpu_ids),
+            network={"network_mode": "host" if network_host else "none"},
         )
         running = _RunningContainer(container)
         self._running.add(cell.id, running)
@@ -417,17 +416,106 @@ class DockerExecutor:
             streamer.start()
             self._watch(cell, running, stream_ended)
             streamer.join(timeout=10)
-            reason = running.stop_reason
-            if not reason and running.out_of_memory():
-                limit = cell.image.memory if cell.image and cell.image.memory else "the host's memory"
-                reason = (
-                    f"out of memory: a process of the cell was killed for exceeding {limit} "
-                    "(raise image.memory in the matrix)"
-                )
-            return running.exit_code(), reason
+            return running.exit_code(), running.stop_reason or _out_of_memory_reason(cell, running)
         finally:
             self._running.remove(cell.id)
             _remove_quietly(container)
+
+    def _create_container(
+        self,
+        cell: Cell,
+        image: Any,
+        work_dir: Path,
+        gpu_ids: list[int],
+        *,
+        name: str,
+        network: dict[str, Any],
+        extra_env: dict[str, str] | None = None,
+        extra_labels: dict[str, str] | None = None,
+    ) -> Any:
+        """Create (not start) a confined container running the cell runner on `work_dir` (at /results)."""
+        tag = image.tags[0] if image.tags else image.id
+        environment = container_environment(cell, gpu_ids, run_id=self.run_id)
+        environment.update({"HARNESS_IMAGE": tag, "HARNESS_IMAGE_DIGEST": image.id, **(extra_env or {})})
+        command = ["python", "-m", "harness.cell_runner", f"{RESULTS_MOUNT}/cell.json", RESULTS_MOUNT]
+        return self._client.containers.create(
+            image.id,
+            command,
+            name=name,
+            working_dir=REPO_MOUNT,
+            volumes=project_mounts(self.project_root, work_dir),
+            environment=environment,
+            labels={**self._labels(cell), **(extra_labels or {})},
+            # The host's uid, so results are the user's files, not root's.
+            user=f"{os.getuid()}:{os.getgid()}",
+            # An init as PID 1 forwards SIGINT to the runner and reaps orphaned rank processes.
+            init=True,
+            **network,
+            **confinement_options(cell),
+            **device_options(cell, gpu_ids),
+        )
+
+    def _labels(self, cell: Cell) -> dict[str, str]:
+        return {
+            LABEL: "1",
+            LABEL_CELL: cell.id,
+            LABEL_RUN: self.run_id,
+            LABEL_PID: str(os.getpid()),
+            LABEL_HOST: socket.gethostname(),
+        }
+
+    def _run_nodes(
+        self, cell: Cell, image: Any, results_dir: Path, gpu_ids: list[int], log: BoundedLog
+    ) -> tuple[list[int], str]:
+        """Run a multi-node cell (harness/executors/docker_nodes.py); (each node's exit code, stop reason)."""
+        base_name = container_name(self.run_id, cell.id)
+        work_dirs = [results_dir / WORK_DIR] + [
+            prepare_cell_dir(cell, node_dir(results_dir, rank)).resolve() for rank in range(1, cell.nodes)
+        ]
+        node_logs = [log] + [
+            BoundedLog(node_dir(results_dir, rank) / LOG_TXT) for rank in range(1, cell.nodes)
+        ]
+
+        def create_node(node_rank: int, network_name: str, master: str) -> _RunningContainer:
+            container = self._create_container(
+                cell,
+                image,
+                work_dirs[node_rank],
+                node_gpus(cell, gpu_ids, node_rank),
+                name=f"{base_name}-node{node_rank}",
+                network={"network": network_name, "hostname": f"node{node_rank}"},
+                extra_env=node_environment(cell, node_rank, master),
+                extra_labels={LABEL_NODE: str(node_rank)},
+            )
+            return _RunningContainer(container)
+
+        def stream(node_rank: int, running: _RunningContainer) -> threading.Thread:
+            thread = threading.Thread(
+                target=_stream_logs,
+                args=(running.container, node_logs[node_rank], threading.Event()),
+                name=f"logs-{cell.id}-node{node_rank}",
+                daemon=True,
+            )
+            thread.start()
+            return thread
+
+        nodes = NodeContainers(
+            self._client, cell, f"{base_name}-net", self._labels(cell), create_node, stream, _remove_quietly
+        )
+        self._running.add(cell.id, nodes)
+        try:
+            with nodes:
+                nodes.run(master=f"{base_name}-node0")
+        finally:
+            self._running.remove(cell.id)
+            for node_log in node_logs[1:]:
+                node_log.close()
+        codes = [node.exit_code if node.exit_code is not None else -1 for node in nodes.nodes]
+        codes += [-1] * (cell.nodes - len(codes))
+        reason = nodes.stop_reason
+        if not reason and nodes.nodes:
+            reason = _out_of_memory_reason(cell, nodes.nodes[0].running)
+        return codes, reason
 
     def _watch(self, cell: Cell, running: _RunningContainer, stream_ended: threading.Event) -> None:
         """Return when the container exits; past the cell's timeout, stop it (the harness's own watchdog)."""
@@ -459,17 +547,49 @@ class DockerExecutor:
         self._running.stop_all("interrupted")
 
     def close(self) -> None:
-        """Stop running cells and remove every container this executor created."""
+        """Stop running cells and remove every container and network this executor created."""
         self.interrupt()
         mine = {"label": f"{LABEL_RUN}={self.run_id}"}
         for container in self._client.containers.list(all=True, filters=mine):
             _remove_quietly(container)
+        for network in self._client.networks.list(filters=mine):
+            remove_network_quietly(network)
 
     def __enter__(self) -> DockerExecutor:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _out_of_memory_reason(cell: Cell, running: _RunningContainer) -> str:
+    if not running.out_of_memory():
+        return ""
+    limit = cell.image.memory if cell.image and cell.image.memory else "the host's memory"
+    return (
+        f"out of memory: a process of the cell was killed for exceeding {limit} "
+        "(raise image.memory in the matrix)"
+    )
+
+
+def _with_node_result(
+    cell: Cell,
+    result: CellResult,
+    node_rank: int,
+    exit_code: int,
+    results_dir: Path,
+    duration: float,
+    executor: str,
+) -> CellResult:
+    """The cell's result (node 0's record) failed or errored when node `node_rank` > 0 did not pass."""
+    where = node_dir(results_dir, node_rank)
+    refused = harvest_work_dir(where)
+    node = collect_cell_result(cell, where, exit_code, duration, executor, refused=refused)
+    if node.status == "passed" or result.status not in ("passed", "failed"):
+        return result
+    status = node.status if result.status == "passed" else result.status
+    reason = f"node {node_rank} of {cell.nodes}: {node.reason} (its files: {where.name}/)"
+    return dataclasses.replace(result, status=status, reason="\n".join(filter(None, [result.reason, reason])))
 
 
 def _stream_logs(container: Any, log: BoundedLog, ended: threading.Event) -> None:

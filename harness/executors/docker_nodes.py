@@ -1,0 +1,180 @@
+"""A multi-node cell under Docker: one container per node, each its own host, on a private network.
+
+The cell's network is a bridge created `internal` (no route out of it) for this cell alone and removed with
+it. Node k's container has hostname `node<k>` and runs the cell runner for node k's ranks only
+(HARNESS_NODE_RANK=k); every rank meets the others through the TCPStore that node 0's pytest serves at
+MASTER_ADDR (node 0's container name, resolved by Docker's DNS) : MASTER_PORT, and gloo binds to the
+container's interface (GLOO_SOCKET_IFNAME=eth0), so traffic between nodes crosses the network.
+
+Results: node 0 writes the cell's junit.xml, progress and fingerprint into the cell's work directory, as a
+single-node cell does; they are the record a reader and `harness report` see. Node k > 0 writes its own
+into `<cell>/node<k>/work` (harvested, checked, into `<cell>/node<k>/`), its output into
+`<cell>/node<k>/log.txt`: a test that fails only on node k's ranks passes on node 0's, so the cell fails
+with a reason naming node k and its files, rather than the record losing it.
+
+A node container that exits while node 0 still runs (killed, crashed) stops the whole cell: the others
+would wait for its ranks until the test timeout. Every container and the network are removed on every
+exit path (end, timeout, Ctrl-C through `stop`, an exception here).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.model import Cell
+
+# A private network per cell: a fixed port cannot collide with another cell's.
+NODE_STORE_PORT = 29500
+NODE_INTERFACE = "eth0"
+# Node 0 finished: the others have finished their last test too, or soon will; past this they are stopped.
+OTHERS_AFTER_NODE0_S = 30.0
+POLL_S = 0.5
+
+
+def node_environment(cell: Cell, node_rank: int, master: str) -> dict[str, str]:
+    """What node `node_rank`'s container adds to a single-node cell's environment."""
+    return {
+        "HARNESS_NODE_RANK": str(node_rank),
+        "NODE_RANK": str(node_rank),
+        "WORLD_SIZE": str(cell.world_size),
+        "LOCAL_WORLD_SIZE": str(cell.ranks_per_node),
+        "MASTER_ADDR": master,
+        "MASTER_PORT": str(NODE_STORE_PORT),
+        "GLOO_SOCKET_IFNAME": NODE_INTERFACE,
+    }
+
+
+def node_gpus(cell: Cell, gpu_ids: list[int], node_rank: int) -> list[int]:
+    """Node `node_rank`'s share of the cell's GPUs, in order."""
+    first = node_rank * cell.ranks_per_node
+    return gpu_ids[first : first + cell.ranks_per_node]
+
+
+@dataclass
+class NodeContainer:
+    """One node's container and what became of it."""
+
+    node_rank: int
+    running: Any  # docker._RunningContainer
+    exit_code: int | None = None
+
+
+class NodeContainers:
+    """The containers and network of one multi-node cell; `run` watches them, `stop` (any thread) ends them.
+
+    `create_node(node_rank, network_name, master)` creates (not starts) node `node_rank`'s container and
+    returns its running handle; `stream(node_rank, running)` starts copying its output, returning a
+    thread; `remove(container)` removes a container quietly.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        cell: Cell,
+        network_name: str,
+        labels: dict[str, str],
+        create_node: Callable[[int, str, str], Any],
+        stream: Callable[[int, Any], threading.Thread],
+        remove: Callable[[Any], None],
+    ) -> None:
+        self._client = client
+        self._cell = cell
+        self._network_name = network_name
+        self._labels = labels
+        self._create_node = create_node
+        self._stream = stream
+        self._remove = remove
+        self._network: Any = None
+        self.nodes: list[NodeContainer] = []
+        self.stop_reason = ""
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> NodeContainers:
+        self._network = self._client.networks.create(
+            self._network_name, driver="bridge", internal=True, labels=self._labels, check_duplicate=True
+        )
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for node in self.nodes:
+            self._remove(node.running.container)
+        if self._network is not None:
+            remove_network_quietly(self._network)
+
+    def run(self, master: str) -> tuple[int, str]:
+        """Create and start every node, watch them to the end; (node 0's exit code, stop reason)."""
+        for node_rank in range(self._cell.nodes):
+            running = self._create_node(node_rank, self._network_name, master)
+            self.nodes.append(NodeContainer(node_rank, running))
+        streams = []
+        for node in self.nodes:
+            node.running.container.start()
+            streams.append(self._stream(node.node_rank, node.running))
+        self._watch()
+        for thread in streams:
+            thread.join(timeout=10)
+        for node in self.nodes:
+            node.exit_code = node.running.exit_code() if node.running.has_exited() else None
+        return self.nodes[0].exit_code if self.nodes[0].exit_code is not None else -1, self.stop_reason
+
+    def stop(self, reason: str) -> None:
+        """Stop every node (SIGINT, then SIGKILL after the grace), concurrently; the first reason wins."""
+        with self._lock:
+            self.stop_reason = self.stop_reason or reason
+        threads = [threading.Thread(target=node.running.stop, args=(reason,)) for node in self.nodes]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def _watch(self) -> None:
+        deadline = time.monotonic() + self._cell.timeout_s
+        node0_done_at: float | None = None
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                self.stop(f"cell timed out after {self._cell.timeout_s:g}s; the node containers were killed")
+                return
+            exited = {node.node_rank: node for node in self.nodes if node.running.has_exited()}
+            if len(exited) == len(self.nodes) or self.stop_reason:
+                return
+            for rank, node in exited.items():
+                code = node.running.exit_code()
+                if rank > 0 and 0 not in exited and code != 0:
+                    self.stop(
+                        f"node {rank} of {self._cell.nodes} (container {node.running.container.name}) "
+                        f"exited with code {code}{_signal_name(code)} while the cell ran; the other nodes "
+                        "were stopped"
+                    )
+                    return
+            if 0 in exited:
+                node0_done_at = node0_done_at or now
+                if now - node0_done_at > OTHERS_AFTER_NODE0_S:
+                    late = [n.node_rank for n in self.nodes if n.node_rank not in exited]
+                    self.stop(f"node(s) {late} still ran {OTHERS_AFTER_NODE0_S:g}s after node 0 finished")
+                    return
+            time.sleep(POLL_S)
+
+
+def _signal_name(code: int) -> str:
+    return {137: " (killed: SIGKILL)", 139: " (SIGSEGV)", 143: " (SIGTERM)"}.get(code, "")
+
+
+def remove_network_quietly(network: Any) -> None:
+    """Remove a network; one already gone is what we wanted."""
+    import docker.errors
+
+    try:
+        network.remove()
+    except docker.errors.NotFound:
+        pass
+
+
+def node_dir(results_dir: Path, node_rank: int) -> Path:
+    """Where node `node_rank` > 0 leaves its results, inside the cell's directory."""
+    return results_dir / f"node{node_rank}"
