@@ -88,6 +88,12 @@ def remove_containers_of_run(run_id: str) -> int:
             removed += 1
         except Exception:  # removed meanwhile, or removal in progress: either way it is going
             pass
+    # Multi-node cells' private networks, once their containers are gone.
+    try:
+        for network in client.networks.list(filters={"label": f"{CONTAINER_RUN_LABEL}={run_id}"}):
+            network.remove()
+    except Exception:  # removed meanwhile, or the engine went away: nothing more to do
+        pass
     return removed
 
 
