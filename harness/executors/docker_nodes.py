@@ -46,6 +46,8 @@ def node_environment(cell: Cell, node_rank: int, master: str) -> dict[str, str]:
         "MASTER_ADDR": master,
         "MASTER_PORT": str(NODE_STORE_PORT),
         "GLOO_SOCKET_IFNAME": NODE_INTERFACE,
+        # NCCL's socket transport and bootstrap between node containers: the cell network's interface.
+        "NCCL_SOCKET_IFNAME": NODE_INTERFACE,
     }
 
 
