@@ -379,3 +379,16 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
     return value
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """End test processes a finished session left: after Ctrl-C, pytest-forked's child still runs the
+    interrupted test, and Python joins multiprocessing children at exit, so pytest would wait for it.
+
+    By now junit.xml holds the tests that finished; the interrupted one's ranks die with its process.
+    """
+    import multiprocessing
+
+    for child in multiprocessing.active_children():
+        child.kill()

@@ -1,7 +1,7 @@
 """Nothing of a run outlives its harness, and Ctrl-C never loses the tests that finished.
 
 Real processes throughout: `harness run` killed with SIGKILL, a dead run's leftovers found by the next run,
-and a cell interrupted twenty times in a row with its finished tests counted every time.
+and a cell interrupted ten times in a row with its finished tests counted every time.
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def test_ctrl_c_keeps_the_finished_tests_every_time(tmp_path: Path) -> None:
         id="cpu-gloo-ws1", device="cpu", backend="gloo", world_size=1, tests=("tests/test_three.py",)
     )
     executor = LocalExecutor(tmp_path)
-    for attempt in range(20):
+    for attempt in range(10):
         passed = threading.Semaphore(0)
 
         def on_progress(cell_id: str, event: dict[str, Any], passed=passed) -> None:
