@@ -159,7 +159,7 @@ def test_a_floors_file_needs_a_version_and_a_list(tmp_path: Path) -> None:
 
 
 def test_the_committed_floors_file_is_valid() -> None:
-    floors = load_floors(Path(__file__).resolve().parents[2] / "qualification" / "floors.yaml")
+    floors = load_floors(Path(__file__).resolve().parents[2] / "floors.yaml")
     assert {floor.device for floor in floors} >= {"cpu", "cuda"}
 
 

@@ -60,6 +60,10 @@ def test_the_pipeline_is_valid_under_the_published_schema(fmt, args, tmp_path):
     assert schema_check(path, fmt).returncode == 1
 
 
+# matrix.yaml's cuda cells that do not gate a release: ws8 (rarely lent) and ws2 over two emulated nodes.
+NOT_REQUIRED_CUDA = ("cuda-nccl-ws8", "cuda-nccl-ws2-n2")
+
+
 def test_buildkite_one_step_per_cell_on_its_device_agents_then_a_strict_report():
     document = pipeline("buildkite", cwd=REPO_ROOT)
     cells = buildkite_cells(document)
@@ -75,7 +79,7 @@ def test_buildkite_one_step_per_cell_on_its_device_agents_then_a_strict_report()
         assert step["timeout_in_minutes"] == 90
     # Cells that do not gate a release fail soft: xpu, and cuda at world size 8.
     soft = [step["key"] for step in cells if step.get("soft_fail")]
-    assert soft == [c for c in ids() if c.startswith("xpu-") or c == "cuda-nccl-ws8"]
+    assert soft == [c for c in ids() if c.startswith("xpu-") or c in NOT_REQUIRED_CUDA]
     report = document["steps"][-1]
     assert report["key"] == "report" and report["depends_on"] == ids()
     assert report["allow_dependency_failure"] is True
@@ -99,7 +103,7 @@ def test_gitlab_one_job_per_cell_with_its_device_tags_then_a_report_that_needs_t
         assert job["artifacts"]["when"] == "always"
         assert job["timeout"] == "90 minutes"
     allowed = [cell for cell, job in cells.items() if job.get("allow_failure")]
-    assert allowed == [c for c in ids() if c.startswith("xpu-") or c == "cuda-nccl-ws8"]
+    assert allowed == [c for c in ids() if c.startswith("xpu-") or c in NOT_REQUIRED_CUDA]
     report = document["report"]
     assert report["stage"] == "report" and report["when"] == "always"
     assert report["needs"] == [{"job": cell, "artifacts": True} for cell in ids()]

@@ -101,7 +101,9 @@ def test_annotations_in_github_actions_only(two_runs):
     done = report(two_runs, "results/cpu-gloo-ws2", GITHUB_ACTIONS="true")
     [line] = [line for line in done.stdout.splitlines() if line.startswith("::error")]
     title = "cpu-gloo-ws2%3A tests/test_tiny.py%3A%3Atest_fails_on_rank_one (rank 1 of 2)"
-    assert line.startswith(f"::error file=tests/test_tiny.py,line=13,title={title}::rank 1 of 2 failed")
+    # The message is the exception line, as pytest's JUnit writes it: pytest.fail's "Failed: ...".
+    message = "Failed: rank 1 of 2 failed"
+    assert line.startswith(f"::error file=tests/test_tiny.py,line=13,title={title}::{message}")
     assert "50%25 <off>, a,b: c%0A" in line  # the message: % and newlines escaped, ':' and ',' kept
 
 
