@@ -32,6 +32,19 @@ def test_not_distributed():
 """
 
 
+# Each rank records its pid, then hangs: the cell must be stopped and leave no process behind.
+HANGING_TEST = """
+import os
+import time
+
+
+def test_hangs(dist_env):
+    with open(os.environ["PID_FILE"], "a") as stream:
+        stream.write(f"{os.getpid()}\\n")
+    time.sleep(600)
+"""
+
+
 def harness_env(**extra: str) -> dict[str, str]:
     """The environment a CI job gives `harness`: plain output, this checkout importable."""
     env = dict(os.environ)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 import torch
-from cli_runs import harness_env, run_harness
+from cli_runs import HANGING_TEST, harness_env, run_harness
 
 TINY_MATRIX = """
 version: 1
@@ -21,18 +21,6 @@ devices:
   cpu: {world_sizes: [1, 2], required: true, image: {dockerfile: docker/cpu.Dockerfile}}
   xpu: {world_sizes: [1]}
 axes: {flavour: [plain]}
-"""
-
-# Each rank records its pid, then hangs: the cell must be stopped and leave no process behind.
-HANGING_TEST = """
-import os
-import time
-
-
-def test_hangs(dist_env):
-    with open(os.environ["PID_FILE"], "a") as stream:
-        stream.write(f"{os.getpid()}\\n")
-    time.sleep(600)
 """
 
 FAILING_TEST = """

@@ -18,7 +18,7 @@ from typing import Any
 
 import psutil
 import pytest
-from cli_runs import harness_env, run_harness
+from cli_runs import HANGING_TEST, harness_env, run_harness
 
 from harness.executors.local import LocalExecutor
 from harness.model import Cell
@@ -30,18 +30,6 @@ defaults: {tests: [tests/test_hangs.py], timeout: 300, test_timeout: 120}
 devices:
   cpu: {world_sizes: [2], required: true}
   xpu: {world_sizes: [1]}
-"""
-
-# Each rank records its pid, then hangs.
-HANGING_TEST = """
-import os
-import time
-
-
-def test_hangs(dist_env):
-    with open(os.environ["PID_FILE"], "a") as stream:
-        stream.write(f"{os.getpid()}\\n")
-    time.sleep(600)
 """
 
 # Three tests finish, the fourth waits to be interrupted (no ranks: the interrupt path alone is timed).
