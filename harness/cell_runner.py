@@ -94,13 +94,18 @@ def free_port(host: str = MASTER_ADDR) -> int:
         return int(probe.getsockname()[1])
 
 
-def cell_shape_environment(cell: Cell) -> dict[str, str]:
-    """The cell's shape as torchrun gives it (one node), for suites that start their own ranks."""
+def cell_shape_environment(cell: Cell, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The cell's shape as torchrun gives it, for suites that start their own ranks."""
+    environ = dict(os.environ if environ is None else environ)
+    if NODE_RANK_ENV in environ and "MASTER_ADDR" in environ and "MASTER_PORT" in environ:
+        # One node of a multi-node cell: the executor named node 0's rendezvous, which every node must share.
+        master = {"MASTER_ADDR": environ["MASTER_ADDR"], "MASTER_PORT": environ["MASTER_PORT"]}
+    else:
+        master = {"MASTER_ADDR": MASTER_ADDR, "MASTER_PORT": str(free_port())}
     return {
         "WORLD_SIZE": str(cell.world_size),
-        "LOCAL_WORLD_SIZE": str(cell.world_size),
-        "MASTER_ADDR": MASTER_ADDR,
-        "MASTER_PORT": str(free_port()),
+        "LOCAL_WORLD_SIZE": str(cell.world_size // max(1, cell.nodes)),
+        **master,
         "HARNESS_CELL": cell.id,
         "HARNESS_DEVICE": cell.device,
         "HARNESS_WORLD_SIZE": str(cell.world_size),

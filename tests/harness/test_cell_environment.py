@@ -44,3 +44,18 @@ def test_a_test_without_dist_env_runs_with_the_shape(tmp_path: Path):
     shaped = cell(env={"OVERRIDDEN": "by the matrix"}, pytest_args=())
     result = LocalExecutor(tmp_path).run(shaped, tmp_path / "results", [], lambda cell_id, event: None)
     assert (result.status, result.counts.passed) == ("passed", 1), result.reason
+
+
+def test_a_node_of_a_multi_node_cell_keeps_the_rendezvous_its_executor_named() -> None:
+    from harness.cell_runner import cell_shape_environment
+    from harness.model import Cell
+
+    cell = Cell(id="cpu-gloo-ws4-n2", device="cpu", backend="gloo", world_size=4, tests=("t",), nodes=2)
+    node = {"HARNESS_NODE_RANK": "1", "MASTER_ADDR": "node0-of-the-cell", "MASTER_PORT": "29500"}
+
+    shape = cell_shape_environment(cell, node)
+
+    assert (shape["MASTER_ADDR"], shape["MASTER_PORT"]) == ("node0-of-the-cell", "29500")
+    assert (shape["WORLD_SIZE"], shape["LOCAL_WORLD_SIZE"]) == ("4", "2")
+    alone = cell_shape_environment(cell, {})
+    assert alone["MASTER_ADDR"] == "127.0.0.1" and int(alone["MASTER_PORT"]) > 0
