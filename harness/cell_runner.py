@@ -24,7 +24,7 @@ import psutil
 
 from harness.fingerprint import collect_fingerprint
 from harness.model import Cell
-from harness.results.files import FINGERPRINT_JSON, JUNIT_XML, PROGRESS_JSONL
+from harness.results_dir.files import FINGERPRINT_JSON, JUNIT_XML, PROGRESS_JSONL
 
 PLUGIN_MODULE = "harness.pytest_plugin.plugin"
 # Set by an executor that runs one node of a multi-node cell here (a container per node); absent, every

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.adapters.base import strip_platform_id
-from harness.results.junit import read_junit_root
+from harness.results_dir.junit import read_junit_root
 
 # First match wins: the operation a test exercises, from words in its name.
 OPERATIONS: tuple[tuple[str, str], ...] = (

@@ -19,8 +19,8 @@ from rich.table import Table
 
 from harness.model import CellResult
 from harness.plan import PlannedCell
-from harness.results.junit import rank_suffix
-from harness.results.render import STATUS_STYLE
+from harness.results_dir.junit import rank_suffix
+from harness.results_dir.render import STATUS_STYLE
 
 # The build log lines plain output shows: Docker's steps, the wheelhouse and base image, errors.
 BUILD_LINES_SHOWN = ("Step ", "wheelhouse", "comm-harness", "ERROR", "Successfully")

@@ -26,7 +26,7 @@ from typing import Any
 import psutil
 
 from harness.errors import ConfigurationError
-from harness.results.files import UnsafeResultFile, read_json, write_json
+from harness.results_dir.files import UnsafeResultFile, read_json, write_json
 
 RUN_RECORD = ".harness-run.json"
 RUN_ID_ENV = "HARNESS_RUN_ID"

@@ -22,11 +22,11 @@ from harness.model import FAILING_STATUSES, NOT_RUN_STATUSES, CellResult, Execut
 from harness.plan import ExecutorChoice, PlannedCell, plan_cells
 from harness.probe import HostCapabilities, probe_host
 from harness.progress_view import make_progress_view
-from harness.results.files import LOG_TXT
-from harness.results.junit import Failure
-from harness.results.render import render_table
-from harness.results.report import ResultsReport, report_of_summary
-from harness.results.summary import RunReport, skipped_result
+from harness.results_dir.files import LOG_TXT
+from harness.results_dir.junit import Failure
+from harness.results_dir.render import render_table
+from harness.results_dir.report import ResultsReport, report_of_summary
+from harness.results_dir.summary import RunReport, skipped_result
 from harness.run_guardian import RunGuard
 from harness.scheduler import CellScheduler, ResourcePool
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from harness.errors import HarnessError
 from harness.model import CellResult, Executor, ProgressCallback
 from harness.plan import PlannedCell
-from harness.results.cell_dir import write_completion_record
+from harness.results_dir.cell_dir import write_completion_record
 
 CellCallback = Callable[[PlannedCell], None]
 ResultCallback = Callable[[CellResult], None]

@@ -16,10 +16,10 @@ from harness.errors import EXIT_INTERRUPTED, ConfigurationError
 from harness.matrix import load_matrix
 from harness.output_paths import check_output_dir
 from harness.qualify import run_bench_for_qualification
-from harness.results.merge import merge_results
-from harness.results.render import render_markdown
-from harness.results.report import missing_required, report_json
-from harness.results.summary import load_summary
+from harness.results_dir.merge import merge_results
+from harness.results_dir.render import render_markdown
+from harness.results_dir.report import missing_required, report_json
+from harness.results_dir.summary import load_summary
 from harness.run_guardian import RunGuard
 from harness.runs import plan_matrix, run_plan
 

@@ -13,16 +13,16 @@ from harness.github import in_github_actions
 from harness.matrix import load_matrix
 from harness.model import Cell
 from harness.output_paths import check_output_file
-from harness.results.files import write_new
-from harness.results.junit import merged_junit, write_junit
-from harness.results.merge import merge_results
-from harness.results.render import (
+from harness.results_dir.files import write_new
+from harness.results_dir.junit import merged_junit, write_junit
+from harness.results_dir.merge import merge_results
+from harness.results_dir.render import (
     MARKDOWN_LIMIT_BYTES,
     annotations,
     render_markdown,
     render_table,
 )
-from harness.results.report import ResultsReport, missing_required, report_json
+from harness.results_dir.report import ResultsReport, missing_required, report_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

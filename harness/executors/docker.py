@@ -3,7 +3,7 @@
 The container runs `python -m harness.cell_runner /results/cell.json /results` with the repository mounted
 read-only at /repo and the cell's work directory (`OUT/<cell>/work`, nothing else of the host) at /results,
 exactly as the local executor runs it on the host; the harness copies the results out of it, checked
-(harness/results/files.py). The harness owns the container's whole life: it enforces the cell's timeout
+(harness/results_dir/files.py). The harness owns the container's whole life: it enforces the cell's timeout
 itself (the SDK's wait timeout is an HTTP timeout, not a watchdog), removes the container on every exit
 path, and at start removes labelled containers that a crashed harness left behind.
 
@@ -37,9 +37,9 @@ from harness.executors.running import RunningCells
 from harness.images import build_command, build_image, find_image, recipe_for
 from harness.model import Cell, CellResult, CellStatus, ProgressCallback
 from harness.probe import find_intel_render_nodes
-from harness.results.bounded_log import BoundedLog
-from harness.results.cell_dir import collect_cell_result, prepare_cell_dir
-from harness.results.files import LOG_TXT, PROGRESS_JSONL, WORK_DIR, harvest_work_dir
+from harness.results_dir.bounded_log import BoundedLog
+from harness.results_dir.cell_dir import collect_cell_result, prepare_cell_dir
+from harness.results_dir.files import LOG_TXT, PROGRESS_JSONL, WORK_DIR, harvest_work_dir
 from harness.run_guardian import CONTAINER_RUN_LABEL, RUN_ID_ENV
 
 REPO_MOUNT = "/repo"

@@ -22,9 +22,9 @@ import psutil
 from harness.executors.progress_reader import ProgressReader
 from harness.executors.running import RunningCells
 from harness.model import Cell, CellResult, ProgressCallback
-from harness.results.bounded_log import BoundedLog
-from harness.results.cell_dir import collect_cell_result, prepare_cell_dir
-from harness.results.files import CELL_JSON, LOG_TXT, PROGRESS_JSONL, harvest_work_dir
+from harness.results_dir.bounded_log import BoundedLog
+from harness.results_dir.cell_dir import collect_cell_result, prepare_cell_dir
+from harness.results_dir.files import CELL_JSON, LOG_TXT, PROGRESS_JSONL, harvest_work_dir
 from harness.run_guardian import RUN_ID_ENV
 
 # How long a cell may take to wind down after SIGINT (pytest then still writes junit.xml) before SIGKILL:

@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 
 from github_runs import run_harness
 
-from harness.results.junit import node_id_of
+from harness.results_dir.junit import node_id_of
 
 
 def report(two_runs, *args: str, **env: str):

@@ -18,7 +18,7 @@ from harness import model
 from harness.cli import main as harness_main
 from harness.errors import EXIT_CONFIG, EXIT_STRICT, EXIT_TEST_FAILURES
 from harness.model import Cell, CellResult
-from harness.results.cell_dir import write_cell_json, write_completion_record
+from harness.results_dir.cell_dir import write_cell_json, write_completion_record
 
 MATRIX = """
 version: 1

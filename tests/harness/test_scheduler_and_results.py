@@ -11,12 +11,12 @@ from pathlib import Path
 from harness.model import Cell, CellResult
 from harness.model import TestCounts as Counts  # an alias, or pytest would try to collect it
 from harness.plan import PlannedCell
-from harness.results.cell_dir import collect_cell_result
-from harness.results.junit import read_junit_counts
-from harness.results.merge import merge_results
-from harness.results.render import render_markdown
-from harness.results.report import compute_exit_code
-from harness.results.summary import RunReport, load_summary, skipped_result
+from harness.results_dir.cell_dir import collect_cell_result
+from harness.results_dir.junit import read_junit_counts
+from harness.results_dir.merge import merge_results
+from harness.results_dir.render import render_markdown
+from harness.results_dir.report import compute_exit_code
+from harness.results_dir.summary import RunReport, load_summary, skipped_result
 from harness.scheduler import CellScheduler, ResourcePool
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.model import NOT_RUN_STATUSES, TestCounts
-from harness.results.files import HARVESTED_FILES, JUNIT_XML, UnsafeResultFile, read_regular, write_new
+from harness.results_dir.files import HARVESTED_FILES, JUNIT_XML, UnsafeResultFile, read_regular, write_new
 
 TRACEBACK_LINES = 12
 LINE_CHARS = 240

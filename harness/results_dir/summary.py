@@ -15,7 +15,7 @@ from typing import Any
 from harness.errors import ConfigurationError
 from harness.model import CellResult
 from harness.plan import PlannedCell
-from harness.results.files import (
+from harness.results_dir.files import (
     JUNIT_XML,
     SUMMARY_JSON,
     SUMMARY_MD,
@@ -23,9 +23,9 @@ from harness.results.files import (
     read_json,
     write_new,
 )
-from harness.results.junit import merged_junit, write_junit
-from harness.results.render import STATUS_MARK, render_markdown
-from harness.results.report import FORMAT_VERSION, compute_exit_code, now_iso, report_of_summary
+from harness.results_dir.junit import merged_junit, write_junit
+from harness.results_dir.render import STATUS_MARK, render_markdown
+from harness.results_dir.report import FORMAT_VERSION, compute_exit_code, now_iso, report_of_summary
 
 
 def skipped_result(planned: PlannedCell) -> CellResult:

@@ -18,7 +18,7 @@ from harness.bench.floors import Floor
 from harness.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_STRICT, EXIT_TEST_FAILURES
 from harness.model import FAILING_STATUSES, NOT_RUN_STATUSES
 from harness.qualify import BenchOutcome
-from harness.results.junit import JUNIT_XML, Failure, junit_failures
+from harness.results_dir.junit import JUNIT_XML, Failure, junit_failures
 
 FORMAT_VERSION = 1
 

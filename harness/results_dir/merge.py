@@ -17,18 +17,25 @@ from harness.bench.floors import Floor
 from harness.errors import EXIT_OK, EXIT_TEST_FAILURES, ConfigurationError
 from harness.model import Cell, CellResult
 from harness.qualify import BenchOutcome, find_bench_documents, judge_bench
-from harness.results.cell_dir import read_completion_record
-from harness.results.files import CELL_JSON, JUNIT_XML, RESULT_JSON, SUMMARY_JSON, UnsafeResultFile, read_json
-from harness.results.junit import read_junit_counts
-from harness.results.render import device_rank
-from harness.results.report import (
+from harness.results_dir.cell_dir import read_completion_record
+from harness.results_dir.files import (
+    CELL_JSON,
+    JUNIT_XML,
+    RESULT_JSON,
+    SUMMARY_JSON,
+    UnsafeResultFile,
+    read_json,
+)
+from harness.results_dir.junit import read_junit_counts
+from harness.results_dir.render import device_rank
+from harness.results_dir.report import (
     FORMAT_VERSION,
     ResultsReport,
     cell_failures,
     compute_exit_code,
     now_iso,
 )
-from harness.results.summary import load_summary
+from harness.results_dir.summary import load_summary
 
 MISSING_REASON = "no results: found in none of the inputs (its job died or uploaded nothing; see its log)"
 _RAN = ("passed", "failed", "error", "incomplete")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.model import Cell, CellResult, TestCounts
-from harness.results.files import (
+from harness.results_dir.files import (
     CELL_JSON,
     FINGERPRINT_JSON,
     HARVESTED_FILES,
@@ -28,7 +28,7 @@ from harness.results.files import (
     read_regular,
     write_json,
 )
-from harness.results.junit import parse_junit_counts
+from harness.results_dir.junit import parse_junit_counts
 
 # pytest's exit codes (pytest.ExitCode) that say something other than "tests ran".
 PYTEST_EXIT_REASONS = {

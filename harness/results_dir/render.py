@@ -14,8 +14,8 @@ from rich.table import Table
 from harness.github import AnnotationKind, capped_annotations
 from harness.model import NOT_RUN_STATUSES
 from harness.qualify import bench_markdown
-from harness.results.junit import Failure, clip
-from harness.results.report import ResultsReport
+from harness.results_dir.junit import Failure, clip
+from harness.results_dir.report import ResultsReport
 
 # GitHub keeps at most 1 MiB (1,048,576 bytes) of a step's summary; stay clear of it.
 MARKDOWN_LIMIT_BYTES = 1_000_000
