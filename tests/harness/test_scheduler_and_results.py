@@ -211,13 +211,19 @@ def test_exit_codes():
     assert compute_exit_code([status("passed")], strict=True, interrupted=True) == 130
 
 
-def test_the_report_is_rewritten_as_cells_finish_and_merges_junit(tmp_path):
-    out = tmp_path / "results"
+def run_with_a_skipped_cuda_cell(out, *, strict: bool) -> tuple[RunReport, PlannedCell]:
+    """A run's report of a cpu ws2 cell and a cuda ws4 cell; the cuda one already reported skipped."""
     out.mkdir()
     ran, skipped = planned("cpu", 2, required=True), planned("cuda", 4, required=True)
     skipped = PlannedCell(skipped.cell, None, "needs 4 CUDA GPUs, this host has 0")
-    report = RunReport(out, [ran, skipped], {"cores": 2}, strict=True, matrix="matrix.yaml")
+    report = RunReport(out, [ran, skipped], {"cores": 2}, strict=strict, matrix="matrix.yaml")
     report.add(skipped_result(skipped))
+    return report, ran
+
+
+def test_the_report_is_rewritten_as_cells_finish_and_merges_junit(tmp_path):
+    out = tmp_path / "results"
+    report, ran = run_with_a_skipped_cuda_cell(out, strict=True)
     partial = load_summary(out)
     assert partial["pending"] == ["cpu-gloo-ws2"] and partial["exit_code"] is None
     result = collect_cell_result(ran.cell, write_cell_dir(out, failures=1), 1, 2.0, "local")
@@ -248,11 +254,7 @@ def table_lines(markdown: str) -> list[str]:
 
 def test_report_of_a_finished_run_renders_the_same_tables_as_its_summary_md(tmp_path):
     out = tmp_path / "results"
-    out.mkdir()
-    ran, skipped = planned("cpu", 2, required=True), planned("cuda", 4, required=True)
-    skipped = PlannedCell(skipped.cell, None, "needs 4 CUDA GPUs, this host has 0")
-    report = RunReport(out, [ran, skipped], {"cores": 2}, strict=False, matrix="matrix.yaml")
-    report.add(skipped_result(skipped))
+    report, ran = run_with_a_skipped_cuda_cell(out, strict=False)
     report.add(collect_cell_result(ran.cell, write_cell_dir(out, failures=1), 1, 2.0, "local"))
     report.finish(interrupted=False)
 
