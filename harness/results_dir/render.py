@@ -46,9 +46,11 @@ def grid(cells: list[dict[str, Any]]) -> tuple[list[str], list[int], dict[tuple[
 
 
 def cell_text(cell: dict[str, Any]) -> str:
-    """A cell's entry in the grid: '[axis values: ]status passed/ran (+N skipped) · 12s'."""
-    params = "-".join((cell.get("params") or {}).values())
-    label = f"{params}: " if params else ""
+    """A cell's entry in the grid: '[axis values ][N nodes: ]status passed/ran (+N skipped) · 12s'."""
+    # A multi-node cell shares its world size's column with the single-node one: say which it is.
+    nodes = cell.get("nodes") or 1
+    words = ["-".join((cell.get("params") or {}).values()), f"{nodes} nodes" if nodes > 1 else ""]
+    label = f"{', '.join(word for word in words if word)}: " if any(words) else ""
     if cell.get("missing"):
         return f"{label}missing"
     if cell["status"] == "skipped":
