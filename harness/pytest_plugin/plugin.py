@@ -28,6 +28,7 @@ from harness.pytest_plugin.progress_writer import ProgressWriter
 from harness.pytest_plugin.rank_warnings import WarningsFromForkedChildren, reissue_for_item, session_filters
 from harness.pytest_plugin.settings import DistSettings, resolve_reuse
 from harness.pytest_plugin.targets import INTERNALS_MARKER, TargetHooks, requested_platform, select_target
+from harness.pytest_plugin.uncaptured_output import keep_uncaptured_output
 from harness.pytest_plugin.workers import WorkerPool
 
 # Modules that rank bodies commonly import lazily. A fresh fork re-imports whatever the pytest process has
@@ -219,6 +220,7 @@ def pytest_configure(config: pytest.Config) -> None:
         state.tally = FreshRankTally(progress)
     config.pluginmanager.register(WarningsFromForkedChildren(config), "comm_harness_forked_warnings")
     config.pluginmanager.register(CrashLinesFromForkedChildren(), "comm_harness_forked_crash_lines")
+    keep_uncaptured_output(config)
     if state.settings.reuse and config.getoption("forked", default=False):
         # Reuse workers must be children of this process, which lives all session: so distributed tests
         # stay here, and only the others get pytest-forked's per-test fork (its marker, set at collection).

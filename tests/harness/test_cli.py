@@ -29,6 +29,7 @@ import torch.distributed as dist
 
 
 def test_wrong_sum(dist_env):
+    print(f"rank {dist_env.rank} says hello")
     x = torch.ones(1)
     dist.all_reduce(x)
     assert x.item() == 3, f"rank {dist_env.rank}: got {x.item()}"
@@ -69,7 +70,12 @@ def test_run_passes_and_writes_every_result_file(project):
 
 
 def test_a_failing_test_exits_1_and_the_summary_shows_it(project):
-    path = project(TINY_MATRIX.replace("tests/test_tiny.py", "tests/test_failing.py"))
+    # With `-s` beside the default `--forked`: the ranks' prints must still reach the cell's log.
+    path = project(
+        TINY_MATRIX.replace("tests/test_tiny.py", "tests/test_failing.py").replace(
+            "test_timeout: 60}", "test_timeout: 60, pytest_args: [--forked, -s]}"
+        )
+    )
     (path.parent / "tests" / "test_failing.py").write_text(FAILING_TEST)
     done = run_harness("run", "--cell", "cpu-gloo-ws2-*", "--out", "out", cwd=path.parent)
     assert done.returncode == 1, done.stdout + done.stderr
@@ -85,6 +91,8 @@ def test_a_failing_test_exits_1_and_the_summary_shows_it(project):
     final = [line for line in done.stdout.splitlines() if line.startswith("FAILED cpu-gloo-ws2-plain")]
     assert len(final) == 1 and "test_wrong_sum [ranks 0, 1 of 2]: " in final[0], done.stdout
     assert "full log: out/cpu-gloo-ws2-plain/log.txt" in done.stdout
+    log = (path.parent / "out" / "cpu-gloo-ws2-plain" / "log.txt").read_text()
+    assert "rank 0 says hello" in log and "rank 1 says hello" in log, log
 
 
 def test_strict_exits_3_when_a_required_cell_cannot_run(project):
