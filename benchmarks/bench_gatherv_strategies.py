@@ -69,9 +69,13 @@ def sweep(comm, clock, device, repeats: int) -> None:
     from harness.bench.timing import time_interleaved
 
     rank, n = comm.rank, comm.world_size
-    ways = [w for w in GATHER_WAYS if (n == 2 or w not in TWO_RANKS_ONLY) and w not in SKIPPED]
-    if device.type == "cpu":
-        ways.remove("grouped")  # gloo's list collectives take equal sizes only
+    def runnable(table: dict) -> list[str]:
+        ways = [w for w in table if (n == 2 or w not in TWO_RANKS_ONLY) and w not in SKIPPED]
+        if device.type == "cpu" and "grouped" in ways:
+            ways.remove("grouped")  # gloo's list collectives take equal sizes only
+        return ways
+
+    gather_ways, scatter_ways = runnable(GATHER_WAYS), runnable(SCATTER_WAYS)
     for collective in ("all_gatherv", "reduce_scatterv"):
         for kib in SIZES_KIB if device.type == "cuda" else CPU_SIZES_KIB:
             count = kib * 1024 // 2 // n * n
@@ -86,13 +90,12 @@ def sweep(comm, clock, device, repeats: int) -> None:
                             for r, s in enumerate(sizes)
                         ]
                     )
-                    calls = gather_calls(comm, rows, sizes, [] if pattern == "equal" else ways)
+                    calls = gather_calls(comm, rows, sizes, [] if pattern == "equal" else gather_ways)
                 else:
                     full = torch.full((count,), float(rank + 1), dtype=torch.bfloat16, device=device)
                     expected = torch.full(
                         (sizes[rank],), float(n * (n + 1) // 2), dtype=torch.bfloat16, device=device
                     )
-                    scatter_ways = [w for w in ways if w in SCATTER_WAYS]
                     calls = scatter_calls(comm, full, sizes, [] if pattern == "equal" else scatter_ways)
                 for name, call in calls.items():
                     result = call()
@@ -169,6 +172,9 @@ def dispatch_calls(
         ),
         "uneven dispatch (list grouped)": lambda: LIST_GATHER_WAYS["grouped"](un_inputs, split, comm._calls),
         "uneven dispatch (list padded)": lambda: LIST_GATHER_WAYS["padded"](un_inputs, split, comm._calls),
+        "uneven dispatch (list padded_window)": lambda: LIST_GATHER_WAYS["padded_window"](
+            un_inputs, split, comm._calls
+        ),
         "equal combine": lambda: comm.combine(gathered_hidden, equal),
         "uneven combine (communicator)": lambda: comm.combine(gathered_hidden, mild),
     }
@@ -184,11 +190,20 @@ def dispatch_calls(
     calls["uneven round trip (list p2p + grouped)"] = lambda: combine_way(
         LIST_GATHER_WAYS["point_to_point"](un_inputs, split, comm._calls)[0], split, comm._calls
     )
+    if n == 2:
+        calls["uneven round trip (list padded_window + padded_window)"] = lambda: SCATTER_WAYS[
+            "padded_window"
+        ](LIST_GATHER_WAYS["padded_window"](un_inputs, split, comm._calls)[0], split, comm._calls)
+    else:
+        del calls["uneven dispatch (list padded_window)"]
     for name in (
         "uneven dispatch (communicator)",
         "uneven dispatch (list p2p)",
         "uneven dispatch (list grouped)",
+        "uneven dispatch (list padded_window)",
     ):
+        if name not in calls:
+            continue
         got = calls[name]()
         assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=False)), (
             f"{name} wrong at {tokens}"

@@ -5,14 +5,18 @@ backend-table entry, ...) in a temporary copy of the tree, runs the conformance 
 
     python -m pytest tests/communicators/test_*.py --dist-world-size N -x -q -p no:cacheprovider
 
-(its files in FAST_FIRST order) there for every world size asked for, one run at a time, and counts the
-mutation as killed at N when that run fails (a hang counts too: the plugin's --dist-timeout turns it into a
-failure). The real tree is never modified. The unmutated copy must pass first, or the counts would mean
-nothing.
+(its files in FAST_FIRST order) there for every world size asked for, `--jobs` runs at a time, and
+counts the mutation as killed at N when that run fails (a hang counts too: the plugin's --dist-timeout
+turns it into a failure). The real tree is never modified. The unmutated copy must pass first, or the
+counts would mean nothing.
 
     python benchmarks/mutation_check.py                       # ws 2, 3, 4, every mutation
     python benchmarks/mutation_check.py --repo /work/main     # the suite of another checkout
     python benchmarks/mutation_check.py --world-sizes 3 --only recv_default_peer --json out.json
+    python benchmarks/mutation_check.py --suite-from /tmp/old --jobs 4   # an older suite, same code
+
+`--suite-from` takes tests/communicators from another checkout (e.g. `git worktree add /tmp/old REV`) and
+runs it against this checkout's code and mutations: the kill rate of two suites on the same bugs.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -320,9 +325,13 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repo", type=Path, default=REPO, help="checkout whose suite and code to mutate")
+    parser.add_argument(
+        "--suite-from", type=Path, help="checkout whose tests/communicators to run instead of --repo's"
+    )
     parser.add_argument("--world-sizes", default="2,3,4", help="comma-separated (default 2,3,4)")
     parser.add_argument("--only", nargs="*", help="mutation names to run (default: all)")
     parser.add_argument("--dist-timeout", type=float, default=60.0, help="per test, seconds (default 60)")
+    parser.add_argument("--jobs", type=int, default=1, help="suite runs at a time (each takes N cores)")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument(
         "--no-baseline", action="store_true", help="skip the unmutated runs (the suite just passed)"
@@ -331,34 +340,47 @@ def main() -> int:
     world_sizes = [int(n) for n in args.world_sizes.split(",")]
     chosen = [m for m in MUTATIONS if not args.only or m.name in args.only]
 
-    results: dict[str, dict[int, bool]] = {}
+    results: dict[str, dict[int, bool]] = {m.name: {} for m in chosen}
     with tempfile.TemporaryDirectory(prefix="mutation-check-") as scratch:
         pristine = Path(scratch) / "pristine"
         copy_tree(args.repo, pristine)
+        if args.suite_from is not None:
+            shutil.rmtree(pristine / "tests" / "communicators")
+            copy_tree(args.suite_from / "tests" / "communicators", pristine / "tests" / "communicators")
         for mutation in chosen:  # every mutation must apply before hours are spent
             probe = Path(scratch) / "probe"
             copy_tree(pristine / "communicators", probe / "communicators")
             apply(mutation, probe)
             shutil.rmtree(probe)
-        for world_size in [] if args.no_baseline else world_sizes:
-            passed, seconds, summary = run_suite(pristine, world_size, args.dist_timeout)
-            outcome = "passed" if passed else "FAILED"
-            print(f"unmutated suite ws{world_size}: {outcome} in {seconds:.0f} s: {summary}", flush=True)
-            if not passed:
-                print("the unmutated suite must pass first", file=sys.stderr)
-                return 1
-        for mutation in chosen:
-            tree = Path(scratch) / mutation.name
-            copy_tree(pristine, tree)
-            apply(mutation, tree)
-            results[mutation.name] = {}
-            for world_size in world_sizes:
-                passed, seconds, summary = run_suite(tree, world_size, args.dist_timeout)
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            baseline = {
+                ws: pool.submit(run_suite, pristine, ws, args.dist_timeout)
+                for ws in ([] if args.no_baseline else world_sizes)
+            }
+            for world_size, future in baseline.items():
+                passed, seconds, summary = future.result()
+                outcome = "passed" if passed else "FAILED"
+                print(f"unmutated suite ws{world_size}: {outcome} in {seconds:.0f} s: {summary}", flush=True)
+                if not passed:
+                    print("the unmutated suite must pass first", file=sys.stderr)
+                    return 1
+            trees = {}
+            for mutation in chosen:
+                trees[mutation.name] = Path(scratch) / mutation.name
+                copy_tree(pristine, trees[mutation.name])
+                apply(mutation, trees[mutation.name])
+            runs = {
+                pool.submit(run_suite, trees[m.name], ws, args.dist_timeout): (m, ws)
+                for m in chosen
+                for ws in world_sizes
+            }
+            for future in as_completed(runs):
+                mutation, world_size = runs[future]
+                passed, seconds, summary = future.result()
                 results[mutation.name][world_size] = not passed
                 verdict = "survived" if passed else "killed"
                 line = f"{mutation.name:26} ws{world_size}: {verdict:8} {seconds:5.0f} s  {summary}"
                 print(line, flush=True)
-            shutil.rmtree(tree)
 
     print()
     for world_size in world_sizes:
@@ -370,7 +392,9 @@ def main() -> int:
     if survivors:
         print("survivors:\n  " + "\n  ".join(survivors))
     if args.json:
-        args.json.write_text(json.dumps({"repo": str(args.repo), "results": results}, indent=2) + "\n")
+        suite = str(args.suite_from or args.repo)
+        report = {"repo": str(args.repo), "suite": suite, "results": results}
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 

@@ -9,21 +9,27 @@ import torch.distributed as dist
 
 from communicators.base import DeviceCommunicatorBase
 from communicators.tensor_layout import RowSplit
-from communicators.uneven_rows import GATHER_WAYS, SCATTER_WAYS, UnevenPolicy, gather_list_point_to_point
+from communicators.uneven_rows import (
+    GATHER_WAYS,
+    SCATTER_WAYS,
+    UnevenPolicy,
+    gather_list_padded_window,
+    gather_list_point_to_point,
+)
 
 MIB = 1 << 20
 # Which way an uneven collective takes, by the bytes gathered (or the input's bytes for a reduce-scatter).
 # From benchmarks/bench_gatherv_strategies.py on 2 x H200 (qualification/2026-11-30-h200-x2-uneven/, shares
-# in proportion to rank + 1 and mildly uneven alike): NCCL's grouped broadcasts are the cheapest launch up to
-# 16 MiB; point to point wins at 16 MiB and at 1 GiB (190 GB/s busbw against 106); between, the window (an
-# equal all-gather plus one broadcast of the rest) wins (64 MiB 124-136 GB/s against 99, 256 MiB 141-145
-# against 103). NCCL's grouped reduces were the fastest reduce-scatter at every size. Above two ranks the
-# window does not exist and no way was measured against the grouped one yet (no 4-GPU machine was lent),
-# so they keep NCCL's grouped collectives, as before.
+# in proportion to rank + 1 and mildly uneven alike). All-gather at two ranks: the padded window (one equal
+# all-gather of the longer share, no compaction) is the cheapest launch up to 16 MiB (1 MiB: 71 us against
+# 91 for NCCL's grouped broadcasts); between, the window (an equal all-gather plus one broadcast of the
+# rest: 64 MiB 123-134 GB/s busbw against 97-110, 256 MiB 140-144 against 102-122); point to point from
+# 512 MiB (1 GiB 186-191 against 106). NCCL's grouped reduces were the fastest reduce-scatter at every
+# size. Above two ranks the windows do not exist and no way was measured against the grouped one yet (no
+# 4-GPU machine was lent), so they keep NCCL's grouped collectives.
 NCCL_UNEVEN_POLICY = UnevenPolicy(
     gather_two_ranks=(
-        (0, "grouped"),
-        (16 * MIB, "point_to_point"),
+        (0, "padded_window"),
         (48 * MIB, "window"),
         (512 * MIB, "point_to_point"),
     ),
@@ -31,6 +37,10 @@ NCCL_UNEVEN_POLICY = UnevenPolicy(
     scatter_two_ranks=((0, "grouped"),),
     scatter_more_ranks=((0, "grouped"),),
 )
+# An uneven list (MoE dispatch: hidden states, weights, ids) at two ranks below this many bytes gathered goes
+# as one coalesced all-gather of padded windows (64 / 512 tokens of 4096 bf16: 106 / 113 us against 262 /
+# 314 us for the list's point-to-point group, and 83 / 88 us at equal sizes); above it, point to point.
+LIST_PADDED_WINDOW_BELOW = 32 * MIB
 
 
 class CudaCommunicator(DeviceCommunicatorBase):
@@ -65,8 +75,10 @@ class CudaCommunicator(DeviceCommunicatorBase):
 
     def _gather_row_list(self, rows: list[torch.Tensor], split: RowSplit) -> list[torch.Tensor]:
         if not split.equal and split.total and len(rows) > 1 and all(self._calls._direct(t) for t in rows):
-            # Uneven MoE dispatch: every tensor's sends in one NCCL group, one launch for the list
-            # (bench_gatherv_strategies.py: 152-157 us against 177 us per tensor at 64-512 tokens).
+            # Uneven MoE dispatch: one NCCL launch for the whole list.
+            gathered_bytes = split.total * sum(_row_bytes(t) for t in rows)
+            if self.world_size == 2 and gathered_bytes < LIST_PADDED_WINDOW_BELOW:
+                return gather_list_padded_window(rows, split, self._calls)
             return gather_list_point_to_point(rows, split, self._calls)
         return super()._gather_row_list(rows, split)
 

@@ -128,6 +128,35 @@ def gather_window_grouped(rows: torch.Tensor, split: RowSplit, calls: GroupCalls
     return out
 
 
+def _aligned_block(rows: torch.Tensor, split: RowSplit) -> torch.Tensor:
+    """World size 2: this rank's rows in a block of the longer share's length, aligned to the other rank's
+    block (rank 0's rows at the end, rank 1's at the start), so that the two blocks side by side hold every
+    row in order with no gap: rows[L - a : L + b] of [block 0 | block 1]."""
+    longest = max(split.sizes)
+    if split.own == longest:
+        return rows
+    # The unused rows are never read: they fall outside the returned window.
+    block = new_rows(rows, longest)
+    if split.rank == 0:
+        block[longest - split.own :].copy_(rows)
+    else:
+        block[: split.own].copy_(rows)
+    return block
+
+
+def gather_padded_window(rows: torch.Tensor, split: RowSplit, calls: GroupCalls) -> torch.Tensor:
+    """World size 2: one equal all-gather of the longer share's length, the shorter rank's rows aligned to
+    the other's block, the result the window where the rows meet (a view: nothing is compacted).
+
+    Every rank sends max(s) rows, which is the bound, at the equal all-gather's bandwidth; the cost is a
+    copy of the shorter share and a buffer of 2 max(s) rows behind the returned view."""
+    longest = max(split.sizes)
+    out = new_rows(rows, 2 * longest)
+    calls.all_gather(out, _aligned_block(rows, split))
+    start = longest - split.sizes[0]
+    return out[start : start + split.total]
+
+
 def gather_padded(rows: torch.Tensor, split: RowSplit, calls: GroupCalls) -> torch.Tensor:
     """Every share padded to the longest, one equal all-gather, the blocks compacted."""
     return all_gatherv_padded(rows, split.sizes, calls.all_gather)
@@ -195,6 +224,19 @@ def scatter_window(rows: torch.Tensor, split: RowSplit, calls: GroupCalls) -> to
     return out
 
 
+def scatter_padded_window(rows: torch.Tensor, split: RowSplit, calls: GroupCalls) -> torch.Tensor:
+    """World size 2: the input copied into a buffer of 2 max(s) rows where rank 0's block ends and rank 1's
+    begins at the middle, one equal reduce-scatter, this rank's rows kept (the mirror of
+    `gather_padded_window`; the unused rows are summed too, and never read)."""
+    longest = max(split.sizes)
+    start = longest - split.sizes[0]
+    padded = new_rows(rows, 2 * longest)
+    padded[start : start + split.total].copy_(rows)
+    out = new_rows(rows, longest)
+    calls.reduce_scatter(out, padded)
+    return out[longest - split.own :] if split.rank == 0 else out[: split.own]
+
+
 def scatter_padded(rows: torch.Tensor, split: RowSplit, calls: GroupCalls) -> torch.Tensor:
     """Every rank's block padded to the longest, one equal reduce-scatter, this rank's rows kept."""
     return reduce_scatterv_padded(rows, split.sizes, split.rank, calls.reduce_scatter)
@@ -256,6 +298,7 @@ GATHER_WAYS: dict[str, Way] = {
     "point_to_point": gather_point_to_point,
     "window": gather_window,
     "window_grouped": gather_window_grouped,
+    "padded_window": gather_padded_window,
     "padded": gather_padded,
 }
 SCATTER_WAYS: dict[str, Way] = {
@@ -263,6 +306,7 @@ SCATTER_WAYS: dict[str, Way] = {
     "sequential": scatter_sequential,
     "point_to_point": scatter_point_to_point,
     "window": scatter_window,
+    "padded_window": scatter_padded_window,
     "padded": scatter_padded,
 }
 
@@ -290,13 +334,27 @@ def gather_list_padded(tensors: list[torch.Tensor], split: RowSplit, calls: Grou
     ]
 
 
+def gather_list_padded_window(
+    tensors: list[torch.Tensor], split: RowSplit, calls: GroupCalls
+) -> list[torch.Tensor]:
+    """World size 2: `gather_padded_window` for every tensor, as one coalesced all-gather (one NCCL launch,
+    as at equal sizes); each result a view, nothing compacted."""
+    longest = max(split.sizes)
+    blocks = [_aligned_block(rows, split) for rows in tensors]
+    gathered = [new_rows(rows, 2 * longest) for rows in tensors]
+    calls.all_gather_coalesced(gathered, blocks)
+    start = longest - split.sizes[0]
+    return [out[start : start + split.total] for out in gathered]
+
+
 LIST_GATHER_WAYS: dict[str, ListWay] = {
     "point_to_point": gather_list_point_to_point,
+    "padded_window": gather_list_padded_window,
     "grouped": gather_list_grouped,
     "padded": gather_list_padded,
 }
 # Ways that exist only at world size 2.
-TWO_RANKS_ONLY = frozenset({"window", "window_grouped"})
+TWO_RANKS_ONLY = frozenset({"window", "window_grouped", "padded_window"})
 
 
 @dataclass(frozen=True)

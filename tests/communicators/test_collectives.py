@@ -213,7 +213,8 @@ def test_a_list_gathers_in_as_many_collectives_as_the_platform_wants(communicato
         assert len(gathered_shapes) == 2, gathered_shapes
     else:
         # NCCL: equal sizes (world size 1 here) go out as one coalesced all-gather for the list, uneven
-        # ones as one group of sends to every peer (NCCL_UNEVEN_POLICY); neither gathers tensor by tensor.
+        # ones as one coalesced all-gather of padded windows or one group of sends to every peer
+        # (CudaCommunicator._gather_row_list); neither gathers tensor by tensor.
         assert gathered_shapes == []
 
 
