@@ -16,6 +16,14 @@ def test_row_split_holds_every_fact_a_collective_needs() -> None:
     assert row_split((3, 3), 2, 1) == equal_split(3, 2, 1)
 
 
+@pytest.mark.parametrize("sizes", [(2, 5, 2), (3, 3, 4), (4, 3, 3), (1, 1, 2, 1), (0, 2, 0)])
+def test_a_split_is_equal_only_when_every_rank_has_as_many_rows(sizes) -> None:
+    # `equal` sends a gather down the equal collective's path: one rank that differs must keep it off.
+    for rank in range(len(sizes)):
+        assert not row_split(sizes, len(sizes), rank).equal, (sizes, rank)
+    assert row_split((2, 2, 2), 3, 1).equal
+
+
 def test_row_split_accepts_any_integer_likes_and_checks_them_every_time() -> None:
     assert row_split((torch.tensor(2), 3), 2, 0).sizes == (2, 3)
     # A bad value is rejected on every call, not only the first (errors are never cached).
