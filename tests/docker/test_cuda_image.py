@@ -21,7 +21,7 @@ from harness.executors.docker import DockerExecutor
 from harness.images import DEVICE_IMAGES, build_image, find_image, recipe_for
 from harness.model import Cell, ImageSpec
 
-pytestmark = [pytest.mark.docker, pytest.mark.cuda_image]
+pytestmark = [pytest.mark.docker, pytest.mark.cuda_image, pytest.mark.e2e]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_ENV = "HARNESS_BUILD_CUDA_IMAGE"

@@ -20,7 +20,7 @@ from harness.executors.docker import DockerExecutor
 from harness.model import ImageSpec
 from harness.run_guardian import CONTAINER_RUN_LABEL, RUN_RECORD
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.e2e]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -97,6 +97,7 @@ def test_failing_test_makes_the_cell_failed(executor: DockerExecutor, tmp_path: 
     assert "this failure is the point of the cell" in (tmp_path / cell.id / "log.txt").read_text()
 
 
+@pytest.mark.e2e
 def test_timeout_kills_the_container(executor: DockerExecutor, tmp_path: Path) -> None:
     cell = make_cell("timeout", "cell_sleeps.py", timeout_s=8.0, test_timeout_s=3600.0)
 
@@ -107,6 +108,7 @@ def test_timeout_kills_the_container(executor: DockerExecutor, tmp_path: Path) -
     # The executor fixture checks that the container is gone.
 
 
+@pytest.mark.e2e
 def test_interrupt_stops_a_running_cell(executor: DockerExecutor, tmp_path: Path) -> None:
     progress = ProgressRecorder()
     cell = make_cell("interrupt", "cell_sleeps.py", test_timeout_s=3600.0)
@@ -207,6 +209,7 @@ def test_xpu_cell_without_an_intel_gpu_is_skipped_not_run(executor: DockerExecut
     assert result.counts.total == 0
 
 
+@pytest.mark.e2e
 def test_image_build_failure_makes_the_cell_an_error(executor: DockerExecutor, tmp_path: Path) -> None:
     broken = ImageSpec(dockerfile="tests/docker/broken/broken.Dockerfile")
     cell = make_cell("broken-image", "cell_one_failure.py", image=broken)

@@ -12,7 +12,7 @@ from test_docker_executor import make_cell
 
 from harness.executors.docker import LABEL_NODE, LABEL_RUN, DockerExecutor
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.e2e]
 
 LAYOUT_TEST = "tests/communicators/test_node_layout.py"
 

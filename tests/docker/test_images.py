@@ -45,6 +45,7 @@ def test_an_unchanged_image_is_not_rebuilt(docker_client: Any, cpu_image: str) -
     assert stages == [], "the install stage's image should be removed after the build"
 
 
+@pytest.mark.e2e
 def test_cuda_image_refuses_a_cpu_torch(docker_client: Any, cpu_image: str) -> None:
     # The CPU image as the base: its venv already holds CPU torch, so pip has nothing to install and the
     # build reaches the Dockerfile's check in seconds, as a CPU wheel in a wheelhouse would after minutes.

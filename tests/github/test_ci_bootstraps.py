@@ -20,6 +20,8 @@ from harness.ci.cell_jobs import install_commands
 from harness.cli import main as harness_main
 from harness.images import DEVICE_IMAGES
 
+pytestmark = pytest.mark.e2e
+
 BUILDKITE = REPO_ROOT / ".buildkite" / "pipeline.yml"
 GITLAB = REPO_ROOT / ".gitlab-ci.yml"
 CPU_TORCH = DEVICE_IMAGES["cpu"].build_args
@@ -148,4 +150,3 @@ def test_the_report_step_merges_what_the_cell_steps_kept_and_is_strict(two_runs,
         "cpu-gloo-ws2": "failed",
     }
     assert (tmp_path / "report" / "junit.xml").is_file() and (tmp_path / "report" / "summary.md").is_file()
-

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from github_runs import run_harness, write_project
+
+pytestmark = pytest.mark.e2e
 
 # Only cpu ws1 is required, and its tests pass there; the xpu cell is neither required nor runnable here.
 QUALIFY_MATRIX = """

@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import psutil
+import pytest
 import torch
 from cli_runs import HANGING_TEST, harness_env, run_harness
 
@@ -158,6 +159,7 @@ def hanging_project(project, timeout: int) -> Path:
     return path
 
 
+@pytest.mark.e2e
 def test_a_cell_past_its_timeout_is_killed_with_its_ranks(project, monkeypatch):
     path = hanging_project(project, timeout=20)
     pid_file = path.parent / "pids.txt"
@@ -173,6 +175,7 @@ def test_a_cell_past_its_timeout_is_killed_with_its_ranks(project, monkeypatch):
     assert_all_gone(pids_in(pid_file))
 
 
+@pytest.mark.e2e
 def test_ctrl_c_stops_the_running_cells_and_writes_the_summary(project):
     path = hanging_project(project, timeout=300)
     pid_file = path.parent / "pids.txt"

@@ -24,6 +24,8 @@ from harness.executors.local import LocalExecutor
 from harness.model import Cell
 from harness.run_guardian import RUN_ID_ENV, RUN_RECORD, processes_of_run
 
+pytestmark = pytest.mark.e2e
+
 MATRIX = """
 version: 1
 defaults: {tests: [tests/test_hangs.py], timeout: 300, test_timeout: 120}
@@ -142,9 +144,7 @@ def test_a_live_run_into_the_same_out_is_refused(hanging_project: Path) -> None:
 def test_ctrl_c_keeps_the_finished_tests_every_time(tmp_path: Path) -> None:
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "test_three.py").write_text(FINISH_THREE_THEN_WAIT)
-    cell = Cell(
-        id="cpu-gloo-ws1", device="cpu", backend="gloo", world_size=1, tests=("tests/test_three.py",)
-    )
+    cell = Cell(id="cpu-gloo-ws1", device="cpu", backend="gloo", world_size=1, tests=("tests/test_three.py",))
     executor = LocalExecutor(tmp_path)
     for attempt in range(10):
         passed = threading.Semaphore(0)

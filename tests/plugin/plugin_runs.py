@@ -10,6 +10,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 RECORD_ENV = "COMM_HARNESS_TEST_RECORD"
 REPO_ROOT = str(Path(__file__).resolve().parents[2])
 
@@ -18,6 +20,19 @@ def plugin_args() -> list[str]:
     """`-p` for the plugin, unless it is installed: its entry point loads it then; -p would load it twice."""
     installed = any(ep.name == "comm_harness" for ep in importlib.metadata.entry_points(group="pytest11"))
     return [] if installed else ["-p", "harness.pytest_plugin.plugin"]
+
+
+# The plugin's modes a module-scoped run covers in the default tier: fork mode on its own and reuse mode
+# under pytest-forked (what a cell runs). The other two combinations are in the end-to-end tier.
+DEFAULT_TIER_MODES = frozenset({"fork", "reuse-under-forked"})
+
+
+def mode_params(modes: dict) -> list:
+    """`modes`' names as fixture params, those outside DEFAULT_TIER_MODES marked e2e."""
+    return [
+        pytest.param(mode, marks=() if mode in DEFAULT_TIER_MODES else pytest.mark.e2e)
+        for mode in sorted(modes)
+    ]
 
 
 @dataclass

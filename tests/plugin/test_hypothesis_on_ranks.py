@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from plugin_runs import run_pytest_in
 
+pytestmark = pytest.mark.e2e
+
 pytest_plugins = ["pytester"]
 
 CONFORMANCE_DIR = Path(__file__).resolve().parents[1] / "communicators"

@@ -3,7 +3,10 @@ mode gives it, and runs on fresh ranks only the tests whose fixtures changed wha
 
 from __future__ import annotations
 
+import pytest
 from conformance import markdown, run_conformance
+
+pytestmark = pytest.mark.e2e
 
 # In fork mode; every other test of the suite passes.
 NOT_PASSING = {"test_fails_on_purpose": "failed", "test_xfails": "skipped", "test_skips_on_a_rank": "skipped"}

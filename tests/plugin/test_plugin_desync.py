@@ -11,6 +11,8 @@ from plugin_runs import Run, run_pytest_in
 
 from harness.pytest_plugin.desync_verdict import describe_ranks
 
+pytestmark = pytest.mark.e2e
+
 SCENARIOS = Path(__file__).with_name("desync_scenarios.py")
 SCENARIO_MODULE = "test_desync_scenarios.py"
 

@@ -33,7 +33,13 @@ def test_hangs(dist_env):
 
 
 @pytest.mark.parametrize(
-    "mode", [["--dist-reuse", "off"], ["--dist-reuse", "off", "--forked"], ["--dist-reuse", "on"]], ids=str
+    "mode",
+    [
+        pytest.param(["--dist-reuse", "off"], marks=pytest.mark.e2e),
+        ["--dist-reuse", "off", "--forked"],
+        pytest.param(["--dist-reuse", "on"], marks=pytest.mark.e2e),
+    ],
+    ids=str,
 )
 def test_killing_pytest_kills_its_ranks(pytester, mode):
     pytester.makepyfile(test_hangs=HANGS)

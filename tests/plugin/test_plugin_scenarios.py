@@ -6,7 +6,7 @@ import json
 
 import psutil
 import pytest
-from plugin_runs import run_pytest_in
+from plugin_runs import mode_params, run_pytest_in
 
 SCENARIOS = """
 import os, signal, time
@@ -116,7 +116,7 @@ MODES = {
 }
 
 
-@pytest.fixture(scope="module", params=sorted(MODES))
+@pytest.fixture(scope="module", params=mode_params(MODES))
 def scenario_run(request, tmp_path_factory):
     """One real pytest run of SCENARIOS per mode, shared by the checks below."""
     directory = tmp_path_factory.mktemp(request.param)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from plugin_runs import Run, run_pytest_in
+from plugin_runs import Run, mode_params, run_pytest_in
 
 from harness.pytest_plugin.outcomes import RankOutcome, RankWarning, WarningOnRanks, judge
 
@@ -65,7 +65,7 @@ def _run(directory, *args: str) -> Run:
     return run_pytest_in(directory, "--dist-world-size=2", "--dist-all2all-backend=deepep_low_latency", *args)
 
 
-@pytest.fixture(scope="module", params=sorted(MODES))
+@pytest.fixture(scope="module", params=mode_params(MODES))
 def warned_run(request, tmp_path_factory) -> tuple[str, Run]:
     """One real pytest run of WARNS per mode, shared by the checks below."""
     return request.param, _run(tmp_path_factory.mktemp(request.param), *MODES[request.param])
@@ -106,7 +106,7 @@ def test_a_category_pytest_cannot_resolve_becomes_a_user_warning(warned_run):
     assert f"UserWarning: {expected}" in _summary(run), run.output
 
 
-@pytest.mark.parametrize("mode", ["fork", "reuse"])
+@pytest.mark.parametrize("mode", ["fork", pytest.param("reuse", marks=pytest.mark.e2e)])
 def test_error_filter_fails_the_test_on_the_rank_that_warned(tmp_path, mode):
     run = _run(
         tmp_path,
