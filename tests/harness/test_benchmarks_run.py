@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 SCRIPTS = sorted(
     path.name for path in BENCHMARKS.glob("*.py") if 'if __name__ == "__main__"' in path.read_text()
@@ -20,6 +22,7 @@ def test_every_benchmark_script_is_found() -> None:
     assert "plugin_overhead.py" in SCRIPTS and "containment_probes.py" in SCRIPTS
 
 
+@pytest.mark.e2e
 def test_every_benchmark_script_starts() -> None:
     # All at once: each spends its second or two importing torch, and they do not share anything.
     started = {

@@ -96,6 +96,7 @@ def test_a_failing_test_exits_1_and_the_summary_shows_it(project):
     assert "rank 0 says hello" in log and "rank 1 says hello" in log, log
 
 
+@pytest.mark.e2e
 def test_strict_exits_3_when_a_required_cell_cannot_run(project):
     path = project(TINY_MATRIX.replace("xpu: {world_sizes: [1]}", "xpu: {world_sizes: [1], required: true}"))
     done = run_harness("run", "--cell", "xpu-*", "--strict", "--out", "out", cwd=path.parent)

@@ -22,9 +22,9 @@ def plugin_args() -> list[str]:
     return [] if installed else ["-p", "harness.pytest_plugin.plugin"]
 
 
-# The plugin's modes a module-scoped run covers in the default tier: fork mode on its own and reuse mode
-# under pytest-forked (what a cell runs). The other two combinations are in the end-to-end tier.
-DEFAULT_TIER_MODES = frozenset({"fork", "reuse-under-forked"})
+# The plugin's mode a module-scoped run covers in the default tier: reuse mode under pytest-forked, what a
+# cpu cell runs (fork mode runs in most other plugin tests). The other combinations are in the e2e tier.
+DEFAULT_TIER_MODES = frozenset({"reuse-under-forked"})
 
 
 def mode_params(modes: dict) -> list:

@@ -175,6 +175,7 @@ def test_fixture_reading_dist_env_in_pytest_is_explained(pytester, run_pytest):
     assert "dist_env.rank was read in the pytest process" in run.messages["test_misuse"]
 
 
+@pytest.mark.e2e
 def test_too_few_gpus_is_a_clear_failure_not_a_hang(pytester, run_pytest):
     # Counting here is harmless: this pytest is not the one that forks the ranks.
     world_size = torch.cuda.device_count() + 1

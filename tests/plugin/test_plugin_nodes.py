@@ -5,11 +5,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 from plugin_runs import REPO_ROOT, run_pytest_in
 
 LAYOUT_TEST = Path(REPO_ROOT) / "tests" / "communicators" / "test_node_layout.py"
 
 
+@pytest.mark.e2e
 def test_four_ranks_over_two_emulated_nodes_have_torchrun_s_layout(tmp_path):
     shutil.copy(LAYOUT_TEST, tmp_path / LAYOUT_TEST.name)
     run = run_pytest_in(tmp_path, "--dist-world-size=4", "--dist-nodes=2")
