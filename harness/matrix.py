@@ -69,6 +69,12 @@ class Matrix:
     axes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # The bandwidth floors file (`bench: {floors: ...}`), resolved against `root`; None when not named.
     floors: Path | None = None
+    # The project directory (`project:`, default `root`): what a container mounts at /repo; it holds `root`.
+    project: Path | None = None
+
+    @property
+    def project_root(self) -> Path:
+        return self.project or self.root
 
     @property
     def ids(self) -> list[str]:
@@ -124,6 +130,7 @@ def load_matrix(path: str | Path) -> Matrix:
     schema_ok = _check_schema(data, problems)
     root = path.resolve().parent
     _check_files(data, root, problems)
+    project = _project_of(data, root, problems)
     cells: list[Cell] = []
     axes: dict[str, tuple[str, ...]] = {}
     _check_backends(data, problems)
@@ -134,8 +141,30 @@ def load_matrix(path: str | Path) -> Matrix:
     problems.raise_if_any()
     floors = (data.get("bench") or {}).get("floors")
     return Matrix(
-        path=path, root=root, cells=tuple(cells), axes=axes, floors=root / floors if floors else None
+        path=path,
+        root=root,
+        cells=tuple(cells),
+        axes=axes,
+        floors=root / floors if floors else None,
+        project=project,
     )
+
+
+def _project_of(data: Any, root: Path, problems: _Problems) -> Path | None:
+    """The `project:` directory, resolved; a problem when it is missing or does not hold the matrix."""
+    name = data.get("project") if isinstance(data, dict) else None
+    if not isinstance(name, str) or not name:
+        return None
+    project = (root / name).resolve()
+    if not project.is_dir():
+        problems.add(["project"], f"project directory '{name}' does not exist (relative to {root})")
+        return None
+    if not root.is_relative_to(project):
+        problems.add(
+            ["project"], f"project directory '{name}' ({project}) does not hold the matrix's directory {root}"
+        )
+        return None
+    return project
 
 
 def select_cells(cells: Iterable[Cell], patterns: Iterable[str]) -> list[Cell]:

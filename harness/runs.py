@@ -62,7 +62,9 @@ def plan_matrix(
     docker = None
     if host.docker_available and executor != "local":
         try:
-            docker = open_docker_executor(matrix.root, offline=offline, run_id=run_id)
+            docker = open_docker_executor(
+                matrix.project_root, matrix_dir=matrix.root, offline=offline, run_id=run_id
+            )
         except ConfigurationError as error:
             if executor == "docker":
                 raise
@@ -84,7 +86,11 @@ def run_plan(plan: MatrixPlan, out: Path, guard: RunGuard, *, jobs: int | None, 
     gpu_ids = {"cuda": [gpu.index for gpu in host.nvidia_gpus], "xpu": list(range(host.intel_gpu_count))}
     pool = ResourcePool(cores=host.cores, gpu_ids=gpu_ids, jobs=jobs)
     executors = make_executors(
-        {p.executor for p in planned if p.executor}, matrix.root, plan.docker, run_id=guard.run_id
+        {p.executor for p in planned if p.executor},
+        matrix.root,
+        plan.docker,
+        run_id=guard.run_id,
+        project_root=matrix.project_root,
     )
     if plan.docker is not None and "docker" not in executors:
         plan.docker.close()

@@ -10,10 +10,17 @@ from harness.executors.local import LocalExecutor
 from harness.model import Executor
 
 
-def open_docker_executor(project_root: Path, *, offline: bool = False, run_id: str | None = None) -> Executor:
+def open_docker_executor(
+    project_root: Path,
+    *,
+    matrix_dir: Path | None = None,
+    offline: bool = False,
+    run_id: str | None = None,
+) -> Executor:
     """A DockerExecutor for the project; ConfigurationError when the SDK or the engine is missing.
 
-    `offline`: images it has to build get a debootstrap base and a host wheelhouse (no registry needed).
+    `matrix_dir`: the matrix's directory, inside `project_root` (default: the same). `offline`: images it
+    has to build get a debootstrap base and a host wheelhouse (no registry needed).
     """
     try:
         from harness.executors.docker import DockerExecutor
@@ -21,19 +28,25 @@ def open_docker_executor(project_root: Path, *, offline: bool = False, run_id: s
         raise ConfigurationError(
             f"the Docker executor is unavailable: {error} (pip install docker)"
         ) from None
-    return DockerExecutor(project_root, offline=offline, run_id=run_id)
+    return DockerExecutor(project_root, matrix_dir=matrix_dir, offline=offline, run_id=run_id)
 
 
 def make_executors(
-    names: Iterable[str], project_root: Path, docker: Executor | None = None, run_id: str = ""
+    names: Iterable[str],
+    matrix_dir: Path,
+    docker: Executor | None = None,
+    run_id: str = "",
+    project_root: Path | None = None,
 ) -> dict[str, Executor]:
-    """One executor per name the plan uses ("local", "docker"), reusing the Docker executor of planning."""
+    """One executor per name the plan uses ("local", "docker"), reusing the Docker executor of planning.
+
+    Local cells run in `matrix_dir`; containers mount `project_root` (default: `matrix_dir`)."""
     executors: dict[str, Executor] = {}
     for name in sorted(set(names)):
         if name == "local":
-            executors[name] = LocalExecutor(project_root, run_id=run_id)
+            executors[name] = LocalExecutor(matrix_dir, run_id=run_id)
         else:
-            executors[name] = (
-                docker if docker is not None else open_docker_executor(project_root, run_id=run_id or None)
+            executors[name] = docker or open_docker_executor(
+                project_root or matrix_dir, matrix_dir=matrix_dir, run_id=run_id or None
             )
     return executors

@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 import uuid
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from harness.errors import ConfigurationError, DockerUnavailableError, HarnessError
@@ -293,11 +293,16 @@ class DockerExecutor:
         self,
         project_root: Path,
         *,
+        matrix_dir: Path | None = None,
         run_id: str | None = None,
         offline: bool = False,
         client: Any | None = None,
     ) -> None:
         self.project_root = project_root.resolve()
+        # Where the matrix lies: its image paths are relative to it, and cells run there (under /repo).
+        self.matrix_dir = (matrix_dir or project_root).resolve()
+        inside = self.matrix_dir.relative_to(self.project_root)
+        self._working_dir = (PurePosixPath(REPO_MOUNT) / inside.as_posix()).as_posix()
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self.offline = offline
         self._client = client or connect_engine()
@@ -322,7 +327,7 @@ class DockerExecutor:
     def image_status(self, cell: Cell) -> tuple[bool, str]:
         """(the cell's image is present locally, a reason naming its tag and how to build it)."""
         try:
-            tag = recipe_for(cell.device, cell.image, self.project_root).tag
+            tag = recipe_for(cell.device, cell.image, self.matrix_dir).tag
         except ConfigurationError as error:
             return False, str(error)
         if find_image(self._client, tag) is not None:
@@ -364,7 +369,7 @@ class DockerExecutor:
 
     def _ensure_image(self, cell: Cell, log: BoundedLog, on_progress: ProgressCallback) -> Any:
         """The cell's image, built first when missing (once per run, however many cells need it)."""
-        recipe = recipe_for(cell.device, cell.image, self.project_root)
+        recipe = recipe_for(cell.device, cell.image, self.matrix_dir)
         tag = recipe.tag
         with self._lock:
             build_lock = self._build_locks.setdefault(tag, threading.Lock())
@@ -442,7 +447,7 @@ class DockerExecutor:
             image.id,
             command,
             name=name,
-            working_dir=REPO_MOUNT,
+            working_dir=self._working_dir,
             volumes=project_mounts(self.project_root, work_dir),
             environment=environment,
             labels={**self._labels(cell), **(extra_labels or {})},

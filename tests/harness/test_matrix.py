@@ -330,3 +330,25 @@ def test_world_size_that_does_not_divide_over_its_nodes_is_reported_with_its_lin
 def test_default_matrix_multi_node_cells_gate_only_on_cpu():
     cells = {cell.id: cell for cell in load_matrix(REPO_ROOT / "matrix.yaml").cells}
     assert cells["cpu-gloo-ws4-n2"].required and not cells["cuda-nccl-ws2-n2"].required
+
+
+def test_a_matrix_in_a_subdirectory_names_its_project_which_containers_mount(project, tmp_path):
+    (tmp_path / "ci").mkdir()
+    sub = GOOD.replace("tests/test_tiny.py", "../tests/test_tiny.py").replace("docker/cpu", "../docker/cpu")
+    matrix = load_matrix(project("project: ..\n" + sub.lstrip(), name="ci/matrix.yaml"))
+    assert (matrix.root, matrix.project_root) == (tmp_path / "ci", tmp_path)
+    assert load_matrix(project(GOOD)).project_root == tmp_path  # default: the matrix's directory
+    from harness.executors.docker import DockerExecutor
+
+    # The project at /repo, the cell in the matrix's directory there, so `../tests` resolves as on the host.
+    executor = DockerExecutor(matrix.project_root, matrix_dir=matrix.root, client=object())
+    assert executor._working_dir == "/repo/ci"
+
+
+def test_a_project_that_is_missing_or_does_not_hold_the_matrix_is_an_error(project, tmp_path):
+    missing = problems_of(project("project: nope\n" + GOOD))
+    assert "project: project directory 'nope' does not exist" in missing
+    (tmp_path / "other").mkdir()
+    message = problems_of(project("project: other\n" + GOOD))
+    assert "project: project directory 'other'" in message
+    assert "does not hold the matrix's directory" in message
