@@ -6,9 +6,12 @@ import json
 import shutil
 import xml.etree.ElementTree as ET
 
+import pytest
 from github_runs import run_harness
 
-from harness.results_dir.junit import node_id_of
+# Two real `harness run`s (the session's two_runs): end to end. Merging and rendering on synthetic result
+# directories is in the default tier (tests/harness/test_scheduler_and_results.py).
+pytestmark = pytest.mark.e2e
 
 
 def report(two_runs, *args: str, **env: str):
@@ -120,15 +123,3 @@ def test_bad_inputs_exit_2_saying_which_and_why(two_runs, tmp_path):
     assert done.returncode == 2 and "not a readable summary.json" in done.stderr
     done = run_harness("report", str(two_runs.passing), "--cell", "cpu*", cwd=tmp_path)
     assert done.returncode == 2 and "--matrix" in done.stderr
-
-
-def test_test_ids_keep_classes_apart_from_the_module_path():
-    def case(classname: str, name: str) -> ET.Element:
-        return ET.Element("testcase", classname=classname, name=name)
-
-    assert node_id_of(case("tests.test_x", "test_a")) == "tests/test_x.py::test_a"
-    assert node_id_of(case("tests.test_x.TestGroup", "test_a")) == "tests/test_x.py::TestGroup::test_a"
-    assert node_id_of(case("tests.test_x.TestOuter.TestInner", "test_b[1]")) == (
-        "tests/test_x.py::TestOuter::TestInner::test_b[1]"
-    )
-    assert node_id_of(case("", "collection")) == "collection"

@@ -12,7 +12,7 @@ from harness.model import Cell, CellResult
 from harness.model import TestCounts as Counts  # an alias, or pytest would try to collect it
 from harness.plan import PlannedCell
 from harness.results_dir.cell_dir import collect_cell_result
-from harness.results_dir.junit import read_junit_counts
+from harness.results_dir.junit import node_id_of, read_junit_counts
 from harness.results_dir.merge import merge_results
 from harness.results_dir.render import render_markdown
 from harness.results_dir.report import compute_exit_code
@@ -262,3 +262,15 @@ def test_report_of_a_finished_run_renders_the_same_tables_as_its_summary_md(tmp_
 
     assert table_lines(merged) == table_lines((out / "summary.md").read_text())
     assert "| cpu | ❌ failed 1/2" in merged
+
+
+def test_test_ids_keep_classes_apart_from_the_module_path():
+    def case(classname: str, name: str) -> ET.Element:
+        return ET.Element("testcase", classname=classname, name=name)
+
+    assert node_id_of(case("tests.test_x", "test_a")) == "tests/test_x.py::test_a"
+    assert node_id_of(case("tests.test_x.TestGroup", "test_a")) == "tests/test_x.py::TestGroup::test_a"
+    assert node_id_of(case("tests.test_x.TestOuter.TestInner", "test_b[1]")) == (
+        "tests/test_x.py::TestOuter::TestInner::test_b[1]"
+    )
+    assert node_id_of(case("", "collection")) == "collection"

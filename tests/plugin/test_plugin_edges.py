@@ -142,6 +142,7 @@ def test_communicator_fixture_is_created_and_destroyed_on_every_rank(pytester, r
     assert len(run.pids["created"]) == 2
 
 
+@pytest.mark.e2e
 def test_ranks_inherit_the_modules_torch_imports_lazily(pytester, run_pytest):
     # assert_close imports torch.distributed.tensor at its first call: 2.3 s on every rank of every test
     # unless pytest imported it before forking.
@@ -157,6 +158,7 @@ def test_ranks_inherit_the_modules_torch_imports_lazily(pytester, run_pytest):
     assert run.outcomes == {"test_already_imported": "passed"}, run.output
 
 
+@pytest.mark.e2e
 def test_fixture_reading_dist_env_in_pytest_is_explained(pytester, run_pytest):
     pytester.makepyfile(
         test_misuse="""
@@ -201,7 +203,11 @@ def test_too_few_gpus_is_a_clear_failure_not_a_hang(pytester, run_pytest):
             ["--dist-nodes=2", "--dist-world-size=2", "--dist-node-rank=2"],
             "--dist-node-rank 2 is not a node of 2",
         ),
-        ([], "test_marker.py:2: test_marker.py::test_bad_marker: @pytest.mark.world_size takes positive"),
+        pytest.param(
+            [],
+            "test_marker.py:2: test_marker.py::test_bad_marker: @pytest.mark.world_size takes positive",
+            marks=pytest.mark.e2e,  # it runs pytest through collection, with torch: seconds
+        ),
     ],
 )
 def test_bad_input_is_a_usage_error(pytester, run_pytest, args, expected):
