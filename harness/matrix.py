@@ -164,6 +164,13 @@ def _project_of(data: Any, root: Path, problems: _Problems) -> Path | None:
             ["project"], f"project directory '{name}' ({project}) does not hold the matrix's directory {root}"
         )
         return None
+    if project in (Path(project.anchor), Path.home().resolve()):
+        # Containers see the project (read-only) and their tests are untrusted: never a whole disk or home.
+        problems.add(
+            ["project"],
+            f"project directory '{name}' is {project}: containers would see all of it; name the repository",
+        )
+        return None
     return project
 
 

@@ -352,3 +352,5 @@ def test_a_project_that_is_missing_or_does_not_hold_the_matrix_is_an_error(proje
     message = problems_of(project("project: other\n" + GOOD))
     assert "project: project directory 'other'" in message
     assert "does not hold the matrix's directory" in message
+    up = "../" * len(tmp_path.parts)  # past the filesystem's root, which resolves to it
+    assert "containers would see all of it" in problems_of(project(f"project: {up}\n" + GOOD))
