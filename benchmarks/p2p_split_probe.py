@@ -5,7 +5,7 @@ rank) reached 104-118 GB/s busbw at 64-256 MiB where the window reached 122-147 
 mean/max) is 145-180; at 1 GiB point to point reaches 187. NCCL sizes a send/recv kernel's grid by message
 size, so this script asks whether more, smaller ops in the same group, or NCCL's channel and chunk settings
 (set them in the environment: they are read at communicator creation), move more. Prints busbw per way and
-size, the slowest rank's median time of repeats; every result is checked first.
+size, the slowest rank's median of repeats (harness.bench.timing); every result is checked first.
 
     python benchmarks/p2p_split_probe.py
     NCCL_MIN_NCHANNELS=32 VARIANT=minch32 python benchmarks/p2p_split_probe.py --sizes-mib 64,256
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from benchmarks.forked_ranks import join_group, run_forked_ranks  # noqa: E402
 from communicators.group_calls import GroupCalls  # noqa: E402
 from communicators.tensor_layout import RowSplit, new_rows, row_split  # noqa: E402
 from communicators.uneven_rows import GATHER_WAYS  # noqa: E402
+from harness.bench.timing import DeviceClock, time_interleaved  # noqa: E402
 
 SPLITS = (2, 4, 8, 16)
 
@@ -42,35 +42,17 @@ def p2p_split(rows: torch.Tensor, split: RowSplit, calls: GroupCalls, pieces: in
     return out
 
 
-def timed(call, iters: int = 8, repeats: int = 3) -> float:
-    """The slowest rank's median seconds per call."""
-    for _ in range(3):
-        call()
-    results = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        dist.barrier(device_ids=[torch.cuda.current_device()])
-        torch.cuda.synchronize()
-        start.record()
-        for _ in range(iters):
-            call()
-        end.record()
-        torch.cuda.synchronize()
-        results.append(start.elapsed_time(end) / iters / 1e3)
-    slowest = torch.tensor([statistics.median(results)], device="cuda")
-    dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
-    return slowest.item()
-
-
 def rank_main(rank: int, store_path: str, sizes_mib: list[int]) -> None:
     device = join_group(rank, 2, "cuda", store_path)
     calls = GroupCalls(dist.group.WORLD)
+    clock = DeviceClock(device)
     for mib in sizes_mib:
-        probe_size(rank, device, calls, mib, os.environ.get("VARIANT", "default"))
+        probe_size(rank, clock, calls, mib, os.environ.get("VARIANT", "default"))
 
 
-def probe_size(rank: int, device: torch.device, calls: GroupCalls, mib: int, label: str) -> None:
+def probe_size(rank: int, clock: DeviceClock, calls: GroupCalls, mib: int, label: str) -> None:
     """Every way at `mib` MiB in all (shares 1/3 and 2/3), checked, then timed; rank 0 prints the line."""
+    device = clock.device
     count = mib * (1 << 20) // 2  # bfloat16 elements in all
     sizes = [count // 3, count - count // 3]
     split = row_split(tuple(sizes), 2, rank)
@@ -88,7 +70,9 @@ def probe_size(rank: int, device: torch.device, calls: GroupCalls, mib: int, lab
     for name, call in ways.items():
         if name != "even":
             assert torch.equal(call(), expected), f"rank {rank}: {name} wrong at {mib} MiB"
-    times = {name: timed(call) for name, call in ways.items()}
+    # The slowest rank's median of 3 repeats of 8 calls each, the ways interleaved.
+    seconds = time_interleaved(clock, list(ways.values()), warmup=3, iters=8, repeats=3)
+    times = {name: phases[0] for name, phases in zip(ways, seconds, strict=True)}
     nbytes = count * 2
     bound = nbytes / 2 / times["even"] / 1e9 * 0.75  # mean/max of shares 1/3, 2/3
     if rank == 0:
