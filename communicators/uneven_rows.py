@@ -14,6 +14,9 @@ bench_gatherv_strategies.py` times side by side and `UnevenPolicy` chooses among
   rank's chunk lies inside its own block, then one broadcast (reduce) of the rest of the longer block. The
   equal collective uses both directions of the link, so this comes closest to the bound of
   even busbw x mean(s)/max(s), and it copies nothing but the rest;
+- padded window (world size 2 only): the shorter rank's rows placed at the end (rank 0) or the start (rank 1)
+  of a block of the longer share's length, so that one equal all-gather leaves every row in order inside a
+  window of its output, returned as a view: the fewest operations of any way, the cheapest at small sizes;
 - padded: every share padded to the longest, one equal collective, then compacted (the XPU way).
 
 Every function takes this rank's rows (dim 0, contiguous), the split, and the group's `GroupCalls`, and
