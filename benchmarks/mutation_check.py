@@ -320,6 +320,19 @@ def run_suite(tree: Path, world_size: int, timeout_s: float) -> tuple[bool, floa
     return done.returncode == 0, time.perf_counter() - start, " | ".join([summary, *failed])
 
 
+def run_mutant(
+    pristine: Path, tree: Path, mutation: Mutation, world_size: int, timeout_s: float
+) -> tuple[bool, float, str]:
+    """`run_suite` on a copy of `pristine` with `mutation` applied; the copy lives only as long as the run,
+    so that at most --jobs copies of the tree are on disk at once."""
+    copy_tree(pristine, tree)
+    try:
+        apply(mutation, tree)
+        return run_suite(tree, world_size, timeout_s)
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -364,13 +377,13 @@ def main() -> int:
                 if not passed:
                     print("the unmutated suite must pass first", file=sys.stderr)
                     return 1
-            trees = {}
-            for mutation in chosen:
-                trees[mutation.name] = Path(scratch) / mutation.name
-                copy_tree(pristine, trees[mutation.name])
-                apply(mutation, trees[mutation.name])
             runs = {
-                pool.submit(run_suite, trees[m.name], ws, args.dist_timeout): (m, ws)
+                pool.submit(
+                    run_mutant, pristine, Path(scratch) / f"{m.name}-ws{ws}", m, ws, args.dist_timeout
+                ): (
+                    m,
+                    ws,
+                )
                 for m in chosen
                 for ws in world_sizes
             }
