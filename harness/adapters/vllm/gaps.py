@@ -60,26 +60,14 @@ KNOWN_GAPS: tuple[KnownGap, ...] = (
         "receiver waits in recv until the test's timeout (the desync verdict names it)",
         match=r"is in recv from rank \d+|input tensor has to be contiguous",
     ),
-    KnownGap(
-        "test_all_gather_and_all_gatherv_concatenate_in_rank_order",
-        (CPU,),
-        f"all_gatherv: {_CPU_LACKS_V}",
-        match="NotImplementedError",
-    ),
     *(
-        KnownGap(
-            name, (XPU,), f"all_gatherv: {_XPU_GATHER_LISTS}", match=r"ProcessGroupGloo::allgather: invalid"
-        )
+        KnownGap(name, platforms, f"all_gatherv: {reason}", match=match)
         for name in _ALL_GATHER_WITH_V
-    ),
-    *(
-        KnownGap(
-            name,
-            (CUDA,),
-            f"all_gatherv: {_NO_PYNCCL} asserts a PyNCCL communicator",
-            match=r"assert pynccl_comm is not None",
+        for platforms, reason, match in (
+            ((CPU,), _CPU_LACKS_V, "NotImplementedError"),
+            ((XPU,), _XPU_GATHER_LISTS, r"ProcessGroupGloo::allgather: invalid"),
+            ((CUDA,), f"{_NO_PYNCCL} asserts a PyNCCL communicator", r"assert pynccl_comm is not None"),
         )
-        for name in _ALL_GATHER_WITH_V
     ),
     KnownGap(
         "test_an_empty_list_gathers_to_an_empty_list",
@@ -118,12 +106,6 @@ KNOWN_GAPS: tuple[KnownGap, ...] = (
         (CUDA,),
         f"reduce_scatter: {_NO_PYNCCL} returns uninitialised memory, without an error",
         match=r"reduce_scatter: \d+ of \d+ values differ",
-    ),
-    KnownGap(
-        "test_all_gather_defaults_to_the_last_dim_and_all_gatherv_to_dim_0",
-        (CPU,),
-        f"all_gatherv: {_CPU_LACKS_V}",
-        match="NotImplementedError",
     ),
     KnownGap(
         "test_all_gatherv_of_a_list_gathers_each_tensor",
