@@ -172,9 +172,6 @@ def dispatch_calls(
         ),
         "uneven dispatch (list grouped)": lambda: LIST_GATHER_WAYS["grouped"](un_inputs, split, comm._calls),
         "uneven dispatch (list padded)": lambda: LIST_GATHER_WAYS["padded"](un_inputs, split, comm._calls),
-        "uneven dispatch (list padded_window)": lambda: LIST_GATHER_WAYS["padded_window"](
-            un_inputs, split, comm._calls
-        ),
         "equal combine": lambda: comm.combine(gathered_hidden, equal),
         "uneven combine (communicator)": lambda: comm.combine(gathered_hidden, mild),
     }
@@ -190,20 +187,14 @@ def dispatch_calls(
     calls["uneven round trip (list p2p + grouped)"] = lambda: combine_way(
         LIST_GATHER_WAYS["point_to_point"](un_inputs, split, comm._calls)[0], split, comm._calls
     )
-    if n == 2:
+    if n == 2:  # the padded window exists at two ranks only
+        calls["uneven dispatch (list padded_window)"] = lambda: LIST_GATHER_WAYS["padded_window"](
+            un_inputs, split, comm._calls
+        )
         calls["uneven round trip (list padded_window + padded_window)"] = lambda: SCATTER_WAYS[
             "padded_window"
         ](LIST_GATHER_WAYS["padded_window"](un_inputs, split, comm._calls)[0], split, comm._calls)
-    else:
-        del calls["uneven dispatch (list padded_window)"]
-    for name in (
-        "uneven dispatch (communicator)",
-        "uneven dispatch (list p2p)",
-        "uneven dispatch (list grouped)",
-        "uneven dispatch (list padded_window)",
-    ):
-        if name not in calls:
-            continue
+    for name in [name for name in calls if name.startswith("uneven dispatch")]:
         got = calls[name]()
         assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=False)), (
             f"{name} wrong at {tokens}"
