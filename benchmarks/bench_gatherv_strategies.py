@@ -44,6 +44,20 @@ def n_cpu(device: torch.device) -> bool:
     return device.type == "cpu"
 
 
+def usable_ways(comm, table: dict) -> list[str]:
+    """The ways of `table` that run on this group: the two-rank ones at two ranks, the peer-copy ones
+    where every rank's GPU memory is reachable from every other (one host)."""
+    from communicators.uneven_rows import PEER_MEMORY_ONLY, TWO_RANKS_ONLY
+
+    peer_memory = comm._calls.peer_workspace.usable(comm.device)
+    return [
+        way
+        for way in table
+        if (comm.world_size == 2 or way not in TWO_RANKS_ONLY)
+        and (peer_memory or way not in PEER_MEMORY_ONLY)
+    ]
+
+
 def gather_calls(comm, rows: torch.Tensor, sizes: list[int], ways: list[str]) -> dict[str, object]:
     from communicators.tensor_layout import row_split
     from communicators.uneven_rows import GATHER_WAYS
@@ -65,12 +79,13 @@ def scatter_calls(comm, full: torch.Tensor, sizes: list[int], ways: list[str]) -
 
 
 def sweep(comm, clock, device, repeats: int) -> None:
-    from communicators.uneven_rows import GATHER_WAYS, SCATTER_WAYS, TWO_RANKS_ONLY
+    from communicators.uneven_rows import GATHER_WAYS, SCATTER_WAYS
     from harness.bench.timing import time_interleaved
 
     rank, n = comm.rank, comm.world_size
+
     def runnable(table: dict) -> list[str]:
-        ways = [w for w in table if (n == 2 or w not in TWO_RANKS_ONLY) and w not in SKIPPED]
+        ways = [w for w in usable_ways(comm, table) if w not in SKIPPED]
         if device.type == "cpu" and "grouped" in ways:
             ways.remove("grouped")  # gloo's list collectives take equal sizes only
         return ways
@@ -128,12 +143,14 @@ def sweep(comm, clock, device, repeats: int) -> None:
 
 
 def dispatch_sweep(comm, clock, device, repeats: int) -> None:
-    from communicators.uneven_rows import SCATTER_WAYS, TWO_RANKS_ONLY
+    import time
+
+    from communicators.uneven_rows import SCATTER_WAYS
     from harness.bench.collectives import mild_shares
     from harness.bench.timing import time_interleaved
 
     rank, n = comm.rank, comm.world_size
-    scatter_ways = [w for w in SCATTER_WAYS if w != "padded" and (n == 2 or w not in TWO_RANKS_ONLY)]
+    scatter_ways = [w for w in usable_ways(comm, SCATTER_WAYS) if w != "padded"]
     if device.type == "cpu":
         scatter_ways.remove("grouped")
     for tokens in TOKENS if device.type == "cuda" else TOKENS[:2]:
@@ -141,10 +158,21 @@ def dispatch_sweep(comm, clock, device, repeats: int) -> None:
         mild = mild_shares(tokens * n, n)
         calls = dispatch_calls(comm, device, tokens, hidden, mild, scatter_ways)
         times = time_interleaved(clock, list(calls.values()), warmup=3, iters=50, repeats=repeats)
+        # Host time per call: what the host spends issuing it, with the device queue left to run behind.
+        # Where it is close to the call's time, the call is bound by the host (launches, Python), not by
+        # the link, and fewer operations, not faster transfers, make it faster.
+        host_us = {}
+        for name, call in calls.items():
+            clock.barrier()
+            started = time.perf_counter()
+            for _ in range(50):
+                call()
+            host_us[name] = (time.perf_counter() - started) / 50 * 1e6
+        clock.barrier()
         if rank == 0:
             print(f"dispatch ws{n} {tokens} tokens (mild sizes {mild}):", flush=True)
             for name, (seconds,) in zip(calls, times, strict=True):
-                print(f"    {name:<45} {seconds * 1e6:9.1f} us", flush=True)
+                print(f"    {name:<58} {seconds * 1e6:9.1f} us   host {host_us[name]:7.1f} us", flush=True)
 
 
 def dispatch_calls(
@@ -163,37 +191,33 @@ def dispatch_calls(
     everyone = [token_inputs(s, hidden, TOPK, r, torch.bfloat16, device) for r, s in enumerate(mild)]
     expected = [torch.cat([each[i] for each in everyone]) for i in range(3)]
     gathered_hidden = expected[0]
-    combine_way = SCATTER_WAYS["grouped" if device.type == "cuda" else "point_to_point"]
+    combine_name = "grouped" if device.type == "cuda" else "point_to_point"
+    list_ways = usable_ways(comm, LIST_GATHER_WAYS)
     calls = {
         "equal dispatch": lambda: comm.dispatch(*eq_inputs, equal),
         "uneven dispatch (communicator)": lambda: comm.dispatch(*un_inputs, mild),
-        "uneven dispatch (list p2p)": lambda: LIST_GATHER_WAYS["point_to_point"](
-            un_inputs, split, comm._calls
-        ),
-        "uneven dispatch (list grouped)": lambda: LIST_GATHER_WAYS["grouped"](un_inputs, split, comm._calls),
-        "uneven dispatch (list padded)": lambda: LIST_GATHER_WAYS["padded"](un_inputs, split, comm._calls),
-        "equal combine": lambda: comm.combine(gathered_hidden, equal),
-        "uneven combine (communicator)": lambda: comm.combine(gathered_hidden, mild),
     }
+    for way in list_ways:
+        calls[f"uneven dispatch (list {way})"] = lambda way=way: LIST_GATHER_WAYS[way](
+            un_inputs, split, comm._calls
+        )
+    calls["equal combine"] = lambda: comm.combine(gathered_hidden, equal)
+    calls["uneven combine (communicator)"] = lambda: comm.combine(gathered_hidden, mild)
     for way in scatter_ways:
         calls[f"uneven combine ({way})"] = lambda way=way: SCATTER_WAYS[way](
             gathered_hidden, split, comm._calls
         )
     calls["equal round trip"] = lambda: comm.combine(comm.dispatch(*eq_inputs, equal)[0], equal)
     calls["uneven round trip (communicator)"] = lambda: comm.combine(comm.dispatch(*un_inputs, mild)[0], mild)
-    calls["uneven round trip (list padded + grouped)"] = lambda: combine_way(
-        LIST_GATHER_WAYS["padded"](un_inputs, split, comm._calls)[0], split, comm._calls
-    )
-    calls["uneven round trip (list p2p + grouped)"] = lambda: combine_way(
-        LIST_GATHER_WAYS["point_to_point"](un_inputs, split, comm._calls)[0], split, comm._calls
-    )
-    if n == 2:  # the padded window exists at two ranks only
-        calls["uneven dispatch (list padded_window)"] = lambda: LIST_GATHER_WAYS["padded_window"](
-            un_inputs, split, comm._calls
-        )
-        calls["uneven round trip (list padded_window + padded_window)"] = lambda: SCATTER_WAYS[
-            "padded_window"
-        ](LIST_GATHER_WAYS["padded_window"](un_inputs, split, comm._calls)[0], split, comm._calls)
+    # Each list way with each combine that is a candidate at these sizes (and its namesake, if any).
+    for way in list_ways:
+        combines = [c for c in (way, combine_name, "padded_window", "peer_add") if c in scatter_ways]
+        for combine in dict.fromkeys(combines):
+            calls[f"uneven round trip (list {way} + {combine})"] = lambda way=way, combine=combine: (
+                SCATTER_WAYS[combine](
+                    LIST_GATHER_WAYS[way](un_inputs, split, comm._calls)[0], split, comm._calls
+                )
+            )
     for name in [name for name in calls if name.startswith("uneven dispatch")]:
         got = calls[name]()
         assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=False)), (

@@ -21,6 +21,7 @@ import torch.distributed as dist
 from torch.distributed import distributed_c10d as c10d
 from torch.overrides import has_torch_function
 
+from communicators.peer_memory import PeerWorkspace
 from communicators.torch_compat import all_gather_single, reduce_scatter_single
 
 
@@ -65,12 +66,23 @@ class GroupCalls:
         self._async_all_gather_options = c10d.AllgatherOptions()
         self._broadcast_options: dict[int, c10d.BroadcastOptions] = {}
         self._reduce_options: dict[int, c10d.ReduceOptions] = {}
+        # Copies from the peers' GPU memory (uneven_rows' peer-copy ways); nothing is allocated until used.
+        self.peer_workspace = PeerWorkspace(group)
 
     def _direct(self, tensor: torch.Tensor) -> bool:
         """Whether a call on `tensor` may skip the wrapper (see the module docstring)."""
         return not (
             has_torch_function((tensor,))
             or tensor.is_complex()
+            or torch.compiler.is_compiling()
+            or self.group in c10d._world.pg_coalesce_state
+        )
+
+    def _direct_all(self, tensors: list[torch.Tensor]) -> bool:
+        """`_direct` for every tensor of a list, with the checks that do not depend on a tensor made once."""
+        return not (
+            has_torch_function(tuple(tensors))
+            or any(tensor.is_complex() for tensor in tensors)
             or torch.compiler.is_compiling()
             or self.group in c10d._world.pg_coalesce_state
         )

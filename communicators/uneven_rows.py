@@ -25,6 +25,7 @@ returns a fresh tensor. Every rank sees the same sizes, so every rank skips the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -160,6 +161,28 @@ def gather_padded_window(rows: torch.Tensor, split: RowSplit, calls: GroupCalls)
     return out[start : start + split.total]
 
 
+def gather_peer_copy(rows: torch.Tensor, split: RowSplit, calls: GroupCalls) -> torch.Tensor:
+    """Every rank's rows put in its peer-readable workspace, then copied out of every peer's by this rank's
+    copy engines (`peer_memory.py`; one host with NVLink): each share moves once, at its own length, with
+    no NCCL channel and no SM. Two device barriers: the rows are in place before anyone reads, and nobody
+    reads any more when the call returns (the next call overwrites the workspace)."""
+    rank, sizes = split.rank, split.sizes
+    handle = calls.peer_workspace.handle(max(sizes) * _row_bytes(rows), rows.device)
+    out = new_rows(rows, split.total)
+    blocks = out.split(sizes)
+    if split.own:
+        handle.get_buffer(rank, list(rows.shape), rows.dtype).copy_(rows)
+    handle.barrier(channel=0)
+    row_shape = list(rows.shape[1:])
+    # Each rank starts with the next one: at more than two ranks no rank is read by everyone at once.
+    for peer in _peers_from(rank, len(sizes)):
+        if sizes[peer]:
+            blocks[peer].copy_(handle.get_buffer(peer, [sizes[peer], *row_shape], rows.dtype))
+    blocks[rank].copy_(rows)
+    handle.barrier(channel=0)
+    return out
+
+
 def gather_padded(rows: torch.Tensor, split: RowSplit, calls: GroupCalls) -> torch.Tensor:
     """Every share padded to the longest, one equal all-gather, the blocks compacted."""
     return all_gatherv_padded(rows, split.sizes, calls.all_gather)
@@ -240,6 +263,45 @@ def scatter_padded_window(rows: torch.Tensor, split: RowSplit, calls: GroupCalls
     return out[longest - split.own :] if split.rank == 0 else out[: split.own]
 
 
+def scatter_peer_copy(rows: torch.Tensor, split: RowSplit, calls: GroupCalls) -> torch.Tensor:
+    """The input put in this rank's peer-readable workspace; this rank's block of every peer's input copied
+    out of the peer's by the copy engines and summed here (the mirror of `gather_peer_copy`)."""
+    rank, sizes = split.rank, split.sizes
+    handle = calls.peer_workspace.handle(split.total * _row_bytes(rows), rows.device)
+    blocks = rows.split(sizes)
+    if split.total:
+        handle.get_buffer(rank, list(rows.shape), rows.dtype).copy_(rows)
+    handle.barrier(channel=0)
+    peers = _peers_from(rank, len(sizes))
+    received = new_rows(rows, len(peers) * split.own).view(len(peers), split.own, *rows.shape[1:])
+    if split.own:
+        row_shape = list(rows.shape[1:])
+        offset = split.start * math.prod(row_shape)
+        for slot, peer in enumerate(peers):
+            received[slot].copy_(handle.get_buffer(peer, [split.own, *row_shape], rows.dtype, offset))
+    handle.barrier(channel=0)
+    return blocks[rank] + (received[0] if len(peers) == 1 else received.sum(dim=0))
+
+
+def scatter_peer_add(rows: torch.Tensor, split: RowSplit, calls: GroupCalls) -> torch.Tensor:
+    """The input put in this rank's peer-readable workspace; this rank's block summed straight out of every
+    peer's workspace by the add kernel, which reads the peers' memory itself (no copy in between): four
+    operations, for the small combines of MoE where host time per operation is the cost."""
+    rank, sizes = split.rank, split.sizes
+    handle = calls.peer_workspace.handle(split.total * _row_bytes(rows), rows.device)
+    if split.total:
+        handle.get_buffer(rank, list(rows.shape), rows.dtype).copy_(rows)
+    handle.barrier(channel=0)
+    own = rows[split.start : split.start + split.own]
+    shape, offset = [split.own, *rows.shape[1:]], split.start * math.prod(rows.shape[1:])
+    peers = _peers_from(rank, len(sizes))
+    out = torch.add(own, handle.get_buffer(peers[0], shape, rows.dtype, offset))
+    for peer in peers[1:]:
+        out.add_(handle.get_buffer(peer, shape, rows.dtype, offset))
+    handle.barrier(channel=0)
+    return out
+
+
 def scatter_padded(rows: torch.Tensor, split: RowSplit, calls: GroupCalls) -> torch.Tensor:
     """Every rank's block padded to the longest, one equal reduce-scatter, this rank's rows kept."""
     return reduce_scatterv_padded(rows, split.sizes, split.rank, calls.reduce_scatter)
@@ -302,6 +364,7 @@ GATHER_WAYS: dict[str, Way] = {
     "window": gather_window,
     "window_grouped": gather_window_grouped,
     "padded_window": gather_padded_window,
+    "peer_copy": gather_peer_copy,
     "padded": gather_padded,
 }
 SCATTER_WAYS: dict[str, Way] = {
@@ -310,6 +373,8 @@ SCATTER_WAYS: dict[str, Way] = {
     "point_to_point": scatter_point_to_point,
     "window": scatter_window,
     "padded_window": scatter_padded_window,
+    "peer_copy": scatter_peer_copy,
+    "peer_add": scatter_peer_add,
     "padded": scatter_padded,
 }
 
@@ -341,47 +406,169 @@ def gather_list_padded_window(
     tensors: list[torch.Tensor], split: RowSplit, calls: GroupCalls
 ) -> list[torch.Tensor]:
     """World size 2: `gather_padded_window` for every tensor, as one coalesced all-gather (one NCCL launch,
-    as at equal sizes); each result a view, nothing compacted."""
+    as at equal sizes); the shorter rank's rows aligned in one `torch._foreach_copy_`; each result a view,
+    nothing compacted."""
     longest = max(split.sizes)
-    blocks = [_aligned_block(rows, split) for rows in tensors]
+    if split.own == longest:
+        blocks = tensors
+    else:
+        # The unused rows are never read: they fall outside the returned windows.
+        blocks = [new_rows(rows, longest) for rows in tensors]
+        if split.own:
+            place = slice(longest - split.own, longest) if split.rank == 0 else slice(0, split.own)
+            torch._foreach_copy_([block[place] for block in blocks], tensors)
     gathered = [new_rows(rows, 2 * longest) for rows in tensors]
     calls.all_gather_coalesced(gathered, blocks)
     start = longest - split.sizes[0]
     return [out[start : start + split.total] for out in gathered]
 
 
+def gather_list_peer_copy(
+    tensors: list[torch.Tensor], split: RowSplit, calls: GroupCalls
+) -> list[torch.Tensor]:
+    """`gather_peer_copy` for every tensor at once: all of them in one workspace (each at a 16-byte
+    aligned offset), one barrier before the copies and one after, whatever the list's length."""
+    rank, sizes = split.rank, split.sizes
+    offsets, handle = _list_workspace(tensors, split, calls)
+    if split.own:
+        for rows, offset in zip(tensors, offsets, strict=True):
+            handle.get_buffer(rank, list(rows.shape), rows.dtype, offset // rows.element_size()).copy_(rows)
+    handle.barrier(channel=0)
+    outs = []
+    for rows, offset in zip(tensors, offsets, strict=True):
+        out = new_rows(rows, split.total)
+        blocks = out.split(sizes)
+        row_shape, start = list(rows.shape[1:]), offset // rows.element_size()
+        for peer in _peers_from(rank, len(sizes)):
+            if sizes[peer]:
+                blocks[peer].copy_(handle.get_buffer(peer, [sizes[peer], *row_shape], rows.dtype, start))
+        blocks[rank].copy_(rows)
+        outs.append(out)
+    handle.barrier(channel=0)
+    return outs
+
+
+def gather_list_peer_copy_batched(
+    tensors: list[torch.Tensor], split: RowSplit, calls: GroupCalls
+) -> list[torch.Tensor]:
+    """`gather_list_peer_copy` with every copy of a phase issued as one `torch._foreach_copy_`: the list
+    into the workspace in one call, every peer's rows and this rank's own into the outputs in another.
+    At a few hundred tokens a dispatch costs host time per operation, not bandwidth: this way issues
+    two copies and two barriers whatever the list's length (the copies run on SMs, not copy engines)."""
+    rank, sizes = split.rank, split.sizes
+    offsets, handle = _list_workspace(tensors, split, calls)
+    if split.own:
+        torch._foreach_copy_(
+            [
+                handle.get_buffer(rank, list(rows.shape), rows.dtype, offset // rows.element_size())
+                for rows, offset in zip(tensors, offsets, strict=True)
+            ],
+            tensors,
+        )
+    handle.barrier(channel=0)
+    starts = [sum(sizes[:r]) for r in range(len(sizes))]
+    peers = [peer for peer in _peers_from(rank, len(sizes)) if sizes[peer]]
+    outs, targets, sources = [], [], []
+    for rows, offset in zip(tensors, offsets, strict=True):
+        out = new_rows(rows, split.total)
+        row_shape, first = list(rows.shape[1:]), offset // rows.element_size()
+        for peer in peers:
+            targets.append(out[starts[peer] : starts[peer] + sizes[peer]])
+            sources.append(handle.get_buffer(peer, [sizes[peer], *row_shape], rows.dtype, first))
+        if split.own:
+            targets.append(out[split.start : split.start + split.own])
+            sources.append(rows)
+        outs.append(out)
+    if targets:
+        torch._foreach_copy_(targets, sources)
+    handle.barrier(channel=0)
+    return outs
+
+
+def _list_workspace(
+    tensors: list[torch.Tensor], split: RowSplit, calls: GroupCalls
+) -> tuple[list[int], object]:
+    """Where each tensor of a list lies in the workspace (bytes, 16-byte aligned, room for the longest
+    share), and the workspace's handle, grown to hold them all."""
+    longest = max(split.sizes)
+    offsets, end = [], 0
+    for rows in tensors:
+        offsets.append(end)
+        end = -(-(end + longest * _row_bytes(rows)) // 16) * 16
+    return offsets, calls.peer_workspace.handle(end, tensors[0].device)
+
+
 LIST_GATHER_WAYS: dict[str, ListWay] = {
     "point_to_point": gather_list_point_to_point,
     "padded_window": gather_list_padded_window,
+    "peer_copy": gather_list_peer_copy,
+    "peer_copy_batched": gather_list_peer_copy_batched,
     "grouped": gather_list_grouped,
     "padded": gather_list_padded,
 }
 # Ways that exist only at world size 2.
 TWO_RANKS_ONLY = frozenset({"window", "window_grouped", "padded_window"})
+# Ways that read the peers' GPU memory: only where `GroupCalls.peer_workspace.usable` (CUDA, one host).
+PEER_MEMORY_ONLY = frozenset({"peer_copy", "peer_copy_batched", "peer_add"})
+
+
+def _peers_from(rank: int, world_size: int) -> list[int]:
+    """Every other rank, starting with the next one."""
+    return [(rank + step) % world_size for step in range(1, world_size)]
+
+
+def _row_bytes(rows: torch.Tensor) -> int:
+    return math.prod(rows.shape[1:]) * rows.element_size()
 
 
 @dataclass(frozen=True)
 class UnevenPolicy:
-    """Which way an uneven collective takes, by world size and bytes moved (the gathered total)."""
+    """Which way an uneven collective takes, by world size, bytes moved (the gathered total, or the input of a
+    reduce-scatter) and whether the ranks can read each other's GPU memory.
 
-    # (least total bytes, way), ascending: the last entry whose bound the total reaches wins.
+    Each table is a tuple of (least total bytes, way), read top to bottom: an entry takes over from its
+    bound up, a later entry over an earlier one, and an entry whose way cannot run on this group (a way of
+    `PEER_MEMORY_ONLY` where peer memory is not usable) is passed over. So a table lists the NCCL ways by
+    size first, then the peer-memory ways that replace them where they can."""
+
     gather_two_ranks: tuple[tuple[int, str], ...]
     gather_more_ranks: tuple[tuple[int, str], ...]
     scatter_two_ranks: tuple[tuple[int, str], ...]
     scatter_more_ranks: tuple[tuple[int, str], ...]
+    # Lists of tensors gathered with one split (MoE dispatch), by the bytes of all of them gathered.
+    list_two_ranks: tuple[tuple[int, str], ...] = ((0, "point_to_point"),)
+    list_more_ranks: tuple[tuple[int, str], ...] = ((0, "point_to_point"),)
 
-    def gather_way(self, world_size: int, total_bytes: int) -> str:
+    def gather_way(self, world_size: int, total_bytes: int, peer_memory: bool = False) -> str:
         """The name of the all-gather way for `total_bytes` gathered over `world_size` ranks."""
-        return _pick(self.gather_two_ranks if world_size == 2 else self.gather_more_ranks, total_bytes)
+        table = self.gather_two_ranks if world_size == 2 else self.gather_more_ranks
+        return _pick(table, total_bytes, peer_memory)
 
-    def scatter_way(self, world_size: int, total_bytes: int) -> str:
+    def scatter_way(self, world_size: int, total_bytes: int, peer_memory: bool = False) -> str:
         """The name of the reduce-scatter way for a `total_bytes` input over `world_size` ranks."""
-        return _pick(self.scatter_two_ranks if world_size == 2 else self.scatter_more_ranks, total_bytes)
+        table = self.scatter_two_ranks if world_size == 2 else self.scatter_more_ranks
+        return _pick(table, total_bytes, peer_memory)
+
+    def list_way(self, world_size: int, total_bytes: int, peer_memory: bool = False) -> str:
+        """The name of the list-gather way for `total_bytes` (every tensor) gathered over `world_size`."""
+        table = self.list_two_ranks if world_size == 2 else self.list_more_ranks
+        return _pick(table, total_bytes, peer_memory)
+
+    def ways(self) -> set[tuple[str, str]]:
+        """Every (collective, way) the tables name; collective is "gather", "scatter" or "list"."""
+        return {
+            (name, way)
+            for name in ("gather", "scatter", "list")
+            for kind in ("two_ranks", "more_ranks")
+            for _, way in getattr(self, f"{name}_{kind}")
+        }
 
 
-def _pick(table: tuple[tuple[int, str], ...], total_bytes: int) -> str:
-    way = table[0][1]
+def _pick(table: tuple[tuple[int, str], ...], total_bytes: int, peer_memory: bool) -> str:
+    way = None
     for least, name in table:
-        if total_bytes >= least:
+        if total_bytes >= least and (peer_memory or name not in PEER_MEMORY_ONLY):
             way = name
+    if way is None:
+        raise ValueError(f"no way in {table} runs at {total_bytes} bytes (peer memory: {peer_memory})")
     return way

@@ -8,6 +8,8 @@ zero-size ranks included, whichever one a size selects.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from comm_test_data import SIZE_PATTERNS, assert_equal, rank_input, sizes_for
@@ -27,13 +29,17 @@ def _patterns(world_size: int) -> list[list[int]]:
     return [sizes_for(p, world_size) for p in SIZE_PATTERNS] + [linear, mild, reversed_linear]
 
 
-def _ways(table: dict, dist_env) -> list[str]:
-    """The ways that run here: the grouped ones are torch's uneven list forms, which gloo lacks."""
+def _ways(table: dict, dist_env, calls: GroupCalls, lists: bool = False) -> list[str]:
+    """The ways that run here: the grouped ones are torch's uneven list forms, which gloo lacks (the list
+    way of that name is grouped broadcasts, which it has); the peer-copy ones need every rank's GPU on one
+    host (on the CPU, every rank agrees they are unusable)."""
+    peer_memory = calls.peer_workspace.usable(dist_env.device)
     return [
         name
         for name in table
         if (dist_env.world_size == 2 or name not in uneven_rows.TWO_RANKS_ONLY)
-        and (dist_env.backend != "gloo" or name != "grouped")
+        and (lists or dist_env.backend != "gloo" or name != "grouped")
+        and (peer_memory or name not in uneven_rows.PEER_MEMORY_ONLY)
     ]
 
 
@@ -44,7 +50,7 @@ def test_every_gather_way_returns_every_ranks_rows_in_order(dist_env):
         split = row_split(tuple(sizes), n, rank)
         everyone = [rank_input((size, *ROW_SHAPE), torch.bfloat16, r, seed) for r, size in enumerate(sizes)]
         expected = torch.cat(everyone)
-        for name in _ways(uneven_rows.GATHER_WAYS, dist_env):
+        for name in _ways(uneven_rows.GATHER_WAYS, dist_env, calls):
             mine = everyone[rank].to(device)
             gathered = uneven_rows.GATHER_WAYS[name](mine, split, calls)
             assert_equal(gathered, expected, f"rank {rank}: gather way {name!r}, sizes {sizes}")
@@ -58,7 +64,7 @@ def test_every_scatter_way_returns_this_ranks_block_of_the_sum(dist_env):
         split = row_split(tuple(sizes), n, rank)
         shape = (sum(sizes), *ROW_SHAPE)
         total = sum(rank_input(shape, torch.float32, r, seed) for r in range(n))
-        for name in _ways(uneven_rows.SCATTER_WAYS, dist_env):
+        for name in _ways(uneven_rows.SCATTER_WAYS, dist_env, calls):
             mine = rank_input(shape, torch.float32, rank, seed)
             scattered = uneven_rows.SCATTER_WAYS[name](mine.to(device), split, calls)
             case = f"rank {rank}: scatter way {name!r}, sizes {sizes}"
@@ -72,7 +78,7 @@ def test_scatter_ways_leave_the_callers_input_as_it_was(dist_env):
     # Large enough for gloo's ring reduce, which writes into every rank's buffer.
     sizes = [4096 * (r + 1) for r in range(n)]
     split = row_split(tuple(sizes), n, rank)
-    for name in _ways(uneven_rows.SCATTER_WAYS, dist_env):
+    for name in _ways(uneven_rows.SCATTER_WAYS, dist_env, calls):
         original = rank_input((sum(sizes), *ROW_SHAPE), torch.float32, rank, 3)
         given = original.to(device)
         uneven_rows.SCATTER_WAYS[name](given, split, calls)
@@ -86,10 +92,10 @@ def test_every_list_way_gathers_mixed_dtypes_with_one_split(dist_env):
         split = row_split(tuple(sizes), n, rank)
         dtypes = (torch.bfloat16, torch.float32, torch.int64)
         everyone = [[rank_input((s, 4), dtype, r, seed) for dtype in dtypes] for r, s in enumerate(sizes)]
-        for name, way in uneven_rows.LIST_GATHER_WAYS.items():
-            if n != 2 and name in uneven_rows.TWO_RANKS_ONLY:
-                continue
-            gathered = way([t.to(device) for t in everyone[rank]], split, calls)
+        for name in _ways(uneven_rows.LIST_GATHER_WAYS, dist_env, calls, lists=True):
+            gathered = uneven_rows.LIST_GATHER_WAYS[name](
+                [t.to(device) for t in everyone[rank]], split, calls
+            )
             for index, dtype in enumerate(dtypes):
                 expected = torch.cat([each[index] for each in everyone])
                 case = f"rank {rank}: list way {name!r}, tensor {index} ({dtype}), sizes {sizes}"
@@ -97,20 +103,58 @@ def test_every_list_way_gathers_mixed_dtypes_with_one_split(dist_env):
 
 
 @pytest.mark.parametrize(
-    ("world_size", "total", "gather", "scatter"),
+    ("world_size", "total", "peer_memory", "gather", "scatter"),
     [
-        (2, 1 << 10, "grouped", "grouped"),
-        (2, 1 << 30, "window", "window"),
-        (4, 1 << 10, "grouped", "grouped"),
-        (4, 1 << 30, "sequential", "grouped"),
+        (2, 1 << 10, False, "grouped", "grouped"),
+        (2, 1 << 30, False, "window", "window"),
+        (4, 1 << 10, False, "grouped", "grouped"),
+        (4, 1 << 30, False, "sequential", "grouped"),
+        # A peer-memory entry takes over from its bound up where peer memory is usable, later NCCL
+        # entries notwithstanding, and is passed over where it is not.
+        (2, 1 << 10, True, "grouped", "grouped"),
+        (2, 1 << 22, True, "peer_copy", "grouped"),
+        (2, 1 << 30, True, "peer_copy", "window"),
+        (4, 1 << 30, True, "sequential", "grouped"),
     ],
 )
-def test_the_policy_picks_by_world_size_and_bytes(world_size, total, gather, scatter):
+def test_the_policy_picks_by_world_size_bytes_and_peer_memory(
+    world_size, total, peer_memory, gather, scatter
+):
     policy = uneven_rows.UnevenPolicy(
-        gather_two_ranks=((0, "grouped"), (1 << 20, "window")),
+        gather_two_ranks=((0, "grouped"), (1 << 20, "window"), (1 << 21, "peer_copy")),
         gather_more_ranks=((0, "grouped"), (1 << 20, "sequential")),
         scatter_two_ranks=((0, "grouped"), (1 << 25, "window")),
         scatter_more_ranks=((0, "grouped"),),
     )
-    assert policy.gather_way(world_size, total) == gather
-    assert policy.scatter_way(world_size, total) == scatter
+    assert policy.gather_way(world_size, total, peer_memory) == gather
+    assert policy.scatter_way(world_size, total, peer_memory) == scatter
+
+
+def test_the_nccl_policy_names_only_ways_that_exist_and_always_has_one_that_runs():
+    from communicators.cuda import NCCL_UNEVEN_POLICY
+
+    tables = {
+        "gather": uneven_rows.GATHER_WAYS,
+        "scatter": uneven_rows.SCATTER_WAYS,
+        "list": uneven_rows.LIST_GATHER_WAYS,
+    }
+    for collective, way in NCCL_UNEVEN_POLICY.ways():
+        assert way in tables[collective], f"{collective} way {way!r} does not exist"
+    for collective in tables:
+        for kind, world_size in (("two_ranks", 2), ("more_ranks", 4)):
+            first_bound, first_way = getattr(NCCL_UNEVEN_POLICY, f"{collective}_{kind}")[0]
+            # Without peer memory the first entry is the way of the smallest sizes.
+            assert first_bound == 0 and first_way not in uneven_rows.PEER_MEMORY_ONLY
+            if world_size != 2:
+                assert {w for _, w in getattr(NCCL_UNEVEN_POLICY, f"{collective}_{kind}")}.isdisjoint(
+                    uneven_rows.TWO_RANKS_ONLY
+                )
+
+
+def test_peer_memory_is_usable_only_on_one_node_of_gpus_and_can_be_switched_off(dist_env, monkeypatch):
+    # GPUs of one node reach each other (NVLink or PCIe on the hosts the cells run on); emulated nodes
+    # (HARNESS_NODES_EMULATED, NCCL_HOSTID per node) must not, whatever the physical host allows.
+    expected = dist_env.device.type == "cuda" and not os.environ.get("HARNESS_NODES_EMULATED")
+    assert GroupCalls(dist_env.group).peer_workspace.usable(dist_env.device) == expected
+    monkeypatch.setenv("COMM_HARNESS_PEER_MEMORY", "0")
+    assert not GroupCalls(dist_env.group).peer_workspace.usable(dist_env.device)

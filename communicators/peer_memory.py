@@ -1,0 +1,113 @@
+"""Peer memory: a buffer on each rank's GPU that the other ranks of the group read directly.
+
+NCCL moves an uneven share at point-to-point speed (on 2 x H200, 110-120 GB/s at 64-256 MiB, where the equal
+all-gather reaches 205-240 busbw), and its equal collectives need the same length on every rank. On one host
+with NVLink, a rank can instead read its peers' rows out of their memory with the GPU's copy engines: no
+SMs, no NCCL channels, any length per peer. torch's symmetric memory (`torch.distributed._symmetric_memory`,
+the CUDA backend) maps every rank's buffer into every other rank's address space; a copy from a peer's
+buffer is then a plain `copy_` on this rank's stream, and `barrier` orders the ranks on the device.
+
+`PeerWorkspace` holds one such buffer per group, grown (collectively: every rank asks for the same size,
+from the split every rank sees) to the next power of two of the largest request, and kept: re-mapping costs
+milliseconds, so a workspace that shrank and grew again would cost more than the memory it frees.
+
+Multicast (NVLS) is never asked for: the buffer is only read by plain copies.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import torch
+import torch.distributed as dist
+
+# Set to 0 to keep every uneven collective on NCCL (peer memory is then never allocated).
+ENV_SWITCH = "COMM_HARNESS_PEER_MEMORY"
+# The smallest workspace allocated: small gathers then never re-map it.
+MIN_BYTES = 1 << 20
+
+
+class PeerWorkspace:
+    """One peer-readable buffer for a group's ranks, allocated on first use, mapped on every rank."""
+
+    def __init__(self, group: dist.ProcessGroup) -> None:
+        self.group = group
+        self._usable: bool | None = None
+        self._buffer: torch.Tensor | None = None
+        self._handle = None
+
+    def usable(self, device: torch.device) -> bool:
+        """Whether every rank of the group can read every other rank's GPU memory (one node, peer access,
+        torch with symmetric memory, a workspace mapped, not switched off by COMM_HARNESS_PEER_MEMORY=0).
+        Collectives the first time; every rank gets the same answer, so every rank takes the same way."""
+        if self._usable is None:
+            usable = _all_ranks(self.group, _reachable(self.group, device))
+            if usable:
+                try:
+                    self.handle(MIN_BYTES, device).barrier(channel=0)
+                    mapped = True
+                except Exception:  # any failure means: not here (the NCCL ways remain)
+                    mapped = False
+                usable = _all_ranks(self.group, mapped)
+            self._usable = usable
+        return self._usable
+
+    def handle(self, nbytes: int, device: torch.device):
+        """The group's mapped workspace of at least `nbytes` bytes (a collective when it must grow)."""
+        if self._buffer is None or self._buffer.numel() < nbytes:
+            import torch.distributed._symmetric_memory as symm_mem
+
+            size = max(MIN_BYTES, 1 << (max(nbytes, 1) - 1).bit_length())
+            # The old mapping goes only after every rank stopped reading it: each way ends on a barrier.
+            self._handle = self._buffer = None
+            self._buffer = symm_mem.empty(size, dtype=torch.uint8, device=device)
+            self._handle = symm_mem.rendezvous(self._buffer, self.group)
+        return self._handle
+
+
+def _reachable(group: dist.ProcessGroup, device: torch.device) -> bool:
+    """Whether this rank can read every other rank's GPU memory: every rank tells its node (host name and
+    NCCL_HOSTID: emulated nodes must not share memory either), its GPU and the GPUs it sees; reachable when
+    all are on one node and this rank sees, and may access, every other's GPU (CUDA_VISIBLE_DEVICES can
+    hide them)."""
+    facts = _local_facts(device)
+    everyone: list[object] = [None] * group.size()
+    dist.all_gather_object(everyone, facts, group=group)
+    if facts is None or any(each is None for each in everyone):
+        return False
+    if len({each["node"] for each in everyone}) != 1:
+        return False
+    visible = facts["visible"]
+    for each in everyone:
+        peer = each["gpu"]
+        if peer != facts["gpu"] and (
+            peer not in visible or not torch.cuda.can_device_access_peer(device.index, visible.index(peer))
+        ):
+            return False
+    return True
+
+
+def _local_facts(device: torch.device) -> dict[str, object] | None:
+    if device.type != "cuda" or os.environ.get(ENV_SWITCH, "1") == "0" or not _has_symmetric_memory():
+        return None
+    visible = [str(torch.cuda.get_device_properties(i).uuid) for i in range(torch.cuda.device_count())]
+    return {
+        "node": (socket.gethostname(), os.environ.get("NCCL_HOSTID", "")),
+        "gpu": visible[device.index],
+        "visible": visible,
+    }
+
+
+def _all_ranks(group: dist.ProcessGroup, verdict: bool) -> bool:
+    everyone: list[object] = [None] * group.size()
+    dist.all_gather_object(everyone, verdict, group=group)
+    return all(everyone)
+
+
+def _has_symmetric_memory() -> bool:
+    try:
+        import torch.distributed._symmetric_memory as symm_mem
+    except ImportError:
+        return False
+    return hasattr(symm_mem, "empty") and hasattr(symm_mem, "rendezvous")
