@@ -24,10 +24,11 @@ KIB = 1 << 10
 # Without peer memory: the padded window (one equal all-gather of the longer share, no compaction) is the
 # cheapest launch up to 16 MiB; between, the window (an equal all-gather plus one broadcast of the rest,
 # 64 MiB 120-130, 256 MiB 138-142); point to point from 512 MiB (1 GiB 186).
-# Reduce-scatter at two ranks: NCCL's grouped reduces were the fastest or within a few percent from 16 MiB
-# (the peer copy 155-198 from 64 MiB, grouped 169-194). Below, with peer memory, the peer add (the add
-# kernel reads the peer's block from its memory): four operations, as fast as the equal reduce-scatter
-# (MoE combine of 64 / 512 tokens: 63 / 67 us against 61 / 62 equal and 97 / 101 grouped).
+# Reduce-scatter at two ranks: NCCL's grouped reduces were the fastest or within a few percent from 64 MiB
+# (the peer copy 155-198, the peer add 154-171, grouped 169-194). Below, with peer memory, the peer add
+# (the add kernel reads the peer's block from its memory): four operations, as fast as the equal
+# reduce-scatter at MoE combine sizes (64 / 512 tokens: 62-67 us against 52-62 equal and 94-101 grouped;
+# 4 MiB 52-53 us against 49-76 grouped, 16 MiB 61-66 against 68-70).
 # MoE dispatch lists at two ranks: the padded window as one coalesced all-gather below 32 MiB (64 / 512
 # tokens of 4096 bf16: 145-220 us, the peer copies 140-221, point to point 252-375, equal sizes 78-100;
 # host-bound: each costs about its host time); above, the peer copy (4096 tokens: 200 us against 193-361
@@ -45,7 +46,7 @@ NCCL_UNEVEN_POLICY = UnevenPolicy(
     scatter_two_ranks=(
         (0, "grouped"),
         (0, "peer_add"),
-        (16 * MIB, "grouped"),
+        (32 * MIB, "grouped"),
     ),
     scatter_more_ranks=((0, "grouped"),),
     list_two_ranks=(

@@ -294,10 +294,10 @@ def scatter_peer_add(rows: torch.Tensor, split: RowSplit, calls: GroupCalls) -> 
     handle.barrier(channel=0)
     own = rows[split.start : split.start + split.own]
     shape, offset = [split.own, *rows.shape[1:]], split.start * math.prod(rows.shape[1:])
-    peers = _peers_from(rank, len(sizes))
-    out = torch.add(own, handle.get_buffer(peers[0], shape, rows.dtype, offset))
-    for peer in peers[1:]:
-        out.add_(handle.get_buffer(peer, shape, rows.dtype, offset))
+    theirs = [handle.get_buffer(peer, shape, rows.dtype, offset) for peer in _peers_from(rank, len(sizes))]
+    out = torch.add(own, theirs[0]) if theirs else own.clone()
+    for block in theirs[1:]:
+        out.add_(block)
     handle.barrier(channel=0)
     return out
 
@@ -416,7 +416,11 @@ def gather_list_padded_window(
         blocks = [new_rows(rows, longest) for rows in tensors]
         if split.own:
             place = slice(longest - split.own, longest) if split.rank == 0 else slice(0, split.own)
-            torch._foreach_copy_([block[place] for block in blocks], tensors)
+            # As bytes: one dtype for the whole list lets _foreach_copy_ run one kernel for all of it (with
+            # mixed dtypes it issues one copy per tensor, each a host round of several microseconds).
+            torch._foreach_copy_(
+                [_as_bytes(block[place]) for block in blocks], [_as_bytes(t) for t in tensors]
+            )
     gathered = [new_rows(rows, 2 * longest) for rows in tensors]
     calls.all_gather_coalesced(gathered, blocks)
     start = longest - split.sizes[0]
@@ -496,6 +500,11 @@ def _list_workspace(
         offsets.append(end)
         end = -(-(end + longest * _row_bytes(rows)) // 16) * 16
     return offsets, calls.peer_workspace.handle(end, tensors[0].device)
+
+
+def _as_bytes(rows: torch.Tensor) -> torch.Tensor:
+    """Contiguous rows as (rows, bytes per row) uint8: a view, for copies that ignore the dtype."""
+    return rows.view(rows.shape[0], math.prod(rows.shape[1:])).view(torch.uint8)
 
 
 LIST_GATHER_WAYS: dict[str, ListWay] = {
