@@ -503,8 +503,8 @@ def _list_workspace(
 
 
 def _as_bytes(rows: torch.Tensor) -> torch.Tensor:
-    """Contiguous rows as (rows, bytes per row) uint8: a view, for copies that ignore the dtype."""
-    return rows.view(rows.shape[0], math.prod(rows.shape[1:])).view(torch.uint8)
+    """Contiguous rows as uint8, the last dim in bytes: a view, for copies that ignore the dtype."""
+    return rows.view(torch.uint8)
 
 
 LIST_GATHER_WAYS: dict[str, ListWay] = {
