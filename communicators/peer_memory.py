@@ -36,6 +36,7 @@ class PeerWorkspace:
         self._usable: bool | None = None
         self._buffer: torch.Tensor | None = None
         self._handle = None
+        self._spaces: list[torch.Tensor] | None = None
 
     def usable(self, device: torch.device) -> bool:
         """Whether every rank of the group can read every other rank's GPU memory (one node, peer access,
@@ -60,10 +61,19 @@ class PeerWorkspace:
 
             size = max(MIN_BYTES, 1 << (max(nbytes, 1) - 1).bit_length())
             # The old mapping goes only after every rank stopped reading it: each way ends on a barrier.
-            self._handle = self._buffer = None
+            self._handle = self._buffer = self._spaces = None
             self._buffer = symm_mem.empty(size, dtype=torch.uint8, device=device)
             self._handle = symm_mem.rendezvous(self._buffer, self.group)
         return self._handle
+
+    def spaces(self, nbytes: int, device: torch.device):
+        """`handle(nbytes, device)` and every rank's whole workspace as flat bytes, indexed by group rank:
+        made once per mapping, so a call slices them instead of asking the handle for each view."""
+        handle = self.handle(nbytes, device)
+        if self._spaces is None:
+            size = self._buffer.numel()
+            self._spaces = [handle.get_buffer(rank, [size], torch.uint8) for rank in range(self.group.size())]
+        return handle, self._spaces
 
 
 def _reachable(group: dist.ProcessGroup, device: torch.device) -> bool:

@@ -433,7 +433,8 @@ def gather_list_peer_copy(
     """`gather_peer_copy` for every tensor at once: all of them in one workspace (each at a 16-byte
     aligned offset), one barrier before the copies and one after, whatever the list's length."""
     rank, sizes = split.rank, split.sizes
-    offsets, handle = _list_workspace(tensors, split, calls)
+    offsets, end = _list_offsets(tensors, split)
+    handle = calls.peer_workspace.handle(end, tensors[0].device)
     if split.own:
         for rows, offset in zip(tensors, offsets, strict=True):
             handle.get_buffer(rank, list(rows.shape), rows.dtype, offset // rows.element_size()).copy_(rows)
@@ -455,33 +456,34 @@ def gather_list_peer_copy(
 def gather_list_peer_copy_batched(
     tensors: list[torch.Tensor], split: RowSplit, calls: GroupCalls
 ) -> list[torch.Tensor]:
-    """`gather_list_peer_copy` with every copy of a phase issued as one `torch._foreach_copy_`: the list
-    into the workspace in one call, every peer's rows and this rank's own into the outputs in another.
-    At a few hundred tokens a dispatch costs host time per operation, not bandwidth: this way issues
-    two copies and two barriers whatever the list's length (the copies run on SMs, not copy engines)."""
+    """`gather_list_peer_copy` for a few hundred tokens, where a dispatch costs host time per operation, not
+    bandwidth: every tensor seen as flat bytes, so that one `torch._foreach_copy_` (one kernel) puts the
+    list into the workspace and another copies every peer's rows and this rank's own into the outputs.
+    Two copies, two barriers and no NCCL call whatever the list's length (the copies run on SMs)."""
     rank, sizes = split.rank, split.sizes
-    offsets, handle = _list_workspace(tensors, split, calls)
+    offsets, end = _list_offsets(tensors, split)
+    handle, spaces = calls.peer_workspace.spaces(end, tensors[0].device)
+    widths = [_row_bytes(rows) for rows in tensors]
+    flat = [_flat_bytes(rows) for rows in tensors]
     if split.own:
-        torch._foreach_copy_(
-            [
-                handle.get_buffer(rank, list(rows.shape), rows.dtype, offset // rows.element_size())
-                for rows, offset in zip(tensors, offsets, strict=True)
-            ],
-            tensors,
-        )
+        mine = spaces[rank]
+        places = [
+            mine[offset : offset + split.own * width] for offset, width in zip(offsets, widths, strict=True)
+        ]
+        torch._foreach_copy_(places, flat)
     handle.barrier(channel=0)
     starts = [sum(sizes[:r]) for r in range(len(sizes))]
     peers = [peer for peer in _peers_from(rank, len(sizes)) if sizes[peer]]
     outs, targets, sources = [], [], []
-    for rows, offset in zip(tensors, offsets, strict=True):
+    for rows, own, offset, width in zip(tensors, flat, offsets, widths, strict=True):
         out = new_rows(rows, split.total)
-        row_shape, first = list(rows.shape[1:]), offset // rows.element_size()
+        out_bytes = _flat_bytes(out)
         for peer in peers:
-            targets.append(out[starts[peer] : starts[peer] + sizes[peer]])
-            sources.append(handle.get_buffer(peer, [sizes[peer], *row_shape], rows.dtype, first))
+            targets.append(out_bytes[starts[peer] * width : (starts[peer] + sizes[peer]) * width])
+            sources.append(spaces[peer][offset : offset + sizes[peer] * width])
         if split.own:
-            targets.append(out[split.start : split.start + split.own])
-            sources.append(rows)
+            targets.append(out_bytes[split.start * width : (split.start + split.own) * width])
+            sources.append(own)
         outs.append(out)
     if targets:
         torch._foreach_copy_(targets, sources)
@@ -489,17 +491,20 @@ def gather_list_peer_copy_batched(
     return outs
 
 
-def _list_workspace(
-    tensors: list[torch.Tensor], split: RowSplit, calls: GroupCalls
-) -> tuple[list[int], object]:
+def _list_offsets(tensors: list[torch.Tensor], split: RowSplit) -> tuple[list[int], int]:
     """Where each tensor of a list lies in the workspace (bytes, 16-byte aligned, room for the longest
-    share), and the workspace's handle, grown to hold them all."""
+    share), and the bytes all of them need."""
     longest = max(split.sizes)
     offsets, end = [], 0
     for rows in tensors:
         offsets.append(end)
         end = -(-(end + longest * _row_bytes(rows)) // 16) * 16
-    return offsets, calls.peer_workspace.handle(end, tensors[0].device)
+    return offsets, end
+
+
+def _flat_bytes(rows: torch.Tensor) -> torch.Tensor:
+    """A contiguous tensor as one flat run of bytes (a view)."""
+    return rows.view(-1).view(torch.uint8)
 
 
 def _as_bytes(rows: torch.Tensor) -> torch.Tensor:
