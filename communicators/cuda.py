@@ -102,7 +102,13 @@ class CudaCommunicator(DeviceCommunicatorBase):
         """Whether the peer-copy ways may run: every rank's GPU reachable from every other (agreed once,
         collectively, the first time an uneven collective asks), and not inside a CUDA graph capture, where
         the workspace could not be allocated or grown."""
-        return self._calls.peer_workspace.usable(rows.device) and not torch.cuda.is_current_stream_capturing()
+        # The capture check first: deciding usability is a collective, which a graph capture cannot hold.
+        return not torch.cuda.is_current_stream_capturing() and self._calls.peer_workspace.usable(rows.device)
+
+    def destroy(self) -> None:
+        """Release the all2all manager and the peer workspace; the process group belongs to the caller."""
+        super().destroy()
+        self._calls.peer_workspace.release()
 
 
 def _row_bytes(rows: torch.Tensor) -> int:

@@ -66,6 +66,13 @@ class PeerWorkspace:
             self._handle = symm_mem.rendezvous(self._buffer, self.group)
         return self._handle
 
+    def release(self) -> None:
+        """Unmap the workspace once this rank's device has finished the work queued on it (a way may still be
+        copying out of it); the next uneven collective that needs it maps a new one."""
+        if self._buffer is not None:
+            torch.cuda.synchronize(self._buffer.device)
+        self._handle = self._buffer = self._spaces = None
+
     def spaces(self, nbytes: int, device: torch.device):
         """`handle(nbytes, device)` and every rank's whole workspace as flat bytes, indexed by group rank:
         made once per mapping, so a call slices them instead of asking the handle for each view."""

@@ -8,7 +8,9 @@ zero-size ranks included, whichever one a size selects.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -19,6 +21,17 @@ from communicators.group_calls import GroupCalls
 from communicators.tensor_layout import row_split
 
 ROW_SHAPE = (3, 2)
+
+
+@contextlib.contextmanager
+def group_calls(dist_env) -> Iterator[GroupCalls]:
+    """The group's calls, with the peer workspace they may map released afterwards (rank workers outlive
+    a test in reuse mode). A context in the body: fixtures run in the pytest process, not on the ranks."""
+    calls = GroupCalls(dist_env.group)
+    try:
+        yield calls
+    finally:
+        calls.peer_workspace.release()
 
 
 def _patterns(world_size: int) -> list[list[int]]:
@@ -45,61 +58,63 @@ def _ways(table: dict, dist_env, calls: GroupCalls, lists: bool = False) -> list
 
 def test_every_gather_way_returns_every_ranks_rows_in_order(dist_env):
     rank, n, device = dist_env.rank, dist_env.world_size, dist_env.device
-    calls = GroupCalls(dist_env.group)
-    for seed, sizes in enumerate(_patterns(n)):
-        split = row_split(tuple(sizes), n, rank)
-        everyone = [rank_input((size, *ROW_SHAPE), torch.bfloat16, r, seed) for r, size in enumerate(sizes)]
-        expected = torch.cat(everyone)
-        for name in _ways(uneven_rows.GATHER_WAYS, dist_env, calls):
-            mine = everyone[rank].to(device)
-            gathered = uneven_rows.GATHER_WAYS[name](mine, split, calls)
-            assert_equal(gathered, expected, f"rank {rank}: gather way {name!r}, sizes {sizes}")
-            assert_equal(mine, everyone[rank], f"rank {rank}: gather way {name!r} changed its input")
+    with group_calls(dist_env) as calls:
+        for seed, sizes in enumerate(_patterns(n)):
+            split = row_split(tuple(sizes), n, rank)
+            everyone = [
+                rank_input((size, *ROW_SHAPE), torch.bfloat16, r, seed) for r, size in enumerate(sizes)
+            ]
+            expected = torch.cat(everyone)
+            for name in _ways(uneven_rows.GATHER_WAYS, dist_env, calls):
+                mine = everyone[rank].to(device)
+                gathered = uneven_rows.GATHER_WAYS[name](mine, split, calls)
+                assert_equal(gathered, expected, f"rank {rank}: gather way {name!r}, sizes {sizes}")
+                assert_equal(mine, everyone[rank], f"rank {rank}: gather way {name!r} changed its input")
 
 
 def test_every_scatter_way_returns_this_ranks_block_of_the_sum(dist_env):
     rank, n, device = dist_env.rank, dist_env.world_size, dist_env.device
-    calls = GroupCalls(dist_env.group)
-    for seed, sizes in enumerate(_patterns(n)):
-        split = row_split(tuple(sizes), n, rank)
-        shape = (sum(sizes), *ROW_SHAPE)
-        total = sum(rank_input(shape, torch.float32, r, seed) for r in range(n))
-        for name in _ways(uneven_rows.SCATTER_WAYS, dist_env, calls):
-            mine = rank_input(shape, torch.float32, rank, seed)
-            scattered = uneven_rows.SCATTER_WAYS[name](mine.to(device), split, calls)
-            case = f"rank {rank}: scatter way {name!r}, sizes {sizes}"
-            assert_equal(scattered, total.split(sizes)[rank], case)
-            assert scattered.is_contiguous(), f"{case}: the result is not contiguous"
+    with group_calls(dist_env) as calls:
+        for seed, sizes in enumerate(_patterns(n)):
+            split = row_split(tuple(sizes), n, rank)
+            shape = (sum(sizes), *ROW_SHAPE)
+            total = sum(rank_input(shape, torch.float32, r, seed) for r in range(n))
+            for name in _ways(uneven_rows.SCATTER_WAYS, dist_env, calls):
+                mine = rank_input(shape, torch.float32, rank, seed)
+                scattered = uneven_rows.SCATTER_WAYS[name](mine.to(device), split, calls)
+                case = f"rank {rank}: scatter way {name!r}, sizes {sizes}"
+                assert_equal(scattered, total.split(sizes)[rank], case)
+                assert scattered.is_contiguous(), f"{case}: the result is not contiguous"
 
 
 def test_scatter_ways_leave_the_callers_input_as_it_was(dist_env):
     rank, n, device = dist_env.rank, dist_env.world_size, dist_env.device
-    calls = GroupCalls(dist_env.group)
-    # Large enough for gloo's ring reduce, which writes into every rank's buffer.
-    sizes = [4096 * (r + 1) for r in range(n)]
-    split = row_split(tuple(sizes), n, rank)
-    for name in _ways(uneven_rows.SCATTER_WAYS, dist_env, calls):
-        original = rank_input((sum(sizes), *ROW_SHAPE), torch.float32, rank, 3)
-        given = original.to(device)
-        uneven_rows.SCATTER_WAYS[name](given, split, calls)
-        assert_equal(given, original, f"rank {rank}: scatter way {name!r} wrote into its input")
+    with group_calls(dist_env) as calls:
+        # Large enough for gloo's ring reduce, which writes into every rank's buffer.
+        sizes = [4096 * (r + 1) for r in range(n)]
+        split = row_split(tuple(sizes), n, rank)
+        for name in _ways(uneven_rows.SCATTER_WAYS, dist_env, calls):
+            original = rank_input((sum(sizes), *ROW_SHAPE), torch.float32, rank, 3)
+            given = original.to(device)
+            uneven_rows.SCATTER_WAYS[name](given, split, calls)
+            assert_equal(given, original, f"rank {rank}: scatter way {name!r} wrote into its input")
 
 
 def test_every_list_way_gathers_mixed_dtypes_with_one_split(dist_env):
     rank, n, device = dist_env.rank, dist_env.world_size, dist_env.device
-    calls = GroupCalls(dist_env.group)
-    for seed, sizes in enumerate(_patterns(n)):
-        split = row_split(tuple(sizes), n, rank)
-        dtypes = (torch.bfloat16, torch.float32, torch.int64)
-        everyone = [[rank_input((s, 4), dtype, r, seed) for dtype in dtypes] for r, s in enumerate(sizes)]
-        for name in _ways(uneven_rows.LIST_GATHER_WAYS, dist_env, calls, lists=True):
-            gathered = uneven_rows.LIST_GATHER_WAYS[name](
-                [t.to(device) for t in everyone[rank]], split, calls
-            )
-            for index, dtype in enumerate(dtypes):
-                expected = torch.cat([each[index] for each in everyone])
-                case = f"rank {rank}: list way {name!r}, tensor {index} ({dtype}), sizes {sizes}"
-                assert_equal(gathered[index], expected, case)
+    with group_calls(dist_env) as calls:
+        for seed, sizes in enumerate(_patterns(n)):
+            split = row_split(tuple(sizes), n, rank)
+            dtypes = (torch.bfloat16, torch.float32, torch.int64)
+            everyone = [[rank_input((s, 4), dtype, r, seed) for dtype in dtypes] for r, s in enumerate(sizes)]
+            for name in _ways(uneven_rows.LIST_GATHER_WAYS, dist_env, calls, lists=True):
+                gathered = uneven_rows.LIST_GATHER_WAYS[name](
+                    [t.to(device) for t in everyone[rank]], split, calls
+                )
+                for index, dtype in enumerate(dtypes):
+                    expected = torch.cat([each[index] for each in everyone])
+                    case = f"rank {rank}: list way {name!r}, tensor {index} ({dtype}), sizes {sizes}"
+                    assert_equal(gathered[index], expected, case)
 
 
 @pytest.mark.parametrize(
@@ -155,6 +170,26 @@ def test_peer_memory_is_usable_only_on_one_node_of_gpus_and_can_be_switched_off(
     # GPUs of one node reach each other (NVLink or PCIe on the hosts the cells run on); emulated nodes
     # (HARNESS_NODES_EMULATED, NCCL_HOSTID per node) must not, whatever the physical host allows.
     expected = dist_env.device.type == "cuda" and not os.environ.get("HARNESS_NODES_EMULATED")
-    assert GroupCalls(dist_env.group).peer_workspace.usable(dist_env.device) == expected
+    with group_calls(dist_env) as calls:
+        assert calls.peer_workspace.usable(dist_env.device) == expected
     monkeypatch.setenv("COMM_HARNESS_PEER_MEMORY", "0")
     assert not GroupCalls(dist_env.group).peer_workspace.usable(dist_env.device)
+
+
+def test_the_peer_workspace_grows_and_maps_again_after_release(dist_env):
+    rank, n, device = dist_env.rank, dist_env.world_size, dist_env.device
+    with group_calls(dist_env) as calls:
+        if not calls.peer_workspace.usable(device):
+            pytest.skip("peer memory needs every rank's GPU on one node")
+        # 8 rows fit the first mapping; 64 Ki rows of 6 floats need a larger one (grown while mapped); then
+        # the workspace is released, and 8 rows map it again.
+        for count in (8, 1 << 16, 8):
+            sizes = [count + r for r in range(n)]
+            split = row_split(tuple(sizes), n, rank)
+            everyone = [
+                rank_input((size, *ROW_SHAPE), torch.float32, r, count) for r, size in enumerate(sizes)
+            ]
+            gathered = uneven_rows.GATHER_WAYS["peer_copy"](everyone[rank].to(device), split, calls)
+            assert_equal(gathered, torch.cat(everyone), f"rank {rank}: peer copy of {sizes} rows")
+            if count > 8:
+                calls.peer_workspace.release()
