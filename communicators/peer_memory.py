@@ -60,8 +60,9 @@ class PeerWorkspace:
             import torch.distributed._symmetric_memory as symm_mem
 
             size = max(MIN_BYTES, 1 << (max(nbytes, 1) - 1).bit_length())
-            # The old mapping goes only after every rank stopped reading it: each way ends on a barrier.
-            self._handle = self._buffer = self._spaces = None
+            # The old mapping goes once this device has run what is queued: each way ends on a barrier, so
+            # by then no peer reads it either. Growth is rare (powers of two): the wait costs little.
+            self.release()
             self._buffer = symm_mem.empty(size, dtype=torch.uint8, device=device)
             self._handle = symm_mem.rendezvous(self._buffer, self.group)
         return self._handle
