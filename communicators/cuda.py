@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.distributed as dist
 
 from communicators.base import DeviceCommunicatorBase
 from communicators.tensor_layout import RowSplit
-from communicators.uneven_rows import GATHER_WAYS, LIST_GATHER_WAYS, SCATTER_WAYS, UnevenPolicy
+from communicators.uneven_rows import GATHER_WAYS, LIST_GATHER_WAYS, SCATTER_WAYS, UnevenPolicy, row_bytes
 
 MIB = 1 << 20
 KIB = 1 << 10
@@ -79,21 +77,21 @@ class CudaCommunicator(DeviceCommunicatorBase):
             # Equal sizes: NCCL's all-gather. Tensor subclasses, complex tensors, torch.compile and
             # coalescing managers: torch.distributed's list form, which knows how to handle them.
             return super()._all_gatherv_rows(rows, split)
-        total = split.total * _row_bytes(rows)
+        total = split.total * row_bytes(rows)
         way = self.uneven_policy.gather_way(self.world_size, total, self._peer_memory(rows))
         return GATHER_WAYS[way](rows, split, self._calls)
 
     def _reduce_scatterv_rows(self, rows: torch.Tensor, split: RowSplit) -> torch.Tensor:
         if split.equal or not self._calls._direct(rows):
             return super()._reduce_scatterv_rows(rows, split)
-        total = split.total * _row_bytes(rows)
+        total = split.total * row_bytes(rows)
         way = self.uneven_policy.scatter_way(self.world_size, total, self._peer_memory(rows))
         return SCATTER_WAYS[way](rows, split, self._calls)
 
     def _gather_row_list(self, rows: list[torch.Tensor], split: RowSplit) -> list[torch.Tensor]:
         if not split.equal and split.total and len(rows) > 1 and self._calls._direct_all(rows):
-            # Uneven MoE dispatch: one NCCL launch for the whole list.
-            total = split.total * sum(_row_bytes(t) for t in rows)
+            # Uneven MoE dispatch: the whole list in one way, as one NCCL launch or one peer copy.
+            total = split.total * sum(row_bytes(t) for t in rows)
             way = self.uneven_policy.list_way(self.world_size, total, self._peer_memory(rows[0]))
             return LIST_GATHER_WAYS[way](rows, split, self._calls)
         return super()._gather_row_list(rows, split)
@@ -109,7 +107,3 @@ class CudaCommunicator(DeviceCommunicatorBase):
         """Release the all2all manager and the peer workspace; the process group belongs to the caller."""
         super().destroy()
         self._calls.peer_workspace.release()
-
-
-def _row_bytes(rows: torch.Tensor) -> int:
-    return math.prod(rows.shape[1:]) * rows.element_size()

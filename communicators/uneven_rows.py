@@ -132,20 +132,22 @@ def gather_window_grouped(rows: torch.Tensor, split: RowSplit, calls: GroupCalls
     return out
 
 
-def _aligned_block(rows: torch.Tensor, split: RowSplit) -> torch.Tensor:
-    """World size 2: this rank's rows in a block of the longer share's length, aligned to the other rank's
+def _aligned_blocks(tensors: list[torch.Tensor], split: RowSplit) -> list[torch.Tensor]:
+    """World size 2: each tensor's rows in a block of the longer share's length, aligned to the other rank's
     block (rank 0's rows at the end, rank 1's at the start), so that the two blocks side by side hold every
-    row in order with no gap: rows[L - a : L + b] of [block 0 | block 1]."""
+    row in order with no gap: rows[L - a : L + b] of [block 0 | block 1]. The longer rank's rows are their
+    own blocks; the shorter rank's are copied in one `torch._foreach_copy_`, as bytes: one dtype for the
+    whole list lets it run one kernel (with mixed dtypes it issues one copy per tensor, each a host round
+    of several microseconds)."""
     longest = max(split.sizes)
     if split.own == longest:
-        return rows
-    # The unused rows are never read: they fall outside the returned window.
-    block = new_rows(rows, longest)
-    if split.rank == 0:
-        block[longest - split.own :].copy_(rows)
-    else:
-        block[: split.own].copy_(rows)
-    return block
+        return tensors
+    # The unused rows are never read: they fall outside the returned windows.
+    blocks = [new_rows(rows, longest) for rows in tensors]
+    if split.own:
+        place = slice(longest - split.own, longest) if split.rank == 0 else slice(0, split.own)
+        torch._foreach_copy_([_as_bytes(block[place]) for block in blocks], [_as_bytes(t) for t in tensors])
+    return blocks
 
 
 def gather_padded_window(rows: torch.Tensor, split: RowSplit, calls: GroupCalls) -> torch.Tensor:
@@ -156,7 +158,7 @@ def gather_padded_window(rows: torch.Tensor, split: RowSplit, calls: GroupCalls)
     copy of the shorter share and a buffer of 2 max(s) rows behind the returned view."""
     longest = max(split.sizes)
     out = new_rows(rows, 2 * longest)
-    calls.all_gather(out, _aligned_block(rows, split))
+    calls.all_gather(out, _aligned_blocks([rows], split)[0])
     start = longest - split.sizes[0]
     return out[start : start + split.total]
 
@@ -167,7 +169,7 @@ def gather_peer_copy(rows: torch.Tensor, split: RowSplit, calls: GroupCalls) -> 
     no NCCL channel and no SM. Two device barriers: the rows are in place before anyone reads, and nobody
     reads any more when the call returns (the next call overwrites the workspace)."""
     rank, sizes = split.rank, split.sizes
-    handle = calls.peer_workspace.handle(max(sizes) * _row_bytes(rows), rows.device)
+    handle = calls.peer_workspace.handle(max(sizes) * row_bytes(rows), rows.device)
     out = new_rows(rows, split.total)
     blocks = out.split(sizes)
     if split.own:
@@ -267,7 +269,7 @@ def scatter_peer_copy(rows: torch.Tensor, split: RowSplit, calls: GroupCalls) ->
     """The input put in this rank's peer-readable workspace; this rank's block of every peer's input copied
     out of the peer's by the copy engines and summed here (the mirror of `gather_peer_copy`)."""
     rank, sizes = split.rank, split.sizes
-    handle = calls.peer_workspace.handle(split.total * _row_bytes(rows), rows.device)
+    handle = calls.peer_workspace.handle(split.total * row_bytes(rows), rows.device)
     blocks = rows.split(sizes)
     if split.total:
         handle.get_buffer(rank, list(rows.shape), rows.dtype).copy_(rows)
@@ -288,7 +290,7 @@ def scatter_peer_add(rows: torch.Tensor, split: RowSplit, calls: GroupCalls) -> 
     peer's workspace by the add kernel, which reads the peers' memory itself (no copy in between): four
     operations, for the small combines of MoE where host time per operation is the cost."""
     rank, sizes = split.rank, split.sizes
-    handle = calls.peer_workspace.handle(split.total * _row_bytes(rows), rows.device)
+    handle = calls.peer_workspace.handle(split.total * row_bytes(rows), rows.device)
     if split.total:
         handle.get_buffer(rank, list(rows.shape), rows.dtype).copy_(rows)
     handle.barrier(channel=0)
@@ -406,21 +408,9 @@ def gather_list_padded_window(
     tensors: list[torch.Tensor], split: RowSplit, calls: GroupCalls
 ) -> list[torch.Tensor]:
     """World size 2: `gather_padded_window` for every tensor, as one coalesced all-gather (one NCCL launch,
-    as at equal sizes); the shorter rank's rows aligned in one `torch._foreach_copy_`; each result a view,
-    nothing compacted."""
+    as at equal sizes); each result a view, nothing compacted."""
     longest = max(split.sizes)
-    if split.own == longest:
-        blocks = tensors
-    else:
-        # The unused rows are never read: they fall outside the returned windows.
-        blocks = [new_rows(rows, longest) for rows in tensors]
-        if split.own:
-            place = slice(longest - split.own, longest) if split.rank == 0 else slice(0, split.own)
-            # As bytes: one dtype for the whole list lets _foreach_copy_ run one kernel for all of it (with
-            # mixed dtypes it issues one copy per tensor, each a host round of several microseconds).
-            torch._foreach_copy_(
-                [_as_bytes(block[place]) for block in blocks], [_as_bytes(t) for t in tensors]
-            )
+    blocks = _aligned_blocks(tensors, split)
     gathered = [new_rows(rows, 2 * longest) for rows in tensors]
     calls.all_gather_coalesced(gathered, blocks)
     start = longest - split.sizes[0]
@@ -463,7 +453,7 @@ def gather_list_peer_copy_batched(
     rank, sizes = split.rank, split.sizes
     offsets, end = _list_offsets(tensors, split)
     handle, spaces = calls.peer_workspace.spaces(end, tensors[0].device)
-    widths = [_row_bytes(rows) for rows in tensors]
+    widths = [row_bytes(rows) for rows in tensors]
     flat = [_flat_bytes(rows) for rows in tensors]
     if split.own:
         mine = spaces[rank]
@@ -498,7 +488,7 @@ def _list_offsets(tensors: list[torch.Tensor], split: RowSplit) -> tuple[list[in
     offsets, end = [], 0
     for rows in tensors:
         offsets.append(end)
-        end = -(-(end + longest * _row_bytes(rows)) // 16) * 16
+        end = -(-(end + longest * row_bytes(rows)) // 16) * 16
     return offsets, end
 
 
@@ -531,7 +521,8 @@ def _peers_from(rank: int, world_size: int) -> list[int]:
     return [(rank + step) % world_size for step in range(1, world_size)]
 
 
-def _row_bytes(rows: torch.Tensor) -> int:
+def row_bytes(rows: torch.Tensor) -> int:
+    """The bytes of one row (everything past dim 0) of `rows`."""
     return math.prod(rows.shape[1:]) * rows.element_size()
 
 
