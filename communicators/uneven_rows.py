@@ -146,7 +146,9 @@ def _aligned_blocks(tensors: list[torch.Tensor], split: RowSplit) -> list[torch.
     blocks = [new_rows(rows, longest) for rows in tensors]
     if split.own:
         place = slice(longest - split.own, longest) if split.rank == 0 else slice(0, split.own)
-        torch._foreach_copy_([_as_bytes(block[place]) for block in blocks], [_as_bytes(t) for t in tensors])
+        torch._foreach_copy_(
+            [_flat_bytes(block[place]) for block in blocks], [_flat_bytes(t) for t in tensors]
+        )
     return blocks
 
 
@@ -493,13 +495,9 @@ def _list_offsets(tensors: list[torch.Tensor], split: RowSplit) -> tuple[list[in
 
 
 def _flat_bytes(rows: torch.Tensor) -> torch.Tensor:
-    """A contiguous tensor as one flat run of bytes (a view)."""
+    """A contiguous tensor as one flat run of bytes (a view). Flattened first: a contiguous tensor may still
+    have any stride on a dim of size 1, and a view as bytes needs stride 1 on the last dim."""
     return rows.view(-1).view(torch.uint8)
-
-
-def _as_bytes(rows: torch.Tensor) -> torch.Tensor:
-    """Contiguous rows as uint8, the last dim in bytes: a view, for copies that ignore the dtype."""
-    return rows.view(torch.uint8)
 
 
 LIST_GATHER_WAYS: dict[str, ListWay] = {

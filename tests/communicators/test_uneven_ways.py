@@ -193,3 +193,27 @@ def test_the_peer_workspace_grows_and_maps_again_after_release(dist_env):
             assert_equal(gathered, torch.cat(everyone), f"rank {rank}: peer copy of {sizes} rows")
             if count > 8:
                 calls.peer_workspace.release()
+
+
+def test_ways_take_contiguous_rows_whose_size_one_dims_have_any_stride(dist_env):
+    # torch calls a tensor contiguous whatever the stride of a dim of size 1: rows of shape (n, 1) with
+    # stride (1, 7) are contiguous, and the ways that copy rows as bytes must flatten them first (a view as
+    # bytes needs stride 1 on the last dim). Found by the property tests on NCCL, where the shorter rank
+    # raised and the longer one waited in the all-gather.
+    rank, n, device = dist_env.rank, dist_env.world_size, dist_env.device
+    sizes = [2 * (r + 1) for r in range(n)]
+    split = row_split(tuple(sizes), n, rank)
+    everyone = [rank_input((size, 1), torch.float16, r, 5) for r, size in enumerate(sizes)]
+    storage = torch.zeros(7 * sizes[rank], dtype=torch.float16, device=device)
+    mine = torch.as_strided(storage, (sizes[rank], 1), (1, 7))
+    mine.copy_(everyone[rank].to(device))
+    assert mine.is_contiguous() and mine.stride() == (1, 7)
+    expected = torch.cat(everyone)
+    with group_calls(dist_env) as calls:
+        for name in _ways(uneven_rows.GATHER_WAYS, dist_env, calls):
+            gathered = uneven_rows.GATHER_WAYS[name](mine, split, calls)
+            assert_equal(gathered, expected, f"rank {rank}: gather way {name!r}, stride {mine.stride()}")
+        for name in _ways(uneven_rows.LIST_GATHER_WAYS, dist_env, calls, lists=True):
+            gathered = uneven_rows.LIST_GATHER_WAYS[name]([mine, mine], split, calls)
+            for index in range(2):
+                assert_equal(gathered[index], expected, f"rank {rank}: list way {name!r}, tensor {index}")
