@@ -8,7 +8,6 @@ subclasses override only these primitives (and the few methods whose backend nee
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -26,6 +25,7 @@ from communicators.tensor_layout import (
     new_rows,
     normalize_dim,
     pack_rows,
+    row_bytes,
     row_split,
     to_rows,
     unpack_rows,
@@ -258,7 +258,7 @@ class DeviceCommunicatorBase:
         # travels alone, without a copy; the others (weights, ids, scales) travel together as the columns
         # of one byte buffer. Packing the widest too would cost more in copies than a round trip saves.
         # From the row shape, not the data: ranks with zero rows must pick the same tensor as the others.
-        widest = max(range(len(rows)), key=lambda i: math.prod(rows[i].shape[1:]) * rows[i].element_size())
+        widest = max(range(len(rows)), key=lambda i: row_bytes(rows[i]))
         others = [i for i in range(len(rows)) if i != widest]
         packed, columns = pack_rows([rows[i] for i in others])
         gathered = dict(zip(others, unpack_rows(self._gather_rows(packed, split), columns), strict=True))

@@ -6,8 +6,8 @@ import torch
 import torch.distributed as dist
 
 from communicators.base import DeviceCommunicatorBase
-from communicators.tensor_layout import RowSplit
-from communicators.uneven_rows import GATHER_WAYS, LIST_GATHER_WAYS, SCATTER_WAYS, UnevenPolicy, row_bytes
+from communicators.tensor_layout import RowSplit, row_bytes
+from communicators.uneven_rows import GATHER_WAYS, LIST_GATHER_WAYS, SCATTER_WAYS, UnevenPolicy
 
 MIB = 1 << 20
 KIB = 1 << 10

@@ -90,8 +90,7 @@ def _reachable(group: dist.ProcessGroup, device: torch.device) -> bool:
     all are on one node and this rank sees, and may access, every other's GPU (CUDA_VISIBLE_DEVICES can
     hide them)."""
     facts = _local_facts(device)
-    everyone: list[object] = [None] * group.size()
-    dist.all_gather_object(everyone, facts, group=group)
+    everyone = _from_every_rank(group, facts)
     if facts is None or any(each is None for each in everyone):
         return False
     if len({each["node"] for each in everyone}) != 1:
@@ -118,9 +117,13 @@ def _local_facts(device: torch.device) -> dict[str, object] | None:
 
 
 def _all_ranks(group: dist.ProcessGroup, verdict: bool) -> bool:
+    return all(_from_every_rank(group, verdict))
+
+
+def _from_every_rank(group: dist.ProcessGroup, value: object) -> list[object]:
     everyone: list[object] = [None] * group.size()
-    dist.all_gather_object(everyone, verdict, group=group)
-    return all(everyone)
+    dist.all_gather_object(everyone, value, group=group)
+    return everyone
 
 
 def _has_symmetric_memory() -> bool:

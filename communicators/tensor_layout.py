@@ -46,6 +46,11 @@ def from_rows(rows: torch.Tensor, dim: int) -> torch.Tensor:
     return dense(rows.movedim(0, dim))
 
 
+def row_bytes(rows: torch.Tensor) -> int:
+    """The bytes of one row (everything past dim 0) of `rows`."""
+    return math.prod(rows.shape[1:]) * rows.element_size()
+
+
 def new_rows(like: torch.Tensor, count: int) -> torch.Tensor:
     """An uninitialised tensor of `count` rows shaped like the rows of `like` (same dtype and device)."""
     # On the hot path: `new_empty` parses a tuple shape at about twice the cost of separate ints (0.9 us

@@ -32,7 +32,13 @@ from dataclasses import dataclass
 import torch
 
 from communicators.group_calls import GroupCalls
-from communicators.tensor_layout import RowSplit, all_gatherv_padded, new_rows, reduce_scatterv_padded
+from communicators.tensor_layout import (
+    RowSplit,
+    all_gatherv_padded,
+    new_rows,
+    reduce_scatterv_padded,
+    row_bytes,
+)
 
 Way = Callable[[torch.Tensor, RowSplit, GroupCalls], torch.Tensor]
 ListWay = Callable[[list[torch.Tensor], RowSplit, GroupCalls], list[torch.Tensor]]
@@ -168,23 +174,8 @@ def gather_padded_window(rows: torch.Tensor, split: RowSplit, calls: GroupCalls)
 def gather_peer_copy(rows: torch.Tensor, split: RowSplit, calls: GroupCalls) -> torch.Tensor:
     """Every rank's rows put in its peer-readable workspace, then copied out of every peer's by this rank's
     copy engines (`peer_memory.py`; one host with NVLink): each share moves once, at its own length, with
-    no NCCL channel and no SM. Two device barriers: the rows are in place before anyone reads, and nobody
-    reads any more when the call returns (the next call overwrites the workspace)."""
-    rank, sizes = split.rank, split.sizes
-    handle = calls.peer_workspace.handle(max(sizes) * row_bytes(rows), rows.device)
-    out = new_rows(rows, split.total)
-    blocks = out.split(sizes)
-    if split.own:
-        handle.get_buffer(rank, list(rows.shape), rows.dtype).copy_(rows)
-    handle.barrier(channel=0)
-    row_shape = list(rows.shape[1:])
-    # Each rank starts with the next one: at more than two ranks no rank is read by everyone at once.
-    for peer in _peers_from(rank, len(sizes)):
-        if sizes[peer]:
-            blocks[peer].copy_(handle.get_buffer(peer, [sizes[peer], *row_shape], rows.dtype))
-    blocks[rank].copy_(rows)
-    handle.barrier(channel=0)
-    return out
+    no NCCL channel and no SM (`gather_list_peer_copy` of one tensor)."""
+    return gather_list_peer_copy([rows], split, calls)[0]
 
 
 def gather_padded(rows: torch.Tensor, split: RowSplit, calls: GroupCalls) -> torch.Tensor:
@@ -270,40 +261,42 @@ def scatter_padded_window(rows: torch.Tensor, split: RowSplit, calls: GroupCalls
 def scatter_peer_copy(rows: torch.Tensor, split: RowSplit, calls: GroupCalls) -> torch.Tensor:
     """The input put in this rank's peer-readable workspace; this rank's block of every peer's input copied
     out of the peer's by the copy engines and summed here (the mirror of `gather_peer_copy`)."""
-    rank, sizes = split.rank, split.sizes
-    handle = calls.peer_workspace.handle(split.total * row_bytes(rows), rows.device)
-    blocks = rows.split(sizes)
-    if split.total:
-        handle.get_buffer(rank, list(rows.shape), rows.dtype).copy_(rows)
-    handle.barrier(channel=0)
-    peers = _peers_from(rank, len(sizes))
-    received = new_rows(rows, len(peers) * split.own).view(len(peers), split.own, *rows.shape[1:])
+    handle, theirs = _own_block_at_peers(rows, split, calls)
+    received = new_rows(rows, len(theirs) * split.own).view(len(theirs), split.own, *rows.shape[1:])
     if split.own:
-        row_shape = list(rows.shape[1:])
-        offset = split.start * math.prod(row_shape)
-        for slot, peer in enumerate(peers):
-            received[slot].copy_(handle.get_buffer(peer, [split.own, *row_shape], rows.dtype, offset))
+        for slot, block in enumerate(theirs):
+            received[slot].copy_(block)
     handle.barrier(channel=0)
-    return blocks[rank] + (received[0] if len(peers) == 1 else received.sum(dim=0))
+    own = rows[split.start : split.start + split.own]
+    return own + (received[0] if len(theirs) == 1 else received.sum(dim=0))
 
 
 def scatter_peer_add(rows: torch.Tensor, split: RowSplit, calls: GroupCalls) -> torch.Tensor:
     """The input put in this rank's peer-readable workspace; this rank's block summed straight out of every
     peer's workspace by the add kernel, which reads the peers' memory itself (no copy in between): four
     operations, for the small combines of MoE where host time per operation is the cost."""
-    rank, sizes = split.rank, split.sizes
-    handle = calls.peer_workspace.handle(split.total * row_bytes(rows), rows.device)
-    if split.total:
-        handle.get_buffer(rank, list(rows.shape), rows.dtype).copy_(rows)
-    handle.barrier(channel=0)
+    handle, theirs = _own_block_at_peers(rows, split, calls)
     own = rows[split.start : split.start + split.own]
-    shape, offset = [split.own, *rows.shape[1:]], split.start * math.prod(rows.shape[1:])
-    theirs = [handle.get_buffer(peer, shape, rows.dtype, offset) for peer in _peers_from(rank, len(sizes))]
     out = torch.add(own, theirs[0]) if theirs else own.clone()
     for block in theirs[1:]:
         out.add_(block)
     handle.barrier(channel=0)
     return out
+
+
+def _own_block_at_peers(rows: torch.Tensor, split: RowSplit, calls: GroupCalls) -> tuple[object, list]:
+    """The peer ways of reduce-scatter, first half: the whole input put in this rank's workspace, a barrier
+    (every rank's input in place), then this rank's block of every peer's input as views of the peer's
+    workspace, starting with the next rank. The caller reads them, then ends on a barrier."""
+    rank, sizes = split.rank, split.sizes
+    handle = calls.peer_workspace.handle(split.total * row_bytes(rows), rows.device)
+    if split.total:
+        handle.get_buffer(rank, list(rows.shape), rows.dtype).copy_(rows)
+    handle.barrier(channel=0)
+    shape, offset = [split.own, *rows.shape[1:]], split.start * math.prod(rows.shape[1:])
+    return handle, [
+        handle.get_buffer(peer, shape, rows.dtype, offset) for peer in _peers_from(rank, len(sizes))
+    ]
 
 
 def scatter_padded(rows: torch.Tensor, split: RowSplit, calls: GroupCalls) -> torch.Tensor:
@@ -422,8 +415,11 @@ def gather_list_padded_window(
 def gather_list_peer_copy(
     tensors: list[torch.Tensor], split: RowSplit, calls: GroupCalls
 ) -> list[torch.Tensor]:
-    """`gather_peer_copy` for every tensor at once: all of them in one workspace (each at a 16-byte
-    aligned offset), one barrier before the copies and one after, whatever the list's length."""
+    """Every tensor's rows put in this rank's peer-readable workspace (each at a 16-byte aligned offset),
+    then copied out of every peer's by the copy engines. Two device barriers, whatever the list's length:
+    the rows are in place before anyone reads, and nobody reads any more when the call returns (the next
+    call overwrites the workspace). Each rank starts with the next one: at more than two ranks no rank is
+    read by everyone at once."""
     rank, sizes = split.rank, split.sizes
     offsets, end = _list_offsets(tensors, split)
     handle = calls.peer_workspace.handle(end, tensors[0].device)
@@ -517,11 +513,6 @@ PEER_MEMORY_ONLY = frozenset({"peer_copy", "peer_copy_batched", "peer_add"})
 def _peers_from(rank: int, world_size: int) -> list[int]:
     """Every other rank, starting with the next one."""
     return [(rank + step) % world_size for step in range(1, world_size)]
-
-
-def row_bytes(rows: torch.Tensor) -> int:
-    """The bytes of one row (everything past dim 0) of `rows`."""
-    return math.prod(rows.shape[1:]) * rows.element_size()
 
 
 @dataclass(frozen=True)
