@@ -45,17 +45,10 @@ def n_cpu(device: torch.device) -> bool:
 
 
 def usable_ways(comm, table: dict) -> list[str]:
-    """The ways of `table` that run on this group: the two-rank ones at two ranks, the peer-copy ones
-    where every rank's GPU memory is reachable from every other (one host)."""
-    from communicators.uneven_rows import PEER_MEMORY_ONLY, TWO_RANKS_ONLY
+    """The ways of `table` that run on this communicator's group."""
+    from communicators.uneven_rows import ways_that_run
 
-    peer_memory = comm._calls.peer_workspace.usable(comm.device)
-    return [
-        way
-        for way in table
-        if (comm.world_size == 2 or way not in TWO_RANKS_ONLY)
-        and (peer_memory or way not in PEER_MEMORY_ONLY)
-    ]
+    return ways_that_run(table, comm.world_size, comm._calls.peer_workspace.usable(comm.device))
 
 
 def gather_calls(comm, rows: torch.Tensor, sizes: list[int], ways: list[str]) -> dict[str, object]:

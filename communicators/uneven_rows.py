@@ -510,6 +510,16 @@ TWO_RANKS_ONLY = frozenset({"window", "window_grouped", "padded_window"})
 PEER_MEMORY_ONLY = frozenset({"peer_copy", "peer_copy_batched", "peer_add"})
 
 
+def ways_that_run(table: dict, world_size: int, peer_memory: bool) -> list[str]:
+    """The names of `table`'s ways that can run on a group of `world_size` ranks: the two-rank ones at two
+    ranks only, the peer-memory ones only where peer memory is usable."""
+    return [
+        way
+        for way in table
+        if (world_size == 2 or way not in TWO_RANKS_ONLY) and (peer_memory or way not in PEER_MEMORY_ONLY)
+    ]
+
+
 def _peers_from(rank: int, world_size: int) -> list[int]:
     """Every other rank, starting with the next one."""
     return [(rank + step) % world_size for step in range(1, world_size)]

@@ -43,17 +43,13 @@ def _patterns(world_size: int) -> list[list[int]]:
 
 
 def _ways(table: dict, dist_env, calls: GroupCalls, lists: bool = False) -> list[str]:
-    """The ways that run here: the grouped ones are torch's uneven list forms, which gloo lacks (the list
-    way of that name is grouped broadcasts, which it has); the peer-copy ones need every rank's GPU on one
-    host (on the CPU, every rank agrees they are unusable)."""
-    peer_memory = calls.peer_workspace.usable(dist_env.device)
-    return [
-        name
-        for name in table
-        if (dist_env.world_size == 2 or name not in uneven_rows.TWO_RANKS_ONLY)
-        and (lists or dist_env.backend != "gloo" or name != "grouped")
-        and (peer_memory or name not in uneven_rows.PEER_MEMORY_ONLY)
-    ]
+    """The ways that run here (`ways_that_run`), less the grouped ones on gloo: they are torch's uneven
+    list forms, which gloo lacks (the list way of that name is grouped broadcasts, which it has). On the
+    CPU every rank agrees that peer memory is unusable."""
+    runnable = uneven_rows.ways_that_run(
+        table, dist_env.world_size, calls.peer_workspace.usable(dist_env.device)
+    )
+    return [name for name in runnable if lists or dist_env.backend != "gloo" or name != "grouped"]
 
 
 def test_every_gather_way_returns_every_ranks_rows_in_order(dist_env):
