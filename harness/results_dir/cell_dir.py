@@ -127,12 +127,19 @@ class ProgressSoFar:
     collected: int | None = None
     finished: int = 0
     running: str = ""
+    # The test that finished last: where the cell got to when none was running any more (a node killed
+    # mid-test can fail the test on the other nodes before the harness sees the node go).
+    last_finished: str = ""
 
     def where_it_stopped(self) -> str:
-        """' while running tests/x.py::t (3 of 10 tests finished, 7 not run)', or '' when unknown."""
-        if self.collected is None and not self.running:
+        """' while running tests/x.py::t (3 of 10 tests finished, 7 not run)', ' after tests/x.py::t (...)'
+        when no test was running, or '' when unknown."""
+        if self.collected is None and not (self.running or self.last_finished):
             return ""
-        text = f" while running {self.running}" if self.running else ""
+        if self.running:
+            text = f" while running {self.running}"
+        else:
+            text = f" after {self.last_finished}" if self.last_finished else ""
         if self.collected is not None:
             left = max(0, self.collected - self.finished)
             text += f" ({self.finished} of {self.collected} tests finished, {left} not run)"
@@ -162,6 +169,7 @@ def read_progress(results_dir: Path) -> ProgressSoFar:
         elif kind == "report" and event.get("when") == "teardown":
             started.pop(nodeid, None)
             progress.finished += 1
+            progress.last_finished = nodeid
     progress.running = next(reversed(started), "") if started else ""
     return progress
 

@@ -187,6 +187,26 @@ def test_failures_missing_junit_timeouts_and_empty_collections(tmp_path):
     assert empty.status == "error" and "collected no tests" in empty.reason
 
 
+def test_an_error_names_the_running_test_or_else_the_last_one_that_finished(tmp_path):
+    cell = planned("cpu", 2).cell
+    directory = write_cell_dir(tmp_path)
+    events = [
+        {"event": "collected", "count": 2},
+        {"event": "start", "nodeid": "tests/t.py::test_a"},
+        {"event": "report", "nodeid": "tests/t.py::test_a", "when": "teardown"},
+        {"event": "start", "nodeid": "tests/t.py::test_b"},
+    ]
+    progress = directory / "progress.jsonl"
+    progress.write_text("".join(json.dumps(event) + "\n" for event in events))
+    running = collect_cell_result(cell, directory, 1, 1.0, "docker", "node 1 of 2 exited with code 137")
+    assert running.reason.endswith("while running tests/t.py::test_b (1 of 2 tests finished, 1 not run)")
+    # A node killed mid-test can fail the test on the other nodes before the harness sees the node go.
+    teardown = {"event": "report", "nodeid": "tests/t.py::test_b", "when": "teardown"}
+    progress.write_text("".join(json.dumps(event) + "\n" for event in [*events, teardown]))
+    after = collect_cell_result(cell, directory, 1, 1.0, "docker", "node 1 of 2 exited with code 137")
+    assert after.reason.endswith("after tests/t.py::test_b (2 of 2 tests finished, 0 not run)")
+
+
 def test_unreadable_junit_counts_as_missing(tmp_path):
     (tmp_path / "junit.xml").write_text("<testsuites><testsuite")
     assert read_junit_counts(tmp_path / "junit.xml") is None
