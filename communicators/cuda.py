@@ -12,25 +12,25 @@ from communicators.uneven_rows import GATHER_WAYS, LIST_GATHER_WAYS, SCATTER_WAY
 MIB = 1 << 20
 KIB = 1 << 10
 # Which way an uneven collective takes, by the bytes gathered (or the input's bytes for a reduce-scatter),
-# from benchmarks/bench_gatherv_strategies.py on 2 x H200 (qualification/2026-11-30-h200-x2-peer-copy/,
-# shares in proportion to rank + 1 and mildly uneven alike; busbw in GB/s).
+# from benchmarks/bench_gatherv_strategies.py on 2 x H200 (qualification/2026-11-30-h200-x2-peer-push/,
+# shares in proportion to rank + 1 and mildly uneven alike; busbw in GB/s, times per call).
 #
-# All-gather at two ranks. Where the ranks can read each other's GPU memory (one host, peer_memory.py), the
-# peer copy from 256 KiB: its copy engines move each share once at its own length, 176-187 at 64 MiB,
-# 202-219 at 256 MiB, 215-230 at 1 GiB, where the best NCCL way reaches 120-130, 142 and 187 and the equal
-# all-gather 205, 234 and 269; at 256 KiB-16 MiB it is as fast as the padded window or faster (76-89 us).
+# Where the ranks can read and write each other's GPU memory (one host, peer_memory.py):
+# - All-gather: the peer push below 32 MiB (every rank stores its rows into every rank's workspace with one
+#   copy kernel, one barrier, one clone): 34-48 us at 256 KiB, 49 at 1 MiB, 52 at 4 MiB, 78-85 at 16 MiB,
+#   where the padded window took 44-55, 80-87, 89-94, 111-117 and the peer copy 48-68, 71-72, 88-90, 88-91.
+#   From 32 MiB the peer copy (the copy engines move each share once): 172-183 at 64 MiB, 201-218 at
+#   256 MiB, 216-233 at 1 GiB, where the push (SMs storing over NVLink) stays at 118-137 and the best NCCL
+#   way at 121-133, 144 and 188-191.
+# - Reduce-scatter: the peer add below 32 MiB (the add kernel reads the peer's block from its memory):
+#   47-64 us at 256 KiB-4 MiB and 59-61 at 16 MiB, against 67-108 and 82-93 for NCCL's grouped reduces.
+#   From 64 MiB NCCL's grouped reduces are as fast or faster (169-199 against 170-217 for the peer add).
+# - MoE dispatch lists: the peer push below 32 MiB (64 / 512 tokens of 4096 bf16: 90-101 / 86-95 us, the
+#   padded window 132-163 / 129-132, the equal dispatch 72-91 / 71-85); above, the peer copy (4096 tokens).
 # Without peer memory: the padded window (one equal all-gather of the longer share, no compaction) is the
-# cheapest launch up to 16 MiB; between, the window (an equal all-gather plus one broadcast of the rest,
-# 64 MiB 120-130, 256 MiB 138-142); point to point from 512 MiB (1 GiB 186).
-# Reduce-scatter at two ranks: NCCL's grouped reduces were the fastest or within a few percent from 64 MiB
-# (the peer copy 155-198, the peer add 154-171, grouped 169-194). Below, with peer memory, the peer add
-# (the add kernel reads the peer's block from its memory): four operations, as fast as the equal
-# reduce-scatter at MoE combine sizes (64 / 512 tokens: 62-67 us against 52-62 equal and 94-101 grouped;
-# 4 MiB 52-53 us against 49-76 grouped, 16 MiB 61-66 against 68-70).
-# MoE dispatch lists at two ranks: the padded window as one coalesced all-gather below 32 MiB (64 / 512
-# tokens of 4096 bf16: 145-220 us, the peer copies 140-221, point to point 252-375, equal sizes 78-100;
-# host-bound: each costs about its host time); above, the peer copy (4096 tokens: 200 us against 193-361
-# for point to point, over three runs).
+# cheapest launch up to 16 MiB; between, the window (an equal all-gather plus one broadcast of the rest);
+# point to point from 512 MiB (1 GiB 186-191); for lists the padded window below 32 MiB, point to point
+# above; for reduce-scatter NCCL's grouped reduces.
 # Above two ranks the windows do not exist and no way was measured against the grouped one yet (no 4-GPU
 # machine was lent), so they keep NCCL's grouped collectives.
 NCCL_UNEVEN_POLICY = UnevenPolicy(
@@ -38,7 +38,8 @@ NCCL_UNEVEN_POLICY = UnevenPolicy(
         (0, "padded_window"),
         (48 * MIB, "window"),
         (512 * MIB, "point_to_point"),
-        (256 * KIB, "peer_copy"),
+        (0, "peer_push"),
+        (32 * MIB, "peer_copy"),
     ),
     gather_more_ranks=((0, "grouped"),),
     scatter_two_ranks=(
@@ -49,11 +50,15 @@ NCCL_UNEVEN_POLICY = UnevenPolicy(
     scatter_more_ranks=((0, "grouped"),),
     list_two_ranks=(
         (0, "padded_window"),
+        (0, "peer_push"),
         (32 * MIB, "point_to_point"),
         (32 * MIB, "peer_copy"),
     ),
     list_more_ranks=((0, "point_to_point"),),
 )
+
+
+WAYS_BY_TABLE = {"gather": GATHER_WAYS, "scatter": SCATTER_WAYS, "list": LIST_GATHER_WAYS}
 
 
 class CudaCommunicator(DeviceCommunicatorBase):
@@ -62,6 +67,11 @@ class CudaCommunicator(DeviceCommunicatorBase):
     platform = "cuda"
     process_group_backend = "nccl"
     uneven_policy: UnevenPolicy = NCCL_UNEVEN_POLICY
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # The ways the policy picked, by (table, bytes, peer memory): see `_way`.
+        self._picked: dict[tuple[str, int, bool], object] = {}
 
     def _device_for(self, device: torch.device) -> torch.device:
         device = super()._device_for(device)
@@ -77,24 +87,35 @@ class CudaCommunicator(DeviceCommunicatorBase):
             # Equal sizes: NCCL's all-gather. Tensor subclasses, complex tensors, torch.compile and
             # coalescing managers: torch.distributed's list form, which knows how to handle them.
             return super()._all_gatherv_rows(rows, split)
-        total = split.total * row_bytes(rows)
-        way = self.uneven_policy.gather_way(self.world_size, total, self._peer_memory(rows))
-        return GATHER_WAYS[way](rows, split, self._calls)
+        way = self._way("gather", split.total * row_bytes(rows), self._peer_memory(rows))
+        return way(rows, split, self._calls)
 
     def _reduce_scatterv_rows(self, rows: torch.Tensor, split: RowSplit) -> torch.Tensor:
         if split.equal or not self._calls._direct(rows):
             return super()._reduce_scatterv_rows(rows, split)
-        total = split.total * row_bytes(rows)
-        way = self.uneven_policy.scatter_way(self.world_size, total, self._peer_memory(rows))
-        return SCATTER_WAYS[way](rows, split, self._calls)
+        way = self._way("scatter", split.total * row_bytes(rows), self._peer_memory(rows))
+        return way(rows, split, self._calls)
 
     def _gather_row_list(self, rows: list[torch.Tensor], split: RowSplit) -> list[torch.Tensor]:
         if not split.equal and split.total and len(rows) > 1 and self._calls._direct_all(rows):
             # Uneven MoE dispatch: the whole list in one way, as one NCCL launch or one peer copy.
-            total = split.total * sum(row_bytes(t) for t in rows)
-            way = self.uneven_policy.list_way(self.world_size, total, self._peer_memory(rows[0]))
-            return LIST_GATHER_WAYS[way](rows, split, self._calls)
+            way = self._way("list", split.total * sum(map(row_bytes, rows)), self._peer_memory(rows[0]))
+            return way(rows, split, self._calls)
         return super()._gather_row_list(rows, split)
+
+    def _way(self, table: str, total_bytes: int, peer_memory: bool):
+        """The function of the way `uneven_policy` picks from `table` ("gather", "scatter" or "list") for
+        `total_bytes`, remembered: callers repeat a few sizes (one per batch shape), and at MoE sizes, where
+        each call costs host time, walking the policy's tables cost more than this lookup."""
+        key = (table, total_bytes, peer_memory)
+        way = self._picked.get(key)
+        if way is None:
+            if len(self._picked) >= 1024:
+                self._picked.clear()  # sizes that never repeat: start over rather than grow
+            pick = getattr(self.uneven_policy, f"{table}_way")
+            name = pick(self.world_size, total_bytes, peer_memory)
+            way = self._picked[key] = WAYS_BY_TABLE[table][name]
+        return way
 
     def _peer_memory(self, rows: torch.Tensor) -> bool:
         """Whether the peer-copy ways may run: every rank's GPU reachable from every other (agreed once,

@@ -82,7 +82,7 @@ class GroupCalls:
         """`_direct` for every tensor of a list, with the checks that do not depend on a tensor made once."""
         return not (
             has_torch_function(tuple(tensors))
-            or any(tensor.is_complex() for tensor in tensors)
+            or any(map(torch.is_complex, tensors))
             or torch.compiler.is_compiling()
             or self.group in c10d._world.pg_coalesce_state
         )
@@ -96,7 +96,7 @@ class GroupCalls:
 
     def all_gather_coalesced(self, outs: list[torch.Tensor], rows: list[torch.Tensor]) -> None:
         """Several equal-size all-gathers as one group call: on NCCL one group launch, not one per tensor."""
-        if self._coalesces and all(self._direct(tensor) for tensor in rows):
+        if self._coalesces and self._direct_all(rows):
             _wait(self._all_gather_coalesced(outs, rows, self._all_gather_options))
         else:
             for out, tensor in zip(outs, rows, strict=True):

@@ -11,6 +11,13 @@ buffer is then a plain `copy_` on this rank's stream, and `barrier` orders the r
 from the split every rank sees) to the next power of two of the largest request, and kept: re-mapping costs
 milliseconds, so a workspace that shrank and grew again would cost more than the memory it frees.
 
+A way that uses it writes its region, meets the other ranks at a barrier, reads the peers' regions, and must
+not overwrite its region before every peer has read it. Large calls end on a second barrier. Small ones
+(MoE dispatch and combine, where each device operation costs host time that the round trip pays) alternate
+between the two halves of the buffer instead: call k + 1 writes the half call k did not use, and its barrier
+is reached by every rank only after that rank's reads of call k, so call k + 2 may overwrite call k's half.
+One barrier per call, for twice the memory (`begin` and `end` keep that protocol; SLOTTED_BYTES bounds it).
+
 Multicast (NVLS) is never asked for: the buffer is only read by plain copies.
 """
 
@@ -26,6 +33,9 @@ import torch.distributed as dist
 ENV_SWITCH = "COMM_HARNESS_PEER_MEMORY"
 # The smallest workspace allocated: small gathers then never re-map it.
 MIN_BYTES = 1 << 20
+# Calls that write at most this much alternate between two halves of the workspace (one barrier per call);
+# larger ones use all of it and end on a barrier (at their sizes a barrier costs nothing).
+SLOTTED_BYTES = 32 << 20
 
 
 class PeerWorkspace:
@@ -37,6 +47,14 @@ class PeerWorkspace:
         self._buffer: torch.Tensor | None = None
         self._handle = None
         self._spaces: list[torch.Tensor] | None = None
+        # The half of the buffer the last small call used, and whether its reads may still be running on a
+        # peer (no barrier since): a large call, or a release, must meet the peers first.
+        self._last_half = 1
+        self._open = False
+        self._this_call_half: int | None = None
+        # Views of the mapping that a way makes once per layout and reuses
+        # (uneven_rows.gather_list_peer_push); they go with the mapping.
+        self.layouts: dict[object, object] = {}
 
     def usable(self, device: torch.device) -> bool:
         """Whether every rank of the group can read every other rank's GPU memory (one node, peer access,
@@ -60,19 +78,49 @@ class PeerWorkspace:
             import torch.distributed._symmetric_memory as symm_mem
 
             size = max(MIN_BYTES, 1 << (max(nbytes, 1) - 1).bit_length())
-            # The old mapping goes once this device has run what is queued: each way ends on a barrier, so
-            # by then no peer reads it either. Growth is rare (powers of two): the wait costs little.
+            # The old mapping goes once no peer reads it and this device has run what is queued (release).
+            # Growth is rare (powers of two): the wait costs little.
             self.release()
             self._buffer = symm_mem.empty(size, dtype=torch.uint8, device=device)
             self._handle = symm_mem.rendezvous(self._buffer, self.group)
         return self._handle
 
     def release(self) -> None:
-        """Unmap the workspace once this rank's device has finished the work queued on it (a way may still be
-        copying out of it); the next uneven collective that needs it maps a new one."""
+        """Unmap the workspace once no peer reads it any more and this rank's device has finished the work
+        queued on it; the next uneven collective that needs it maps a new one. A collective when the last
+        call was a small one (its closing barrier), as growth and `destroy` are on every rank alike."""
         if self._buffer is not None:
+            if self._open:
+                self._handle.barrier(channel=0)
             torch.cuda.synchronize(self._buffer.device)
         self._handle = self._buffer = self._spaces = None
+        self._open = False
+        self.layouts.clear()
+
+    def begin(self, nbytes: int, device: torch.device) -> tuple[object, list[torch.Tensor], int]:
+        """Start a call that writes `nbytes` into this rank's workspace: the handle, every rank's workspace
+        as flat bytes (`spaces`), and the byte offset where this call's region starts on every rank. The
+        caller writes, meets the peers with `handle.barrier(channel=0)`, reads, then calls `end`."""
+        if nbytes <= SLOTTED_BYTES:
+            # The half the previous small call did not use: no peer reads it any more (see the module).
+            handle, spaces = self.spaces(2 * max(nbytes, 1), device)
+            half = 1 - self._last_half
+            self._this_call_half = half
+            return handle, spaces, half * (self._buffer.numel() // 2)
+        handle, spaces = self.spaces(nbytes, device)
+        if self._open:
+            handle.barrier(channel=0)  # the last small call's readers, done before this call overwrites
+            self._open = False
+        self._this_call_half = None
+        return handle, spaces, 0
+
+    def end(self) -> None:
+        """End the call `begin` started: a large call meets the peers (nobody reads it afterwards); a small
+        call leaves its half to be closed by the next call's barrier."""
+        if self._this_call_half is None:
+            self._handle.barrier(channel=0)
+        else:
+            self._last_half, self._open = self._this_call_half, True
 
     def spaces(self, nbytes: int, device: torch.device):
         """`handle(nbytes, device)` and every rank's whole workspace as flat bytes, indexed by group rank:

@@ -25,6 +25,7 @@ returns a fresh tensor. Every rank sees the same sizes, so every rank skips the 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -142,9 +143,12 @@ def _aligned_blocks(tensors: list[torch.Tensor], split: RowSplit) -> list[torch.
     """World size 2: each tensor's rows in a block of the longer share's length, aligned to the other rank's
     block (rank 0's rows at the end, rank 1's at the start), so that the two blocks side by side hold every
     row in order with no gap: rows[L - a : L + b] of [block 0 | block 1]. The longer rank's rows are their
-    own blocks; the shorter rank's are copied in one `torch._foreach_copy_`, as bytes: one dtype for the
-    whole list lets it run one kernel (with mixed dtypes it issues one copy per tensor, each a host round
-    of several microseconds)."""
+    own blocks; the shorter rank's are copied by one `torch._foreach_copy_` of the tensors as they are.
+
+    This runs on the pace-setting rank of every small uneven dispatch, where each tensor operation costs
+    host time, views included (2-4 us each on the lent H200 hosts, benchmarks/host_op_costs.py): with
+    mixed dtypes the foreach copy loops over the tensors in C++, which costs less than the byte views that
+    would let it run one kernel."""
     longest = max(split.sizes)
     if split.own == longest:
         return tensors
@@ -152,9 +156,7 @@ def _aligned_blocks(tensors: list[torch.Tensor], split: RowSplit) -> list[torch.
     blocks = [new_rows(rows, longest) for rows in tensors]
     if split.own:
         place = slice(longest - split.own, longest) if split.rank == 0 else slice(0, split.own)
-        torch._foreach_copy_(
-            [_flat_bytes(block[place]) for block in blocks], [_flat_bytes(t) for t in tensors]
-        )
+        torch._foreach_copy_([block[place] for block in blocks], tensors)
     return blocks
 
 
@@ -261,12 +263,12 @@ def scatter_padded_window(rows: torch.Tensor, split: RowSplit, calls: GroupCalls
 def scatter_peer_copy(rows: torch.Tensor, split: RowSplit, calls: GroupCalls) -> torch.Tensor:
     """The input put in this rank's peer-readable workspace; this rank's block of every peer's input copied
     out of the peer's by the copy engines and summed here (the mirror of `gather_peer_copy`)."""
-    handle, theirs = _own_block_at_peers(rows, split, calls)
+    theirs = _own_block_at_peers(rows, split, calls)
     received = new_rows(rows, len(theirs) * split.own).view(len(theirs), split.own, *rows.shape[1:])
     if split.own:
         for slot, block in enumerate(theirs):
             received[slot].copy_(block)
-    handle.barrier(channel=0)
+    calls.peer_workspace.end()
     own = rows[split.start : split.start + split.own]
     return own + (received[0] if len(theirs) == 1 else received.sum(dim=0))
 
@@ -275,28 +277,27 @@ def scatter_peer_add(rows: torch.Tensor, split: RowSplit, calls: GroupCalls) -> 
     """The input put in this rank's peer-readable workspace; this rank's block summed straight out of every
     peer's workspace by the add kernel, which reads the peers' memory itself (no copy in between): four
     operations, for the small combines of MoE where host time per operation is the cost."""
-    handle, theirs = _own_block_at_peers(rows, split, calls)
+    theirs = _own_block_at_peers(rows, split, calls)
     own = rows[split.start : split.start + split.own]
     out = torch.add(own, theirs[0]) if theirs else own.clone()
     for block in theirs[1:]:
         out.add_(block)
-    handle.barrier(channel=0)
+    calls.peer_workspace.end()
     return out
 
 
-def _own_block_at_peers(rows: torch.Tensor, split: RowSplit, calls: GroupCalls) -> tuple[object, list]:
+def _own_block_at_peers(rows: torch.Tensor, split: RowSplit, calls: GroupCalls) -> list[torch.Tensor]:
     """The peer ways of reduce-scatter, first half: the whole input put in this rank's workspace, a barrier
     (every rank's input in place), then this rank's block of every peer's input as views of the peer's
-    workspace, starting with the next rank. The caller reads them, then ends on a barrier."""
+    workspace, starting with the next rank. The caller reads them, then calls the workspace's `end`."""
     rank, sizes = split.rank, split.sizes
-    handle = calls.peer_workspace.handle(split.total * row_bytes(rows), rows.device)
+    handle, _, base = calls.peer_workspace.begin(split.total * row_bytes(rows), rows.device)
+    base //= rows.element_size()
     if split.total:
-        handle.get_buffer(rank, list(rows.shape), rows.dtype).copy_(rows)
+        handle.get_buffer(rank, list(rows.shape), rows.dtype, base).copy_(rows)
     handle.barrier(channel=0)
-    shape, offset = [split.own, *rows.shape[1:]], split.start * math.prod(rows.shape[1:])
-    return handle, [
-        handle.get_buffer(peer, shape, rows.dtype, offset) for peer in _peers_from(rank, len(sizes))
-    ]
+    shape, offset = [split.own, *rows.shape[1:]], base + split.start * math.prod(rows.shape[1:])
+    return [handle.get_buffer(peer, shape, rows.dtype, offset) for peer in _peers_from(rank, len(sizes))]
 
 
 def scatter_padded(rows: torch.Tensor, split: RowSplit, calls: GroupCalls) -> torch.Tensor:
@@ -354,28 +355,6 @@ def gather_list_grouped(
     return outs
 
 
-GATHER_WAYS: dict[str, Way] = {
-    "grouped": gather_grouped,
-    "sequential": gather_sequential,
-    "point_to_point": gather_point_to_point,
-    "window": gather_window,
-    "window_grouped": gather_window_grouped,
-    "padded_window": gather_padded_window,
-    "peer_copy": gather_peer_copy,
-    "padded": gather_padded,
-}
-SCATTER_WAYS: dict[str, Way] = {
-    "grouped": scatter_grouped,
-    "sequential": scatter_sequential,
-    "point_to_point": scatter_point_to_point,
-    "window": scatter_window,
-    "padded_window": scatter_padded_window,
-    "peer_copy": scatter_peer_copy,
-    "peer_add": scatter_peer_add,
-    "padded": scatter_padded,
-}
-
-
 def gather_list_padded(tensors: list[torch.Tensor], split: RowSplit, calls: GroupCalls) -> list[torch.Tensor]:
     """Every tensor padded to the longest share, one coalesced equal all-gather (one NCCL launch, as at
     equal sizes), then each tensor's blocks compacted."""
@@ -416,28 +395,29 @@ def gather_list_peer_copy(
     tensors: list[torch.Tensor], split: RowSplit, calls: GroupCalls
 ) -> list[torch.Tensor]:
     """Every tensor's rows put in this rank's peer-readable workspace (each at a 16-byte aligned offset),
-    then copied out of every peer's by the copy engines. Two device barriers, whatever the list's length:
-    the rows are in place before anyone reads, and nobody reads any more when the call returns (the next
-    call overwrites the workspace). Each rank starts with the next one: at more than two ranks no rank is
-    read by everyone at once."""
+    then copied out of every peer's by the copy engines. One device barrier between, whatever the list's
+    length (the rows are in place before anyone reads); the workspace's `end` keeps the next call from
+    overwriting what a peer still reads. Each rank starts with the next one: at more than two ranks no rank
+    is read by everyone at once."""
     rank, sizes = split.rank, split.sizes
     offsets, end = _list_offsets(tensors, split)
-    handle = calls.peer_workspace.handle(end, tensors[0].device)
+    handle, _, base = calls.peer_workspace.begin(end, tensors[0].device)
     if split.own:
         for rows, offset in zip(tensors, offsets, strict=True):
-            handle.get_buffer(rank, list(rows.shape), rows.dtype, offset // rows.element_size()).copy_(rows)
+            start = (base + offset) // rows.element_size()
+            handle.get_buffer(rank, list(rows.shape), rows.dtype, start).copy_(rows)
     handle.barrier(channel=0)
     outs = []
     for rows, offset in zip(tensors, offsets, strict=True):
         out = new_rows(rows, split.total)
         blocks = out.split(sizes)
-        row_shape, start = list(rows.shape[1:]), offset // rows.element_size()
+        row_shape, start = list(rows.shape[1:]), (base + offset) // rows.element_size()
         for peer in _peers_from(rank, len(sizes)):
             if sizes[peer]:
                 blocks[peer].copy_(handle.get_buffer(peer, [sizes[peer], *row_shape], rows.dtype, start))
         blocks[rank].copy_(rows)
         outs.append(out)
-    handle.barrier(channel=0)
+    calls.peer_workspace.end()
     return outs
 
 
@@ -447,10 +427,11 @@ def gather_list_peer_copy_batched(
     """`gather_list_peer_copy` for a few hundred tokens, where a dispatch costs host time per operation, not
     bandwidth: every tensor seen as flat bytes, so that one `torch._foreach_copy_` (one kernel) puts the
     list into the workspace and another copies every peer's rows and this rank's own into the outputs.
-    Two copies, two barriers and no NCCL call whatever the list's length (the copies run on SMs)."""
+    Two copies, a barrier between and no NCCL call whatever the list's length (the copies run on SMs)."""
     rank, sizes = split.rank, split.sizes
     offsets, end = _list_offsets(tensors, split)
-    handle, spaces = calls.peer_workspace.spaces(end, tensors[0].device)
+    handle, spaces, base = calls.peer_workspace.begin(end, tensors[0].device)
+    offsets = [base + offset for offset in offsets]
     widths = [row_bytes(rows) for rows in tensors]
     flat = [_flat_bytes(rows) for rows in tensors]
     if split.own:
@@ -475,8 +456,92 @@ def gather_list_peer_copy_batched(
         outs.append(out)
     if targets:
         torch._foreach_copy_(targets, sources)
-    handle.barrier(channel=0)
+    calls.peer_workspace.end()
     return outs
+
+
+def gather_list_peer_push(
+    tensors: list[torch.Tensor], split: RowSplit, calls: GroupCalls
+) -> list[torch.Tensor]:
+    """Every rank writes its rows straight into every rank's workspace, its own included, at their place in
+    the gathered list; after one barrier each rank's workspace holds the whole gathered list, which it
+    clones out. For MoE dispatch of a few hundred tokens, where each operation costs host time and the
+    padded window's alignment of the shorter share costs as much as the collective (host_op_costs.py):
+    one copy kernel for the whole list (its stores reach the peers over NVLink), one barrier, one clone
+    per tensor, the same on every rank, and the views of the workspace made once per layout."""
+    workspace = calls.peer_workspace
+    signature = tuple([(rows.dtype, rows.shape[1:]) for rows in tensors])
+    offsets, end = _push_offsets(split.total, signature)
+    handle, spaces, base = workspace.begin(end, tensors[0].device)
+    key = (split.sizes, signature, base)
+    layout = workspace.layouts.get(key)
+    if layout is None:
+        if len(workspace.layouts) >= MAX_LAYOUTS:
+            workspace.layouts.clear()
+        layout = workspace.layouts[key] = _push_layout(tensors, split, spaces, base, offsets)
+    places, byte_shapes, gathered = layout
+    if places:
+        copies = len(places) // len(tensors)
+        sources = [_as_bytes(rows, shape) for rows, shape in zip(tensors, byte_shapes, strict=True)]
+        torch._foreach_copy_(places, [source for source in sources for _ in range(copies)])
+    handle.barrier(channel=0)
+    outs = [view.clone() for view in gathered]
+    workspace.end()
+    return outs
+
+
+def gather_peer_push(rows: torch.Tensor, split: RowSplit, calls: GroupCalls) -> torch.Tensor:
+    """`gather_list_peer_push` of one tensor."""
+    return gather_list_peer_push([rows], split, calls)[0]
+
+
+# Layouts of `gather_list_peer_push` kept per workspace mapping (a few views each): MoE batches come in a few
+# shapes; past this many, the cache starts over rather than grow with every shape ever seen.
+MAX_LAYOUTS = 64
+
+
+@functools.lru_cache(maxsize=256)
+def _push_offsets(total: int, signature: tuple) -> tuple[list[int], int]:
+    """Where each tensor of a pushed list lies in the workspace (bytes, 16-byte aligned, `total` rows of the
+    (dtype, row shape) of `signature`), and the bytes all of them need: computed once per shape."""
+    offsets, end = [], 0
+    for dtype, row_shape in signature:
+        offsets.append(end)
+        end = -(-(end + total * math.prod(row_shape) * dtype.itemsize) // 16) * 16
+    return offsets, end
+
+
+def _push_layout(
+    tensors: list[torch.Tensor], split: RowSplit, spaces: list[torch.Tensor], base: int, offsets: list[int]
+) -> tuple[list[torch.Tensor], list[tuple[int, ...]], list[torch.Tensor]]:
+    """For `gather_list_peer_push`: where this rank's rows of each tensor go in every rank's workspace (as
+    bytes shaped like `_as_bytes` of the rows, tensor by tensor, every rank from the next one round to this
+    one), that shape per tensor, and each gathered tensor as a view of this rank's workspace."""
+    rank, world_size = split.rank, len(split.sizes)
+    places, byte_shapes, gathered = [], [], []
+    for rows, offset in zip(tensors, offsets, strict=True):
+        width, begin = row_bytes(rows), base + offset
+        row_shape = tuple(rows.shape[1:])
+        shape = (
+            (split.own, *row_shape[:-1], row_shape[-1] * rows.element_size())
+            if row_shape
+            else (split.own * rows.element_size(),)
+        )
+        byte_shapes.append(shape)
+        if split.own:
+            mine = slice(begin + split.start * width, begin + (split.start + split.own) * width)
+            places += [spaces[peer][mine].view(shape) for peer in [*_peers_from(rank, world_size), rank]]
+        region = spaces[rank][begin : begin + split.total * width]
+        gathered.append(region.view(rows.dtype).view(split.total, *row_shape))
+    return places, byte_shapes, gathered
+
+
+def _as_bytes(rows: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Contiguous `rows` as bytes of `shape` (the last dim widened by the element size): one view where the
+    last dim has stride 1, as it has unless its size is 1 (see `_flat_bytes`)."""
+    if rows.stride(-1) == 1:
+        return rows.view(torch.uint8)
+    return _flat_bytes(rows).view(shape)
 
 
 def _list_offsets(tensors: list[torch.Tensor], split: RowSplit) -> tuple[list[int], int]:
@@ -491,23 +556,47 @@ def _list_offsets(tensors: list[torch.Tensor], split: RowSplit) -> tuple[list[in
 
 
 def _flat_bytes(rows: torch.Tensor) -> torch.Tensor:
-    """A contiguous tensor as one flat run of bytes (a view). Flattened first: a contiguous tensor may still
-    have any stride on a dim of size 1, and a view as bytes needs stride 1 on the last dim."""
-    return rows.view(-1).view(torch.uint8)
+    """A contiguous tensor as one flat run of bytes (a view). torch calls a tensor contiguous whatever the
+    stride of a dim of size 1, and `view(-1)` keeps such a stride where the tensor has one element, while a
+    view as bytes needs stride 1: the flat view is made with stride 1 outright (the elements of a contiguous
+    tensor lie one after another from its offset, whatever those strides say)."""
+    return rows.as_strided((rows.numel(),), (1,)).view(torch.uint8)
 
 
+GATHER_WAYS: dict[str, Way] = {
+    "grouped": gather_grouped,
+    "sequential": gather_sequential,
+    "point_to_point": gather_point_to_point,
+    "window": gather_window,
+    "window_grouped": gather_window_grouped,
+    "padded_window": gather_padded_window,
+    "peer_copy": gather_peer_copy,
+    "peer_push": gather_peer_push,
+    "padded": gather_padded,
+}
+SCATTER_WAYS: dict[str, Way] = {
+    "grouped": scatter_grouped,
+    "sequential": scatter_sequential,
+    "point_to_point": scatter_point_to_point,
+    "window": scatter_window,
+    "padded_window": scatter_padded_window,
+    "peer_copy": scatter_peer_copy,
+    "peer_add": scatter_peer_add,
+    "padded": scatter_padded,
+}
 LIST_GATHER_WAYS: dict[str, ListWay] = {
     "point_to_point": gather_list_point_to_point,
     "padded_window": gather_list_padded_window,
     "peer_copy": gather_list_peer_copy,
     "peer_copy_batched": gather_list_peer_copy_batched,
+    "peer_push": gather_list_peer_push,
     "grouped": gather_list_grouped,
     "padded": gather_list_padded,
 }
 # Ways that exist only at world size 2.
 TWO_RANKS_ONLY = frozenset({"window", "window_grouped", "padded_window"})
 # Ways that read the peers' GPU memory: only where `GroupCalls.peer_workspace.usable` (CUDA, one host).
-PEER_MEMORY_ONLY = frozenset({"peer_copy", "peer_copy_batched", "peer_add"})
+PEER_MEMORY_ONLY = frozenset({"peer_copy", "peer_copy_batched", "peer_push", "peer_add"})
 
 
 def ways_that_run(table: dict, world_size: int, peer_memory: bool) -> list[str]:

@@ -191,25 +191,67 @@ def test_the_peer_workspace_grows_and_maps_again_after_release(dist_env):
                 calls.peer_workspace.release()
 
 
+def test_back_to_back_peer_calls_never_overwrite_what_a_peer_still_reads(dist_env):
+    # Small peer calls end without a barrier: they alternate between the workspace's halves, and a call's
+    # barrier is reached only after that rank's reads of the call before (peer_memory.py). Issued back to
+    # back with no host wait, one rank's device held back in turn so that the other runs ahead, every
+    # result must still be exact; a large call in between uses the whole workspace and must wait for the
+    # small call before it.
+    rank, n, device = dist_env.rank, dist_env.world_size, dist_env.device
+    with group_calls(dist_env) as calls:
+        if not calls.peer_workspace.usable(device):
+            pytest.skip("peer memory needs every rank's GPU on one node")
+        sizes = [40 + 7 * r for r in range(n)]
+        split = row_split(tuple(sizes), n, rank)
+        large = [(40 << 20) // 4 // n + r for r in range(n)]
+        large_split = row_split(tuple(large), n, rank)
+        results, expected = [], []
+        for step in range(24):
+            if step % n == rank:
+                torch.cuda._sleep(200_000)  # about 0.1 ms of this rank's device, before its next call
+            everyone = [rank_input((s, *ROW_SHAPE), torch.float32, r, step) for r, s in enumerate(sizes)]
+            mine, whole = everyone[rank].to(device), torch.cat(everyone)
+            if step == 12:
+                x = torch.full((large[rank],), float(step + rank), device=device)
+                results.append(uneven_rows.GATHER_WAYS["peer_copy"](x, large_split, calls))
+                expected.append(torch.cat([torch.full((c,), float(step + r)) for r, c in enumerate(large)]))
+            elif step % 3 == 0:
+                results.append(uneven_rows.LIST_GATHER_WAYS["peer_push"]([mine, mine.double()], split, calls))
+                expected.append([whole, whole.double()])
+            elif step % 3 == 1:
+                full = (whole * (rank + 1)).to(device)
+                results.append(uneven_rows.SCATTER_WAYS["peer_add"](full, split, calls))
+                expected.append(whole[split.start : split.start + split.own] * (n * (n + 1) // 2))
+            else:
+                results.append(uneven_rows.GATHER_WAYS["peer_copy"](mine, split, calls))
+                expected.append(whole)
+        for step, (got, want) in enumerate(zip(results, expected, strict=True)):
+            pairs = [(got, want)] if torch.is_tensor(got) else zip(got, want, strict=True)
+            for index, (tensor, wanted) in enumerate(pairs):
+                assert_equal(tensor, wanted, f"rank {rank}: step {step}, tensor {index}")
+
+
 def test_ways_take_contiguous_rows_whose_size_one_dims_have_any_stride(dist_env):
     # torch calls a tensor contiguous whatever the stride of a dim of size 1: rows of shape (n, 1) with
-    # stride (1, 7) are contiguous, and the ways that copy rows as bytes must flatten them first (a view as
-    # bytes needs stride 1 on the last dim). Found by the property tests on NCCL, where the shorter rank
-    # raised and the longer one waited in the all-gather.
+    # stride (1, 7) are contiguous, and the ways that copy rows as bytes must view them with stride 1 (a view
+    # as bytes needs it on the last dim; `view(-1)` of one element keeps the odd stride). Found twice by the
+    # property tests on NCCL, where the shorter rank raised and the longer one waited in the all-gather:
+    # first with rows of shape (n, 1), then with a single row of one element.
     rank, n, device = dist_env.rank, dist_env.world_size, dist_env.device
-    sizes = [2 * (r + 1) for r in range(n)]
-    split = row_split(tuple(sizes), n, rank)
-    everyone = [rank_input((size, 1), torch.float16, r, 5) for r, size in enumerate(sizes)]
-    storage = torch.zeros(7 * sizes[rank], dtype=torch.float16, device=device)
-    mine = torch.as_strided(storage, (sizes[rank], 1), (1, 7))
-    mine.copy_(everyone[rank].to(device))
-    assert mine.is_contiguous() and mine.stride() == (1, 7)
-    expected = torch.cat(everyone)
-    with group_calls(dist_env) as calls:
-        for name in _ways(uneven_rows.GATHER_WAYS, dist_env, calls):
-            gathered = uneven_rows.GATHER_WAYS[name](mine, split, calls)
-            assert_equal(gathered, expected, f"rank {rank}: gather way {name!r}, stride {mine.stride()}")
-        for name in _ways(uneven_rows.LIST_GATHER_WAYS, dist_env, calls, lists=True):
-            gathered = uneven_rows.LIST_GATHER_WAYS[name]([mine, mine], split, calls)
-            for index in range(2):
-                assert_equal(gathered[index], expected, f"rank {rank}: list way {name!r}, tensor {index}")
+    for sizes in ([2 * (r + 1) for r in range(n)], [1 + r for r in range(n)]):
+        split = row_split(tuple(sizes), n, rank)
+        everyone = [rank_input((size, 1), torch.float16, r, 5) for r, size in enumerate(sizes)]
+        storage = torch.zeros(7 * sizes[rank], dtype=torch.float16, device=device)
+        mine = torch.as_strided(storage, (sizes[rank], 1), (1, 7))
+        mine.copy_(everyone[rank].to(device))
+        assert mine.is_contiguous() and mine.stride() == (1, 7)
+        expected = torch.cat(everyone)
+        with group_calls(dist_env) as calls:
+            for name in _ways(uneven_rows.GATHER_WAYS, dist_env, calls):
+                gathered = uneven_rows.GATHER_WAYS[name](mine, split, calls)
+                assert_equal(gathered, expected, f"rank {rank}: gather way {name!r}, sizes {sizes}")
+            for name in _ways(uneven_rows.LIST_GATHER_WAYS, dist_env, calls, lists=True):
+                gathered = uneven_rows.LIST_GATHER_WAYS[name]([mine, mine], split, calls)
+                for index in range(2):
+                    where = f"rank {rank}: list way {name!r}, tensor {index}, sizes {sizes}"
+                    assert_equal(gathered[index], expected, where)
