@@ -16,12 +16,13 @@ KIB = 1 << 10
 # shares in proportion to rank + 1 and mildly uneven alike; busbw in GB/s, times per call).
 #
 # Where the ranks can read and write each other's GPU memory (one host, peer_memory.py):
-# - All-gather: the peer push below 32 MiB (every rank stores its rows into every rank's workspace with one
-#   copy kernel, one barrier, one clone): 34-48 us at 256 KiB, 49 at 1 MiB, 52 at 4 MiB, 78-85 at 16 MiB,
-#   where the padded window took 44-55, 80-87, 89-94, 111-117 and the peer copy 48-68, 71-72, 88-90, 88-91.
-#   From 32 MiB the peer copy (the copy engines move each share once): 172-183 at 64 MiB, 201-218 at
-#   256 MiB, 216-233 at 1 GiB, where the push (SMs storing over NVLink) stays at 118-137 and the best NCCL
-#   way at 121-133, 144 and 188-191.
+# - All-gather: the peer push below 8 MiB (every rank stores its rows into every rank's workspace with one
+#   copy kernel, one barrier, one clone): 26-48 us at 256 KiB, 27-49 at 1 MiB, 30-52 at 4 MiB on two hosts,
+#   where the padded window took 42-55, 46-87, 48-94 and the peer copy 39-68, 41-72, 49-90. From 8 MiB the
+#   peer copy (the copy engines move each share once): at 16 MiB the two hosts disagree (push 75-82 us
+#   against 66-68 on one, 78-85 against 88-91 on the other), from 64 MiB the copy engines lead everywhere:
+#   172-189 GB/s at 64 MiB, 201-227 at 256 MiB, 216-233 at 1 GiB, where the push (SMs storing over NVLink)
+#   stays at 100-137 and the best NCCL way at 121-133, 144 and 188-191.
 # - Reduce-scatter: the peer add below 32 MiB (the add kernel reads the peer's block from its memory):
 #   47-64 us at 256 KiB-4 MiB and 59-61 at 16 MiB, against 67-108 and 82-93 for NCCL's grouped reduces.
 #   From 64 MiB NCCL's grouped reduces are as fast or faster (169-199 against 170-217 for the peer add).
@@ -39,7 +40,7 @@ NCCL_UNEVEN_POLICY = UnevenPolicy(
         (48 * MIB, "window"),
         (512 * MIB, "point_to_point"),
         (0, "peer_push"),
-        (32 * MIB, "peer_copy"),
+        (8 * MIB, "peer_copy"),
     ),
     gather_more_ranks=((0, "grouped"),),
     scatter_two_ranks=(

@@ -74,6 +74,14 @@ class BenchOutcome:
                         "speedup_vs_naive": row["speedup_vs_naive"],
                     }
                 )
+            elif row.get("op") == DISPATCH_COMBINE and "uneven_over_equal" in row:
+                figures.append(
+                    {
+                        "op": DISPATCH_COMBINE,
+                        "tokens": row["tokens"],
+                        "uneven_over_equal": row["uneven_over_equal"],
+                    }
+                )
         return figures
 
     def to_json(self) -> dict[str, Any]:
@@ -176,7 +184,12 @@ def bench_markdown(
             lines.append(f"{where}| bench | - | - | - | 💥 {first.replace('|', '/')[:300]} |")
             continue
         for figure in outcome.figures():
-            if figure["op"] == DISPATCH_COMBINE:
+            if figure["op"] == DISPATCH_COMBINE and "uneven_over_equal" in figure:
+                lines.append(
+                    f"{where}| dispatch_combine, uneven | {figure['tokens']} tokens "
+                    f"| {figure['uneven_over_equal']:.2f}x the equal round trip | - | {verdict} |"
+                )
+            elif figure["op"] == DISPATCH_COMBINE:
                 lines.append(
                     f"{where}| dispatch_combine | {figure['tokens']} tokens "
                     f"| {figure['speedup_vs_naive']:.2f}x vs naive | - | {verdict} |"

@@ -176,3 +176,35 @@ def test_a_floor_with_shares_bounds_only_rows_of_that_share_pattern(tmp_path: Pa
     assert violation.row is mild
     assert "all_gatherv (mild shares) at 1G" in violation.message()
     assert check_floors([linear], floors, "cuda", 4) == []
+
+
+def test_a_dispatch_floor_on_the_uneven_ratio_bounds_only_the_uneven_rows(tmp_path: Path) -> None:
+    path = tmp_path / "floors.yaml"
+    path.write_text(
+        "version: 1\nfloors:\n"
+        "  - {device: cuda, world_size: 2, op: dispatch_combine, max_uneven_over_equal: 1.5}\n"
+        "  - {device: cuda, world_size: 2, op: dispatch_combine, speedup_vs_naive: 1.6}\n"
+    )
+    ratio_floor, speedup_floor = load_floors(path)
+    common = {"op": "dispatch_combine", "backend": "allgather_reducescatter", "device": "cuda"}
+    common["world_size"] = 2
+    equal = {**common, "tokens": 512, "speedup_vs_naive": 3.4}
+    uneven = {**common, "tokens": 512, "shares": "mild", "uneven_over_equal": 1.7}
+    fine = {**common, "tokens": 64, "shares": "mild", "uneven_over_equal": 1.3}
+    (violation,) = check_floors([equal, uneven, fine], [ratio_floor, speedup_floor], "cuda", 2)
+    assert violation.row is uneven and violation.measured == 1.7
+    assert violation.message() == (
+        f"cuda ws2 dispatch_combine (mild shares) at 512 tokens: max_uneven_over_equal 1.7 > floor 1.5 "
+        f"({path}:3)"
+    )
+    assert ratio_floor.describe() == "cuda ws2 dispatch_combine: max_uneven_over_equal <= 1.5"
+    assert not speedup_floor.matches(uneven) and not ratio_floor.matches(equal)
+
+
+def test_a_bound_of_another_op_is_refused_naming_the_ones_it_takes(tmp_path: Path) -> None:
+    path = tmp_path / "floors.yaml"
+    path.write_text(
+        "version: 1\nfloors:\n  - {device: cuda, world_size: 2, op: all_gather, max_uneven_over_equal: 1.5}\n"
+    )
+    with pytest.raises(ConfigurationError, match="op all_gather takes exactly one bound, busbw_gbps; found"):
+        load_floors(path)
