@@ -10,7 +10,6 @@ from communicators.tensor_layout import RowSplit, row_bytes
 from communicators.uneven_rows import GATHER_WAYS, LIST_GATHER_WAYS, SCATTER_WAYS, UnevenPolicy
 
 MIB = 1 << 20
-KIB = 1 << 10
 # Which way an uneven collective takes, by the bytes gathered (or the input's bytes for a reduce-scatter),
 # from benchmarks/bench_gatherv_strategies.py on 2 x H200 (qualification/2026-11-30-h200-x2-peer-push/,
 # shares in proportion to rank + 1 and mildly uneven alike; busbw in GB/s, times per call).

@@ -17,7 +17,11 @@ bench_gatherv_strategies.py` times side by side and `UnevenPolicy` chooses among
 - padded window (world size 2 only): the shorter rank's rows placed at the end (rank 0) or the start (rank 1)
   of a block of the longer share's length, so that one equal all-gather leaves every row in order inside a
   window of its output, returned as a view: the fewest operations of any way, the cheapest at small sizes;
-- padded: every share padded to the longest, one equal collective, then compacted (the XPU way).
+- padded: every share padded to the longest, one equal collective, then compacted (the XPU way);
+- peer ways (one host whose GPUs reach each other, `peer_memory.py`; no NCCL call): peer copy, every share
+  copied out of its owner's workspace by the copy engines (the fastest from a few MiB); peer push, every
+  rank storing its rows into every rank's workspace with one kernel, then one clone (the fewest operations,
+  the fastest below that); peer add, a reduce-scatter whose add kernel reads the peer's block in place.
 
 Every function takes this rank's rows (dim 0, contiguous), the split, and the group's `GroupCalls`, and
 returns a fresh tensor. Every rank sees the same sizes, so every rank skips the same empty blocks.
@@ -145,10 +149,11 @@ def _aligned_blocks(tensors: list[torch.Tensor], split: RowSplit) -> list[torch.
     row in order with no gap: rows[L - a : L + b] of [block 0 | block 1]. The longer rank's rows are their
     own blocks; the shorter rank's are copied by one `torch._foreach_copy_` of the tensors as they are.
 
-    This runs on the pace-setting rank of every small uneven dispatch, where each tensor operation costs
-    host time, views included (2-4 us each on the lent H200 hosts, benchmarks/host_op_costs.py): with
-    mixed dtypes the foreach copy loops over the tensors in C++, which costs less than the byte views that
-    would let it run one kernel."""
+    This runs on the pace-setting rank of every small uneven dispatch without peer memory, where each
+    tensor operation costs host time, views included (2-4 us each on the lent H200 hosts,
+    benchmarks/host_op_costs.py): with mixed dtypes the foreach copy loops over the tensors in C++, which
+    costs as much as the byte views that would let it run one kernel (37-38 us against 39-40 for the whole
+    alignment there), without their stride traps."""
     longest = max(split.sizes)
     if split.own == longest:
         return tensors
