@@ -200,9 +200,8 @@ def _measure_case(
     if options.overhead and case.run_torch is not None:
         candidates.append(case.run_torch)
     iters = options.iterations_for(nbytes)
-    times, best = median_and_best(
-        clock, candidates, warmup=options.warmup, iters=iters, repeats=options.repeats
-    )
+    repeats = options.repeats_for(nbytes, with_overhead=len(candidates) == 2)
+    times, best = median_and_best(clock, candidates, warmup=options.warmup, iters=iters, repeats=repeats)
     moved = case.count * dtype.itemsize
     common = {
         "bytes": moved,
@@ -211,7 +210,7 @@ def _measure_case(
         "world_size": communicator.world_size,
         "device": options.device,
         "iters": iters,
-        "repeats": options.repeats,
+        "repeats": repeats,
     }
     n = communicator.world_size
     uneven = {}
