@@ -8,7 +8,7 @@ import pytest
 
 from harness.bench.floors import check_floors, load_floors, unchecked_floors
 from harness.errors import ConfigurationError
-from harness.qualify import BenchOutcome, unmeasured_floors
+from harness.qualify import BenchOutcome, bench_markdown, judge_bench, read_bench_document, unmeasured_floors
 
 FLOORS = """\
 version: 1
@@ -208,3 +208,21 @@ def test_a_bound_of_another_op_is_refused_naming_the_ones_it_takes(tmp_path: Pat
     )
     with pytest.raises(ConfigurationError, match="op all_gather takes exactly one bound, busbw_gbps; found"):
         load_floors(path)
+
+
+def test_the_qualification_report_shows_the_uneven_dispatch_ratio_and_its_floor() -> None:
+    # The record of the padded window, judged by today's floors: its uneven round trips (1.87x and 2.12x the
+    # equal ones at 64 and 512 tokens) miss the 1.5 bound, and the report says so beside the figures.
+    root = Path(__file__).resolve().parents[2]
+    record = root / "qualification/2026-11-30-h200-x2-peer-copy/bench-cuda-ws2.json"
+    floors = load_floors(root / "floors.yaml")
+    outcome = judge_bench(record, read_bench_document(record), floors)
+    text = "\n".join(bench_markdown([outcome], floors))
+    assert "| cuda | 2 | dispatch_combine, uneven | 64 tokens | 1.87x the equal round trip |" in text
+    assert "| cuda | 2 | dispatch_combine, uneven | 4096 tokens | 1.09x the equal round trip |" in text
+    missed = [v.message() for v in outcome.violations if v.floor.bound == "max_uneven_over_equal"]
+    assert [m.split(":")[0] for m in missed] == [
+        "cuda ws2 dispatch_combine (mild shares) at 64 tokens",
+        "cuda ws2 dispatch_combine (mild shares) at 512 tokens",
+    ]
+    assert all(f"- ❌ floor missed: {m}" in text for m in missed)
