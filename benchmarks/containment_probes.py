@@ -32,7 +32,11 @@ def containers_of_run(run_id: str) -> int:
         import docker
 
         client = docker.from_env(timeout=10)
-        return len(client.containers.list(all=True, filters={"label": f"comm-harness.run={run_id}"}))
+        return len(
+            client.containers.list(
+                all=True, filters={"label": f"comm-harness.run={run_id}"}, ignore_removed=True
+            )
+        )
     except Exception:
         return 0
 

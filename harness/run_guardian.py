@@ -78,7 +78,9 @@ def remove_containers_of_run(run_id: str) -> int:
         import docker
 
         client = docker.from_env(timeout=10)
-        containers = client.containers.list(all=True, filters={"label": f"{CONTAINER_RUN_LABEL}={run_id}"})
+        containers = client.containers.list(
+            all=True, filters={"label": f"{CONTAINER_RUN_LABEL}={run_id}"}, ignore_removed=True
+        )
     except Exception:  # no SDK, no engine: nothing of ours can be running there
         return 0
     removed = 0

@@ -208,7 +208,7 @@ def remove_stale_containers(client: Any) -> list[str]:
     """Remove labelled containers whose harness process on this host is gone; returns their names."""
     hostname = socket.gethostname()
     removed = []
-    for container in client.containers.list(all=True, filters={"label": LABEL}):
+    for container in client.containers.list(all=True, filters={"label": LABEL}, ignore_removed=True):
         labels = container.labels
         if labels.get(LABEL_HOST) not in (None, hostname):
             continue  # another host's harness shares this engine: its liveness is not ours to judge
@@ -555,7 +555,7 @@ class DockerExecutor:
         """Stop running cells and remove every container and network this executor created."""
         self.interrupt()
         mine = {"label": f"{LABEL_RUN}={self.run_id}"}
-        for container in self._client.containers.list(all=True, filters=mine):
+        for container in self._client.containers.list(all=True, filters=mine, ignore_removed=True):
             _remove_quietly(container)
         for network in self._client.networks.list(filters=mine):
             remove_network_quietly(network)

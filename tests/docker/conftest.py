@@ -50,5 +50,7 @@ def executor(docker_client: Any, cpu_image: str) -> Iterator[Any]:
 
     with DockerExecutor(REPO_ROOT, offline=True, client=docker_client) as docker_executor:
         yield docker_executor
-    left = docker_client.containers.list(all=True, filters={"label": f"{LABEL_PID}={os.getpid()}"})
+    left = docker_client.containers.list(
+        all=True, filters={"label": f"{LABEL_PID}={os.getpid()}"}, ignore_removed=True
+    )
     assert not left, f"containers left behind: {[container.name for container in left]}"

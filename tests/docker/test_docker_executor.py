@@ -174,7 +174,7 @@ def test_stale_labelled_containers_are_removed_at_start(
 
         assert stale.name in removed
         assert live.name not in removed
-        names = {container.name for container in docker_client.containers.list(all=True)}
+        names = {container.name for container in docker_client.containers.list(all=True, ignore_removed=True)}
         assert stale.name not in names and live.name in names
     finally:
         live.remove(force=True)
@@ -189,7 +189,9 @@ def test_close_removes_every_container_of_its_run(docker_client: Any, cpu_image:
 
     executor.close()
 
-    assert orphan.name not in {container.name for container in docker_client.containers.list(all=True)}
+    assert orphan.name not in {
+        container.name for container in docker_client.containers.list(all=True, ignore_removed=True)
+    }
 
 
 @pytest.mark.skipif(bool(find_intel_render_nodes()), reason="this host has an Intel GPU")

@@ -35,7 +35,9 @@ class WhenTestsStart:
 
 def cell_resources(client: Any, run_id: str) -> tuple[list[Any], list[Any]]:
     mine = {"label": f"{LABEL_RUN}={run_id}"}
-    return client.containers.list(all=True, filters=mine), client.networks.list(filters=mine)
+    return client.containers.list(all=True, filters=mine, ignore_removed=True), client.networks.list(
+        filters=mine
+    )
 
 
 def test_collectives_cross_two_node_containers_on_an_internal_network(
