@@ -476,7 +476,7 @@ def gather_list_peer_push(
     per tensor, the same on every rank, and the views of the workspace made once per layout."""
     workspace = calls.peer_workspace
     signature = tuple([(rows.dtype, rows.shape[1:]) for rows in tensors])
-    offsets, end = _push_offsets(split.total, signature)
+    offsets, end = _offsets(split.total, signature)
     handle, spaces, base = workspace.begin(end, tensors[0].device)
     key = (split.sizes, signature, base)
     layout = workspace.layouts.get(key)
@@ -506,18 +506,22 @@ MAX_LAYOUTS = 64
 
 
 @functools.lru_cache(maxsize=256)
-def _push_offsets(total: int, signature: tuple) -> tuple[list[int], int]:
-    """Where each tensor of a pushed list lies in the workspace (bytes, 16-byte aligned, `total` rows of the
-    (dtype, row shape) of `signature`), and the bytes all of them need: computed once per shape."""
+def _offsets(rows: int, signature: tuple) -> tuple[tuple[int, ...], int]:
+    """Where each tensor of a list lies in the workspace (bytes, 16-byte aligned, room for `rows` rows of
+    the (dtype, row shape) of `signature`), and the bytes all of them need: computed once per shape."""
     offsets, end = [], 0
     for dtype, row_shape in signature:
         offsets.append(end)
-        end = -(-(end + total * math.prod(row_shape) * dtype.itemsize) // 16) * 16
-    return offsets, end
+        end = -(-(end + rows * math.prod(row_shape) * dtype.itemsize) // 16) * 16
+    return tuple(offsets), end
 
 
 def _push_layout(
-    tensors: list[torch.Tensor], split: RowSplit, spaces: list[torch.Tensor], base: int, offsets: list[int]
+    tensors: list[torch.Tensor],
+    split: RowSplit,
+    spaces: list[torch.Tensor],
+    base: int,
+    offsets: tuple[int, ...],
 ) -> tuple[list[torch.Tensor], list[tuple[int, ...]], list[torch.Tensor]]:
     """For `gather_list_peer_push`: where this rank's rows of each tensor go in every rank's workspace (as
     bytes shaped like `_as_bytes` of the rows, tensor by tensor, every rank from the next one round to this
@@ -549,15 +553,9 @@ def _as_bytes(rows: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     return _flat_bytes(rows).view(shape)
 
 
-def _list_offsets(tensors: list[torch.Tensor], split: RowSplit) -> tuple[list[int], int]:
-    """Where each tensor of a list lies in the workspace (bytes, 16-byte aligned, room for the longest
-    share), and the bytes all of them need."""
-    longest = max(split.sizes)
-    offsets, end = [], 0
-    for rows in tensors:
-        offsets.append(end)
-        end = -(-(end + longest * row_bytes(rows)) // 16) * 16
-    return offsets, end
+def _list_offsets(tensors: list[torch.Tensor], split: RowSplit) -> tuple[tuple[int, ...], int]:
+    """`_offsets` with room for the longest share of each tensor of a list."""
+    return _offsets(max(split.sizes), tuple([(rows.dtype, rows.shape[1:]) for rows in tensors]))
 
 
 def _flat_bytes(rows: torch.Tensor) -> torch.Tensor:
