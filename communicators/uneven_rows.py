@@ -475,7 +475,7 @@ def gather_list_peer_push(
     one copy kernel for the whole list (its stores reach the peers over NVLink), one barrier, one clone
     per tensor, the same on every rank, and the views of the workspace made once per layout."""
     workspace = calls.peer_workspace
-    signature = tuple([(rows.dtype, rows.shape[1:]) for rows in tensors])
+    signature = _signature(tensors)
     offsets, end = _offsets(split.total, signature)
     handle, spaces, base = workspace.begin(end, tensors[0].device)
     key = (split.sizes, signature, base)
@@ -555,7 +555,12 @@ def _as_bytes(rows: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
 
 def _list_offsets(tensors: list[torch.Tensor], split: RowSplit) -> tuple[tuple[int, ...], int]:
     """`_offsets` with room for the longest share of each tensor of a list."""
-    return _offsets(max(split.sizes), tuple([(rows.dtype, rows.shape[1:]) for rows in tensors]))
+    return _offsets(max(split.sizes), _signature(tensors))
+
+
+def _signature(tensors: list[torch.Tensor]) -> tuple:
+    """What the workspace layout of a list depends on: each tensor's dtype and row shape."""
+    return tuple([(rows.dtype, rows.shape[1:]) for rows in tensors])
 
 
 def _flat_bytes(rows: torch.Tensor) -> torch.Tensor:
