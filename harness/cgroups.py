@@ -19,6 +19,7 @@ import contextlib
 import os
 import re
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -32,7 +33,7 @@ FREEZE_WAIT_S = 1.0
 POLL_S = 0.02
 
 
-def _mounts() -> tuple[Path | None, Path | None]:
+def mounted_hierarchies() -> tuple[Path | None, Path | None]:
     """Where the cgroup v2 hierarchy and the v1 freezer hierarchy are mounted (None: not mounted)."""
     unified = freezer = None
     try:
@@ -66,34 +67,33 @@ def _own_cgroup(controller: str) -> str | None:
     return None
 
 
-def cgroup_parent() -> tuple[Path | None, str]:
-    """The writable directory this process's run cgroups go in, or None and why there is none."""
-    unified, freezer = _mounts()
-    candidates = []
-    if unified is not None:
-        candidates.append((unified, _own_cgroup("")))
-    if freezer is not None:
-        candidates.append((freezer, _own_cgroup("freezer")))
+def writable_cgroups() -> tuple[list[Path], str]:
+    """This process's cgroup directory in each mounted hierarchy (v2 first, then the v1 freezer) where it
+    may make cgroups and move processes, and why not in the others."""
+    unified, freezer = mounted_hierarchies()
+    hierarchies = ((unified, ""), (freezer, "freezer"))
+    candidates = [(mount, _own_cgroup(name)) for mount, name in hierarchies if mount is not None]
     if not candidates:
-        return None, "no cgroup v2 or v1 freezer hierarchy is mounted"
-    reasons = []
+        return [], "no cgroup v2 or v1 freezer hierarchy is mounted"
+    writable, reasons = [], []
     for mount, own in candidates:
         if own is None:
             reasons.append(f"this process has no cgroup in {mount}")
             continue
         directory = mount / own.lstrip("/")
         if os.access(directory, os.W_OK) and os.access(directory / "cgroup.procs", os.W_OK):
-            return directory, ""
-        reasons.append(f"{directory} is not writable by uid {os.getuid()}")
-    return None, "; ".join(reasons)
+            writable.append(directory)
+        else:
+            reasons.append(f"{directory} is not writable by uid {os.getuid()}")
+    return writable, "; ".join(reasons)
 
 
 def run_cgroup(run_id: str) -> tuple[Path | None, str]:
     """Where the run's cell cgroups go (not made yet), or None and why this host gives the run none."""
-    parent, why = cgroup_parent()
-    if parent is None:
+    parents, why = writable_cgroups()
+    if not parents:
         return None, why
-    return parent / f"{RUN_CGROUP_PREFIX}{run_id}", ""
+    return parents[0] / f"{RUN_CGROUP_PREFIX}{run_id}", ""
 
 
 def is_run_cgroup(path: Path, run_id: str) -> bool:
@@ -105,7 +105,7 @@ def is_run_cgroup(path: Path, run_id: str) -> bool:
         return False
     if not path.is_absolute() or ".." in path.parts:
         return False
-    return any(mount is not None and mount in path.parents for mount in _mounts())
+    return any(mount is not None and mount in path.parents for mount in mounted_hierarchies())
 
 
 def cell_cgroup(run_cgroup_dir: Path, cell_id: str) -> Path:
@@ -113,6 +113,32 @@ def cell_cgroup(run_cgroup_dir: Path, cell_id: str) -> Path:
     path = run_cgroup_dir / ("cell-" + re.sub(r"[^A-Za-z0-9_.-]", "_", cell_id))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+class RunCgroup:
+    """The run's cgroup as one process uses it: a cgroup per running cell, and the run's own removed
+    whenever no cell of it runs (so that a caller that never closes leaves no directory behind)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._cells = 0
+
+    def open_cell(self, cell_id: str) -> Path:
+        """Make the cell's cgroup (OSError when the host refuses)."""
+        with self._lock:
+            path = cell_cgroup(self.path, cell_id)
+            self._cells += 1
+            return path
+
+    def close_cell(self, cell: Path) -> int:
+        """End the cell's cgroup (and the run's, after its last cell); how many processes were killed."""
+        killed = end_cgroup(cell)
+        with self._lock:
+            self._cells -= 1
+            if self._cells == 0:
+                killed += end_cgroup(self.path)
+        return killed
 
 
 def join_cgroup(path: Path) -> None:
@@ -140,15 +166,22 @@ def end_cgroup(path: Path) -> int:
     deadline = time.monotonic() + END_WITHIN_S
     while time.monotonic() < deadline:
         left = members(path)
-        if not left:
+        if left:
+            killed.update(left)
+            _kill_members(path, left)
+        # A killed process leaves the member list before it has exited; its cgroup stays busy until then.
+        elif _remove_tree(path):
             break
-        killed.update(left)
-        _kill_members(path, left)
         time.sleep(POLL_S)
+    return len(killed)
+
+
+def _remove_tree(path: Path) -> bool:
+    """Remove the cgroup and those below it, deepest first; whether it is gone."""
     for directory, _, _ in sorted(os.walk(path), key=lambda entry: -len(Path(entry[0]).parts)):
         with contextlib.suppress(OSError):
             os.rmdir(directory)
-    return len(killed)
+    return not path.exists()
 
 
 def _kill_members(path: Path, pids: list[int]) -> None:

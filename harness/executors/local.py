@@ -20,7 +20,7 @@ from typing import IO
 
 import psutil
 
-from harness.cgroups import CGROUP_ENV, cell_cgroup, end_cgroup, run_cgroup
+from harness.cgroups import CGROUP_ENV, RunCgroup, run_cgroup
 from harness.executors.progress_reader import ProgressReader
 from harness.executors.running import RunningCells
 from harness.model import Cell, CellResult, ProgressCallback
@@ -135,21 +135,23 @@ class LocalExecutor:
         self.project_root = project_root
         self.run_id = run_id
         self._running = RunningCells()
-        self._cgroup, why = run_cgroup(run_id or new_run_id())
+        path, self._no_cgroup = run_cgroup(run_id or new_run_id())
+        self._cgroup = RunCgroup(path) if path is not None else None
         # Said once per run (run_plan prints executors' notes) and in every cell's log.
-        self.notes: list[str] = []
-        if self._cgroup is None:
-            self.notes.append(no_cgroup_note(why))
+        self.notes: list[str] = [] if self._cgroup else [no_cgroup_note(self._no_cgroup)]
 
     def _make_cell_cgroup(self, cell: Cell, log: BoundedLog) -> Path | None:
         """The cell's cgroup, or None (said in the log) where the host refuses one."""
+        why = self._no_cgroup
         if self._cgroup is not None:
             try:
-                return cell_cgroup(self._cgroup, cell.id)
+                return self._cgroup.open_cell(cell.id)
             except OSError as error:
-                self.notes.append(no_cgroup_note(f"cannot make a cgroup in {self._cgroup}: {error}"))
-                self._cgroup = None
-        log.write(f"[harness] {self.notes[-1]}\n".encode())
+                why = f"cannot make a cgroup in {self._cgroup.path}: {error}"
+        note = no_cgroup_note(why)
+        if note not in self.notes:
+            self.notes.append(note)
+        log.write(f"[harness] {note}\n".encode())
         return None
 
     def run(
@@ -187,8 +189,8 @@ class LocalExecutor:
                 running.stop(f"cell timed out after {cell.timeout_s:g}s")
             finally:
                 leftovers = kill_process_tree(process)
-                if cgroup is not None:
-                    leftovers += end_cgroup(cgroup)
+                if cgroup is not None and self._cgroup is not None:
+                    leftovers += self._cgroup.close_cell(cgroup)
                 self._running.remove(cell.id)
             tee.join(timeout=10)
             if leftovers and not running.stop_reason:
@@ -211,8 +213,6 @@ class LocalExecutor:
     def close(self) -> None:
         """Stop anything still running; the run command calls it on every exit path."""
         self.interrupt()
-        if self._cgroup is not None:
-            end_cgroup(self._cgroup)
 
 
 def no_cgroup_note(why: str) -> str:
