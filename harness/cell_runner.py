@@ -4,6 +4,8 @@
 
 Writes RESULTS_DIR/fingerprint.json, runs pytest with the comm-harness plugin's options in a subprocess
 (its output on this process's stdout, which the executor tees into log.txt) and exits with pytest's code.
+Before pytest starts, the runner joins the cell's cgroup (local cells, where the host gives one) and
+becomes the child subreaper of the cell; when pytest ends it kills whatever the tests left running.
 """
 
 from __future__ import annotations
@@ -145,6 +147,7 @@ def contain_own_descendants(cell_id: str) -> None:
     if cgroup:
         try:
             join_cgroup(Path(cgroup))
+            print(f"[harness] cell {cell_id}: its processes are in cgroup {cgroup}", flush=True)
         except OSError as error:
             print(f"[harness] cell {cell_id}: cannot join cgroup {cgroup} ({error})", flush=True)
     libc = ctypes.CDLL(None, use_errno=True)
@@ -156,9 +159,10 @@ def contain_own_descendants(cell_id: str) -> None:
 def run_cell(cell: Cell, results_dir: Path) -> int:
     """Fingerprint the environment, run pytest, return its exit code.
 
-    pytest runs in this process's group. The group dies with this runner's parent (the harness) and at
-    the cell's timeout plus BACKSTOP_GRACE_S; SIGINT and SIGTERM reach pytest once, as SIGINT, so it
-    still writes junit.xml for the tests it finished.
+    pytest runs in this process's group. The group and every descendant of this runner (orphans too) die
+    with this runner's parent (the harness), at the cell's timeout plus BACKSTOP_GRACE_S, and when pytest
+    ends. SIGINT and SIGTERM reach pytest once, as SIGINT, so it still writes junit.xml for the tests it
+    finished.
     """
     results_dir.mkdir(parents=True, exist_ok=True)
     contain_own_descendants(cell.id)

@@ -56,12 +56,33 @@ def processes_of_run(run_id: str) -> list[psutil.Process]:
     return found
 
 
+def with_descendants(processes: list[psutil.Process]) -> list[psutil.Process]:
+    """The processes and all below them: a cell runner, the child subreaper of its cell, has the cell's
+    orphans (a daemon with a cleared environment) among its descendants, and they must be seen before
+    the runner dies and they are re-parented to PID 1."""
+    found = {process.pid: process for process in processes}
+    for process in processes:
+        try:
+            found.update((child.pid, child) for child in process.children(recursive=True))
+        except psutil.Error:
+            continue
+    return [process for process in found.values() if _running(process)]
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def kill_processes_of_run(run_id: str) -> int:
-    """SIGKILL every process of the run, again until none is left (a dying fork may have made more)."""
+    """SIGKILL every process of the run and its descendants, again until none is left (a dying fork may
+    have made more)."""
     killed: set[int] = set()
     deadline = time.monotonic() + KILL_ROUNDS_S
     while time.monotonic() < deadline:
-        found = processes_of_run(run_id)
+        found = with_descendants(processes_of_run(run_id))
         if not found:
             break
         for process in found:
