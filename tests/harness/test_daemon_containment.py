@@ -184,6 +184,7 @@ def test_a_test_that_kills_its_cell_runner_leaves_no_daemon(
     finally:
         executor.close()
     assert result.status == "error"
+    assert "the cell runner exited with code -9" in result.reason
     daemon = read_pid(daemon_pid_file)
     assert daemon is not None
     assert not alive(daemon)

@@ -4,7 +4,7 @@ The test forks; the child starts a session of its own (setsid) and forks again; 
 cell's output, writes its pid to $DAEMON_PID_FILE and becomes a Python that renames itself (argv[0] and
 the kernel's process name) with an EMPTY environment, so HARNESS_RUN_ID is gone, then sleeps an hour. Then,
 by $DAEMON_THEN: "return" (the cell ends normally), "hang" (for a kill -9 of the harness), or
-"kill-runner" (SIGKILL the cell runner, pytest's parent, so that orphans skip it).
+"kill-runner" (SIGKILL the cell runner, the subreaper above pytest, so that orphans skip it).
 """
 
 import os
@@ -44,6 +44,19 @@ def start_detached_daemon(pid_file: str) -> int:
         return int(stream.read())
 
 
+def cell_runner_pid() -> int:
+    """The nearest ancestor running harness.cell_runner (pytest may be its child, or, with --forked, the
+    parent of this test's process)."""
+    pid = os.getppid()
+    while pid > 1:
+        with open(f"/proc/{pid}/cmdline", "rb") as stream:
+            if b"harness.cell_runner" in stream.read():
+                return pid
+        with open(f"/proc/{pid}/stat") as stream:
+            pid = int(stream.read().rpartition(")")[2].split()[1])
+    raise AssertionError("no cell runner above this test")
+
+
 def test_leaves_a_daemon():
     pid = start_detached_daemon(os.environ["DAEMON_PID_FILE"])
     with open(f"/proc/{pid}/environ", "rb") as stream:
@@ -52,5 +65,5 @@ def test_leaves_a_daemon():
     if then == "hang":
         time.sleep(3600)
     elif then == "kill-runner":
-        os.kill(os.getppid(), signal.SIGKILL)
+        os.kill(cell_runner_pid(), signal.SIGKILL)
         time.sleep(3600)
