@@ -520,6 +520,9 @@ def _freeze(draft: _Draft, device_config: dict[str, Any], path: Path) -> Cell:
             packages=tuple(image_config.get("packages") or ()),
             requirements=tuple(image_config.get("requirements") or ()),
             wheelhouse=image_config.get("wheelhouse"),
+            gpus=image_config.get("gpus", "auto"),
+            driver_dir=image_config.get("driver_dir"),
+            torch=image_config.get("torch", "wheels"),
         )
     return Cell(
         id=draft.id,

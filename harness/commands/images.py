@@ -39,6 +39,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="no registry: make the base image with debootstrap and the wheelhouse with pip on this host",
     )
+    build.add_argument(
+        "--torch",
+        choices=("wheels", "base"),
+        default=None,
+        help="cuda: where torch comes from: wheels (torch's CUDA wheels), or base (the --base-image's own "
+        "CUDA torch, e.g. an NGC PyTorch image); default: the matrix's image.torch, else wheels",
+    )
     build.add_argument("--rebuild", action="store_true", help="build even when the tag is present")
     _add_matrix_argument(build)
     build.set_defaults(handler=handle_build)
@@ -109,6 +116,7 @@ def handle_build(args: argparse.Namespace) -> int:
             wheelhouse=args.wheelhouse.resolve() if args.wheelhouse else None,
             offline=args.offline,
             rebuild=args.rebuild,
+            torch_from=args.torch,
             log=lambda line: console.print(line, markup=False),
         )
         verb = "built" if outcome.built else "present"

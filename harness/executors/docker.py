@@ -7,7 +7,8 @@ exactly as the local executor runs it on the host; the harness copies the result
 itself (the SDK's wait timeout is an HTTP timeout, not a watchdog), removes the container on every exit
 path, and at start removes labelled containers that a crashed harness left behind.
 
-The container gets no capabilities (none is needed: GPUs come as devices, memlock as a ulimit),
+The container gets no capabilities (none is needed: GPUs come as devices, through the NVIDIA runtime or
+from the harness itself (gpu_access.py), memlock as a ulimit),
 no-new-privileges, a pids limit and the matrix's memory limit; an out-of-memory kill errors the cell.
 """
 
@@ -32,11 +33,12 @@ from harness.executors.docker_nodes import (
     node_gpus,
     remove_network_quietly,
 )
+from harness.executors.gpu_access import GpuAccess, gpu_access, runtime_access
 from harness.executors.progress_reader import ProgressReader
 from harness.executors.running import RunningCells
 from harness.images import build_command, build_image, find_image, recipe_for
-from harness.model import Cell, CellResult, CellStatus, ProgressCallback
-from harness.probe import find_intel_render_nodes
+from harness.model import Cell, CellResult, CellStatus, ImageSpec, ProgressCallback
+from harness.probe import engine_runtimes, find_intel_render_nodes
 from harness.results_dir.bounded_log import BoundedLog
 from harness.results_dir.cell_dir import collect_cell_result, prepare_cell_dir
 from harness.results_dir.files import LOG_TXT, PROGRESS_JSONL, WORK_DIR, harvest_work_dir
@@ -156,8 +158,11 @@ def confinement_options(cell: Cell) -> dict[str, Any]:
     return options
 
 
-def device_options(cell: Cell, gpu_ids: list[int]) -> dict[str, Any]:
-    """containers.create() options that give the cell its devices and nothing more (never privileged)."""
+def device_options(cell: Cell, gpu_ids: list[int], access: GpuAccess | None = None) -> dict[str, Any]:
+    """containers.create() options that give the cell its devices and nothing more (never privileged).
+
+    A cuda cell's GPUs come as `access` says (harness/executors/gpu_access.py); None: the NVIDIA runtime.
+    """
     import docker.types
 
     shm_size = cell.image.shm_size if cell.image else "1g"
@@ -166,16 +171,39 @@ def device_options(cell: Cell, gpu_ids: list[int]) -> dict[str, Any]:
         # NCCL fails on Docker's 64 MB default /dev/shm ("Error while creating shared memory segment").
         if parse_size(shm_size) < MIN_CUDA_SHM_BYTES:
             options["shm_size"] = "1g"
-        options["device_requests"] = [
-            docker.types.DeviceRequest(device_ids=[str(gpu) for gpu in gpu_ids], capabilities=[["gpu"]])
-        ]
-        options["ulimits"] = [docker.types.Ulimit(name="memlock", soft=-1, hard=-1)]
+        options.update((access or runtime_access(gpu_ids)).create_options())
+        limit = memlock_limit()
+        options["ulimits"] = [docker.types.Ulimit(name="memlock", soft=limit, hard=limit)]
     elif cell.device == "xpu":
         options["devices"] = ["/dev/dri:/dev/dri:rwm"]
         render_gid = _render_group_id()
         if render_gid is not None:
             options["group_add"] = [str(render_gid)]
     return options
+
+
+def memlock_limit() -> int:
+    """The locked-memory limit a cuda container gets: as much as the harness itself may lock (-1: unlimited).
+
+    NCCL registers memory with it; an engine refuses to start a container asking for more than its own
+    hard limit ("error setting rlimit type 8"), and the harness's limit is the best guess at the engine's.
+    """
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]
+    return -1 if hard == resource.RLIM_INFINITY else hard
+
+
+def with_image_library_path(env: dict[str, str], image: Any) -> dict[str, str]:
+    """`env` with the image's own LD_LIBRARY_PATH kept after the driver's folder (NGC images set one)."""
+    added = env.get("LD_LIBRARY_PATH")
+    if not added:
+        return env
+    image_env = dict(
+        item.split("=", 1) for item in (image.attrs.get("Config") or {}).get("Env") or () if "=" in item
+    )
+    own = image_env.get("LD_LIBRARY_PATH")
+    return {**env, "LD_LIBRARY_PATH": f"{added}:{own}" if own else added}
 
 
 def _render_group_id() -> int | None:
@@ -310,6 +338,7 @@ class DockerExecutor:
         self._lock = threading.Lock()
         self._build_locks: dict[str, threading.Lock] = {}
         self._build_failures: dict[str, str] = {}
+        self._runtimes: tuple[str, ...] | None = None
 
     def remove_stale_containers(self) -> list[str]:
         """Remove containers dead harnesses on this host left (when a run starts, never when planning)."""
@@ -349,6 +378,8 @@ class DockerExecutor:
             return self._result(cell, results_dir, "error", reason, 0.0)
         with BoundedLog(results_dir / LOG_TXT) as log:
             try:
+                if cell.device == "cuda":
+                    log.write(f"[gpus] {self.gpu_access(cell, gpu_ids).description}\n".encode())
                 image = self._ensure_image(cell, log, on_progress)
             except HarnessError as error:
                 return self._result(cell, results_dir, "error", str(error), time.monotonic() - started)
@@ -366,6 +397,13 @@ class DockerExecutor:
         for node_rank, code in enumerate(exit_codes[1:], start=1):
             result = _with_node_result(cell, result, node_rank, code, results_dir, duration, self.name)
         return result
+
+    def gpu_access(self, cell: Cell, gpu_ids: list[int]) -> GpuAccess:
+        """How the cuda cell's container gets `gpu_ids`: the matrix's `image.gpus` on this engine."""
+        if self._runtimes is None:
+            self._runtimes = engine_runtimes(self._client)
+        spec = cell.image or ImageSpec()
+        return gpu_access(spec.gpus, gpu_ids, spec.driver_dir, self._runtimes)
 
     def _ensure_image(self, cell: Cell, log: BoundedLog, on_progress: ProgressCallback) -> Any:
         """The cell's image, built first when missing (once per run, however many cells need it)."""
@@ -442,6 +480,9 @@ class DockerExecutor:
         tag = image.tags[0] if image.tags else image.id
         environment = container_environment(cell, gpu_ids, run_id=self.run_id)
         environment.update({"HARNESS_IMAGE": tag, "HARNESS_IMAGE_DIGEST": image.id, **(extra_env or {})})
+        access = self.gpu_access(cell, gpu_ids) if cell.device == "cuda" else None
+        if access is not None:
+            environment = with_image_library_path({**environment, **access.env}, image)
         command = ["python", "-m", "harness.cell_runner", f"{RESULTS_MOUNT}/cell.json", RESULTS_MOUNT]
         return self._client.containers.create(
             image.id,
@@ -457,7 +498,7 @@ class DockerExecutor:
             init=True,
             **network,
             **confinement_options(cell),
-            **device_options(cell, gpu_ids),
+            **device_options(cell, gpu_ids, access),
         )
 
     def _labels(self, cell: Cell) -> dict[str, str]:
