@@ -592,6 +592,88 @@ def ensure_offline_base(client: Any, log: Log = print) -> str:
     return OFFLINE_BASE_IMAGE
 
 
+# What a base image made from this host's Python environment holds besides the environment itself: the
+# system's programs and libraries the interpreter, torch and a Dockerfile's RUN lines need. Never the GPU
+# driver (/usr/local/nvidia, /dev): a cell's container gets the host's at run time (image.gpus).
+HOST_BASE_SYSTEM_PATHS = (
+    "bin", "sbin", "lib", "lib64", "usr/bin", "usr/sbin", "usr/lib64", "usr/share/zoneinfo",
+    "etc/ld.so.conf", "etc/ld.so.conf.d", "etc/passwd", "etc/group", "etc/nsswitch.conf",
+)  # fmt: skip
+
+
+def host_environment_paths(python: str = sys.executable) -> list[str]:
+    """Paths (relative to /) that make an image of `python`'s environment: its prefix (a venv included), the
+    interpreter and standard library it is made from, and the system's programs and shared libraries."""
+    probe = (
+        "import json, os, site, sys, sysconfig; print(json.dumps({"
+        "'prefix': sys.prefix, 'base': os.path.realpath(sys.executable), "
+        "'stdlib': sysconfig.get_path('stdlib'), 'platstdlib': sysconfig.get_path('platstdlib'), "
+        "'multiarch': sysconfig.get_config_var('MULTIARCH') or '', 'site': site.getsitepackages()}))"
+    )
+    import json
+
+    facts = json.loads(
+        subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True).stdout
+    )
+    paths = set(HOST_BASE_SYSTEM_PATHS)
+    if facts["multiarch"]:
+        paths.add(f"usr/lib/{facts['multiarch']}")
+    for key in ("prefix", "base", "stdlib", "platstdlib"):
+        paths.add(facts[key].lstrip("/"))
+    paths.update(folder.lstrip("/") for folder in facts["site"])
+    driver = ("usr/local/nvidia", "dev", "proc", "sys")
+    kept = sorted(
+        path for path in paths if path and os.path.lexists("/" + path) and not path.startswith(driver)
+    )
+    # A path inside another kept one would reach the engine twice ("duplicates of file paths not supported").
+    return [path for path in kept if not any(path.startswith(other + "/") for other in kept)]
+
+
+def import_host_environment(client: Any, tag: str, python: str = sys.executable, log: Log = print) -> str:
+    """Make image `tag` from `python`'s environment on this host (no registry, no download): a base for
+    `image.torch: base` on a GPU host whose Python already holds a CUDA torch. Returns the image id."""
+    import json
+
+    paths = host_environment_paths(python)
+    prefix = json.loads(
+        subprocess.run(
+            [python, "-c", "import json, sys; print(json.dumps(sys.prefix))"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    log(f"{tag}: importing {python}'s environment ({prefix}) and {len(paths)} system paths")
+    tar = subprocess.Popen(
+        ["tar", "-C", "/", "--numeric-owner", "--ignore-failed-read", "-cf", "-", *paths],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    repository, _, version = tag.rpartition(":") if ":" in tag.split("/")[-1] else (tag, "", "latest")
+    import requests
+
+    try:
+        client.api.import_image_from_stream(
+            tar.stdout,
+            repository=repository,
+            tag=version,
+            changes=[
+                f"ENV PATH={prefix}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                f"LABEL comm-harness.host-environment={prefix}",
+            ],
+        )
+    except requests.exceptions.RequestException as error:
+        raise ImageBuildError(f"importing {prefix} as {tag} failed: {error}") from None
+    finally:
+        tar.stdout.close()
+        tar.wait()
+    image = find_image(client, tag)
+    if image is None:
+        raise ImageBuildError(f"importing {prefix} as {tag} left no image (tar exit {tar.returncode})")
+    log(f"{tag}: imported ({image.attrs.get('Size', 0) / 2**30:.1f} GiB)")
+    return image.id
+
+
 def _run_logged(command: list[str], log: Log, what: str) -> None:
     """Run `command`, passing its output to `log` line by line; a failure raises with the output's tail."""
     tail: deque[str] = deque(maxlen=BUILD_LOG_TAIL_LINES)
