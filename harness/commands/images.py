@@ -14,6 +14,7 @@ from harness.executors.docker import connect_engine
 from harness.images import DEVICE_IMAGES, ImageRecipe, build_image, find_image, recipe_for
 from harness.matrix import load_matrix
 from harness.model import ImageSpec
+from harness.untrusted_text import print_line
 
 DEFAULT_MATRIX = Path("matrix.yaml")
 
@@ -109,7 +110,7 @@ def handle_build(args: argparse.Namespace) -> int:
             wheelhouse=args.wheelhouse.resolve() if args.wheelhouse else None,
             offline=args.offline,
             rebuild=args.rebuild,
-            log=lambda line: console.print(line, markup=False),
+            log=lambda line: print_line(console, line),
         )
         verb = "built" if outcome.built else "present"
         console.print(f"[bold]{recipe.device}[/]: {outcome.tag} {verb} ({outcome.seconds:.1f} s)")
