@@ -19,6 +19,7 @@ from harness.bench.floors import Floor, FloorViolation, check_floors, unchecked_
 from harness.bench.options import DISPATCH_COMBINE, format_size
 from harness.bench.results import incorrect_rows, is_collective, write_document
 from harness.errors import HarnessError
+from harness.untrusted_text import markdown_text
 
 # Bench documents are found by content, not name; files this large are results of something else.
 MAX_BENCH_DOCUMENT_BYTES = 64 << 20
@@ -178,10 +179,11 @@ def bench_markdown(
         ]
     for outcome in outcomes:
         verdict = "❌" if outcome.failed else "✅"
-        where = f"| {outcome.device} | {outcome.world_size} "
+        # A bench document is read from a results directory: its words are shown, never interpreted.
+        where = f"| {markdown_text(outcome.device, in_table=True)} | {outcome.world_size} "
         if outcome.error:
             first = outcome.error.strip().splitlines()[0] if outcome.error.strip() else "unknown error"
-            lines.append(f"{where}| bench | - | - | - | 💥 {first.replace('|', '/')[:300]} |")
+            lines.append(f"{where}| bench | - | - | - | 💥 {markdown_text(first[:300], in_table=True)} |")
             continue
         for figure in outcome.figures():
             if figure["op"] == DISPATCH_COMBINE and "uneven_over_equal" in figure:
@@ -195,15 +197,18 @@ def bench_markdown(
                     f"| {figure['speedup_vs_naive']:.2f}x vs naive | - | {verdict} |"
                 )
             else:
+                op = markdown_text(figure["op"], in_table=True)
                 lines.append(
-                    f"{where}| {figure['op']} | {format_size(figure['bytes'])} | {figure['busbw_gbps']:.2f} "
+                    f"{where}| {op} | {format_size(figure['bytes'])} | {figure['busbw_gbps']:.2f} "
                     f"| {figure['peak_busbw_gbps']:.2f} | {verdict} |"
                 )
     lines.append("")
     problems = [
-        f"- ❌ wrong result, {o.device} ws{o.world_size}: {line}" for o in outcomes for line in o.incorrect
+        f"- ❌ wrong result, {markdown_text(o.device)} ws{o.world_size}: {markdown_text(line)}"
+        for o in outcomes
+        for line in o.incorrect
     ]
-    problems += [f"- ❌ floor missed: {v.message()}" for o in outcomes for v in o.violations]
+    problems += [f"- ❌ floor missed: {markdown_text(v.message())}" for o in outcomes for v in o.violations]
     problems += [
         f"- ⚠️ not checked (no row at its sizes): {f.describe()} ({f.source})"
         for o in outcomes

@@ -16,6 +16,7 @@ from harness.executors.docker import connect_engine
 from harness.images import DEVICE_IMAGES, ImageRecipe, build_image, find_image, recipe_for
 from harness.matrix import load_matrix
 from harness.model import ImageSpec
+from harness.untrusted_text import print_line
 
 DEFAULT_MATRIX = Path("matrix.yaml")
 
@@ -132,7 +133,7 @@ def handle_build(args: argparse.Namespace) -> int:
             offline=args.offline,
             rebuild=args.rebuild,
             torch_from=args.torch,
-            log=lambda line: console.print(line, markup=False),
+            log=lambda line: print_line(console, line),
         )
         verb = "built" if outcome.built else "present"
         console.print(f"[bold]{recipe.device}[/]: {outcome.tag} {verb} ({outcome.seconds:.1f} s)")
@@ -147,7 +148,7 @@ def handle_import_host(args: argparse.Namespace) -> int:
     started = time.monotonic()
     # Gigabytes streamed in one request, answered when the engine has unpacked them: no 60 s HTTP timeout.
     client = connect_engine(timeout_s=3600)
-    import_host_environment(client, args.tag, args.python, log=lambda line: console.print(line, markup=False))
+    import_host_environment(client, args.tag, args.python, log=lambda line: print_line(console, line))
     console.print(
         f"{args.tag}: made in {time.monotonic() - started:.0f} s; build on it with "
         f"`harness images build cuda --torch base --base-image {args.tag}`",

@@ -23,6 +23,7 @@ from harness.results_dir.render import (
     render_table,
 )
 from harness.results_dir.report import ResultsReport, missing_required, report_json
+from harness.untrusted_text import print_line
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -105,21 +106,25 @@ def write_outputs(
 
 
 def print_report(report: ResultsReport) -> None:
-    """The table and one line per failure on stdout; GitHub annotations too when run in Actions."""
+    """The table and one line per failure on stdout; GitHub annotations too when run in Actions.
+
+    Everything but the table's frame comes from the results read: each line goes through `print_line`.
+    """
     console = make_console()
     console.print(render_table(report))
     for note in report.summary.get("notes") or []:
-        console.print(f"note: {note}", markup=False)
+        print_line(console, f"note: {note}")
     for failure in report.failures:
-        console.print(failure.one_line(), markup=False)
+        print_line(console, failure.one_line())
     for outcome in report.bench:
         for line in [outcome.error, *outcome.incorrect, *(v.message() for v in outcome.violations)]:
             if line:
-                console.print(f"BENCH {outcome.device} ws{outcome.world_size}: {line}", markup=False)
+                print_line(console, f"BENCH {outcome.device} ws{outcome.world_size}: {line}")
     if report.exit_code == EXIT_STRICT:
-        console.print(f"--strict: required cells did not pass or run: {', '.join(missing_required(report))}")
+        missing = ", ".join(missing_required(report))
+        print_line(console, f"--strict: required cells did not pass or run: {missing}")
     if in_github_actions():
-        # Workflow commands must reach stdout unwrapped and unstyled.
+        # Workflow commands must reach stdout unwrapped and unstyled; `annotation` escaped the cells' words.
         for line in annotations(report):
             print(line, flush=True)
     cells = f"{len(report.cells)} cell{'' if len(report.cells) == 1 else 's'}"

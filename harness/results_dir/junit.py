@@ -14,6 +14,7 @@ from typing import Any
 
 from harness.model import NOT_RUN_STATUSES, TestCounts
 from harness.results_dir.files import HARVESTED_FILES, JUNIT_XML, UnsafeResultFile, read_regular, write_new
+from harness.untrusted_text import xml_text
 
 TRACEBACK_LINES = 12
 LINE_CHARS = 240
@@ -173,23 +174,25 @@ def _cell_suite(cell: dict[str, Any], base: Path) -> ET.Element:
     source = None
     if parsed is not None:
         source = parsed if parsed.tag == "testsuite" else parsed.find("testsuite")
-    suite = ET.Element("testsuite", name=cell["id"])
+    cell_id = xml_text(cell["id"])
+    suite = ET.Element("testsuite", name=cell_id)
     if source is not None:
         for name in ("tests", "failures", "errors", "skipped", "time", "timestamp", "hostname"):
             if source.get(name) is not None:
                 suite.set(name, source.get(name, ""))
         for case in source.iter("testcase"):
-            case.set("classname", f"{cell['id']}.{case.get('classname', '')}")
+            case.set("classname", f"{cell_id}.{case.get('classname', '')}")
             suite.append(case)
     if cell["status"] in NOT_RUN_STATUSES and (source is None or cell["status"] != "skipped"):
         case = ET.SubElement(
-            suite, "testcase", classname=cell["id"], name="cell", time=str(cell["duration_s"])
+            suite, "testcase", classname=cell_id, name="cell", time=str(cell["duration_s"])
         )
+        # The reason may quote the cell's log: XML cannot hold its control characters.
         ET.SubElement(
             case,
             "skipped" if cell["status"] == "skipped" else "error",
-            message=(cell["reason"].splitlines() or [""])[0],
-        ).text = cell["reason"]
+            message=xml_text((cell["reason"].splitlines() or [""])[0]),
+        ).text = xml_text(cell["reason"])
         suite.set("tests", str(int(suite.get("tests", "0")) + 1))
         kind = "skipped" if cell["status"] == "skipped" else "errors"
         suite.set(kind, str(int(suite.get(kind, "0")) + 1))
