@@ -605,10 +605,12 @@ def host_environment_paths(python: str = sys.executable) -> list[str]:
     """Paths (relative to /) that make an image of `python`'s environment: its prefix (a venv included), the
     interpreter and standard library it is made from, and the system's programs and shared libraries."""
     probe = (
-        "import json, os, site, sys, sysconfig; print(json.dumps({"
+        "import json, os, sys, sysconfig; print(json.dumps({"
         "'prefix': sys.prefix, 'base': os.path.realpath(sys.executable), "
         "'stdlib': sysconfig.get_path('stdlib'), 'platstdlib': sysconfig.get_path('platstdlib'), "
-        "'multiarch': sysconfig.get_config_var('MULTIARCH') or '', 'site': site.getsitepackages()}))"
+        "'multiarch': sysconfig.get_config_var('MULTIARCH') or '', "
+        # A venv made with --system-site-packages reads its base's too: every package folder on sys.path.
+        "'site': [p for p in sys.path if p.endswith(('site-packages', 'dist-packages'))]}))"
     )
     import json
 
@@ -621,6 +623,9 @@ def host_environment_paths(python: str = sys.executable) -> list[str]:
     for key in ("prefix", "base", "stdlib", "platstdlib"):
         paths.add(facts[key].lstrip("/"))
     paths.update(folder.lstrip("/") for folder in facts["site"])
+    # The shared libraries the interpreter links to (a libpython beside a pyenv or conda interpreter).
+    linked = subprocess.run(["ldd", facts["base"]], capture_output=True, text=True, check=False).stdout
+    paths.update(match.lstrip("/") for match in re.findall(r"=> (/\S+)", linked))
     driver = ("usr/local/nvidia", "dev", "proc", "sys")
     kept = sorted(
         path for path in paths if path and os.path.lexists("/" + path) and not path.startswith(driver)
