@@ -605,8 +605,13 @@ def host_environment_paths(python: str = sys.executable) -> list[str]:
     """Paths (relative to /) that make an image of `python`'s environment: its prefix (a venv included), the
     interpreter and standard library it is made from, and the system's programs and shared libraries."""
     probe = (
-        "import json, os, sys, sysconfig; print(json.dumps({"
-        "'prefix': sys.prefix, 'base': os.path.realpath(sys.executable), "
+        "import json, os, sys, sysconfig\n"
+        # Every link from the interpreter to the real file: a venv's python -> pyenv's python -> python3.11.
+        "links, path = [], sys.executable\n"
+        "while os.path.islink(path) and len(links) < 40:\n"
+        "    links.append(path); path = os.path.join(os.path.dirname(path), os.readlink(path))\n"
+        "print(json.dumps({"
+        "'prefix': sys.prefix, 'base': os.path.realpath(sys.executable), 'links': links, "
         "'stdlib': sysconfig.get_path('stdlib'), 'platstdlib': sysconfig.get_path('platstdlib'), "
         "'multiarch': sysconfig.get_config_var('MULTIARCH') or '', "
         # A venv made with --system-site-packages reads its base's too: every package folder on sys.path.
@@ -623,6 +628,7 @@ def host_environment_paths(python: str = sys.executable) -> list[str]:
     for key in ("prefix", "base", "stdlib", "platstdlib"):
         paths.add(facts[key].lstrip("/"))
     paths.update(folder.lstrip("/") for folder in facts["site"])
+    paths.update(os.path.normpath(link).lstrip("/") for link in facts["links"])
     # The shared libraries the interpreter links to (a libpython beside a pyenv or conda interpreter).
     linked = subprocess.run(["ldd", facts["base"]], capture_output=True, text=True, check=False).stdout
     paths.update(match.lstrip("/") for match in re.findall(r"=> (/\S+)", linked))
