@@ -14,7 +14,7 @@ from harness.matrix import load_matrix
 from harness.model import Cell
 from harness.output_paths import check_output_file
 from harness.results_dir.files import write_new
-from harness.results_dir.junit import merged_junit, write_junit
+from harness.results_dir.junit import write_merged_junit
 from harness.results_dir.merge import merge_results
 from harness.results_dir.render import (
     MARKDOWN_LIMIT_BYTES,
@@ -98,7 +98,7 @@ def write_outputs(
         write_new(markdown, render_markdown(report, limit).encode("utf-8"))
     if junit is not None:
         # Cells' results_dir are absolute in a merged report, so the base here is never used.
-        write_junit(merged_junit(report.cells, Path("/")), junit)
+        write_merged_junit(report.cells, Path("/"), junit)
     if json_path is not None:
         document = report_json(report, json_path.resolve().parent)
         write_new(json_path, (json.dumps(document, indent=2) + "\n").encode("utf-8"))
@@ -112,6 +112,8 @@ def print_report(report: ResultsReport) -> None:
         console.print(f"note: {note}", markup=False)
     for failure in report.failures:
         console.print(failure.one_line(), markup=False)
+    for cell_id, count in report.failures_left_out.items():
+        console.print(f"… and {count} more failed tests of {cell_id}: see its junit.xml", markup=False)
     for outcome in report.bench:
         for line in [outcome.error, *outcome.incorrect, *(v.message() for v in outcome.violations)]:
             if line:
