@@ -31,7 +31,7 @@ from harness.results_dir.files import (
     directory_below,
     read_json,
 )
-from harness.results_dir.junit import read_junit_counts
+from harness.results_dir.junit import read_junit_counts, write_merged_junit
 from harness.results_dir.render import device_rank
 from harness.results_dir.report import (
     FORMAT_VERSION,
@@ -165,8 +165,12 @@ def merge_results(
     expected: list[Cell] | None = None,
     strict: bool = False,
     floors: list[Floor] | None = None,
+    junit: Path | None = None,
 ) -> ResultsReport:
-    """Merge the inputs into one report; `expected` cells found nowhere become missing (errored) cells."""
+    """Merge the inputs into one report; `expected` cells found nowhere become missing (errored) cells.
+
+    With `junit`, the merged junit.xml is written there, and the cells' failures read in the same pass.
+    """
     floors = floors or []
     inputs = expand_inputs(paths)
     chosen: dict[str, tuple[dict[str, Any], Path]] = {}
@@ -228,7 +232,8 @@ def merge_results(
         "notes": notes,
     }
     scope = None if expected is None else {(cell.device, cell.world_size) for cell in expected}
-    found = (cell_failures(cell, Path("/")) for cell in cells)
+    known = write_merged_junit(cells, Path("/"), junit) if junit is not None else {}
+    found = (known.get(cell["id"]) or cell_failures(cell, Path("/")) for cell in cells)
     return failures_report(summary, found, exit_code, bench=bench, floors=floors, floor_scope=scope)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigurationError
-from harness.model import FAILING_STATUSES, CellResult
+from harness.model import CellResult
 from harness.plan import PlannedCell
 from harness.results_dir.files import (
     JUNIT_XML,
@@ -105,9 +105,7 @@ class RunReport:
 
     def _read_cell_junit(self, cell: dict[str, Any]) -> None:
         """One read of the cell's junit.xml: its suite appended to the merged one, its failures kept."""
-        found = CellFailures(cell["id"])
-        self._junit.append(cell, self.out_dir, found if cell["status"] in FAILING_STATUSES else None)
-        self._failures[cell["id"]] = found
+        self._failures[cell["id"]] = self._junit.append(cell, self.out_dir)
 
     def _rewrite_junit(self) -> None:
         self._junit.close()

@@ -23,7 +23,7 @@ from harness.model import Cell, CellResult
 from harness.plan import PlannedCell
 from harness.results_dir.cell_dir import write_cell_json, write_completion_record
 from harness.results_dir.files import MAX_JSON_DEPTH, read_json
-from harness.results_dir.junit import FAILURE_DETAILS, MAX_ELEMENT_DEPTH, junit_counts
+from harness.results_dir.junit import FAILURE_DETAILS, MAX_ELEMENT_DEPTH, junit_counts, xml_text
 from harness.results_dir.summary import RunReport
 
 SECRET = "host secret, never to be read"
@@ -332,3 +332,15 @@ def test_the_run_reads_each_cells_junit_once_and_lists_every_cell_in_plan_order(
     assert [suite.get("name") for suite in suites] == [cell.id for cell in cells]
     markdown = (out / "summary.md").read_text()
     assert all(f"### {cell.id} · `tests/test_x.py::{cell.id}1`" in markdown for cell in cells)
+
+
+def test_testcases_are_copied_as_elementtree_writes_them():
+    # The merged junit.xml is written by junit.xml_text (ET.tostring was most of the time of a big copy).
+    case = ET.fromstring(
+        '<testcase classname="a&amp;b&quot;c&#10;d" name="x&lt;y&#9;"><properties><property name="p" '
+        'value="v"/></properties><failure message="m &gt; 1">1\n&lt;t&gt; &amp; "q"\n</failure>tail'
+        '<system-out>]]&gt;</system-out><skipped/></testcase>'
+    )
+    assert xml_text(case) == ET.tostring(case, encoding="unicode")
+    namespaced = ET.fromstring('<testcase xmlns:n="urn:x" n:a="1"><n:b>2</n:b></testcase>')
+    assert ET.fromstring(xml_text(namespaced)).find("{urn:x}b").text == "2"
