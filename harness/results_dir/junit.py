@@ -9,6 +9,7 @@ expat's, which refuses entity expansion bombs ("billion laughs") and never fetch
 
 from __future__ import annotations
 
+import os
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
@@ -285,16 +286,18 @@ def write_merged_junit(cells: list[dict[str, Any]], base: Path, path: Path) -> d
 def append_cell_suite(cell: dict[str, Any], base: Path, stream: IO[bytes]) -> CellFailures:
     """Write `cell`'s <testsuite> (see `write_cell_suite`); returns its failures when it failed or errored."""
     found = CellFailures(cell["id"])
-    write_cell_suite(cell, base, stream, found if cell["status"] in FAILING_STATUSES else None)
-    return found
+    read = write_cell_suite(cell, base, stream, found if cell["status"] in FAILING_STATUSES else None)
+    # As `junit_failures`: a junit.xml that breaks off lists no failures, not those before the break.
+    return found if read else CellFailures(cell["id"])
 
 
 def write_cell_suite(
     cell: dict[str, Any], base: Path, stream: IO[bytes], on_case: OnCase | None = None
-) -> None:
+) -> bool:
     """Write `cell`'s <testsuite> to `stream` (seekable): the testcases of its junit's first suite, their
     classname prefixed with the cell id; a cell that did not run gets one skipped or error testcase.
-    `on_case` sees every testcase too, so one read serves both (the run's failures and its junit.xml)."""
+    `on_case` sees every testcase too, so one read serves both (the run's failures and its junit.xml).
+    Returns whether the cell's junit.xml was read whole."""
     start = stream.tell()
     suite_seen = False
 
@@ -323,10 +326,12 @@ def write_cell_suite(
             stream.write(f"    {xml_text(case)}\n".encode())
 
     junit = base / cell["results_dir"] / JUNIT_XML if cell.get("results_dir") else None
+    read = False
     try:
         if junit is None:
             raise FileNotFoundError(JUNIT_XML)
         scan_junit(junit, copy_case, first_suite)
+        read = True
     except (OSError, ValueError, UnsafeResultFile):
         # Unreadable, or not JUnit after all: nothing of it, as if there were no junit.xml.
         stream.seek(start)
@@ -340,6 +345,7 @@ def write_cell_suite(
     if extra is not None:
         stream.write(f"    {xml_text(extra)}\n".encode())
     stream.write(b"  </testsuite>\n")
+    return read
 
 
 def xml_text(element: ET.Element) -> str:
@@ -423,7 +429,7 @@ class MergedJunitFile:
         with replacing(path) as stream:
             stream.write(MERGED_HEAD + MERGED_TAIL)
         # The harness's own file, opened once: a link planted at its name later is never followed.
-        self._stream = path.open("r+b")
+        self._stream = os.fdopen(os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC), "r+b")
         self._suites: dict[str, tuple[int, int]] = {}  # cell id: where its suite starts, its length
 
     def append(self, cell: dict[str, Any], base: Path) -> CellFailures:

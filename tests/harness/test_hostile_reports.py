@@ -267,8 +267,10 @@ def test_a_junit_that_breaks_off_half_way_leaves_a_well_formed_merged_junit(tmp_
 
     assert code == EXIT_TEST_FAILURES, output
     [suite] = ET.parse(tmp_path / "j.xml").getroot()
-    # Nothing of the broken file: the suite is the cell's record alone, as without a junit.xml.
+    # Nothing of the broken file: the suite is the cell's record alone, as without a junit.xml, and no
+    # failure is listed, as without --junit.
     assert suite.get("name") == "cpu-gloo-ws2" and suite.findall("testcase") == []
+    assert "boom 0" not in output and "boom 0" not in cli(capsys, "report", cell_dir)[1]
 
 
 def test_an_entity_bomb_is_refused(tmp_path):
@@ -339,7 +341,7 @@ def test_testcases_are_copied_as_elementtree_writes_them():
     case = ET.fromstring(
         '<testcase classname="a&amp;b&quot;c&#10;d" name="x&lt;y&#9;"><properties><property name="p" '
         'value="v"/></properties><failure message="m &gt; 1">1\n&lt;t&gt; &amp; "q"\n</failure>tail'
-        '<system-out>]]&gt;</system-out><skipped/></testcase>'
+        "<system-out>]]&gt;</system-out><skipped/></testcase>"
     )
     assert xml_text(case) == ET.tostring(case, encoding="unicode")
     namespaced = ET.fromstring('<testcase xmlns:n="urn:x" n:a="1"><n:b>2</n:b></testcase>')
