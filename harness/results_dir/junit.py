@@ -96,7 +96,10 @@ def scan_junit(path: Path, on_case: OnCase | None = None, on_suite: OnSuite | No
             if case_at is None:
                 # Everything outside a testcase is dropped as it ends: it is the first child left in its
                 # parent (the ones before it ended, and were dropped, first).
-                del parent[0]
+                if parent[0] is element:
+                    del parent[0]
+                else:
+                    parent.remove(element)
             elif case_elements > MAX_CASE_ELEMENTS:
                 parent.remove(element)
     except ET.ParseError as error:
