@@ -25,7 +25,7 @@ from harness.progress_view import make_progress_view
 from harness.results_dir.files import LOG_TXT
 from harness.results_dir.junit import Failure
 from harness.results_dir.render import render_table
-from harness.results_dir.report import ResultsReport, report_of_summary
+from harness.results_dir.report import ResultsReport
 from harness.results_dir.summary import RunReport, skipped_result
 from harness.run_guardian import RunGuard
 from harness.scheduler import CellScheduler, ResourcePool
@@ -120,7 +120,7 @@ def run_plan(plan: MatrixPlan, out: Path, guard: RunGuard, *, jobs: int | None, 
         for executor in executors.values():
             executor.close()
     exit_code = report.finish(interrupted=interrupted)
-    final = report_of_summary(report.summary, out)
+    final = report.results_report()
     console.print(render_table(final))
     print_failures(console, final, out)
     # The reasons were printed as the run started, above every test line: repeat them where the eye lands.
@@ -157,8 +157,9 @@ def print_failures(console: Console, report: ResultsReport, out: Path) -> None:
         failures = by_cell.get(cell["id"], [])
         for failure in failures[:FAILURES_SHOWN_PER_CELL]:
             print_line(console, failure.one_line())
-        if len(failures) > FAILURES_SHOWN_PER_CELL:
-            print_line(console, f"... and {len(failures) - FAILURES_SHOWN_PER_CELL} more in {cell['id']}")
+        more = len(failures) - FAILURES_SHOWN_PER_CELL + report.failures_left_out.get(cell["id"], 0)
+        if more > 0:
+            print_line(console, f"... and {more} more in {cell['id']}")
         if not failures:
             reason = (cell["reason"].strip().splitlines() or ["no reason recorded"])[0]
             print_line(console, f"{cell['status'].upper()} {cell['id']}: {reason}")

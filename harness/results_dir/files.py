@@ -21,8 +21,10 @@ import os
 import shutil
 import stat
 import tempfile
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
 
 CELL_JSON = "cell.json"
 JUNIT_XML = "junit.xml"
@@ -39,6 +41,9 @@ MIB = 1 << 20
 HARVESTED_FILES = {JUNIT_XML: 64 * MIB, FINGERPRINT_JSON: 1 * MIB, PROGRESS_JSONL: 16 * MIB}
 # Any other results file the harness reads (summary.json, result.json, cell.json of a downloaded artifact).
 READ_LIMIT = 64 * MIB
+# Deeper JSON is not a document the harness wrote (its own nest five levels at most); Python's parser and
+# everything that walks the result recursively would fail on it.
+MAX_JSON_DEPTH = 64
 
 
 class UnsafeResultFile(Exception):
@@ -50,6 +55,17 @@ def read_regular(path: Path, limit: int = READ_LIMIT, *, tail: bool = False) -> 
 
     FileNotFoundError passes through: a missing file is not an attack, callers decide what it means.
     """
+    with _open_checked(path) as (stream, size):
+        if size > limit:
+            if not tail:
+                raise UnsafeResultFile(f"{path.name} is {size} bytes, over the {limit}-byte limit")
+            stream.seek(size - limit)
+        return stream.read(limit)
+
+
+@contextmanager
+def _open_checked(path: Path) -> Iterator[tuple[BinaryIO, int]]:
+    """`path` open for reading, with its size: never through a link at its name, only a regular file."""
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
         fd = os.open(path, flags)
@@ -63,24 +79,91 @@ def read_regular(path: Path, limit: int = READ_LIMIT, *, tail: bool = False) -> 
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise UnsafeResultFile(f"{path.name} is not a regular file")
-        if info.st_size > limit:
-            if not tail:
-                raise UnsafeResultFile(f"{path.name} is {info.st_size} bytes, over the {limit}-byte limit")
-            stream.seek(info.st_size - limit)
-        return stream.read(limit)
+        yield stream, info.st_size
+
+
+def read_chunks(path: Path, limit: int, chunk: int = 1 * MIB) -> Iterator[bytes]:
+    """The bytes of `path` as `read_regular` checks them, in chunks: for parsers that stream (junit.xml).
+
+    Over `limit` it raises UnsafeResultFile, also when the file grows past it while being read.
+    """
+    with _open_checked(path) as (stream, size):
+        if size > limit:
+            raise UnsafeResultFile(f"{path.name} is {size} bytes, over the {limit}-byte limit")
+        left = limit
+        while data := stream.read(min(chunk, left + 1)):
+            if len(data) > left:
+                raise UnsafeResultFile(f"{path.name} grew over the {limit}-byte limit while being read")
+            left -= len(data)
+            yield data
 
 
 def read_json(path: Path, limit: int = READ_LIMIT) -> Any:
-    """A JSON document read with `read_regular`; ValueError when it does not parse."""
-    return json.loads(read_regular(path, limit).decode("utf-8", errors="replace"))
+    """A JSON document read with `read_regular`; ValueError when it does not parse or nests too deep."""
+    text = read_regular(path, limit).decode("utf-8", errors="replace")
+    try:
+        document = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+    if json_depth(document) > MAX_JSON_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    return document
+
+
+def json_depth(document: Any) -> int:
+    """How deep arrays and objects nest in `document`, counted without recursion (it may be hostile);
+    counting stops once past MAX_JSON_DEPTH."""
+    deepest = 0
+    stack = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_JSON_DEPTH:
+            break
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
+
+def directory_below(base: Path, relative: str) -> Path:
+    """`base/relative` for a `relative` path read from a results file (summary.json's results_dir, a pending
+    cell id). UnsafeResultFile unless it is relative and free of `..`, and every part of it that exists is a
+    real directory, not a link. A part that does not exist ends the check: reads below it find nothing."""
+    parts = PurePosixPath(relative).parts
+    if not parts or "\0" in relative or parts[0] == "/" or ".." in parts:
+        raise UnsafeResultFile(
+            f"{relative!r} is not a path below the results directory (absolute, empty or with ..)"
+        )
+    path = base
+    for part in parts:
+        path = path / part
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            return base.joinpath(*parts)
+        if stat.S_ISLNK(info.st_mode):
+            raise UnsafeResultFile(f"{path} is a symbolic link; results are never read through links")
+        if not stat.S_ISDIR(info.st_mode):
+            raise UnsafeResultFile(f"{path} is not a directory")
+    return path
 
 
 def write_new(path: Path, data: bytes) -> None:
     """Write `path` atomically; a link or anything else already at `path` is replaced, never followed."""
+    with replacing(path) as stream:
+        stream.write(data)
+
+
+@contextmanager
+def replacing(path: Path) -> Iterator[BinaryIO]:
+    """A new file to write, put at `path` atomically when the block ends without an exception (see
+    `write_new`); for documents written as a stream (the merged junit.xml)."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
+        with os.fdopen(handle, "w+b") as stream:
+            yield stream
         os.chmod(temporary, 0o644)
         os.replace(temporary, path)
     except BaseException:

@@ -114,7 +114,7 @@ def render_markdown(report: ResultsReport, limit_bytes: int = MARKDOWN_LIMIT_BYT
     """The merged report as Markdown, at most `limit_bytes` in UTF-8 (GitHub's step summary holds 1 MiB)."""
     head = _head_lines(report)
     bench = bench_markdown(report.bench, report.floors, report.floor_scope)
-    tail = _problem_lines(report) + bench + _environment_lines(report)
+    tail = _left_out_lines(report) + _problem_lines(report) + bench + _environment_lines(report)
     budget = limit_bytes - _size(head) - _size(tail) - 400  # room for the truncation notes
     failure_lines = _failure_lines(report.failures, budget)
     lines = head + failure_lines + tail
@@ -212,6 +212,15 @@ def _failure_lines(failures: list[Failure], budget: int) -> list[str]:
         lines += block
         used += _size(block)
     return lines
+
+
+def _left_out_lines(report: ResultsReport) -> list[str]:
+    """Failed tests read but not detailed (over FAILURE_DETAILS in a cell): how many, per cell."""
+    lines = [
+        f"… {count} more failed tests of {cell_id}: see its junit.xml"
+        for cell_id, count in report.failures_left_out.items()
+    ]
+    return lines + [""] if lines else []
 
 
 def _fence(lines: list[str]) -> str:
