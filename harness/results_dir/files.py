@@ -18,7 +18,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import stat
 import tempfile
 from pathlib import Path
@@ -39,6 +38,9 @@ MIB = 1 << 20
 HARVESTED_FILES = {JUNIT_XML: 64 * MIB, FINGERPRINT_JSON: 1 * MIB, PROGRESS_JSONL: 16 * MIB}
 # Any other results file the harness reads (summary.json, result.json, cell.json of a downloaded artifact).
 READ_LIMIT = 64 * MIB
+# How remove_tree opens a directory of a tree it removes: never through a link.
+_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_OWNER_ONLY = 0o700
 
 
 class UnsafeResultFile(Exception):
@@ -94,21 +96,129 @@ def write_json(path: Path, document: Any) -> None:
 
 
 def remove_tree(path: Path) -> None:
-    """Remove `path` whatever it is, without following a link anywhere inside or at it."""
+    """Remove `path` whatever it is: never through a link, at any depth, whatever modes a test left.
+
+    Iterative, and every name is opened relative to its parent's descriptor, so neither a chain deeper
+    than the recursion limit nor paths longer than PATH_MAX stop it; it holds two descriptors at a time.
+    A directory inside the tree that it cannot read, search or write is made 0700 first (the harness owns
+    what its cells write, or is root); nothing outside the tree is changed.
+    """
     try:
         info = os.lstat(path)
     except FileNotFoundError:
         return
-    if stat.S_ISDIR(info.st_mode):
-        # rmtree unlinks links rather than following them (fd-based on Linux: immune to swaps mid-walk);
-        # make directories a test left unwritable removable first.
-        def make_writable(function: Any, failed: str, _: Any) -> None:
-            os.chmod(os.path.dirname(failed) or ".", 0o700)
-            function(failed)
-
-        shutil.rmtree(path, onerror=make_writable)
-    else:
+    if not stat.S_ISDIR(info.st_mode):
         path.unlink()
+        return
+    parent = os.open(path.parent, _DIRECTORY_FLAGS & ~os.O_NOFOLLOW)
+    try:
+        _remove_directory(parent, path.name)
+    finally:
+        os.close(parent)
+
+
+def _remove_directory(top: int, name: str) -> None:
+    """Remove directory `name` of the directory open as `top` (which stays open), depth first."""
+    current = _open_directory(top, name, fix_parent=False)
+    # Per level: the directory's name in its parent and the subdirectories still to remove; files go at once.
+    stack = [(name, _remove_files(current))]
+    try:
+        while stack:
+            directory, pending = stack[-1]
+            if pending:
+                child = pending.pop()
+                try:
+                    inner = _open_directory(current, child)
+                except FileNotFoundError:
+                    continue
+                except NotADirectoryError:
+                    _retry_writable(current, os.unlink, child)  # not a directory (any more): a file to remove
+                    continue
+                os.close(current)
+                current = inner
+                stack.append((child, _remove_files(current)))
+                continue
+            stack.pop()
+            parent = _open_parent(current) if stack else top
+            emptied = os.fstat(current)
+            os.close(current)
+            current = -1
+            there = os.stat(directory, dir_fd=parent, follow_symlinks=False)
+            if (there.st_dev, there.st_ino) != (emptied.st_dev, emptied.st_ino):
+                raise OSError(errno.ESTALE, f"{directory} was moved while the tree was being removed")
+            if stack:
+                _retry_writable(parent, os.rmdir, directory)
+                current = parent
+            else:
+                os.rmdir(directory, dir_fd=parent)  # `top` is not the tree's to change
+    finally:
+        if current not in (-1, top):
+            os.close(current)
+
+
+def _remove_files(directory: int) -> list[str]:
+    """Unlink every entry of the open `directory` that is not a directory; the names of those that are."""
+    subdirectories = []
+    with os.scandir(directory) as entries:
+        names = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
+    for name, is_directory in names:
+        if is_directory:
+            subdirectories.append(name)
+        else:
+            _retry_writable(directory, os.unlink, name)
+    return subdirectories
+
+
+def _retry_writable(directory: int, operation: Any, name: str) -> None:
+    """`operation(name, dir_fd=directory)`, once more after making `directory` 0700 if it was refused."""
+    try:
+        operation(name, dir_fd=directory)
+    except PermissionError:
+        os.fchmod(directory, _OWNER_ONLY)
+        operation(name, dir_fd=directory)
+
+
+def _open_parent(directory: int) -> int:
+    """The open `directory`'s parent ("..": a directory, never a link), made searchable when it was not."""
+    try:
+        return os.open("..", _DIRECTORY_FLAGS, dir_fd=directory)
+    except PermissionError:
+        os.fchmod(directory, _OWNER_ONLY)
+        return os.open("..", _DIRECTORY_FLAGS, dir_fd=directory)
+
+
+def _open_directory(parent: int, name: str, *, fix_parent: bool = True) -> int:
+    """A descriptor of directory `name` in `parent`, never through a link; modes a test took away restored
+    (`parent`'s too when `fix_parent`).
+
+    NotADirectoryError when `name` is not a directory (a link included).
+    """
+    try:
+        return _open_no_follow(parent, name)
+    except PermissionError:
+        if fix_parent:
+            os.fchmod(parent, _OWNER_ONLY)  # it was not searchable
+    try:
+        return _open_no_follow(parent, name)
+    except PermissionError:
+        # `name` itself is unreadable: chmod it through an O_PATH descriptor, which cannot be a link's target.
+        handle = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+        try:
+            if not stat.S_ISDIR(os.fstat(handle).st_mode):
+                raise NotADirectoryError(errno.ENOTDIR, "not a directory", name) from None
+            os.chmod(f"/proc/self/fd/{handle}", _OWNER_ONLY)
+        finally:
+            os.close(handle)
+    return _open_no_follow(parent, name)
+
+
+def _open_no_follow(parent: int, name: str) -> int:
+    try:
+        return os.open(name, _DIRECTORY_FLAGS, dir_fd=parent)
+    except OSError as error:
+        if error.errno == errno.ELOOP:  # a link: removed as one, never followed
+            raise NotADirectoryError(errno.ENOTDIR, "a symbolic link", name) from None
+        raise
 
 
 def fresh_cell_dir(cell_dir: Path) -> Path:
