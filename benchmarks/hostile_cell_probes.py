@@ -73,9 +73,12 @@ def left_under(directory: Path) -> dict[str, str]:
 
 def as_other_user(command: list[str]) -> str:
     """What `command` printed when run as OTHER_UID, or why it failed."""
-    done = subprocess.run(
-        command, capture_output=True, text=True, user=OTHER_UID, group=OTHER_UID, extra_groups=[]
-    )
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, user=OTHER_UID, group=OTHER_UID, extra_groups=[]
+        )
+    except OSError as error:
+        return f"failed: {error.strerror}"
     if done.returncode == 0:
         return done.stdout.strip()
     return f"failed: {(done.stderr.strip().splitlines() or [f'exit {done.returncode}'])[-1]}"

@@ -11,6 +11,8 @@ Layout of one cell's directory (`OUT/<cell id>/`), all written by the harness it
 
 `work/` is where the cell runner writes (a container sees only it, at /results); it is removed once its
 files are copied. A cell directory without `result.json` did not finish: `incomplete`, whatever else it holds.
+Until work/ is gone the cell directory is 0700: whatever a test leaves there (a set-uid copy of a binary,
+say) no other user of the host can reach; the copies the harness makes are new files, 0644.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ READ_LIMIT = 64 * MIB
 # How remove_tree opens a directory of a tree it removes: never through a link.
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _OWNER_ONLY = 0o700
+# A cell directory once its work/ is gone: only the harness's own files are left, for anyone to read.
+_CELL_DIR_MODE = 0o755
 
 
 class UnsafeResultFile(Exception):
@@ -222,10 +226,12 @@ def _open_no_follow(parent: int, name: str) -> int:
 
 
 def fresh_cell_dir(cell_dir: Path) -> Path:
-    """An empty cell directory with an empty work/ inside: whatever an earlier run left there is removed."""
+    """An empty cell directory, closed to other users (0700), with an empty work/ inside: whatever an earlier
+    run left there is removed."""
     remove_tree(cell_dir)
-    cell_dir.mkdir(parents=True)
-    (cell_dir / WORK_DIR).mkdir()
+    cell_dir.parent.mkdir(parents=True, exist_ok=True)
+    cell_dir.mkdir(mode=_OWNER_ONLY)
+    (cell_dir / WORK_DIR).mkdir(mode=_OWNER_ONLY)
     return cell_dir
 
 
@@ -249,4 +255,6 @@ def harvest_work_dir(cell_dir: Path) -> list[str]:
         remove_tree(work)
     except OSError as error:
         refused.append(f"{WORK_DIR}/ could not be removed: {error}")
+    else:
+        os.chmod(cell_dir, _CELL_DIR_MODE)
     return refused
