@@ -1,7 +1,7 @@
 """The Docker probes of issue #29: what a hostile cell leaves on the host, and what it reaches.
 
 - setuid: a test copies `id` into /results with the set-uid (and set-gid) bit and tries to make a device
-  node; while the cell runs, another uid on the host tries to run and open them through the cell's
+  node; while the cell runs, another uid on the host tries to run them through the cell's
   directory; after it, what is left there.
 - gateway: every node of a `nodes: 2` cell dials a listener on the host's 0.0.0.0 at the host's own
   addresses, its default gateway and the first address of each of its networks.
@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import stat
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,29 +29,14 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+# The Docker tests' own helpers: the cells as they make them, the host listener, another uid's attempts.
+sys.path.insert(0, str(REPO_ROOT / "tests" / "docker"))
+
+from test_docker_executor import junit_property, make_cell  # noqa: E402
+from test_hostile_cells import HostListener, host_addresses, try_as_other_user  # noqa: E402
+
 from harness.executors.docker import DockerExecutor  # noqa: E402
-from harness.model import Cell, ImageSpec  # noqa: E402
 from harness.results_dir.files import remove_tree  # noqa: E402
-
-CELLS = "tests/docker/cells"
-# A uid no file of the host belongs to: "any local user" of the issue.
-OTHER_UID = 4242
-
-
-def make_cell(name: str, test_file: str, **overrides: Any) -> Cell:
-    fields: dict[str, Any] = {
-        "id": f"probe-{name}",
-        "device": "cpu",
-        "backend": "gloo",
-        "world_size": 1,
-        "tests": (f"{CELLS}/{test_file}",),
-        "image": ImageSpec(dockerfile="docker/cpu.Dockerfile", shm_size="1g"),
-        "timeout_s": 300.0,
-        "test_timeout_s": 200.0,
-        "env": {"OMP_NUM_THREADS": "1"},
-    }
-    fields.update(overrides)
-    return Cell(**fields)
 
 
 def describe(path: Path) -> str:
@@ -69,19 +52,6 @@ def left_under(directory: Path) -> dict[str, str]:
             path = Path(root) / name
             found[str(path.relative_to(directory))] = describe(path)
     return found
-
-
-def as_other_user(command: list[str]) -> str:
-    """What `command` printed when run as OTHER_UID, or why it failed."""
-    try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, user=OTHER_UID, group=OTHER_UID, extra_groups=[]
-        )
-    except OSError as error:
-        return f"failed: {error.strerror}"
-    if done.returncode == 0:
-        return done.stdout.strip()
-    return f"failed: {(done.stderr.strip().splitlines() or [f'exit {done.returncode}'])[-1]}"
 
 
 def probe_setuid(executor: DockerExecutor, out: Path) -> dict[str, Any]:
@@ -103,22 +73,13 @@ def probe_setuid(executor: DockerExecutor, out: Path) -> dict[str, Any]:
         during["work"] = {
             name: describe(work / name) for name in ("suid-id", "sgid-id", "mem") if (work / name).exists()
         }
-        during["run suid-id as uid 4242"] = as_other_user([str(work / "suid-id")])
-        during["run sgid-id as uid 4242"] = as_other_user([str(work / "sgid-id")])
-        if (work / "mem").exists():
-            opener = f"open({str(work / 'mem')!r}, 'rb').close(); print('opened')"
-            during["open mem as uid 4242"] = as_other_user([sys.executable, "-c", opener])
+        during["run suid-id as uid 4242"] = try_as_other_user(work / "suid-id")
+        during["run sgid-id as uid 4242"] = try_as_other_user(work / "sgid-id")
         (work / "host-looked").write_text("")
     runner.join()
     result = results[0]
-    planted = None
     junit = cell_dir / "junit.xml"
-    if junit.exists():
-        import xml.etree.ElementTree as ET
-
-        for prop in ET.parse(junit).getroot().iter("property"):
-            if prop.get("name") == "planted":
-                planted = json.loads(prop.get("value", ""))
+    planted = junit_property(junit, "planted") if junit.exists() else None
     return {
         "probe": "setuid",
         "status": result.status,
@@ -126,43 +87,6 @@ def probe_setuid(executor: DockerExecutor, out: Path) -> dict[str, Any]:
         "during": during,
         "left_after": left_under(cell_dir),
     }
-
-
-class HostListener:
-    """A TCP listener on the host's 0.0.0.0 that answers every connection with HOST and records the peer."""
-
-    def __init__(self) -> None:
-        self.socket = socket.socket()
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.socket.bind(("0.0.0.0", 0))
-        self.socket.listen(64)
-        self.port = self.socket.getsockname()[1]
-        self.peers: list[str] = []
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                connection, peer = self.socket.accept()
-            except OSError:
-                return
-            self.peers.append(peer[0])
-            with connection:
-                connection.sendall(b"HOST\n")
-
-    def close(self) -> None:
-        self.socket.close()
-
-
-def host_addresses() -> list[str]:
-    import psutil
-
-    return sorted(
-        address.address
-        for addresses in psutil.net_if_addrs().values()
-        for address in addresses
-        if address.family == socket.AF_INET and not address.address.startswith("127.")
-    )
 
 
 def probe_gateway(executor: DockerExecutor, out: Path) -> dict[str, Any]:
@@ -195,7 +119,7 @@ def probe_deep_tree(executor: DockerExecutor, out: Path) -> dict[str, Any]:
         try:
             result = executor.run(cell, cell_dir, [], lambda *_: None)
             found[attempt] = {"status": result.status, "reason": result.reason[-300:]}
-        except BaseException as error:  # noqa: B036 — the probe records what the harness raised
+        except Exception as error:  # the probe records what the harness raised (RecursionError, before)
             found[attempt] = {"raised": f"{type(error).__name__}: {str(error)[:200]}"}
         found[attempt]["work_left"] = (cell_dir / "work").exists()
         found[attempt]["seconds"] = round(time.monotonic() - started, 1)
