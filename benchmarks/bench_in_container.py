@@ -29,6 +29,7 @@ from harness.executors.docker import (  # noqa: E402
     confinement_options,
     connect_engine,
     container_environment,
+    container_user,
     device_options,
     project_mounts,
     with_image_library_path,
@@ -67,6 +68,8 @@ def run_in_container(args: argparse.Namespace, out: Path) -> tuple[float, str]:
         {**container_environment(cell, gpu_ids), **access.env, "HARNESS_IMAGE": image.tags[0]}, image
     )
     out.mkdir(parents=True, exist_ok=True)
+    uid, gid = container_user()
+    os.chown(out, uid, gid)  # the cell's user writes the JSON, as a cell writes its results
     started = time.monotonic()
     container = client.containers.create(
         image.id,
@@ -75,7 +78,7 @@ def run_in_container(args: argparse.Namespace, out: Path) -> tuple[float, str]:
         volumes=project_mounts(REPO_ROOT, out),
         environment=environment,
         labels={"comm-harness": "1"},
-        user=f"{os.getuid()}:{os.getgid()}",
+        user=f"{uid}:{gid}",
         init=True,
         network_mode="none",
         **confinement_options(cell),
