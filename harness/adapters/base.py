@@ -56,6 +56,8 @@ class KnownGap:
     reason: str  # what the gap is; names the engine's issue where there is one
     match: str = ""  # regular expression the failure's text must contain ("" = any failure)
     world_sizes: tuple[int, ...] = ()  # () = every world size
+    defect: str = ""  # whose defect: the implementation's name, or "torch" (seen on plain torch.distributed)
+    source: str = ""  # where it is, e.g. "vllm/distributed/device_communicators/xpu_communicator.py:61"
 
     def applies_to(self, test_name: str, platform_id: str, world_size: int) -> bool:
         """Whether this gap covers `test_name` (platform id removed) on `platform_id` at `world_size`."""
