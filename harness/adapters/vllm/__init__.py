@@ -46,6 +46,9 @@ class VllmAdapter:
     """vLLM's CpuCommunicator, and its XPU and CUDA communicators' logic on gloo."""
 
     name = "vllm"
+    # GroupCoordinator.all_reduce: "we always make the all-reduce operation out-of-place" (every release
+    # qualified here); that CpuCommunicator happens to sum in place is not a promise.
+    promises: frozenset[str] = frozenset()
 
     def qualified_version(self) -> str | None:
         """The version whose gaps apply: the declared one, else the installed one."""
