@@ -178,6 +178,8 @@ def main() -> int:
     for executor in args.executor or ["local", "docker"]:
         for _ in range(args.repeat):
             with tempfile.TemporaryDirectory() as directory:
+                # The project directory: cells run as nobody when the harness is root, and must read it.
+                os.chmod(directory, 0o755)
                 print(json.dumps(probe_kill_9(executor, Path(directory))), flush=True)
         if executor == "local":
             for then in ("return", "kill-runner"):

@@ -7,6 +7,7 @@ import importlib
 import sys
 
 from harness.errors import EXIT_INTERRUPTED, HarnessError
+from harness.untrusted_text import log_line
 
 # Each module has `register(subparsers)`, which sets a `handler(args) -> int` default on its parser.
 COMMAND_MODULES = [
@@ -39,7 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except HarnessError as error:
-        print(f"harness {args.command}: error: {error}", file=sys.stderr)
+        # A message may quote a file the harness read (a summary, a cell's output): each line neutralised.
+        first, *rest = str(error).splitlines() or [""]
+        for line in [f"harness {args.command}: error: {first}", *rest]:
+            print(log_line(line), file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print(f"harness {args.command}: interrupted", file=sys.stderr)

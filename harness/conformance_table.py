@@ -21,6 +21,7 @@ from pathlib import Path
 
 from harness.adapters.base import strip_platform_id
 from harness.results_dir.junit import read_junit_root
+from harness.untrusted_text import markdown_code, markdown_text
 
 # First match wins: the operation a test exercises, from words in its name.
 OPERATIONS: tuple[tuple[str, str], ...] = (
@@ -129,7 +130,8 @@ def render_table(outcomes: list[Outcome], title: str) -> str:
         "FAIL: a test failed, or a recorded gap no longer holds. (k/m): k of the operation's m tests.",
         "",
     ]
-    lines += [f"{number}. {reason}" for reason, number in notes.items()]
+    # Test names, platforms and reasons are read from junit.xml: shown literally, never as Markdown.
+    lines += [f"{number}. {markdown_text(reason)}" for reason, number in notes.items()]
     lines += [
         "",
         "## Every test",
@@ -142,12 +144,12 @@ def render_table(outcomes: list[Outcome], title: str) -> str:
         by_test[outcome.test][(outcome.platform, outcome.world_size)] = outcome
     for test in sorted(by_test):
         row = [_one(by_test[test].get(column), notes) for column in columns]
-        lines.append(f"| `{test}` | " + " | ".join(row) + " |")
+        lines.append(f"| {markdown_code(test, in_table=True)} | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 
 def _label(platform: str) -> str:
-    return platform.replace("_emulated", "-emulated")
+    return markdown_text(platform.replace("_emulated", "-emulated"), in_table=True)
 
 
 def _summarize(outcomes: list[Outcome], notes: dict[str, int]) -> str:

@@ -40,6 +40,39 @@ class NvidiaGpu:
     memory: str
 
 
+def query_nvml_gpus() -> tuple[list[NvidiaGpu], str]:
+    """NVIDIA GPUs from the driver's NVML library (libnvidia-ml.so.1) through ctypes, never through CUDA.
+
+    Where nvidia-smi is absent but the driver's libraries are there: a container given its GPUs by the
+    harness (image.gpus: devices) has the libraries, not the tool.
+    """
+    import ctypes
+
+    try:
+        nvml = ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return [], "nvidia-smi not found, nor libnvidia-ml.so.1"
+    if nvml.nvmlInit_v2() != 0:
+        return [], "NVML did not initialise (libnvidia-ml.so.1 found)"
+    try:
+        text = ctypes.create_string_buffer(96)
+        driver = text.value.decode() if nvml.nvmlSystemGetDriverVersion(text, 96) == 0 else "?"
+        count = ctypes.c_uint(0)
+        nvml.nvmlDeviceGetCount_v2(ctypes.byref(count))
+        gpus = []
+        for index in range(count.value):
+            handle = ctypes.c_void_p()
+            if nvml.nvmlDeviceGetHandleByIndex_v2(index, ctypes.byref(handle)) != 0:
+                continue
+            name = text.value.decode() if nvml.nvmlDeviceGetName(handle, text, 96) == 0 else "?"
+            memory = (ctypes.c_ulonglong * 3)()  # nvmlMemory_t: total, free, used
+            total = memory[0] // (1 << 20) if nvml.nvmlDeviceGetMemoryInfo(handle, memory) == 0 else 0
+            gpus.append(NvidiaGpu(index, name, driver, f"{total} MiB"))
+    finally:
+        nvml.nvmlShutdown()
+    return gpus, "" if gpus else "NVML lists no GPU"
+
+
 def query_nvidia_gpus(timeout_s: float = 10.0) -> tuple[list[NvidiaGpu], str]:
     """NVIDIA GPUs from nvidia-smi (never through CUDA), and why none were found if so."""
     if shutil.which("nvidia-smi") is None:
@@ -118,6 +151,8 @@ def toolchain_facts() -> dict[str, Any]:
 def collect_fingerprint() -> dict[str, Any]:
     """Everything recorded in a cell's fingerprint.json."""
     gpus, _ = query_nvidia_gpus()
+    if not gpus and os.environ.get("HARNESS_GPU_ACCESS"):
+        gpus, _ = query_nvml_gpus()
     return {
         "hostname": socket.gethostname(),
         "platform": platform.platform(),
@@ -126,6 +161,8 @@ def collect_fingerprint() -> dict[str, Any]:
         "nvidia_gpus": [asdict(gpu) for gpu in gpus],
         "image_digest": os.environ.get("HARNESS_IMAGE_DIGEST"),
         "image": os.environ.get("HARNESS_IMAGE"),
+        # How a container got its GPUs (harness/executors/gpu_access.py); None on the host.
+        "gpu_access": os.environ.get("HARNESS_GPU_ACCESS"),
         "env": {
             name: value
             for name, value in sorted(os.environ.items())

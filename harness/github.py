@@ -9,6 +9,8 @@ import os
 from collections.abc import Iterable
 from typing import Any, Literal
 
+from harness.untrusted_text import annotation_data, annotation_property
+
 AnnotationKind = Literal["error", "warning", "notice"]
 # GitHub shows at most 10 error and 10 warning annotations per step; more are dropped without a word.
 ANNOTATIONS_PER_KIND = 10
@@ -19,14 +21,6 @@ def in_github_actions() -> bool:
     return os.environ.get("GITHUB_ACTIONS") == "true"
 
 
-def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _escape_property(text: str) -> str:
-    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
-
-
 def annotation(
     kind: AnnotationKind,
     message: str,
@@ -35,16 +29,19 @@ def annotation(
     file: str | None = None,
     line: int | None = None,
 ) -> str:
-    """A workflow command, e.g. `::error file=a.py,line=3,title=...::message`, escaped as GitHub reads it."""
+    """A workflow command, e.g. `::error file=a.py,line=3,title=...::message`, escaped as GitHub reads it.
+
+    The file, title and message may come from a cell: their escaping also keeps any command out of them.
+    """
     properties = []
     if file:
-        properties.append(f"file={_escape_property(file)}")
+        properties.append(f"file={annotation_property(file)}")
         if line:
             properties.append(f"line={int(line)}")
     if title:
-        properties.append(f"title={_escape_property(title)}")
+        properties.append(f"title={annotation_property(title)}")
     head = f"::{kind} {','.join(properties)}" if properties else f"::{kind}"
-    return f"{head}::{_escape_data(message)}"
+    return f"{head}::{annotation_data(message)}"
 
 
 def capped_annotations(items: Iterable[tuple[AnnotationKind, str, dict[str, Any]]]) -> list[str]:

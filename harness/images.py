@@ -11,6 +11,7 @@ bootstrap and a host-side wheelhouse) is not part of the recipe: it is recorded 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import os
@@ -37,7 +38,9 @@ TOOLCHAIN_REQUIREMENTS = REPO_ROOT / "docker" / "requirements.txt"
 HARNESS_CONTEXT_DIR = ".comm-harness"
 OFFLINE_BASE_IMAGE = "comm-harness/base:bookworm-python3"
 # Build arguments that say where things come from, not what the image is: excluded from the tag.
-SOURCE_BUILD_ARGS = ("BASE_IMAGE", "WHEELHOUSE")
+# TORCH_FROM=base takes torch from the base image instead of the wheels (image.torch, `--torch`).
+SOURCE_BUILD_ARGS = ("BASE_IMAGE", "WHEELHOUSE", "TORCH_FROM")
+TORCH_SOURCES = ("wheels", "base")
 LABEL_DEVICE = "comm-harness.device"
 LABEL_SOURCES = "comm-harness.sources"
 LABEL_INSTALL_STAGE = "comm-harness.install-stage-of"
@@ -106,6 +109,8 @@ class ImageRecipe:
     # The matrix's own wheels, which pip may install from besides the index or the offline wheelhouse.
     wheelhouse: Path | None = None
     torch_from_pypi: bool = False
+    # "wheels", or "base": the base image's own torch (cuda only; see docker/torch-from-base.sh).
+    torch_from: str = "wheels"
 
     @functools.cached_property
     def tag(self) -> str:
@@ -149,6 +154,7 @@ def recipe_for(device: str, spec: ImageSpec | None = None, repo_root: Path = REP
     wheelhouse = repo_root / spec.wheelhouse if spec.wheelhouse else None
     if wheelhouse is not None and not wheelhouse.is_dir():
         raise ConfigurationError(f"wheelhouse {wheelhouse} of the {device} image is not a directory")
+    check_torch_source(device, spec.torch, "image.torch")
     return ImageRecipe(
         device,
         dockerfile,
@@ -160,7 +166,19 @@ def recipe_for(device: str, spec: ImageSpec | None = None, repo_root: Path = REP
         requirement_files=requirement_files,
         wheelhouse=wheelhouse,
         torch_from_pypi=default.torch_from_pypi,
+        torch_from=spec.torch,
     )
+
+
+def check_torch_source(device: str, torch_from: str, key: str) -> None:
+    """Only the cuda image can take torch from its base (its Dockerfile knows how): refuse anything else."""
+    if torch_from not in TORCH_SOURCES:
+        raise ConfigurationError(f"{key} {torch_from!r}: use one of {', '.join(TORCH_SOURCES)}")
+    if torch_from == "base" and device != "cuda":
+        raise ConfigurationError(
+            f"{key} base: only the cuda image can take torch from its base image (the {device} image "
+            "installs its own torch); drop it, or give a Dockerfile of your own"
+        )
 
 
 def context_files(context: Path) -> list[str]:
@@ -227,16 +245,38 @@ def build_image(
     wheelhouse: Path | None = None,
     offline: bool = False,
     rebuild: bool = False,
+    torch_from: str | None = None,
     log: Log = print,
 ) -> BuildOutcome:
-    """Build `recipe`'s image unless it is present; `offline` makes the base image and wheelhouse locally."""
+    """Build `recipe`'s image unless it is present; `offline` makes the base image and wheelhouse locally.
+
+    `torch_from` ("wheels" or "base", default the recipe's) says where torch comes from; like the base image
+    and the wheelhouse it is a source, not part of the tag.
+    """
     started = time.monotonic()
     tag = recipe.tag
+    torch_from = torch_from or recipe.torch_from
+    check_torch_source(recipe.device, torch_from, "--torch")
+    base_image = base_image or (recipe.build_args.get("BASE_IMAGE") if torch_from == "base" else None)
     present = find_image(client, tag)
-    if present is not None and not rebuild and not _sources_differ(present, base_image, wheelhouse):
+    same_sources = present is not None and not _sources_differ(present, base_image, wheelhouse, torch_from)
+    if present is not None and not rebuild and same_sources:
         log(f"{tag}: present ({present.short_id}), not rebuilt")
         return BuildOutcome(tag, False, time.monotonic() - started, present.id)
 
+    if torch_from == "base":
+        if base_image is None:
+            raise ConfigurationError(
+                f"torch from the base image needs a base that holds a CUDA torch: pass --base-image IMAGE "
+                f"or set image.build_args.BASE_IMAGE for the {recipe.device} device (e.g. an NGC PyTorch "
+                "image, or one imported from a GPU host's environment)"
+            )
+        if offline and wheelhouse is None:
+            python_version = base_python_version(client, base_image)
+            log(f"{base_image}: python3 is {python_version}; the wheelhouse is for it, without torch")
+            wheelhouse = ensure_wheelhouse(
+                dataclasses.replace(recipe, python_version=python_version, torch_from="base"), log
+            )
     if offline and base_image is None:
         if not recipe.offline_base:
             raise ConfigurationError(
@@ -245,14 +285,14 @@ def build_image(
             )
         base_image = ensure_offline_base(client, log)
     if offline and wheelhouse is None:
-        wheelhouse = ensure_wheelhouse(recipe, log)
+        wheelhouse = ensure_wheelhouse(dataclasses.replace(recipe, torch_from=torch_from), log)
 
-    build_args = {**recipe.build_args, "IMAGE_TAG": tag}
+    build_args = {**recipe.build_args, "IMAGE_TAG": tag, "TORCH_FROM": torch_from}
     if base_image:
         build_args["BASE_IMAGE"] = base_image
     if wheelhouse:
         build_args["WHEELHOUSE"] = "1"
-    sources = _sources_label(base_image, wheelhouse)
+    sources = _sources_label(base_image, wheelhouse, torch_from)
     log(f"{tag}: building from {recipe.dockerfile} ({sources})")
     with tempfile.TemporaryDirectory(prefix="comm-harness-build-") as context:
         _assemble_context(recipe, wheelhouse, Path(context))
@@ -289,17 +329,41 @@ def _remove_leftovers(client: Any, tag: str, replaced: str | None, kept: str) ->
             pass
 
 
-def _sources_label(base_image: str | None, wheelhouse: Path | None) -> str:
+def _sources_label(base_image: str | None, wheelhouse: Path | None, torch_from: str = "wheels") -> str:
     base = f"base={base_image or 'default'}"
-    return base + (f" wheelhouse={wheelhouse_digest(wheelhouse)}" if wheelhouse else " wheelhouse=none")
+    label = base + (f" wheelhouse={wheelhouse_digest(wheelhouse)}" if wheelhouse else " wheelhouse=none")
+    return label + (" torch=base" if torch_from == "base" else "")
 
 
-def _sources_differ(image: Any, base_image: str | None, wheelhouse: Path | None) -> bool:
-    """True when the user named a base image or wheelhouse other than the present image was built from."""
+def _sources_differ(image: Any, base_image: str | None, wheelhouse: Path | None, torch_from: str) -> bool:
+    """True when the user named a base image, wheelhouse or torch source other than the present image's."""
     recorded = dict(part.split("=", 1) for part in image.labels.get(LABEL_SOURCES, "").split() if "=" in part)
     if base_image is not None and recorded.get("base") != base_image:
         return True
+    if recorded.get("torch", "wheels") != torch_from:
+        return True
     return wheelhouse is not None and recorded.get("wheelhouse") != wheelhouse_digest(wheelhouse)
+
+
+def base_python_version(client: Any, base_image: str) -> str:
+    """The "3.12" of `base_image`'s python3, read by running it (no network, removed after)."""
+    import docker.errors
+
+    script = "import sys; print('%d.%d' % sys.version_info[:2])"
+    try:
+        output = client.containers.run(
+            base_image, ["python3", "-c", script], network_mode="none", remove=True, entrypoint=[]
+        )
+    except docker.errors.ImageNotFound:
+        raise ConfigurationError(
+            f"base image {base_image} is not on this engine: load or import it first (`docker images`)"
+        ) from None
+    except docker.errors.APIError as error:
+        raise ImageBuildError(f"base image {base_image}: running its python3 failed: {error}") from None
+    version = output.decode(errors="replace").strip()
+    if not re.fullmatch(r"3\.\d+", version):
+        raise ImageBuildError(f"base image {base_image}: python3 printed {version[:80]!r}, not a version")
+    return version
 
 
 def _assemble_context(recipe: ImageRecipe, wheelhouse: Path | None, context: Path) -> None:
@@ -414,8 +478,13 @@ def wheelhouse_digest(wheelhouse: Path) -> str:
 
 
 def wheelhouse_requirements(recipe: ImageRecipe) -> list[str]:
-    """What the wheelhouse must hold: torch at the recipe's version, the harness's toolchain, the extras."""
-    requirements = [f"torch=={recipe.build_args['TORCH_VERSION']}", "-r", str(TOOLCHAIN_REQUIREMENTS)]
+    """What the wheelhouse must hold: torch at the recipe's version (unless the base brings it), pip (a base
+    may lack one), the harness's toolchain, the extras."""
+    if recipe.torch_from == "base":
+        requirements = ["pip"]
+    else:
+        requirements = [f"torch=={recipe.build_args['TORCH_VERSION']}"]
+    requirements += ["-r", str(TOOLCHAIN_REQUIREMENTS)]
     requirements += list(recipe.packages)
     for path in recipe.requirement_files:
         requirements += ["-r", str(path)]
@@ -431,6 +500,7 @@ def ensure_wheelhouse(recipe: ImageRecipe, log: Log = print) -> Path:
         TOOLCHAIN_REQUIREMENTS.read_text(encoding="utf-8"),
         recipe.extra_requirements(),
         wheelhouse_digest(recipe.wheelhouse) if recipe.wheelhouse else "",
+        recipe.torch_from,
     ]
     key = hashlib.sha256("\0".join(key_parts).encode()).hexdigest()[:12]
     target = cache_dir() / "wheelhouse" / f"{recipe.device}-py{recipe.python_version}-{key}"
@@ -443,7 +513,7 @@ def ensure_wheelhouse(recipe: ImageRecipe, log: Log = print) -> Path:
     # point PIP_EXTRA_INDEX_URL at the torch index. The Dockerfile checks the torch build it gets.
     find_links = ["--find-links", str(recipe.wheelhouse)] if recipe.wheelhouse else []
     _pip_download(recipe, target, [*find_links, *wheelhouse_requirements(recipe)], log)
-    if recipe.torch_from_pypi:
+    if recipe.torch_from_pypi and recipe.torch_from != "base":
         _replace_cpu_torch_with_pypis(recipe, target, log)
     complete.write_text(wheelhouse_digest(target) + "\n")
     return target
@@ -520,6 +590,99 @@ def ensure_offline_base(client: Any, log: Log = print) -> str:
         raise ImageBuildError(f"importing the bootstrapped tree as {OFFLINE_BASE_IMAGE} left no image")
     log(f"{OFFLINE_BASE_IMAGE}: imported")
     return OFFLINE_BASE_IMAGE
+
+
+# What a base image made from this host's Python environment holds besides the environment itself: the
+# system's programs and libraries the interpreter, torch and a Dockerfile's RUN lines need. Never the GPU
+# driver (/usr/local/nvidia, /dev): a cell's container gets the host's at run time (image.gpus).
+HOST_BASE_SYSTEM_PATHS = (
+    "bin", "sbin", "lib", "lib64", "usr/bin", "usr/sbin", "usr/lib64", "usr/share/zoneinfo",
+    "etc/ld.so.conf", "etc/ld.so.conf.d", "etc/passwd", "etc/group", "etc/nsswitch.conf",
+)  # fmt: skip
+
+
+def host_environment_paths(python: str = sys.executable) -> list[str]:
+    """Paths (relative to /) that make an image of `python`'s environment: its prefix (a venv included), the
+    interpreter and standard library it is made from, and the system's programs and shared libraries."""
+    probe = (
+        "import json, os, sys, sysconfig\n"
+        # Every link from the interpreter to the real file: a venv's python -> pyenv's python -> python3.11.
+        "links, path = [], sys.executable\n"
+        "while os.path.islink(path) and len(links) < 40:\n"
+        "    links.append(path); path = os.path.join(os.path.dirname(path), os.readlink(path))\n"
+        "print(json.dumps({"
+        "'prefix': sys.prefix, 'base': os.path.realpath(sys.executable), 'links': links, "
+        "'stdlib': sysconfig.get_path('stdlib'), 'platstdlib': sysconfig.get_path('platstdlib'), "
+        "'multiarch': sysconfig.get_config_var('MULTIARCH') or '', "
+        # A venv made with --system-site-packages reads its base's too: every package folder on sys.path.
+        "'site': [p for p in sys.path if p.endswith(('site-packages', 'dist-packages'))]}))"
+    )
+    import json
+
+    facts = json.loads(
+        subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True).stdout
+    )
+    paths = set(HOST_BASE_SYSTEM_PATHS)
+    if facts["multiarch"]:
+        paths.add(f"usr/lib/{facts['multiarch']}")
+    for key in ("prefix", "base", "stdlib", "platstdlib"):
+        paths.add(facts[key].lstrip("/"))
+    paths.update(folder.lstrip("/") for folder in facts["site"])
+    paths.update(os.path.normpath(link).lstrip("/") for link in facts["links"])
+    # The shared libraries the interpreter links to (a libpython beside a pyenv or conda interpreter).
+    linked = subprocess.run(["ldd", facts["base"]], capture_output=True, text=True, check=False).stdout
+    paths.update(match.lstrip("/") for match in re.findall(r"=> (/\S+)", linked))
+    driver = ("usr/local/nvidia", "dev", "proc", "sys")
+    kept = sorted(
+        path for path in paths if path and os.path.lexists("/" + path) and not path.startswith(driver)
+    )
+    # A path inside another kept one would reach the engine twice ("duplicates of file paths not supported").
+    return [path for path in kept if not any(path.startswith(other + "/") for other in kept)]
+
+
+def import_host_environment(client: Any, tag: str, python: str = sys.executable, log: Log = print) -> str:
+    """Make image `tag` from `python`'s environment on this host (no registry, no download): a base for
+    `image.torch: base` on a GPU host whose Python already holds a CUDA torch. Returns the image id."""
+    import json
+
+    paths = host_environment_paths(python)
+    prefix = json.loads(
+        subprocess.run(
+            [python, "-c", "import json, sys; print(json.dumps(sys.prefix))"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    log(f"{tag}: importing {python}'s environment ({prefix}) and {len(paths)} system paths")
+    tar = subprocess.Popen(
+        ["tar", "-C", "/", "--numeric-owner", "--ignore-failed-read", "-cf", "-", *paths],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    repository, _, version = tag.rpartition(":") if ":" in tag.split("/")[-1] else (tag, "", "latest")
+    import requests
+
+    try:
+        client.api.import_image_from_stream(
+            tar.stdout,
+            repository=repository,
+            tag=version,
+            changes=[
+                f"ENV PATH={prefix}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                f"LABEL comm-harness.host-environment={prefix}",
+            ],
+        )
+    except requests.exceptions.RequestException as error:
+        raise ImageBuildError(f"importing {prefix} as {tag} failed: {error}") from None
+    finally:
+        tar.stdout.close()
+        tar.wait()
+    image = find_image(client, tag)
+    if image is None:
+        raise ImageBuildError(f"importing {prefix} as {tag} left no image (tar exit {tar.returncode})")
+    log(f"{tag}: imported ({image.attrs.get('Size', 0) / 2**30:.1f} GiB)")
+    return image.id
 
 
 def _run_logged(command: list[str], log: Log, what: str) -> None:

@@ -12,6 +12,7 @@ import fnmatch
 import importlib.util
 import itertools
 import json
+import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -428,7 +429,36 @@ def _expand(data: dict[str, Any], axes: dict[str, tuple[str, ...]], problems: _P
         first_line.setdefault(draft.id, draft.line)
     if not drafts:
         problems.add(["devices"], "the matrix has no cells after exclude rules; nothing would run")
+    for draft in drafts:
+        _check_axis_references(draft, devices[draft.device], problems)
     return [_freeze(draft, devices[draft.device], problems.path) for draft in drafts]
+
+
+# `${{ matrix.NAME }}` in an image's build_args or a cell's env: the cell's value of axis NAME (as GitHub
+# Actions writes it), so that one axis value (a vLLM version) selects the image and the run together.
+_AXIS_REFERENCE = re.compile(r"\$\{\{\s*matrix\.([A-Za-z0-9_-]+)\s*\}\}")
+
+
+def _with_axis_values(value: str, params: dict[str, str]) -> str:
+    return _AXIS_REFERENCE.sub(lambda found: params.get(found.group(1), found.group(0)), value)
+
+
+def _check_axis_references(draft: _Draft, device_config: dict[str, Any], problems: _Problems) -> None:
+    """Every `${{ matrix.NAME }}` names an axis this cell has a value of."""
+    settings = {**BUILTIN_DEFAULTS, **draft.settings}
+    image = device_config.get("image") or {}
+    places = [(["image", "build_args", key], value) for key, value in (image.get("build_args") or {}).items()]
+    places += [(["env", key], value) for key, value in settings["env"].items()]
+    for key_path, value in places:
+        for found in _AXIS_REFERENCE.finditer(str(value)):
+            if found.group(1) not in draft.params:
+                declared = ", ".join(draft.params) or "none"
+                problems.add(
+                    [*draft.key_path, *key_path],
+                    f"cell {draft.id}: {found.group(0)} names no axis of this cell (its axes: {declared}); "
+                    f"declare it under `axes:`",
+                    line=draft.line,
+                )
 
 
 def known_all2all_backends() -> list[str]:
@@ -511,7 +541,10 @@ def _freeze(draft: _Draft, device_config: dict[str, Any], path: Path) -> Cell:
     if image_config:
         image = ImageSpec(
             dockerfile=image_config.get("dockerfile"),
-            build_args={k: str(v) for k, v in (image_config.get("build_args") or {}).items()},
+            build_args={
+                k: _with_axis_values(str(v), draft.params)
+                for k, v in (image_config.get("build_args") or {}).items()
+            },
             shm_size=image_config.get("shm_size", "1g"),
             network_host=image_config.get("network_host", False),
             memory=image_config.get("memory"),
@@ -520,6 +553,9 @@ def _freeze(draft: _Draft, device_config: dict[str, Any], path: Path) -> Cell:
             packages=tuple(image_config.get("packages") or ()),
             requirements=tuple(image_config.get("requirements") or ()),
             wheelhouse=image_config.get("wheelhouse"),
+            gpus=image_config.get("gpus", "auto"),
+            driver_dir=image_config.get("driver_dir"),
+            torch=image_config.get("torch", "wheels"),
         )
     return Cell(
         id=draft.id,
@@ -532,7 +568,7 @@ def _freeze(draft: _Draft, device_config: dict[str, Any], path: Path) -> Cell:
         markers=settings["markers"],
         keyword=settings["keyword"],
         params=dict(draft.params),
-        env={name: str(value) for name, value in settings["env"].items()},
+        env={name: _with_axis_values(str(value), draft.params) for name, value in settings["env"].items()},
         timeout_s=float(settings["timeout"]),
         test_timeout_s=float(settings["test_timeout"]),
         required=bool(settings["required"]),

@@ -43,6 +43,13 @@ class ImageSpec:
     packages: tuple[str, ...] = ()
     requirements: tuple[str, ...] = ()
     wheelhouse: str | None = None
+    # cuda: how a container gets its GPUs (harness/executors/gpu_access.py): "auto", "runtime", "devices";
+    # and, for "devices", the host folder holding the driver's libraries (None: the harness finds them).
+    gpus: str = "auto"
+    driver_dir: str | None = None
+    # cuda: "wheels" installs torch (and the CUDA runtime and NCCL it brings) into the image; "base" keeps
+    # the base image's own CUDA torch (NVIDIA's NGC images, or an image made from a GPU host's environment).
+    torch: str = "wheels"
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ImageSpec:

@@ -10,11 +10,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from harness.errors import DockerUnavailableError
+from harness.errors import ConfigurationError, DockerUnavailableError
 from harness.model import Cell
 from harness.probe import HostCapabilities
 
 ExecutorChoice = Literal["auto", "local", "docker"]
+# How a cuda cell's container gets its GPUs (the matrix's image.gpus; harness/executors/gpu_access.py).
+GPU_ACCESS_MODES = ("auto", "runtime", "devices")
 # (image present, reason naming the tag and how to build it): DockerExecutor.image_status.
 ImageCheck = Callable[[Cell], tuple[bool, str]]
 
@@ -84,6 +86,28 @@ def local_gap(cell: Cell, host: HostCapabilities) -> str:
     return ""
 
 
+def gpu_access_mode(requested: str, engine_runtimes: Iterable[str]) -> str:
+    """"runtime" or "devices": what image.gpus `requested` means on an engine with these runtimes."""
+    if requested not in GPU_ACCESS_MODES:
+        raise ConfigurationError(f"image.gpus {requested!r}: use one of {', '.join(GPU_ACCESS_MODES)}")
+    if requested != "auto":
+        return requested
+    return "runtime" if "nvidia" in set(engine_runtimes) else "devices"
+
+
+def _gpu_note(cell: Cell, host: HostCapabilities) -> str:
+    """"; GPUs: ..." for a cuda cell that runs in Docker: which access `auto` picked, and why."""
+    if cell.device != "cuda" or cell.image is None:
+        return ""
+    mode = gpu_access_mode(cell.image.gpus, host.docker_runtimes)
+    how = {
+        "runtime": "the engine's nvidia runtime",
+        "devices": "device nodes and driver libraries passed by the harness",
+    }[mode]
+    picked = f"image.gpus auto: the engine {'has' if mode == 'runtime' else 'has no'} nvidia runtime"
+    return f"; GPUs: {mode} ({how}{'; ' + picked if cell.image.gpus == 'auto' else ''})"
+
+
 def plan_cells(
     cells: Iterable[Cell],
     host: HostCapabilities,
@@ -111,11 +135,11 @@ def _plan_one(
                 return PlannedCell(cell, None, f"device {cell.device} has no `image:` in the matrix")
             present, image_reason = image_check(cell) if image_check else (False, "")
             note = "image present" if present else f"image will be built first ({image_reason})"
-            return PlannedCell(cell, "docker", note)
+            return PlannedCell(cell, "docker", note + _gpu_note(cell, host))
         if host.docker_available and cell.image is not None and not gap and image_check is not None:
             present, image_reason = image_check(cell)
             if present:
-                return PlannedCell(cell, "docker", image_reason or "image present")
+                return PlannedCell(cell, "docker", (image_reason or "image present") + _gpu_note(cell, host))
             docker_note = f"no Docker image ({image_reason})"
         else:
             docker_note = f"Docker: {host.docker_reason}" if not host.docker_available else ""

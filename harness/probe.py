@@ -32,6 +32,9 @@ class HostCapabilities:
     docker_available: bool = False
     docker_version: str = ""
     docker_reason: str = "not probed"
+    # The engine's container runtimes ("runc", "nvidia", ...): whether cuda cells get GPUs through the
+    # NVIDIA runtime or from the harness (image.gpus: auto).
+    docker_runtimes: tuple[str, ...] = ()
 
     @property
     def nvidia_gpu_count(self) -> int:
@@ -83,27 +86,36 @@ def probe_torch(timeout_s: float = 120.0) -> dict[str, Any]:
         return {"torch": None, "error": f"torch probe failed: {error}"}
 
 
-def probe_docker(timeout_s: float = 3.0) -> tuple[bool, str, str]:
-    """(engine answers, engine version, why not) through the Docker SDK with a short timeout."""
+def probe_docker(timeout_s: float = 3.0) -> tuple[bool, str, str, tuple[str, ...]]:
+    """(engine answers, engine version, why not, its runtimes) through the Docker SDK with a short timeout."""
     try:
         import docker
     except ImportError:
-        return False, "", "the docker Python package is not installed (pip install docker)"
+        return False, "", "the docker Python package is not installed (pip install docker)", ()
     if not hasattr(docker, "from_env"):
         # The repository's docker/ folder (Dockerfiles) imports as a namespace package when the SDK is absent.
-        return False, "", "the docker Python package is not installed (pip install docker)"
+        return False, "", "the docker Python package is not installed (pip install docker)", ()
     try:
         client = docker.from_env(timeout=timeout_s)
     except Exception as error:
-        return False, "", f"no Docker engine answers ({_first_line(error)}); start dockerd or set DOCKER_HOST"
+        reason = f"no Docker engine answers ({_first_line(error)}); start dockerd or set DOCKER_HOST"
+        return False, "", reason, ()
     try:
         client.ping()
         version = client.version().get("Version", "")
-        return True, version, ""
+        return True, version, "", engine_runtimes(client)
     except Exception as error:
-        return False, "", f"the Docker engine does not answer ({_first_line(error)})"
+        return False, "", f"the Docker engine does not answer ({_first_line(error)})", ()
     finally:
         client.close()
+
+
+def engine_runtimes(client: Any) -> tuple[str, ...]:
+    """The runtimes a Docker engine offers (`docker info`'s Runtimes), e.g. ("nvidia", "runc")."""
+    try:
+        return tuple(sorted((client.info().get("Runtimes") or {}).keys()))
+    except Exception:  # an engine that cannot say has no runtime the harness could rely on
+        return ()
 
 
 def _first_line(error: BaseException) -> str:
@@ -113,7 +125,9 @@ def _first_line(error: BaseException) -> str:
 def probe_host(*, docker: bool = True) -> HostCapabilities:
     """Probe this host; `docker=False` skips the engine check (reported as not probed)."""
     gpus, nvidia_reason = query_nvidia_gpus()
-    docker_available, docker_version, docker_reason = probe_docker() if docker else (False, "", "not probed")
+    docker_available, docker_version, docker_reason, runtimes = (
+        probe_docker() if docker else (False, "", "not probed", ())
+    )
     return HostCapabilities(
         cores=count_cores(),
         nvidia_gpus=tuple(gpus),
@@ -123,6 +137,7 @@ def probe_host(*, docker: bool = True) -> HostCapabilities:
         docker_available=docker_available,
         docker_version=docker_version,
         docker_reason=docker_reason,
+        docker_runtimes=runtimes,
     )
 
 

@@ -21,6 +21,7 @@ from harness.model import CellResult
 from harness.plan import PlannedCell
 from harness.results_dir.junit import rank_suffix
 from harness.results_dir.render import STATUS_STYLE
+from harness.untrusted_text import print_line, terminal_text
 
 # The build log lines plain output shows: Docker's steps, the wheelhouse and base image, errors.
 BUILD_LINES_SHOWN = ("Step ", "wheelhouse", "comm-harness", "ERROR", "Successfully")
@@ -91,10 +92,11 @@ def cause_suffix(event: dict[str, Any]) -> str:
     return f"{rank_suffix(message)}: {message}" if message else ""
 
 
-def _finish_line(result: CellResult) -> str:
+def _finish_lines(result: CellResult) -> list[str]:
+    """The lines that say a cell finished; each is printed (and neutralised) on its own."""
     counts = result.counts
     if result.status == "skipped":
-        return f"[{result.id}] skipped: {result.reason}"
+        return [f"[{result.id}] skipped: {result.reason}"]
     text = (
         f"[{result.id}] {result.status.upper()}: {counts.passed} passed, {counts.failed} failed, "
         f"{counts.errors} errors, {counts.skipped} skipped in {result.duration_s:.1f}s"
@@ -102,9 +104,8 @@ def _finish_line(result: CellResult) -> str:
     if result.status in ("error", "incomplete") and result.reason:
         # A build or runner failure says its cause and its fix in the reason's last lines too.
         lines = [line for line in result.reason.splitlines() if line.strip()]
-        text += f" — {lines[0]}"
-        text += "".join(f"\n    {line}" for line in lines[1:][-REASON_LINES:])
-    return text
+        return [f"{text} — {lines[0]}", *(f"    {line}" for line in lines[1:][-REASON_LINES:])]
+    return [text]
 
 
 class PlainProgress:
@@ -137,13 +138,14 @@ class PlainProgress:
 
     def cell_finished(self, result: CellResult) -> None:
         with self._lock:
-            self._print(_finish_line(result))
+            for line in _finish_lines(result):
+                self._print(line)
 
     def close(self) -> None:
         """Nothing to tear down for plain lines."""
 
     def _print(self, line: str) -> None:
-        self._console.print(line, markup=False, highlight=False, soft_wrap=True)
+        print_line(self._console, line)
 
 
 class LiveProgress:
@@ -171,8 +173,7 @@ class LiveProgress:
             word = self._cells.setdefault(cell_id, CellProgress(status="running")).apply(event)
         if word is not None and word != "PASSED" and word != "SKIPPED":
             # Printed above the live table, where it stays once the table moves on.
-            line = f"[{cell_id}] {event.get('nodeid')} {word}{cause_suffix(event)}"
-            self._console.print(line, markup=False, highlight=False)
+            print_line(self._console, f"[{cell_id}] {event.get('nodeid')} {word}{cause_suffix(event)}")
 
     def cell_finished(self, result: CellResult) -> None:
         with self._lock:
@@ -199,14 +200,15 @@ class LiveProgress:
                 if elapsed is None and cell.started is not None:
                     elapsed = time.monotonic() - cell.started
                 style = STATUS_STYLE.get(cell.status, "cyan")
+                # Test ids and reasons come from the cell: Text, never parsed as markup.
                 table.add_row(
-                    cell_id,
-                    f"[{style}]{cell.status}[/]",
+                    terminal_text(cell_id),
+                    terminal_text(cell.status, style),
                     cell.counter() if cell.status != "skipped" else "-",
                     str(cell.passed),
                     str(cell.failed),
                     f"{elapsed:.1f}s" if elapsed is not None else "-",
-                    cell.current or cell.reason,
+                    terminal_text(cell.current or cell.reason),
                 )
         return table
 

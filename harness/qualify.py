@@ -9,8 +9,8 @@ leaves a document with an "error" instead of rows, so the record says why a figu
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,9 @@ from typing import Any
 from harness.bench.floors import Floor, FloorViolation, check_floors, unchecked_floors
 from harness.bench.options import DISPATCH_COMBINE, format_size
 from harness.bench.results import incorrect_rows, is_collective, write_document
-from harness.errors import HarnessError
+from harness.errors import ConfigurationError, HarnessError
+from harness.results_dir.files import UnsafeResultFile, read_json
+from harness.untrusted_text import markdown_text
 
 # Bench documents are found by content, not name; files this large are results of something else.
 MAX_BENCH_DOCUMENT_BYTES = 64 << 20
@@ -102,29 +104,57 @@ class BenchOutcome:
 
 
 def read_bench_document(path: Path) -> dict[str, Any] | None:
-    """The bench document in `path`, or None when the file is some other JSON (or not JSON)."""
+    """The bench document in `path`, or None when the file is some other JSON (or not JSON, or a link:
+    documents found in downloaded artifacts are read as any results file, bounded and never through links).
+
+    ConfigurationError when it is a bench document whose settings are not what `harness bench` writes.
+    """
     try:
-        if path.stat().st_size > MAX_BENCH_DOCUMENT_BYTES:
-            return None
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        data = read_json(path, MAX_BENCH_DOCUMENT_BYTES)
+    except (OSError, ValueError, UnsafeResultFile):
         return None
     if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
         return None
     settings = data.get("settings")
     if not isinstance(settings, dict) or "device" not in settings or "world_size" not in settings:
         return None
+    world_size = settings["world_size"]
+    if (
+        not isinstance(settings["device"], str)
+        or not isinstance(world_size, int)
+        or isinstance(world_size, bool)
+    ):
+        raise ConfigurationError(
+            f"{path}: settings.device must be a string and settings.world_size an integer "
+            f"(got {settings['device']!r:.40} and {world_size!r:.40}); not a document `harness bench` wrote"
+        )
     return data
 
 
 def find_bench_documents(directory: Path) -> list[tuple[Path, dict[str, Any]]]:
     """Every bench document under `directory`, in path order."""
     found = []
-    for path in sorted(directory.rglob("*.json")):
+    for path in sorted(_json_files(directory)):
         document = read_bench_document(path)
         if document is not None:
             found.append((path, document))
     return found
+
+
+def _json_files(directory: Path) -> Iterator[Path]:
+    """The *.json files below `directory`, never through a link, walked without recursion (a downloaded
+    artifact may nest thousands of directories)."""
+    stack = [directory]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(Path(entry.path))
+                    elif entry.name.endswith(".json") and entry.is_file(follow_symlinks=False):
+                        yield Path(entry.path)
+        except OSError:
+            continue
 
 
 def judge_bench(path: Path, document: dict[str, Any], floors: Iterable[Floor]) -> BenchOutcome:
@@ -178,10 +208,11 @@ def bench_markdown(
         ]
     for outcome in outcomes:
         verdict = "❌" if outcome.failed else "✅"
-        where = f"| {outcome.device} | {outcome.world_size} "
+        # A bench document is read from a results directory: its words are shown, never interpreted.
+        where = f"| {markdown_text(outcome.device, in_table=True)} | {outcome.world_size} "
         if outcome.error:
             first = outcome.error.strip().splitlines()[0] if outcome.error.strip() else "unknown error"
-            lines.append(f"{where}| bench | - | - | - | 💥 {first.replace('|', '/')[:300]} |")
+            lines.append(f"{where}| bench | - | - | - | 💥 {markdown_text(first[:300], in_table=True)} |")
             continue
         for figure in outcome.figures():
             if figure["op"] == DISPATCH_COMBINE and "uneven_over_equal" in figure:
@@ -195,15 +226,18 @@ def bench_markdown(
                     f"| {figure['speedup_vs_naive']:.2f}x vs naive | - | {verdict} |"
                 )
             else:
+                op = markdown_text(figure["op"], in_table=True)
                 lines.append(
-                    f"{where}| {figure['op']} | {format_size(figure['bytes'])} | {figure['busbw_gbps']:.2f} "
+                    f"{where}| {op} | {format_size(figure['bytes'])} | {figure['busbw_gbps']:.2f} "
                     f"| {figure['peak_busbw_gbps']:.2f} | {verdict} |"
                 )
     lines.append("")
     problems = [
-        f"- ❌ wrong result, {o.device} ws{o.world_size}: {line}" for o in outcomes for line in o.incorrect
+        f"- ❌ wrong result, {markdown_text(o.device)} ws{o.world_size}: {markdown_text(line)}"
+        for o in outcomes
+        for line in o.incorrect
     ]
-    problems += [f"- ❌ floor missed: {v.message()}" for o in outcomes for v in o.violations]
+    problems += [f"- ❌ floor missed: {markdown_text(v.message())}" for o in outcomes for v in o.violations]
     problems += [
         f"- ⚠️ not checked (no row at its sizes): {f.describe()} ({f.source})"
         for o in outcomes

@@ -25,10 +25,11 @@ from harness.progress_view import make_progress_view
 from harness.results_dir.files import LOG_TXT
 from harness.results_dir.junit import Failure
 from harness.results_dir.render import render_table
-from harness.results_dir.report import ResultsReport, report_of_summary
+from harness.results_dir.report import ResultsReport
 from harness.results_dir.summary import RunReport, skipped_result
 from harness.run_guardian import RunGuard
 from harness.scheduler import CellScheduler, ResourcePool
+from harness.untrusted_text import print_line
 
 
 @dataclass
@@ -80,7 +81,7 @@ def run_plan(plan: MatrixPlan, out: Path, guard: RunGuard, *, jobs: int | None, 
     """
     console = make_console()
     for note in guard.notes:
-        console.print(f"note: {note}", markup=False)
+        print_line(console, f"note: {note}")
     matrix, host, planned = plan.matrix, plan.host, plan.planned
     report = RunReport(out, planned, host.to_json(), strict=strict, matrix=str(matrix.path))
     gpu_ids = {"cuda": [gpu.index for gpu in host.nvidia_gpus], "xpu": list(range(host.intel_gpu_count))}
@@ -100,7 +101,7 @@ def run_plan(plan: MatrixPlan, out: Path, guard: RunGuard, *, jobs: int | None, 
         remove_stale = getattr(executor, "remove_stale_containers", None)
         if remove_stale is not None:
             for name in remove_stale():
-                console.print(f"note: removed container {name}, left by a harness that died", markup=False)
+                print_line(console, f"note: removed container {name}, left by a harness that died")
     view = make_progress_view(console, planned)
 
     def on_finish(result: CellResult) -> None:
@@ -121,7 +122,7 @@ def run_plan(plan: MatrixPlan, out: Path, guard: RunGuard, *, jobs: int | None, 
         for executor in executors.values():
             executor.close()
     exit_code = report.finish(interrupted=interrupted)
-    final = report_of_summary(report.summary, out)
+    final = report.results_report()
     console.print(render_table(final))
     print_failures(console, final, out)
     # The reasons were printed as the run started, above every test line: repeat them where the eye lands.
@@ -130,13 +131,14 @@ def run_plan(plan: MatrixPlan, out: Path, guard: RunGuard, *, jobs: int | None, 
         if cell["status"] == "skipped":
             skipped.setdefault(cell.get("reason") or "no reason given", []).append(cell["id"])
     for reason, ids in skipped.items():
-        console.print(f"skipped {', '.join(ids)}: {reason}", markup=False)
+        print_line(console, f"skipped {', '.join(ids)}: {reason}")
     if exit_code == EXIT_STRICT:
         missing = [c["id"] for c in report.cells if c["required"] and c["status"] in NOT_RUN_STATUSES]
-        console.print(f"--strict: required cells did not run or errored: {', '.join(missing)}")
+        print_line(console, f"--strict: required cells did not run or errored: {', '.join(missing)}")
     if interrupted:
         console.print("Interrupted: running cells were stopped; the summary holds what finished.")
-    console.print(f"Results: {out.resolve()} (summary.json, summary.md, junit.xml) · exit code {exit_code}")
+    files = "(summary.json, summary.md, junit.xml)"
+    print_line(console, f"Results: {out.resolve()} {files} · exit code {exit_code}")
     return exit_code
 
 
@@ -144,7 +146,10 @@ FAILURES_SHOWN_PER_CELL = 10
 
 
 def print_failures(console: Console, report: ResultsReport, out: Path) -> None:
-    """Per cell that failed: its failed tests, one line each as `harness report` words them, and its log."""
+    """Per cell that failed: its failed tests, one line each as `harness report` words them, and its log.
+
+    Every line holds words of the cell (ids, messages, reasons): each is printed through `print_line`.
+    """
     by_cell: dict[str, list[Failure]] = {}
     for failure in report.failures:
         by_cell.setdefault(failure.cell, []).append(failure)
@@ -153,14 +158,15 @@ def print_failures(console: Console, report: ResultsReport, out: Path) -> None:
             continue
         failures = by_cell.get(cell["id"], [])
         for failure in failures[:FAILURES_SHOWN_PER_CELL]:
-            console.print(failure.one_line(), markup=False)
-        if len(failures) > FAILURES_SHOWN_PER_CELL:
-            console.print(f"... and {len(failures) - FAILURES_SHOWN_PER_CELL} more in {cell['id']}")
+            print_line(console, failure.one_line())
+        more = len(failures) - FAILURES_SHOWN_PER_CELL + report.failures_left_out.get(cell["id"], 0)
+        if more > 0:
+            print_line(console, f"... and {more} more in {cell['id']}")
         if not failures:
             reason = (cell["reason"].strip().splitlines() or ["no reason recorded"])[0]
-            console.print(f"{cell['status'].upper()} {cell['id']}: {reason}", markup=False)
+            print_line(console, f"{cell['status'].upper()} {cell['id']}: {reason}")
         if cell.get("results_dir"):
-            console.print(f"  full log: {out / cell['results_dir'] / LOG_TXT}", markup=False)
+            print_line(console, f"  full log: {out / cell['results_dir'] / LOG_TXT}")
 
 
 def make_console() -> Console:

@@ -1,33 +1,35 @@
 #!/usr/bin/env bash
-# Qualify vLLM's communicators and write the record: bash examples/vllm/qualify.sh RECORD_DIR [PYTHON]
+# Qualify one vLLM release's communicators and write the record:
+#   bash examples/vllm/qualify.sh RECORD_DIR VERSION [PYTHON]
 #
-# Runs examples/vllm/matrix.yaml (EXECUTOR, default auto: in the vLLM image when it is built, see the
-# matrix; otherwise on the host with PYTHON, an interpreter with vLLM installed, README "Qualifying vLLM"),
-# then keeps in RECORD_DIR what the record needs: the run's summary, its merged JUnit XML, each cell's
-# cell.json and fingerprint.json, and conformance.md generated from the JUnit XML.
+# Runs the cells of examples/vllm/matrix.yaml whose `vllm` axis is VERSION (EXECUTOR, default auto: in that
+# version's image when it is built; otherwise on the host with PYTHON, an interpreter with vLLM VERSION
+# installed, README "Qualifying vLLM"), then keeps in RECORD_DIR what the record needs: the run's summary,
+# its merged JUnit XML, each cell's cell.json, fingerprint.json and log.txt, and conformance.md generated from
+# the JUnit XML. The results directory is kept (RECORD_DIR/results), so the log paths the run prints stay valid.
 # Exit code: the run's (0 when every cell passed, known gaps holding as strict xfails).
 set -uo pipefail
-record=${1:?usage: qualify.sh RECORD_DIR [PYTHON]}
-python=${2:-python3}
+record=${1:?usage: qualify.sh RECORD_DIR VERSION [PYTHON]}
+version=${2:?usage: qualify.sh RECORD_DIR VERSION [PYTHON]}
+python=${3:-python3}
 executor=${EXECUTOR:-auto}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-results=$(mktemp -d)
-trap 'rm -rf "$results"' EXIT
+mkdir -p "$record"
+results="$record/results"
 
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
-"$python" -m harness.cli run "$repo/examples/vllm/matrix.yaml" --executor "$executor" --jobs 1 --out "$results"
+"$python" -m harness.cli run "$repo/examples/vllm/matrix.yaml" --executor "$executor" --jobs 1 \
+    --cell "*-vllm-$version" --out "$results"
 status=$?
 
-mkdir -p "$record"
 cp "$results"/summary.json "$results"/summary.md "$results"/junit.xml "$record"/
 for cell in "$results"/*/; do
     name=$(basename "$cell")
     mkdir -p "$record/$name"
-    cp "$cell"/cell.json "$cell"/fingerprint.json "$record/$name"/ 2>/dev/null
+    for file in cell.json log.txt work/fingerprint.json fingerprint.json; do
+        [ -f "$cell/$file" ] && cp "$cell/$file" "$record/$name"/
+    done
 done
-# The version the cells ran, as their fingerprints recorded it (in the image, or PYTHON's).
-version=$("$python" -c 'import json, sys; print(json.load(open(sys.argv[1])).get("vllm") or "?")' \
-    "$(ls "$record"/*/fingerprint.json | head -1)")
 "$python" -m harness.conformance_table "$results" --out "$record/conformance.md" \
     --title "vLLM $version communicators: comm-harness conformance"
 exit $status

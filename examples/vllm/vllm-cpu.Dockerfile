@@ -1,6 +1,8 @@
-# The cpu toolchain plus vLLM 0.33.0's communicators: torch 2.13 (CPU), the harness's test packages, what
+# The cpu toolchain plus one vLLM release's communicators: torch 2.13 (CPU), the harness's test packages, what
 # vLLM's communicator modules import (requirements.txt), and vLLM and xgrammar with --no-deps (their own
-# requirements pin a CUDA torch 2.14). Build context: this directory; wheels/ comes from fetch-wheels.sh.
+# requirements pin a CUDA torch). Build context: this directory; wheels/ comes from fetch-wheels.sh.
+# VLLM_VERSION is the matrix's `vllm` axis (`build_args: {VLLM_VERSION: "${{ matrix.vllm }}"}`): one image
+# per version, each tagged by its own content hash.
 #
 # Offline (`harness images build cpu --offline`, or `harness run ... --executor docker --offline`): the harness
 # resolves the matrix's `requirements:` into .comm-harness/wheels/ on the host and sets WHEELHOUSE=1.
@@ -10,6 +12,7 @@ FROM ${BASE_IMAGE} AS install
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ARG WHEELHOUSE=
+ARG VLLM_VERSION=0.33.0
 COPY .comm-harness/ /tmp/harness/
 COPY wheels/ /tmp/vllm-wheels/
 RUN python3 -m venv /opt/venv \
@@ -21,7 +24,7 @@ RUN python3 -m venv /opt/venv \
         && /opt/venv/bin/pip install --no-cache-dir -r /tmp/harness/requirements.txt; \
     fi \
  && /opt/venv/bin/pip install --no-cache-dir --no-deps --no-index --find-links /tmp/vllm-wheels \
-        vllm==0.33.0 xgrammar==0.2.8 \
+        "vllm==${VLLM_VERSION}" xgrammar==0.2.8 \
  && VLLM_TARGET_DEVICE=cpu /opt/venv/bin/python -c \
         "import vllm.distributed.device_communicators.cpu_communicator as c; print('vLLM communicators import')"
 ARG IMAGE_TAG=

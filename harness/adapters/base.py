@@ -56,6 +56,8 @@ class KnownGap:
     reason: str  # what the gap is; names the engine's issue where there is one
     match: str = ""  # regular expression the failure's text must contain ("" = any failure)
     world_sizes: tuple[int, ...] = ()  # () = every world size
+    defect: str = ""  # whose defect: the implementation's name, or "torch" (seen on plain torch.distributed)
+    source: str = ""  # where it is, e.g. "vllm/distributed/device_communicators/xpu_communicator.py:61"
 
     def applies_to(self, test_name: str, platform_id: str, world_size: int) -> bool:
         """Whether this gap covers `test_name` (platform id removed) on `platform_id` at `world_size`."""
@@ -70,6 +72,11 @@ class KnownGap:
         return not self.match or re.search(self.match, failure_text) is not None
 
 
+# all_reduce_in_place: all_reduce of a contiguous tensor sums into it and returns it (comm-harness's README);
+# vLLM's GroupCoordinator documents the opposite ("we always make the all-reduce operation out-of-place").
+OPTIONAL_PROMISES = frozenset({"all_reduce_in_place"})
+
+
 @runtime_checkable
 class CommunicatorAdapter(Protocol):
     """An implementation the conformance suite can run against, found by name (see `registry.py`)."""
@@ -77,6 +84,9 @@ class CommunicatorAdapter(Protocol):
     name: str
     description: str
     known_gaps: tuple[KnownGap, ...]
+    # Optional, not part of the protocol's checked members: `promises`, the optional promises the
+    # implementation makes beyond what every communicator must do (correct results, no hang, clear errors),
+    # named in OPTIONAL_PROMISES. A test of one checks it only where it is made; none when absent.
 
     def platforms(self, device: str) -> tuple[TargetPlatform, ...]:
         """The platforms whose logic runs on `device`; more than one parametrizes the suite over them."""

@@ -18,6 +18,7 @@ class CommHarnessAdapter:
     name = "comm-harness"
     description = "comm-harness's reference communicators (the `communicators` package)"
     known_gaps: tuple[KnownGap, ...] = ()
+    promises = frozenset({"all_reduce_in_place"})
 
     def platforms(self, device: str) -> tuple[TargetPlatform, ...]:
         # One platform, the run's device: the suite's test ids stay unparametrized. XPU emulation has its own

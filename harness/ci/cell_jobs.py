@@ -95,6 +95,7 @@ class CellJob:
         return int(self.cell.timeout_s // 60) + 60
 
     def build_image_command(self) -> str:
+        # The matrix says where torch comes from (image.torch: base keeps an NGC base's own CUDA torch).
         return f"harness images build {self.cell.device} --matrix {shlex.quote(self.matrix_file)}"
 
     def run_command(self) -> str:
@@ -104,11 +105,24 @@ class CellJob:
             f"--executor docker --out {shlex.quote(self.results_dir)}"
         )
 
+    def gpu_access_command(self) -> list[str]:
+        """For a cuda cell: the plan line that says how its container gets the GPUs on this runner.
+
+        With the NVIDIA container toolkit in the runner's dockerd, `image.gpus: auto` takes the runtime; on a
+        runner with only the driver, the harness passes the device nodes and driver libraries itself. The
+        job's log then says which, before the cell runs.
+        """
+        if self.cell.device != "cuda":
+            return []
+        matrix, cell = shlex.quote(self.matrix_file), shlex.quote(self.cell.id)
+        return [f"harness plan {matrix} --cell {cell} --executor docker"]
+
     def commands(self) -> list[str]:
         """Set-up, image, cell: the whole job as shell commands run in one shell from the repository root."""
         return [
             *install_commands(self.torch_version, self.torch_index_url),
             self.build_image_command(),
+            *self.gpu_access_command(),
             self.run_command(),
         ]
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from harness.executors.docker import connect_engine
 from harness.images import DEVICE_IMAGES, ImageRecipe, build_image, find_image, recipe_for
 from harness.matrix import load_matrix
 from harness.model import ImageSpec
+from harness.untrusted_text import print_line
 
 DEFAULT_MATRIX = Path("matrix.yaml")
 
@@ -39,9 +42,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="no registry: make the base image with debootstrap and the wheelhouse with pip on this host",
     )
+    build.add_argument(
+        "--torch",
+        choices=("wheels", "base"),
+        default=None,
+        help="cuda: where torch comes from: wheels (torch's CUDA wheels), or base (the --base-image's own "
+        "CUDA torch, e.g. an NGC PyTorch image); default: the matrix's image.torch, else wheels",
+    )
     build.add_argument("--rebuild", action="store_true", help="build even when the tag is present")
     _add_matrix_argument(build)
     build.set_defaults(handler=handle_build)
+
+    host = actions.add_parser(
+        "import-host",
+        help="make a base image from this host's Python environment (for image.torch: base on a GPU host)",
+    )
+    host.add_argument("tag", metavar="TAG", help="the image to make, e.g. comm-harness/host-torch:local")
+    host.add_argument(
+        "--python",
+        default=sys.executable,
+        metavar="PATH",
+        help="the interpreter whose environment to take (default: the one running the harness)",
+    )
+    host.set_defaults(handler=handle_import_host)
 
     listing = actions.add_parser("list", help="each device's image tag and whether it is present")
     _add_matrix_argument(listing)
@@ -109,10 +132,28 @@ def handle_build(args: argparse.Namespace) -> int:
             wheelhouse=args.wheelhouse.resolve() if args.wheelhouse else None,
             offline=args.offline,
             rebuild=args.rebuild,
-            log=lambda line: console.print(line, markup=False),
+            torch_from=args.torch,
+            log=lambda line: print_line(console, line),
         )
         verb = "built" if outcome.built else "present"
         console.print(f"[bold]{recipe.device}[/]: {outcome.tag} {verb} ({outcome.seconds:.1f} s)")
+    return 0
+
+
+def handle_import_host(args: argparse.Namespace) -> int:
+    """Import this host's Python environment (its torch included) as a base image; no registry needed."""
+    from harness.images import import_host_environment
+
+    console = make_console()
+    started = time.monotonic()
+    # Gigabytes streamed in one request, answered when the engine has unpacked them: no 60 s HTTP timeout.
+    client = connect_engine(timeout_s=3600)
+    import_host_environment(client, args.tag, args.python, log=lambda line: print_line(console, line))
+    console.print(
+        f"{args.tag}: made in {time.monotonic() - started:.0f} s; build on it with "
+        f"`harness images build cuda --torch base --base-image {args.tag}`",
+        markup=False,
+    )
     return 0
 
 

@@ -22,6 +22,7 @@ from harness.results_dir.report import missing_required, report_json
 from harness.results_dir.summary import load_summary
 from harness.run_guardian import RunGuard
 from harness.runs import plan_matrix, run_plan
+from harness.untrusted_text import print_line
 
 QUALIFICATION_JSON = "qualification.json"
 QUALIFICATION_MD = "qualification.md"
@@ -103,9 +104,9 @@ def handle(args: argparse.Namespace) -> int:
     for outcome in report.bench:
         for line in [outcome.error, *outcome.incorrect, *(v.message() for v in outcome.violations)]:
             if line:
-                console.print(f"BENCH {outcome.device} ws{outcome.world_size}: {line}", markup=False)
+                print_line(console, f"BENCH {outcome.device} ws{outcome.world_size}: {line}")
     verdict = "QUALIFIED" if report.exit_code == 0 else "NOT QUALIFIED"
     if missing_required(report):
         verdict += f" (required cells not passed for want of running: {', '.join(missing_required(report))})"
-    console.print(f"[bold]{verdict}[/] · {args.out / QUALIFICATION_MD} · exit code {report.exit_code}")
+    print_line(console, f"{verdict} · {args.out / QUALIFICATION_MD} · exit code {report.exit_code}", "bold")
     return report.exit_code

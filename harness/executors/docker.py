@@ -7,8 +7,12 @@ exactly as the local executor runs it on the host; the harness copies the result
 itself (the SDK's wait timeout is an HTTP timeout, not a watchdog), removes the container on every exit
 path, and at start removes labelled containers that a crashed harness left behind.
 
-The container gets no capabilities (none is needed: GPUs come as devices, memlock as a ulimit),
+The container gets no capabilities (none is needed: GPUs come as devices, through the NVIDIA runtime or
+from the harness itself (gpu_access.py), memlock as a ulimit),
 no-new-privileges, a pids limit and the matrix's memory limit; an out-of-memory kill errors the cell.
+It runs as the harness's uid, or as nobody when the harness is root, so that nothing a cell writes is
+root's: a set-uid copy of a binary in its work directory is at most nobody's, and behind the cell's
+directory, which is 0700 until work/ is gone (harness/results_dir/files.py), no other user reaches it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import grp
 import os
 import re
 import socket
+import stat
 import threading
 import time
 import uuid
@@ -26,17 +31,19 @@ from typing import Any
 
 from harness.errors import ConfigurationError, DockerUnavailableError, HarnessError
 from harness.executors.docker_nodes import (
+    HOLDER_COMMAND,
     NodeContainers,
     node_dir,
     node_environment,
     node_gpus,
-    remove_network_quietly,
+    store_port,
 )
+from harness.executors.gpu_access import GpuAccess, gpu_access, runtime_access
 from harness.executors.progress_reader import ProgressReader
 from harness.executors.running import RunningCells
 from harness.images import build_command, build_image, find_image, recipe_for
-from harness.model import Cell, CellResult, CellStatus, ProgressCallback
-from harness.probe import find_intel_render_nodes
+from harness.model import Cell, CellResult, CellStatus, ImageSpec, ProgressCallback
+from harness.probe import engine_runtimes, find_intel_render_nodes
 from harness.results_dir.bounded_log import BoundedLog
 from harness.results_dir.cell_dir import collect_cell_result, prepare_cell_dir
 from harness.results_dir.files import LOG_TXT, PROGRESS_JSONL, WORK_DIR, harvest_work_dir
@@ -58,6 +65,8 @@ LABEL_NODE = "comm-harness.node"
 INTERRUPT_GRACE_S = 20.0
 POLL_S = 1.0
 MIN_CUDA_SHM_BYTES = 1 << 30
+# Who a cell's containers run as when the harness is root: nobody, who owns no file of the host.
+UNPRIVILEGED_USER = (65534, 65534)
 # Docker keeps a container's output on the host disk too (json-file): bounded like log.txt.
 CONTAINER_LOG_CONFIG = {"type": "json-file", "config": {"max-size": "16m", "max-file": "2"}}
 
@@ -110,7 +119,7 @@ def container_environment(
     env.update(
         {
             "PYTHONPATH": f"{REPO_MOUNT}:{HARNESS_MOUNT}",
-            # The container user is the host's uid, which has no home there; torch and pytest want one.
+            # The container user (container_user) has no home there; torch and pytest want one.
             "HOME": "/tmp",
             "PYTHONUNBUFFERED": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
@@ -129,6 +138,36 @@ def project_mounts(project_root: Path, work_dir: Path) -> dict[str, dict[str, st
         # Only the package directory: a whole site-packages on PYTHONPATH would shadow the image's torch.
         mounts[str(HARNESS_PACKAGE)] = {"bind": f"{HARNESS_MOUNT}/harness", "mode": "ro"}
     return mounts
+
+
+def container_user(host_uid: int | None = None, host_gid: int | None = None) -> tuple[int, int]:
+    """The (uid, gid) a cell's containers run as: the harness's own, so its results are the user's files,
+    or nobody's when the harness is root, so that nothing a cell writes is root's."""
+    uid = os.getuid() if host_uid is None else host_uid
+    gid = os.getgid() if host_gid is None else host_gid
+    return UNPRIVILEGED_USER if uid == 0 else (uid, gid)
+
+
+def closed_to(user: tuple[int, int], mounts: dict[str, dict[str, str]]) -> str:
+    """Why the container `user` cannot read a read-only mount's directory ('' when it can)."""
+    for source, spec in mounts.items():
+        if spec["mode"] != "ro":
+            continue
+        info = os.stat(source)
+        if info.st_uid == user[0] or info.st_mode & 0o005 == 0o005:
+            continue
+        return (
+            f"{source} (mode {stat.S_IMODE(info.st_mode):o}) is closed to uid {user[0]}, which cells run as "
+            "when the harness runs as root: open it to other users (chmod o+rx, its files o+r) or run "
+            "the harness as a user"
+        )
+    return ""
+
+
+def hand_over_work_dir(work_dir: Path, user: tuple[int, int]) -> None:
+    """Make `work_dir` the container user's to write (root hands it over; a user owns it already)."""
+    if os.getuid() == 0 and user[0] != 0:
+        os.chown(work_dir, *user)
 
 
 def parse_size(size: str, key: str = "shm_size") -> int:
@@ -156,8 +195,11 @@ def confinement_options(cell: Cell) -> dict[str, Any]:
     return options
 
 
-def device_options(cell: Cell, gpu_ids: list[int]) -> dict[str, Any]:
-    """containers.create() options that give the cell its devices and nothing more (never privileged)."""
+def device_options(cell: Cell, gpu_ids: list[int], access: GpuAccess | None = None) -> dict[str, Any]:
+    """containers.create() options that give the cell its devices and nothing more (never privileged).
+
+    A cuda cell's GPUs come as `access` says (harness/executors/gpu_access.py); None: the NVIDIA runtime.
+    """
     import docker.types
 
     shm_size = cell.image.shm_size if cell.image else "1g"
@@ -166,16 +208,39 @@ def device_options(cell: Cell, gpu_ids: list[int]) -> dict[str, Any]:
         # NCCL fails on Docker's 64 MB default /dev/shm ("Error while creating shared memory segment").
         if parse_size(shm_size) < MIN_CUDA_SHM_BYTES:
             options["shm_size"] = "1g"
-        options["device_requests"] = [
-            docker.types.DeviceRequest(device_ids=[str(gpu) for gpu in gpu_ids], capabilities=[["gpu"]])
-        ]
-        options["ulimits"] = [docker.types.Ulimit(name="memlock", soft=-1, hard=-1)]
+        options.update((access or runtime_access(gpu_ids)).create_options())
+        limit = memlock_limit()
+        options["ulimits"] = [docker.types.Ulimit(name="memlock", soft=limit, hard=limit)]
     elif cell.device == "xpu":
         options["devices"] = ["/dev/dri:/dev/dri:rwm"]
         render_gid = _render_group_id()
         if render_gid is not None:
             options["group_add"] = [str(render_gid)]
     return options
+
+
+def memlock_limit() -> int:
+    """The locked-memory limit a cuda container gets: as much as the harness itself may lock (-1: unlimited).
+
+    NCCL registers memory with it; an engine refuses to start a container asking for more than its own
+    hard limit ("error setting rlimit type 8"), and the harness's limit is the best guess at the engine's.
+    """
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]
+    return -1 if hard == resource.RLIM_INFINITY else hard
+
+
+def with_image_library_path(env: dict[str, str], image: Any) -> dict[str, str]:
+    """`env` with the image's own LD_LIBRARY_PATH kept after the driver's folder (NGC images set one)."""
+    added = env.get("LD_LIBRARY_PATH")
+    if not added:
+        return env
+    image_env = dict(
+        item.split("=", 1) for item in (image.attrs.get("Config") or {}).get("Env") or () if "=" in item
+    )
+    own = image_env.get("LD_LIBRARY_PATH")
+    return {**env, "LD_LIBRARY_PATH": f"{added}:{own}" if own else added}
 
 
 def _render_group_id() -> int | None:
@@ -217,12 +282,6 @@ def remove_stale_containers(client: Any) -> list[str]:
             continue
         _remove_quietly(container)
         removed.append(container.name)
-    for network in client.networks.list(filters={"label": LABEL}):
-        labels = network.attrs.get("Labels") or {}
-        pid = labels.get(LABEL_PID, "")
-        if labels.get(LABEL_HOST) in (None, hostname) and not (pid.isdigit() and _pid_alive(int(pid))):
-            remove_network_quietly(network)
-            removed.append(network.name)
     return removed
 
 
@@ -310,6 +369,7 @@ class DockerExecutor:
         self._lock = threading.Lock()
         self._build_locks: dict[str, threading.Lock] = {}
         self._build_failures: dict[str, str] = {}
+        self._runtimes: tuple[str, ...] | None = None
 
     def remove_stale_containers(self) -> list[str]:
         """Remove containers dead harnesses on this host left (when a run starts, never when planning)."""
@@ -340,15 +400,21 @@ class DockerExecutor:
         """Run the cell in a fresh container to completion (or timeout) and collect its result."""
         results_dir = results_dir.resolve()
         work_dir = prepare_cell_dir(cell, results_dir)
+        hand_over_work_dir(work_dir, container_user())
         started = time.monotonic()
         if cell.device == "xpu" and not find_intel_render_nodes():
             # Without /dev/dri to pass in, torch.xpu would see nothing: the cell must not look run.
             return self._result(cell, results_dir, "skipped", "no Intel GPU on this host", 0.0)
+        closed = closed_to(container_user(), project_mounts(self.project_root, work_dir))
+        if closed:
+            return self._result(cell, results_dir, "error", closed, 0.0)
         if cell.device in ("cuda", "xpu") and len(gpu_ids) < cell.world_size:
             reason = f"needs {cell.world_size} {cell.device} GPUs, was given {len(gpu_ids)} ({gpu_ids})"
             return self._result(cell, results_dir, "error", reason, 0.0)
         with BoundedLog(results_dir / LOG_TXT) as log:
             try:
+                if cell.device == "cuda":
+                    log.write(f"[gpus] {self.gpu_access(cell, gpu_ids).description}\n".encode())
                 image = self._ensure_image(cell, log, on_progress)
             except HarnessError as error:
                 return self._result(cell, results_dir, "error", str(error), time.monotonic() - started)
@@ -366,6 +432,13 @@ class DockerExecutor:
         for node_rank, code in enumerate(exit_codes[1:], start=1):
             result = _with_node_result(cell, result, node_rank, code, results_dir, duration, self.name)
         return result
+
+    def gpu_access(self, cell: Cell, gpu_ids: list[int]) -> GpuAccess:
+        """How the cuda cell's container gets `gpu_ids`: the matrix's `image.gpus` on this engine."""
+        if self._runtimes is None:
+            self._runtimes = engine_runtimes(self._client)
+        spec = cell.image or ImageSpec()
+        return gpu_access(spec.gpus, gpu_ids, spec.driver_dir, self._runtimes)
 
     def _ensure_image(self, cell: Cell, log: BoundedLog, on_progress: ProgressCallback) -> Any:
         """The cell's image, built first when missing (once per run, however many cells need it)."""
@@ -442,6 +515,9 @@ class DockerExecutor:
         tag = image.tags[0] if image.tags else image.id
         environment = container_environment(cell, gpu_ids, run_id=self.run_id)
         environment.update({"HARNESS_IMAGE": tag, "HARNESS_IMAGE_DIGEST": image.id, **(extra_env or {})})
+        access = self.gpu_access(cell, gpu_ids) if cell.device == "cuda" else None
+        if access is not None:
+            environment = with_image_library_path({**environment, **access.env}, image)
         command = ["python", "-m", "harness.cell_runner", f"{RESULTS_MOUNT}/cell.json", RESULTS_MOUNT]
         return self._client.containers.create(
             image.id,
@@ -451,13 +527,25 @@ class DockerExecutor:
             volumes=project_mounts(self.project_root, work_dir),
             environment=environment,
             labels={**self._labels(cell), **(extra_labels or {})},
-            # The host's uid, so results are the user's files, not root's.
-            user=f"{os.getuid()}:{os.getgid()}",
+            user="{}:{}".format(*container_user()),
             # An init as PID 1 forwards SIGINT to the runner and reaps orphaned rank processes.
             init=True,
             **network,
             **confinement_options(cell),
-            **device_options(cell, gpu_ids),
+            **device_options(cell, gpu_ids, access),
+        )
+
+    def _create_holder(self, cell: Cell, image: Any, name: str, network_host: bool) -> Any:
+        """Create (not start) the container holding a multi-node cell's network namespace; it runs nothing."""
+        return self._client.containers.create(
+            image.id,
+            HOLDER_COMMAND,
+            name=name,
+            labels=self._labels(cell),
+            user="{}:{}".format(*container_user()),
+            init=True,
+            network_mode="host" if network_host else "none",
+            **confinement_options(cell),
         )
 
     def _labels(self, cell: Cell) -> dict[str, str]:
@@ -477,19 +565,26 @@ class DockerExecutor:
         work_dirs = [results_dir / WORK_DIR] + [
             prepare_cell_dir(cell, node_dir(results_dir, rank)).resolve() for rank in range(1, cell.nodes)
         ]
+        for work_dir in work_dirs[1:]:
+            hand_over_work_dir(work_dir, container_user())
+        network_host = bool(cell.image and cell.image.network_host)
+        port = store_port(network_host)
         node_logs = [log] + [
             BoundedLog(node_dir(results_dir, rank) / LOG_TXT) for rank in range(1, cell.nodes)
         ]
 
-        def create_node(node_rank: int, network_name: str, master: str) -> _RunningContainer:
+        def create_holder() -> Any:
+            return self._create_holder(cell, image, f"{base_name}-net", network_host)
+
+        def create_node(node_rank: int, holder: Any) -> _RunningContainer:
             container = self._create_container(
                 cell,
                 image,
                 work_dirs[node_rank],
                 node_gpus(cell, gpu_ids, node_rank),
                 name=f"{base_name}-node{node_rank}",
-                network={"network": network_name, "hostname": f"node{node_rank}"},
-                extra_env=node_environment(cell, node_rank, master),
+                network={"network_mode": f"container:{holder.id}"},
+                extra_env=node_environment(cell, node_rank, port),
                 extra_labels={LABEL_NODE: str(node_rank)},
             )
             return _RunningContainer(container)
@@ -504,13 +599,11 @@ class DockerExecutor:
             thread.start()
             return thread
 
-        nodes = NodeContainers(
-            self._client, cell, f"{base_name}-net", self._labels(cell), create_node, stream, _remove_quietly
-        )
+        nodes = NodeContainers(cell, create_holder, create_node, stream, _remove_quietly)
         self._running.add(cell.id, nodes)
         try:
             with nodes:
-                nodes.run(master=f"{base_name}-node0")
+                nodes.run()
         finally:
             self._running.remove(cell.id)
             for node_log in node_logs[1:]:
@@ -552,13 +645,11 @@ class DockerExecutor:
         self._running.stop_all("interrupted")
 
     def close(self) -> None:
-        """Stop running cells and remove every container and network this executor created."""
+        """Stop running cells and remove every container this executor created."""
         self.interrupt()
         mine = {"label": f"{LABEL_RUN}={self.run_id}"}
         for container in self._client.containers.list(all=True, filters=mine, ignore_removed=True):
             _remove_quietly(container)
-        for network in self._client.networks.list(filters=mine):
-            remove_network_quietly(network)
 
     def __enter__(self) -> DockerExecutor:
         return self

@@ -1,10 +1,15 @@
-"""A multi-node cell under Docker: one container per node, each its own host, on a private network.
+"""A multi-node cell under Docker: a container per node, all in one network namespace with only loopback.
 
-The cell's network is a bridge created `internal` (no route out of it) for this cell alone and removed with
-it. Node k's container has hostname `node<k>` and runs the cell runner for node k's ranks only
-(HARNESS_NODE_RANK=k); every rank meets the others through the TCPStore that node 0's pytest serves at
-MASTER_ADDR (node 0's container name, resolved by Docker's DNS) : MASTER_PORT, and gloo binds to the
-container's interface (GLOO_SOCKET_IFNAME=eth0), so traffic between nodes crosses the network.
+Like a Kubernetes pod's pause container, a holder container (network mode `none`, or `host` where the
+matrix's `image.network_host` opts in) owns the cell's network namespace, and every node container joins it
+(`container:<holder>`): the nodes reach each other at 127.0.0.1 and nothing else, since the namespace has
+no interface but `lo` — no address of the host (no bridge, no gateway), none of another cell. It needs
+no iptables and no bridge, so it works on engines started with `--bridge=none --iptables=false` too.
+Node k runs the cell runner for node k's ranks only (HARNESS_NODE_RANK=k); every rank meets the others
+through the TCPStore that node 0's pytest serves at 127.0.0.1:MASTER_PORT, and gloo and NCCL's sockets
+use `lo`. Docker gives containers that share a network namespace the holder's hostname, so each node
+tells NCCL it is a host of its own with NCCL_HOSTID=node<k> (NCCL then takes its network transport
+between nodes, as between hosts); each keeps its own processes, /dev/shm, filesystem and devices.
 
 Results: node 0 writes the cell's junit.xml, progress and fingerprint into the cell's work directory, as a
 single-node cell does; they are the record a reader and `harness report` see. Node k > 0 writes its own
@@ -13,12 +18,13 @@ into `<cell>/node<k>/work` (harvested, checked, into `<cell>/node<k>/`), its out
 with a reason naming node k and its files, rather than the record losing it.
 
 A node container that exits while node 0 still runs (killed, crashed) stops the whole cell: the others
-would wait for its ranks until the test timeout. Every container and the network are removed on every
+would wait for its ranks until the test timeout. Every container, the holder last, is removed on every
 exit path (end, timeout, Ctrl-C through `stop`, an exception here).
 """
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -28,27 +34,41 @@ from typing import Any
 
 from harness.model import Cell
 
-# A private network per cell: a fixed port cannot collide with another cell's.
+# The cell's own network namespace: a fixed port cannot collide with another cell's.
 NODE_STORE_PORT = 29500
-NODE_INTERFACE = "eth0"
+NODE_MASTER_ADDR = "127.0.0.1"
+NODE_INTERFACE = "lo"
+# What the holder runs: nothing, until it is removed (every cell image has Python; not every one `sleep`).
+HOLDER_COMMAND = ["python", "-c", "import signal; signal.pause()"]
 # Node 0 finished: the others have finished their last test too, or soon will; past this they are stopped.
 OTHERS_AFTER_NODE0_S = 30.0
 POLL_S = 0.5
 
 
-def node_environment(cell: Cell, node_rank: int, master: str) -> dict[str, str]:
+def node_environment(cell: Cell, node_rank: int, store_port: int = NODE_STORE_PORT) -> dict[str, str]:
     """What node `node_rank`'s container adds to a single-node cell's environment."""
     return {
         "HARNESS_NODE_RANK": str(node_rank),
         "NODE_RANK": str(node_rank),
         "WORLD_SIZE": str(cell.world_size),
         "LOCAL_WORLD_SIZE": str(cell.ranks_per_node),
-        "MASTER_ADDR": master,
-        "MASTER_PORT": str(NODE_STORE_PORT),
+        "MASTER_ADDR": NODE_MASTER_ADDR,
+        "MASTER_PORT": str(store_port),
         "GLOO_SOCKET_IFNAME": NODE_INTERFACE,
-        # NCCL's socket transport and bootstrap between node containers: the cell network's interface.
+        # NCCL's socket transport and bootstrap between node containers: the only interface there is.
         "NCCL_SOCKET_IFNAME": NODE_INTERFACE,
+        # The nodes share the holder's hostname: a host id per node keeps NCCL from taking them for one host.
+        "NCCL_HOSTID": f"node{node_rank}",
     }
+
+
+def store_port(network_host: bool) -> int:
+    """The port of node 0's TCPStore: the fixed one in the cell's own namespace, a free one on the host's."""
+    if not network_host:
+        return NODE_STORE_PORT
+    with socket.socket() as probe:
+        probe.bind((NODE_MASTER_ADDR, 0))
+        return probe.getsockname()[1]
 
 
 def node_gpus(cell: Cell, gpu_ids: list[int], node_rank: int) -> list[int]:
@@ -67,51 +87,47 @@ class NodeContainer:
 
 
 class NodeContainers:
-    """The containers and network of one multi-node cell; `run` watches them, `stop` (any thread) ends them.
+    """The containers of one multi-node cell; `run` watches them, `stop` (any thread) ends them.
 
-    `create_node(node_rank, network_name, master)` creates (not starts) node `node_rank`'s container and
-    returns its running handle; `stream(node_rank, running)` starts copying its output, returning a
-    thread; `remove(container)` removes a container quietly.
+    `create_holder()` creates (not starts) the container whose network namespace the nodes share;
+    `create_node(node_rank, holder)` creates (not starts) node `node_rank`'s container in the holder's
+    namespace and returns its running handle; `stream(node_rank, running)` starts copying its output,
+    returning a thread; `remove(container)` removes a container quietly.
     """
 
     def __init__(
         self,
-        client: Any,
         cell: Cell,
-        network_name: str,
-        labels: dict[str, str],
-        create_node: Callable[[int, str, str], Any],
+        create_holder: Callable[[], Any],
+        create_node: Callable[[int, Any], Any],
         stream: Callable[[int, Any], threading.Thread],
         remove: Callable[[Any], None],
     ) -> None:
-        self._client = client
         self._cell = cell
-        self._network_name = network_name
-        self._labels = labels
+        self._create_holder = create_holder
         self._create_node = create_node
         self._stream = stream
         self._remove = remove
-        self._network: Any = None
+        self.holder: Any = None
         self.nodes: list[NodeContainer] = []
         self.stop_reason = ""
         self._lock = threading.Lock()
 
     def __enter__(self) -> NodeContainers:
-        self._network = self._client.networks.create(
-            self._network_name, driver="bridge", internal=True, labels=self._labels, check_duplicate=True
-        )
+        self.holder = self._create_holder()
+        self.holder.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         for node in self.nodes:
             self._remove(node.running.container)
-        if self._network is not None:
-            remove_network_quietly(self._network)
+        if self.holder is not None:
+            self._remove(self.holder)
 
-    def run(self, master: str) -> tuple[int, str]:
+    def run(self) -> tuple[int, str]:
         """Create and start every node, watch them to the end; (node 0's exit code, stop reason)."""
         for node_rank in range(self._cell.nodes):
-            running = self._create_node(node_rank, self._network_name, master)
+            running = self._create_node(node_rank, self.holder)
             self.nodes.append(NodeContainer(node_rank, running))
         streams = []
         for node in self.nodes:
@@ -165,16 +181,6 @@ class NodeContainers:
 
 def _signal_name(code: int) -> str:
     return {137: " (killed: SIGKILL)", 139: " (SIGSEGV)", 143: " (SIGTERM)"}.get(code, "")
-
-
-def remove_network_quietly(network: Any) -> None:
-    """Remove a network; one already gone is what we wanted."""
-    import docker.errors
-
-    try:
-        network.remove()
-    except docker.errors.NotFound:
-        pass
 
 
 def node_dir(results_dir: Path, node_rank: int) -> Path:

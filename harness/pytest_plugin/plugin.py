@@ -309,6 +309,14 @@ def communicator_platform(request: pytest.FixtureRequest) -> TargetPlatform:
 
 
 @pytest.fixture
+def communicator_promises(request: pytest.FixtureRequest) -> frozenset[str]:
+    """The optional promises the target makes (its adapter's `promises`, e.g. "all_reduce_in_place"): a test
+    of such a promise checks it only where it is made; what every communicator must do is checked always."""
+    target = request.config.pluginmanager.get_plugin("comm_harness_target").target
+    return frozenset(getattr(target.adapter, "promises", ()))
+
+
+@pytest.fixture
 def communicator(
     dist_env: PendingDistEnv, communicator_platform: TargetPlatform, request: pytest.FixtureRequest
 ) -> PendingCommunicator:

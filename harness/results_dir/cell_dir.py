@@ -28,7 +28,7 @@ from harness.results_dir.files import (
     read_regular,
     write_json,
 )
-from harness.results_dir.junit import parse_junit_counts
+from harness.results_dir.junit import junit_counts
 
 # pytest's exit codes (pytest.ExitCode) that say something other than "tests ran".
 PYTEST_EXIT_REASONS = {
@@ -82,7 +82,7 @@ def collect_cell_result(
     junit_error = ""
     counts: TestCounts | None = None
     try:
-        counts = parse_junit_counts(read_regular(results_dir / JUNIT_XML, HARVESTED_FILES[JUNIT_XML]))
+        counts = junit_counts(results_dir / JUNIT_XML)
     except FileNotFoundError:
         junit_error = f"no junit.xml (the cell runner exited with code {exit_code})"
     except (OSError, ValueError, UnsafeResultFile) as error:

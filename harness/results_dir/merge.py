@@ -6,6 +6,10 @@ out). A cell found in several inputs is taken from the one where it ran (a run b
 the later input wins). A cell directory without its completion record is `incomplete`. Cells of the matrix
 found in no input are "missing": their job died before uploading anything, which is an error. Merged
 cells keep summary.json's format, with absolute results_dir.
+
+The inputs may be artifacts of untrusted runs: nothing is read outside the directories named (no link to
+a directory is followed below them, no absolute or `..` path a summary names), every file is read bounded,
+and a file that is not what the harness writes is an error (exit 2) naming it and its key.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 
 from harness.bench.floors import Floor
 from harness.errors import EXIT_OK, EXIT_TEST_FAILURES, ConfigurationError
-from harness.model import Cell, CellResult
+from harness.model import Cell, CellResult, CellStatus
 from harness.qualify import BenchOutcome, find_bench_documents, judge_bench
 from harness.results_dir.cell_dir import read_completion_record
 from harness.results_dir.files import (
@@ -24,18 +28,20 @@ from harness.results_dir.files import (
     RESULT_JSON,
     SUMMARY_JSON,
     UnsafeResultFile,
+    directory_below,
     read_json,
 )
-from harness.results_dir.junit import read_junit_counts
+from harness.results_dir.junit import read_junit_counts, write_merged_junit
 from harness.results_dir.render import device_rank
 from harness.results_dir.report import (
     FORMAT_VERSION,
     ResultsReport,
     cell_failures,
     compute_exit_code,
+    failures_report,
     now_iso,
 )
-from harness.results_dir.summary import load_summary
+from harness.results_dir.summary import load_summary, summary_cell_problem
 
 MISSING_REASON = "no results: found in none of the inputs (its job died or uploaded nothing; see its log)"
 _RAN = ("passed", "failed", "error", "incomplete")
@@ -56,7 +62,7 @@ def expand_inputs(paths: list[Path]) -> list[Path]:
         if _is_result_dir(path):
             found.append(path)
             continue
-        children = sorted(child for child in path.iterdir() if child.is_dir() and _is_result_dir(child))
+        children = sorted(child for child in path.iterdir() if _is_result_dir(child) and _not_a_link(child))
         if not children:
             raise ConfigurationError(
                 f"{path}: no results there: neither {SUMMARY_JSON} (a `harness run --out` directory) nor "
@@ -71,19 +77,45 @@ def _is_result_dir(path: Path) -> bool:
     return (path / SUMMARY_JSON).is_file() or (path / CELL_JSON).is_file()
 
 
+def _not_a_link(child: Path) -> bool:
+    """True for a real directory below a named one; a link to one is an error (it may lead anywhere)."""
+    if child.is_symlink():
+        raise ConfigurationError(
+            f"{child}: a symbolic link; results are read only from real directories below the ones named: "
+            "pass its target itself if you trust it."
+        )
+    return True
+
+
 def _cells_of_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     summary = load_summary(run_dir)
     cells = []
-    for cell in summary["cells"]:
+    for index, cell in enumerate(summary["cells"]):
         cell = dict(cell)
         if cell.get("results_dir"):
-            cell["results_dir"] = str((run_dir / cell["results_dir"]).resolve())
+            where = f"{run_dir / SUMMARY_JSON}: cells[{index}].results_dir"
+            cell["results_dir"] = str(_below(run_dir, cell["results_dir"], where).resolve())
         cells.append(cell)
-    for cell_id in summary.get("pending") or []:
+    for index, cell_id in enumerate(summary.get("pending") or []):
         # An interrupted run: the runner wrote cell.json before starting the cell, junit.xml if it finished.
-        if (run_dir / cell_id / CELL_JSON).is_file():
-            cells.append(_cell_of_dir(run_dir / cell_id))
+        cell_dir = _below(run_dir, cell_id, f"{run_dir / SUMMARY_JSON}: pending[{index}]", name=True)
+        if (cell_dir / CELL_JSON).is_file():
+            cells.append(_cell_of_dir(cell_dir))
     return summary, cells
+
+
+def _below(run_dir: Path, relative: str, where: str, *, name: bool = False) -> Path:
+    """`run_dir/relative` for a path a summary names (`where`); ConfigurationError unless it stays inside
+    `run_dir` without links (`name`: it is one directory's name, a cell id)."""
+    try:
+        if name and len(Path(relative).parts) != 1:
+            raise UnsafeResultFile(f"{relative!r} is not a cell id")
+        return directory_below(run_dir, relative)
+    except UnsafeResultFile as error:
+        raise ConfigurationError(
+            f"{where}: {error}; results are read only inside the directories named. The summary was not "
+            "written by `harness run` or was edited: rerun the cells, or remove the entry"
+        ) from None
 
 
 def _cell_of_dir(cell_dir: Path) -> dict[str, Any]:
@@ -94,21 +126,33 @@ def _cell_of_dir(cell_dir: Path) -> dict[str, Any]:
         raise ConfigurationError(
             f"{cell_dir / CELL_JSON}: not a cell written by the harness ({error})."
         ) from None
+    source = cell_dir / RESULT_JSON
     try:
         result = read_completion_record(cell_dir)
     except (OSError, ValueError, UnsafeResultFile) as error:
-        result = CellResult.of_cell(cell, "error", f"its completion record is unusable: {error}")
+        source = cell_dir / CELL_JSON
+        result = _result_of(cell, source, "error", f"its completion record is unusable: {error}")
     if result is None:
+        source = cell_dir / CELL_JSON
         counts = read_junit_counts(cell_dir / JUNIT_XML)
         listed = f"; its junit.xml lists {counts.total} test(s), not judged" if counts else ""
-        result = CellResult.of_cell(
-            cell,
-            "incomplete",
-            f"no completion record ({RESULT_JSON}): the run was killed or is still running{listed}",
-        )
+        reason = f"no completion record ({RESULT_JSON}): the run was killed or is still running{listed}"
+        result = _result_of(cell, source, "incomplete", reason)
     data = result.to_json()
     data["results_dir"] = str(cell_dir.resolve())
+    problem = summary_cell_problem(data)
+    if problem:
+        raise ConfigurationError(
+            f"{source}: {problem.lstrip(' .')}; not a file the harness wrote: rerun the cell, or remove it"
+        )
     return data
+
+
+def _result_of(cell: Cell, source: Path, status: CellStatus, reason: str) -> CellResult:
+    try:
+        return CellResult.of_cell(cell, status, reason)
+    except (TypeError, ValueError) as error:  # cell.json's params are not a mapping
+        raise ConfigurationError(f"{source}: not a cell written by the harness ({error}).") from None
 
 
 def _missing_cell(cell: Cell) -> dict[str, Any]:
@@ -121,8 +165,12 @@ def merge_results(
     expected: list[Cell] | None = None,
     strict: bool = False,
     floors: list[Floor] | None = None,
+    junit: Path | None = None,
 ) -> ResultsReport:
-    """Merge the inputs into one report; `expected` cells found nowhere become missing (errored) cells."""
+    """Merge the inputs into one report; `expected` cells found nowhere become missing (errored) cells.
+
+    With `junit`, the merged junit.xml is written there, and the cells' failures read in the same pass.
+    """
     floors = floors or []
     inputs = expand_inputs(paths)
     chosen: dict[str, tuple[dict[str, Any], Path]] = {}
@@ -167,7 +215,6 @@ def merge_results(
     else:
         cells.sort(key=_grid_order)
     bench.sort(key=lambda outcome: (device_rank(outcome.device), outcome.world_size, str(outcome.path)))
-    failures = [failure for cell in cells for failure in cell_failures(cell, Path("/"))]
     exit_code = compute_exit_code(cells, strict=strict, interrupted=False)
     if exit_code == EXIT_OK and any(outcome.failed for outcome in bench):
         exit_code = EXIT_TEST_FAILURES
@@ -185,7 +232,9 @@ def merge_results(
         "notes": notes,
     }
     scope = None if expected is None else {(cell.device, cell.world_size) for cell in expected}
-    return ResultsReport(summary, failures, exit_code, bench, floors, floor_scope=scope)
+    known = write_merged_junit(cells, Path("/"), junit) if junit is not None else {}
+    found = (known.get(cell["id"]) or cell_failures(cell, Path("/")) for cell in cells)
+    return failures_report(summary, found, exit_code, bench=bench, floors=floors, floor_scope=scope)
 
 
 def _grid_order(cell: dict[str, Any]) -> tuple[int, int, str]:

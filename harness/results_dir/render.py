@@ -10,12 +10,14 @@ import re
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from harness.github import AnnotationKind, capped_annotations
 from harness.model import NOT_RUN_STATUSES
 from harness.qualify import bench_markdown
 from harness.results_dir.junit import Failure, clip
 from harness.results_dir.report import ResultsReport
+from harness.untrusted_text import markdown_block_line, markdown_code, markdown_text, terminal_text
 
 # GitHub keeps at most 1 MiB (1,048,576 bytes) of a step's summary; stay clear of it.
 MARKDOWN_LIMIT_BYTES = 1_000_000
@@ -66,19 +68,18 @@ def cell_text(cell: dict[str, Any]) -> str:
 
 
 def render_table(report: ResultsReport) -> Table:
-    """The device x world-size table, for the terminal."""
+    """The device x world-size table, for the terminal (cells' text shown as it is: Text, not markup)."""
     devices, world_sizes, cells_at = grid(report.cells)
     table = Table(title="comm-harness results", show_lines=True)
     table.add_column("device")
     for world_size in world_sizes:
         table.add_column(f"ws{world_size}")
     for device in devices:
-        row = [device]
+        row = [terminal_text(device)]
         for world_size in world_sizes:
             entries = cells_at.get((device, world_size), [])
-            row.append(
-                "\n".join(f"[{STATUS_STYLE[c['status']]}]{cell_text(c)}[/]" for c in entries) or "-"
-            )
+            lines = [terminal_text(cell_text(c), STATUS_STYLE[c["status"]]) for c in entries]
+            row.append(Text("\n").join(lines) if lines else Text("-"))
         table.add_row(*row)
     return table
 
@@ -113,7 +114,7 @@ def render_markdown(report: ResultsReport, limit_bytes: int = MARKDOWN_LIMIT_BYT
     """The merged report as Markdown, at most `limit_bytes` in UTF-8 (GitHub's step summary holds 1 MiB)."""
     head = _head_lines(report)
     bench = bench_markdown(report.bench, report.floors, report.floor_scope)
-    tail = _problem_lines(report) + bench + _environment_lines(report)
+    tail = _left_out_lines(report) + _problem_lines(report) + bench + _environment_lines(report)
     budget = limit_bytes - _size(head) - _size(tail) - 400  # room for the truncation notes
     failure_lines = _failure_lines(report.failures, budget)
     lines = head + failure_lines + tail
@@ -146,7 +147,8 @@ def _head_lines(report: ResultsReport) -> list[str]:
         title = "# comm-harness results"
         finished = summary.get("finished") or "-"
         state = "running" if summary.get("exit_code") is None else f"finished {finished}"
-        origin = f"Matrix `{summary.get('matrix', '')}` · started {summary.get('started')} · {state}"
+        matrix, started = markdown_code(summary.get("matrix", "")), markdown_text(summary.get("started"))
+        origin = f"Matrix {matrix} · started {started} · {markdown_text(state)}"
     lines = [
         title,
         "",
@@ -166,18 +168,18 @@ def _head_lines(report: ResultsReport) -> list[str]:
                 or "-"
                 for ws in world_sizes
             ]
-            lines.append(f"| {device} | " + " | ".join(row) + " |")
+            lines.append(f"| {markdown_text(device, in_table=True)} | " + " | ".join(row) + " |")
         lines.append("")
     if summary.get("pending"):
-        lines += [f"Not finished: {', '.join(summary['pending'])}", ""]
+        lines += [f"Not finished: {', '.join(markdown_text(p) for p in summary['pending'])}", ""]
     notes = summary.get("notes") or []
     for note in notes:
-        lines.append(f"- note: {note}")
+        lines.append(f"- note: {markdown_text(note)}")
     return lines + ([""] if notes else [])
 
 
 def _marked(cell: dict[str, Any]) -> str:
-    return f"{STATUS_MARK[cell['status']]} {cell_text(cell)}"
+    return f"{STATUS_MARK[cell['status']]} {markdown_text(cell_text(cell), in_table=True)}"
 
 
 def _plural(count: int, singular: str, plural: str) -> str:
@@ -191,12 +193,14 @@ def _failure_lines(failures: list[Failure], budget: int) -> list[str]:
     used = _size(lines)
     for shown, failure in enumerate(failures):
         ranks = f" · {failure.rank_text()}" if failure.ranks else ""
-        where = f" · `{failure.file}:{failure.line}`" if failure.file else ""
-        body = [failure.summary, *failure.lines]
+        where = f" · {markdown_code(f'{failure.file}:{failure.line}')}" if failure.file else ""
+        body = [markdown_block_line(line) for line in [failure.summary, *failure.lines]]
         if failure.more_lines:
-            body.append(f"… {failure.more_lines} more lines: see junit.xml of {failure.cell}")
+            more = f"… {failure.more_lines} more lines: see junit.xml of {failure.cell}"
+            body.append(markdown_block_line(more))
         fence = _fence(body)
-        block = [f"### {failure.cell} · `{failure.test}`{ranks}{where}", "", fence, *body, fence, ""]
+        heading = f"### {markdown_text(failure.cell)} · {markdown_code(failure.test)}{ranks}{where}"
+        block = [heading, "", fence, *body, fence, ""]
         if used + _size(block) > budget:
             left = len(failures) - shown
             lines += [
@@ -208,6 +212,15 @@ def _failure_lines(failures: list[Failure], budget: int) -> list[str]:
         lines += block
         used += _size(block)
     return lines
+
+
+def _left_out_lines(report: ResultsReport) -> list[str]:
+    """Failed tests read but not detailed (over FAILURE_DETAILS in a cell): how many, per cell."""
+    lines = [
+        f"… {count} more failed tests of {cell_id}: see its junit.xml"
+        for cell_id, count in report.failures_left_out.items()
+    ]
+    return lines + [""] if lines else []
 
 
 def _fence(lines: list[str]) -> str:
@@ -224,8 +237,9 @@ def _problem_lines(report: ResultsReport) -> list[str]:
     lines.append("|---|---|---|---|")
     for cell in problems:
         status = "missing" if cell.get("missing") else cell["status"]
-        reason = clip((cell["reason"].strip().splitlines() or [""])[0]).replace("|", "/")
-        lines.append(f"| {cell['id']} | {status} | {'yes' if cell['required'] else 'no'} | {reason} |")
+        reason = markdown_text(clip((cell["reason"].strip().splitlines() or [""])[0]), in_table=True)
+        cell_id = markdown_text(cell["id"], in_table=True)
+        lines.append(f"| {cell_id} | {status} | {'yes' if cell['required'] else 'no'} | {reason} |")
     return lines + [""]
 
 
@@ -258,7 +272,8 @@ def _environment_lines(report: ResultsReport) -> list[str]:
             gpu_text,
             image,
         ]
-        lines.append(f"| {cell['id']} | " + " | ".join(str(v or "-") for v in values) + " |")
+        row = [markdown_text(value or "-", in_table=True) for value in [cell["id"], *values]]
+        lines.append("| " + " | ".join(row) + " |")
     return lines + [""]
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from harness.bench.floors import Floor
 from harness.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_STRICT, EXIT_TEST_FAILURES
 from harness.model import FAILING_STATUSES, NOT_RUN_STATUSES
 from harness.qualify import BenchOutcome
-from harness.results_dir.junit import JUNIT_XML, Failure, junit_failures
+from harness.results_dir.junit import JUNIT_XML, CellFailures, Failure, junit_failures
 
 FORMAT_VERSION = 1
 
@@ -52,26 +52,46 @@ class ResultsReport:
     # The (device, world size) pairs the report expected (--matrix, qualify's required cells); a floor
     # elsewhere is not reported as unmeasured. None: every floor's pairs.
     floor_scope: set[tuple[str, int]] | None = None
+    # Per cell, its failed tests beyond those `failures` details (FAILURE_DETAILS per cell): counted only.
+    failures_left_out: dict[str, int] = field(default_factory=dict)
 
     @property
     def cells(self) -> list[dict[str, Any]]:
         return self.summary["cells"]
 
 
-def cell_failures(cell: dict[str, Any], base: Path) -> list[Failure]:
+def cell_failures(cell: dict[str, Any], base: Path) -> CellFailures:
     """The failed tests of a cell that failed or errored, from its junit.xml (results_dir under `base`)."""
     if cell["status"] not in FAILING_STATUSES or not cell.get("results_dir"):
-        return []
+        return CellFailures(cell["id"])
     return junit_failures(cell["id"], base / cell["results_dir"] / JUNIT_XML)
 
 
-def report_of_summary(summary: dict[str, Any], base: Path) -> ResultsReport:
-    """The report of one run's summary, its cells' results_dir relative to `base` (summary.md's view)."""
+def failures_report(
+    summary: dict[str, Any], of_cells: Iterable[CellFailures], exit_code: int, **fields: Any
+) -> ResultsReport:
+    """The report of `summary` with its cells' failures (`fields`: bench, floors, floor_scope)."""
+    failures: list[Failure] = []
+    left_out: dict[str, int] = {}
+    for found in of_cells:
+        failures += found.failures
+        if found.left_out:
+            left_out[found.cell] = found.left_out
+    fields = {"bench": [], "floors": [], **fields}
+    return ResultsReport(summary, failures, exit_code, failures_left_out=left_out, **fields)
+
+
+def report_of_summary(
+    summary: dict[str, Any], base: Path, known: dict[str, CellFailures] | None = None
+) -> ResultsReport:
+    """The report of one run's summary, its cells' results_dir relative to `base` (summary.md's view);
+    a cell's failures are read from its junit.xml unless `known` has them."""
     exit_code = summary.get("exit_code")
     if exit_code is None:
         exit_code = compute_exit_code(summary["cells"], strict=bool(summary.get("strict")), interrupted=False)
-    failures = [failure for cell in summary["cells"] for failure in cell_failures(cell, base)]
-    return ResultsReport(summary, failures, exit_code, bench=[], floors=[])
+    known = known or {}
+    found = (known.get(cell["id"]) or cell_failures(cell, base) for cell in summary["cells"])
+    return failures_report(summary, found, exit_code)
 
 
 def missing_required(report: ResultsReport) -> list[str]:
@@ -90,6 +110,7 @@ def report_json(report: ResultsReport, relative_to: Path) -> dict[str, Any]:
         for cell in report.cells
     ]
     summary["failures"] = [failure.to_json() for failure in report.failures]
+    summary["failures_left_out"] = report.failures_left_out
     summary["bench"] = [
         {**outcome.to_json(), "document": os.path.relpath(outcome.path, relative_to)}
         for outcome in report.bench

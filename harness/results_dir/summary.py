@@ -1,14 +1,17 @@
-"""A run's own records: summary.json, summary.md and the merged junit.xml, rewritten after every cell.
+"""A run's own records: summary.json, summary.md and the merged junit.xml, kept up to date as cells finish.
 
 summary.json is written by `RunReport` and read by `load_summary` only, so `harness report` merges results
-from several machines with the same code. Every file is replaced atomically after each finished cell: a
-run killed half-way leaves the cells it finished, and lists the rest as pending.
+from several machines with the same code. After each finished cell summary.json and summary.md are replaced
+atomically and the cell's suite is appended to junit.xml: a run killed half-way leaves the cells it
+finished, and lists the rest as pending. Each cell's junit.xml is read once, when it finishes (its failures
+are kept for summary.md), so the records cost time linear in the number of cells.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +26,15 @@ from harness.results_dir.files import (
     read_json,
     write_new,
 )
-from harness.results_dir.junit import merged_junit, write_junit
+from harness.results_dir.junit import CellFailures, MergedJunitFile, clip
 from harness.results_dir.render import STATUS_MARK, render_markdown
-from harness.results_dir.report import FORMAT_VERSION, compute_exit_code, now_iso, report_of_summary
+from harness.results_dir.report import (
+    FORMAT_VERSION,
+    ResultsReport,
+    compute_exit_code,
+    now_iso,
+    report_of_summary,
+)
 
 
 def skipped_result(planned: PlannedCell) -> CellResult:
@@ -54,13 +63,19 @@ class RunReport:
             "cells": [],
             "pending": list(self._order),
         }
+        self._failures: dict[str, CellFailures] = {}
+        self._junit = MergedJunitFile(out_dir / JUNIT_XML)
 
     def add(self, result: CellResult) -> None:
         """Record a finished (or skipped) cell and rewrite the files."""
         data = result.to_json()
         if data["results_dir"]:
             data["results_dir"] = os.path.relpath(data["results_dir"], self.out_dir)
+        if result.id in self._cells:  # never twice, but if so the merged junit.xml must not list it twice
+            self._cells.pop(result.id)
+            self._rewrite_junit()
         self._cells[result.id] = data
+        self._read_cell_junit(data)
         self._refresh()
 
     def finish(self, *, interrupted: bool) -> int:
@@ -71,7 +86,12 @@ class RunReport:
         self.summary["finished"] = now_iso()
         self.summary["exit_code"] = exit_code
         self._refresh()
+        self._junit.finish(self._order)
         return exit_code
+
+    def results_report(self) -> ResultsReport:
+        """The report of the cells so far, from the failures read as each finished (nothing re-read)."""
+        return report_of_summary(self.summary, self.out_dir, self._failures)
 
     @property
     def cells(self) -> list[dict[str, Any]]:
@@ -80,15 +100,18 @@ class RunReport:
     def _refresh(self) -> None:
         self.summary["cells"] = [self._cells[i] for i in self._order if i in self._cells]
         self.summary["pending"] = [i for i in self._order if i not in self._cells]
-        write_summary(self.out_dir, self.summary)
+        write_new(self.out_dir / SUMMARY_JSON, (json.dumps(self.summary, indent=2) + "\n").encode("utf-8"))
+        write_new(self.out_dir / SUMMARY_MD, render_markdown(self.results_report()).encode("utf-8"))
 
+    def _read_cell_junit(self, cell: dict[str, Any]) -> None:
+        """One read of the cell's junit.xml: its suite appended to the merged one, its failures kept."""
+        self._failures[cell["id"]] = self._junit.append(cell, self.out_dir)
 
-def write_summary(out_dir: Path, summary: dict[str, Any]) -> None:
-    """Write summary.json, summary.md and the merged junit.xml for `summary` into `out_dir`."""
-    write_new(out_dir / SUMMARY_JSON, (json.dumps(summary, indent=2) + "\n").encode("utf-8"))
-    report = report_of_summary(summary, out_dir)
-    write_new(out_dir / SUMMARY_MD, render_markdown(report).encode("utf-8"))
-    write_junit(merged_junit(summary["cells"], out_dir), out_dir / JUNIT_XML)
+    def _rewrite_junit(self) -> None:
+        self._junit.close()
+        self._junit = MergedJunitFile(self.out_dir / JUNIT_XML)
+        for cell in self._cells.values():
+            self._read_cell_junit(cell)
 
 
 def load_summary(path: Path) -> dict[str, Any]:
@@ -104,17 +127,36 @@ def load_summary(path: Path) -> dict[str, Any]:
         raise ConfigurationError(f"{path}: not a readable summary.json ({error}).") from None
     if not isinstance(summary, dict) or not isinstance(summary.get("cells"), list):
         raise ConfigurationError(f"{path}: not a harness summary (no `cells` list).")
-    for index, cell in enumerate(summary["cells"]):
-        problem = summary_cell_problem(cell)
+    for where, problem in summary_problems(summary):
         if problem:
             raise ConfigurationError(
-                f"{path}: cells[{index}] {problem}; the file was not written by `harness run` "
+                f"{path}: {where}{problem}; the file was not written by `harness run` "
                 "or was edited: rerun the cells, or remove the entry"
             )
     return summary
 
 
-# The keys and types of a summary's cell entry that reports rely on.
+def summary_problems(summary: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(where, what is wrong) of each key of a summary, in order; the first problem is the one to report."""
+    for key, kind in SUMMARY_KEYS.items():
+        if key in summary:
+            yield key, type_problem(summary[key], kind)
+    for index, cell_id in enumerate(summary.get("pending") or []):
+        yield f"pending[{index}]", type_problem(cell_id, str)
+    for index, cell in enumerate(summary["cells"]):
+        yield f"cells[{index}]", summary_cell_problem(cell)
+
+
+# The keys of a summary that reports read, and their types.
+SUMMARY_KEYS: dict[str, type | tuple[type, ...]] = {
+    "matrix": str,
+    "started": (str, type(None)),
+    "finished": (str, type(None)),
+    "exit_code": (int, type(None)),
+    "strict": bool,
+    "pending": list,
+}
+# The keys and types of a summary's cell entry that reports rely on...
 SUMMARY_CELL_KEYS: dict[str, type | tuple[type, ...]] = {
     "id": str,
     "device": str,
@@ -125,18 +167,64 @@ SUMMARY_CELL_KEYS: dict[str, type | tuple[type, ...]] = {
     "duration_s": (int, float),
     "required": bool,
 }
+# ...and those it may have (older summaries, merged reports), with their types when present.
+SUMMARY_CELL_OPTIONAL_KEYS: dict[str, type | tuple[type, ...]] = {
+    "results_dir": str,
+    "executor": str,
+    "backend": str,
+    "source": str,
+    "params": dict,
+    "fingerprint": dict,
+    "nodes": int,
+    "missing": bool,
+}
+_JSON_TYPES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    dict: "an object",
+}
+_JSON_TYPES.update({list: "an array", type(None): "null"})
 
 
 def summary_cell_problem(cell: Any) -> str:
-    """What is wrong with a summary's cell entry, or '' when it is one `harness run` writes."""
+    """What is wrong with a summary's cell entry (' `key` is ..., not ...'), or '' when it is one
+    `harness run` writes. Checked before any report uses it: a wrong type must not become a traceback."""
     if not isinstance(cell, dict):
-        return f"is a {type(cell).__name__}, not an object"
+        return f" is {_json_type(cell)}, not an object"
     for key, kind in SUMMARY_CELL_KEYS.items():
-        if not isinstance(cell.get(key), kind):
-            return f"has no valid `{key}`"
+        if key not in cell:
+            return f" has no `{key}`"
+        if problem := type_problem(cell[key], kind):
+            return f".{key}{problem}"
+    for key, kind in SUMMARY_CELL_OPTIONAL_KEYS.items():
+        if key in cell and (problem := type_problem(cell[key], kind)):
+            return f".{key}{problem}"
     if cell["status"] not in STATUS_MARK:
-        return f"has an unknown status {cell['status']!r}"
+        return f".status is {cell['status']!r}, not one of {', '.join(STATUS_MARK)}"
     counts = cell["counts"]
-    if not all(isinstance(counts.get(k), int) for k in ("passed", "failed", "skipped", "errors")):
-        return "has invalid `counts`"
+    for key in ("passed", "failed", "skipped", "errors", "not_run"):
+        if (key in counts or key != "not_run") and (problem := type_problem(counts.get(key), int)):
+            return f".counts.{key}{problem}"
+    for key, value in (cell.get("params") or {}).items():
+        if problem := type_problem(value, str):
+            return f".params.{key}{problem}"
+    gpus = (cell.get("fingerprint") or {}).get("nvidia_gpus")
+    if gpus is not None and (not isinstance(gpus, list) or not all(isinstance(gpu, dict) for gpu in gpus)):
+        return ".fingerprint.nvidia_gpus is not an array of objects"
     return ""
+
+
+def type_problem(value: Any, kind: type | tuple[type, ...]) -> str:
+    """' is a string ('2'), not an integer' when `value` is not of `kind` (JSON's words), else ''."""
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    # JSON's true and false are Python ints too; they are never a count or a size.
+    if isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds):
+        return ""
+    shown = f" ({clip(repr(value))})" if isinstance(value, (str, int, float)) else ""
+    return f" is {_json_type(value)}{shown}, not {' or '.join(_JSON_TYPES[k] for k in kinds)}"
+
+
+def _json_type(value: Any) -> str:
+    return next((name for kind, name in _JSON_TYPES.items() if type(value) is kind), type(value).__name__)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.adapters.base import CommunicatorAdapter, KnownGap, TargetPlatform
+from harness.adapters.gap_file import load_known_gaps, versions_in
 from harness.adapters.registry import (
     BUILTIN_ADAPTERS,
     BrokenAdapterError,
@@ -20,7 +21,7 @@ from harness.adapters.registry import (
     load_adapter,
 )
 from harness.adapters.vllm import ADAPTER as VLLM
-from harness.adapters.vllm.gaps import KNOWN_GAPS
+from harness.adapters.vllm import DEFAULT_GAP_FILE
 from harness.cell_runner import build_pytest_command
 from harness.model import Cell
 
@@ -100,16 +101,23 @@ def _suite_test_names() -> set[str]:
     return {line.split("::")[-1] for line in done.stdout.splitlines() if "::" in line}
 
 
-def test_every_vllm_gap_is_well_formed_and_covers_a_test_of_the_suite():
+def test_every_vllm_gap_of_every_version_is_well_formed_and_covers_a_test_of_the_suite():
     names = _suite_test_names()
     platforms = {p.id for p in VLLM.platforms("cpu")}
-    for gap in KNOWN_GAPS:
-        assert gap.reason and set(gap.platforms) <= platforms, gap
-        assert gap.match, f"{gap.test}: a vLLM gap records the failure it expects (match=)"
-        re.compile(gap.match)
-        covered = [name for name in names if gap.applies_to(name, gap.platforms[0], 2)]
-        assert covered, f"gap {gap.test!r} covers no test of tests/communicators: a stale entry"
-    assert any("#57837" in gap.reason for gap in KNOWN_GAPS)
+    versions = versions_in(DEFAULT_GAP_FILE)
+    assert {"0.19.1", "0.20.0", "0.33.0", "0.34.0"} <= set(versions)
+    for version in versions:
+        gaps = load_known_gaps(DEFAULT_GAP_FILE, version)
+        for gap in gaps:
+            assert gap.reason and set(gap.platforms) <= platforms, gap
+            assert gap.defect in ("vllm", "torch"), f"{version} {gap.test}: defect {gap.defect!r}"
+            assert gap.match, f"{version} {gap.test}: a vLLM gap records the failure it expects (match=)"
+            re.compile(gap.match)
+            covered = [name for name in names if gap.applies_to(name, gap.platforms[0], 2)]
+            assert covered, (
+                f"{version}: gap {gap.test!r} covers no test of tests/communicators: a stale entry"
+            )
+        assert any("#57837" in gap.reason for gap in gaps), version
 
 
 def test_a_communicator_axis_becomes_the_plugin_option(tmp_path):

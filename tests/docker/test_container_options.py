@@ -6,6 +6,7 @@ No engine needed: these check the options handed to the Docker SDK and the recip
 from __future__ import annotations
 
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -16,15 +17,20 @@ from harness.executors.docker import (
     HARNESS_MOUNT,
     HARNESS_PACKAGE,
     REPO_MOUNT,
+    UNPRIVILEGED_USER,
     DockerExecutor,
+    closed_to,
     confinement_options,
     connect_engine,
     container_environment,
     container_name,
+    container_user,
     device_options,
+    memlock_limit,
     parse_size,
     project_mounts,
 )
+from harness.executors.docker_nodes import node_environment, store_port
 from harness.images import OFFLINE_BASE_IMAGE, recipe_for
 from harness.model import Cell, ImageSpec
 from harness.plan import plan_cells
@@ -95,7 +101,9 @@ def test_cuda_cell_requests_exactly_its_gpus_with_memlock_and_enough_shm() -> No
     assert request["DeviceIDs"] == ["4", "5"]
     assert request["Capabilities"] == [["gpu"]]
     (memlock,) = options["ulimits"]
-    assert (memlock["Name"], memlock["Soft"], memlock["Hard"]) == ("memlock", -1, -1)
+    # As much as the harness may lock itself (unlimited on GPU hosts; an engine refuses more than its own).
+    limit = memlock_limit()
+    assert (memlock["Name"], memlock["Soft"], memlock["Hard"]) == ("memlock", limit, limit)
     assert options["shm_size"] == "1g"  # NCCL fails on less
     assert device_options(make_cell("cuda", shm_size="8g"), [0, 1])["shm_size"] == "8g"
     assert "privileged" not in options
@@ -118,6 +126,44 @@ def test_every_container_is_confined_and_the_matrix_sets_its_memory() -> None:
     )
     assert limited["mem_limit"] == limited["memswap_limit"] == 8 << 30
     assert limited["pids_limit"] == 512
+
+
+def test_cells_run_as_nobody_when_the_harness_is_root_and_as_its_user_otherwise() -> None:
+    assert container_user(0, 0) == UNPRIVILEGED_USER == (65534, 65534)
+    assert container_user(1000, 1001) == (1000, 1001)
+
+
+def test_a_read_only_mount_closed_to_the_cells_user_is_named_with_the_fix(tmp_path: Path) -> None:
+    project, results = tmp_path / "project", tmp_path / "results"
+    project.mkdir(mode=0o700)
+    results.mkdir(mode=0o700)
+    mounts = project_mounts(project, results)
+    owner = (project.stat().st_uid, project.stat().st_gid)
+
+    reason = closed_to((owner[0] + 1, owner[1] + 1), mounts)
+
+    assert reason.startswith(f"{project} (mode 700) is closed to uid {owner[0] + 1}")
+    assert "chmod o+rx" in reason
+    assert closed_to(owner, mounts) == ""  # its owner may, and results/ is handed over, not checked
+    project.chmod(0o755)
+    assert closed_to((owner[0] + 1, owner[1] + 1), mounts) == ""
+
+
+def test_the_nodes_of_a_cell_meet_on_loopback_each_with_a_host_id_of_its_own() -> None:
+    cell = make_cell("cuda", world_size=4, nodes=2)
+    node0, node1 = (node_environment(cell, rank) for rank in (0, 1))
+
+    for env in (node0, node1):
+        assert (env["MASTER_ADDR"], env["MASTER_PORT"]) == ("127.0.0.1", "29500")
+        assert env["GLOO_SOCKET_IFNAME"] == env["NCCL_SOCKET_IFNAME"] == "lo"
+        assert (env["WORLD_SIZE"], env["LOCAL_WORLD_SIZE"]) == ("4", "2")
+    assert (node0["NCCL_HOSTID"], node1["NCCL_HOSTID"]) == ("node0", "node1")
+    assert (node0["HARNESS_NODE_RANK"], node1["HARNESS_NODE_RANK"]) == ("0", "1")
+    # On the host's network (the matrix's network_host), the store takes a port that is free there.
+    assert store_port(network_host=False) == 29500
+    port = store_port(network_host=True)
+    with socket.socket() as check:
+        check.bind(("127.0.0.1", port))
 
 
 def test_sizes_parse_like_docker_and_bad_ones_say_so() -> None:

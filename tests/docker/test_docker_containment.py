@@ -61,6 +61,7 @@ def test_a_cell_over_its_memory_limit_errors_saying_so(executor: DockerExecutor,
 def test_kill_9_of_the_harness_leaves_no_container_within_10_s(
     docker_client: Any, cpu_image: str, tmp_path: Path
 ) -> None:
+    tmp_path.chmod(0o755)  # the project directory: readable by the cells' uid when the harness is root
     (tmp_path / "matrix.yaml").write_text(
         f"version: 1\n"
         f"defaults: {{tests: [{REPO_ROOT}/tests/docker/cells/cell_sleeps.py], timeout: 600}}\n"

@@ -1,4 +1,4 @@
-"""Multi-node cells under Docker: a container per node on a private internal network, on a real engine."""
+"""Multi-node cells under Docker: a container per node, sharing a loopback-only network, on a real engine."""
 
 from __future__ import annotations
 
@@ -40,13 +40,21 @@ def cell_resources(client: Any, run_id: str) -> tuple[list[Any], list[Any]]:
     )
 
 
-def test_collectives_cross_two_node_containers_on_an_internal_network(
+def test_collectives_cross_two_node_containers_sharing_only_loopback(
     executor: DockerExecutor, tmp_path: Path, docker_client: Any
 ) -> None:
     def inspect(seen: dict[str, Any]) -> None:
         containers, networks = cell_resources(docker_client, executor.run_id)
-        seen["hostnames"] = sorted(c.attrs["Config"]["Hostname"] for c in containers)
-        seen["internal"] = [n.attrs.get("Internal") for n in networks]
+        (holder,) = [c for c in containers if LABEL_NODE not in c.labels]
+        nodes = sorted((c for c in containers if LABEL_NODE in c.labels), key=lambda c: c.labels[LABEL_NODE])
+        seen["holder network"] = holder.attrs["HostConfig"]["NetworkMode"]
+        seen["node networks"] = {
+            c.attrs["HostConfig"]["NetworkMode"] == f"container:{holder.id}" for c in nodes
+        }
+        seen["host ids"] = [
+            next(v for v in c.attrs["Config"]["Env"] if v.startswith("NCCL_HOSTID=")) for c in nodes
+        ]
+        seen["networks"] = networks
         seen["confined"] = all(c.attrs["HostConfig"]["CapDrop"] == ["ALL"] for c in containers)
 
     watcher = WhenTestsStart(inspect)
@@ -58,7 +66,13 @@ def test_collectives_cross_two_node_containers_on_an_internal_network(
     assert result.status == "passed", result.reason
     assert (result.counts.passed, result.counts.failed) == (3, 0)
     watcher.thread.join()
-    assert watcher.seen == {"hostnames": ["node0", "node1"], "internal": [True], "confined": True}
+    assert watcher.seen == {
+        "holder network": "none",
+        "node networks": {True},
+        "host ids": ["NCCL_HOSTID=node0", "NCCL_HOSTID=node1"],
+        "networks": [],
+        "confined": True,
+    }
     # Node 1 kept its own record beside node 0's (the cell's).
     assert (tmp_path / cell.id / "node1" / "junit.xml").is_file()
     assert (

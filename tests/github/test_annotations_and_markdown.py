@@ -10,6 +10,7 @@ from harness import model
 from harness.github import ANNOTATIONS_PER_KIND, annotation, capped_annotations
 from harness.model import Cell, CellResult
 from harness.results_dir.cell_dir import write_cell_json, write_completion_record
+from harness.results_dir.junit import FAILURE_DETAILS
 from harness.results_dir.merge import merge_results
 from harness.results_dir.render import MARKDOWN_LIMIT_BYTES, render_markdown
 
@@ -48,10 +49,14 @@ def test_markdown_stays_under_githubs_limit_and_says_what_it_left_out(tmp_path):
     # ~48 MB of text: under the 64 MiB the harness reads of a junit.xml, far over GitHub's 1 MiB.
     write_failed_cell(tmp_path / "cell", failures=2000, lines_each=40, line_chars=600)
     report = merge_results([tmp_path / "cell"])
-    assert len(report.failures) == 2000 and report.failures[0].ranks == [0, 3]
-    text = render_markdown(report)
-    assert len(text.encode("utf-8")) <= MARKDOWN_LIMIT_BYTES < 1 << 20
+    # Details for the first FAILURE_DETAILS failures of a cell, the rest counted.
+    assert len(report.failures) == FAILURE_DETAILS and report.failures[0].ranks == [0, 3]
+    assert report.failures_left_out == {"cuda-nccl-ws4": 2000 - FAILURE_DETAILS}
+    assert len(render_markdown(report).encode("utf-8")) <= MARKDOWN_LIMIT_BYTES < 1 << 20
+    text = render_markdown(report, 100_000)
+    assert len(text.encode("utf-8")) <= 100_000
     assert "more failure(s) not shown: the step summary is limited to 1 MiB" in text
+    assert f"… {2000 - FAILURE_DETAILS} more failed tests of cuda-nccl-ws4: see its junit.xml" in text
     assert "… 29 more lines: see junit.xml of cuda-nccl-ws4" in text  # 12 of 41 lines shown
     assert "x" * 600 not in text  # long lines clipped
     # A traceback holding ``` cannot close its code block early.

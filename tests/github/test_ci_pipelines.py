@@ -74,7 +74,13 @@ def test_buildkite_one_step_per_cell_on_its_device_agents_then_a_strict_report()
         assert step["key"] == cell
         assert step["agents"] == RAW_MATRIX["devices"][device]["buildkite"]["agents"]
         assert shlex.split(step["commands"][-1]) == github_command(cell)
-        assert step["commands"][-2] == f"harness images build {device} --matrix matrix.yaml"
+        build = f"harness images build {device} --matrix matrix.yaml"
+        if device == "cuda":
+            # The job's log says how the runner gives the container its GPUs (NVIDIA runtime or devices).
+            plan = f"harness plan matrix.yaml --cell {cell} --executor docker"
+            assert step["commands"][-3:-1] == [build, plan]
+        else:
+            assert step["commands"][-2] == build
         assert step["artifact_paths"] == [f"results/{cell}/**/*"]
         assert step["timeout_in_minutes"] == 90
     # Cells that do not gate a release fail soft: xpu, and cuda at world size 8.
@@ -200,7 +206,7 @@ def test_every_harness_command_of_the_pipeline_parses_with_the_real_cli(fmt):
     else:
         scripts = [job["script"] for job in document.values() if isinstance(job, dict) and "script" in job]
     commands = [command for script in scripts for command in script if command.startswith("harness ")]
-    assert {shlex.split(command)[1] for command in commands} == {"images", "run", "report"}
+    assert {shlex.split(command)[1] for command in commands} == {"images", "plan", "run", "report"}
     parser = build_parser()
     for command in commands:
         parser.parse_args(shlex.split(command)[1:])

@@ -47,7 +47,7 @@ def test_qualify_runs_required_cells_benches_and_judges_floors(tmp_path):
     missed = bench["floors_missed"]  # one per all_reduce size measured
     assert missed and all(m.startswith("cpu ws1 all_reduce at") and "floors.yaml:4" in m for m in missed)
     markdown = (tmp_path / "q" / "qualification.md").read_text()
-    assert "## Bandwidth" in markdown and "❌ floor missed: cpu ws1 all_reduce" in markdown
+    assert "## Bandwidth" in markdown and "❌ floor missed: `cpu ws1 all_reduce" in markdown
     # A floor for a device and world size outside the qualified cells is not this record's business.
     assert "not measured: cuda ws4" not in markdown
     assert "NOT QUALIFIED" in done.stdout

@@ -54,12 +54,14 @@ def harness_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_harness(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    """`harness ARGS...` in a subprocess, as a user would run it."""
+def run_harness(
+    *args: str, cwd: Path, timeout: float = 240, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`harness ARGS...` in a subprocess, as a user would run it (in `env`, default `harness_env()`)."""
     return subprocess.run(
         [sys.executable, "-m", "harness.cli", *args],
         cwd=cwd,
-        env=harness_env(),
+        env=env or harness_env(),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -326,7 +326,6 @@ def test_world_size_that_does_not_divide_over_its_nodes_is_reported_with_its_lin
     assert f"{zero}:3: devices.cpu.nodes[0]: 0 is too small: must be at least 1" in problems_of(zero)
 
 
-
 def test_default_matrix_multi_node_cells_gate_only_on_cpu():
     cells = {cell.id: cell for cell in load_matrix(REPO_ROOT / "matrix.yaml").cells}
     assert cells["cpu-gloo-ws4-n2"].required and not cells["cuda-nccl-ws2-n2"].required
@@ -354,3 +353,31 @@ def test_a_project_that_is_missing_or_does_not_hold_the_matrix_is_an_error(proje
     assert "does not hold the matrix's directory" in message
     up = "../" * len(tmp_path.parts)  # past the filesystem's root, which resolves to it
     assert "containers would see all of it" in problems_of(project(f"project: {up}\n" + GOOD))
+
+
+AXIS_IN_IMAGE = """
+version: 1
+defaults:
+  tests: [tests/test_tiny.py]
+axes:
+  vllm: ["0.19.1", "0.33.0"]
+devices:
+  cpu:
+    world_sizes: [2]
+    image: {dockerfile: docker/cpu.Dockerfile, build_args: {VLLM_VERSION: "${{ matrix.vllm }}"}}
+    env: {DECLARED: "vllm ${{matrix.vllm}}"}
+"""
+
+
+def test_an_axis_value_selects_the_image_build_args_and_env_of_its_cell(project):
+    matrix = load_matrix(project(AXIS_IN_IMAGE))
+    by_id = {cell.id: cell for cell in matrix.cells}
+    assert by_id["cpu-gloo-ws2-0.19.1"].image.build_args == {"VLLM_VERSION": "0.19.1"}
+    assert by_id["cpu-gloo-ws2-0.33.0"].image.build_args == {"VLLM_VERSION": "0.33.0"}
+    assert by_id["cpu-gloo-ws2-0.33.0"].env["DECLARED"] == "vllm 0.33.0"
+
+
+def test_a_reference_to_an_undeclared_axis_names_the_cell_and_key(project):
+    text = problems_of(project(AXIS_IN_IMAGE.replace("matrix.vllm }}", "matrix.vlm }}")))
+    assert "image.build_args.VLLM_VERSION" in text
+    assert "${{ matrix.vlm }} names no axis of this cell (its axes: vllm)" in text

@@ -24,6 +24,7 @@ class VllmCommunicator:
 
     def __init__(self, env: DistEnv, platform: TargetPlatform, all2all_backend: str) -> None:
         engine_shim.select_cpu_target()
+        engine_shim.install_platform(platform.name)
         from vllm.config import set_current_vllm_config
 
         self.platform = platform.name

@@ -28,11 +28,56 @@ PRELOADED_MODULES = (
 )
 
 
+class VersionMismatch(UserWarning):
+    """The vLLM installed is not the version the cell declared (its gaps and record are for that one)."""
+
+
+def declared_version() -> str | None:
+    """The vLLM version the cell declares: the matrix's `vllm` axis or setting (HARNESS_PARAM_VLLM), else
+    COMM_HARNESS_VLLM_VERSION; None when nothing declares one."""
+    return os.environ.get("HARNESS_PARAM_VLLM") or os.environ.get("COMM_HARNESS_VLLM_VERSION") or None
+
+
 def select_cpu_target() -> None:
-    """vLLM resolves its platform from VLLM_TARGET_DEVICE at first use; unset, it is 'unspecified' here."""
+    """Environment vLLM reads on import: pynccl off (it needs libnccl and a GPU; the lean install has neither,
+    the full one has the library). The platform itself is set by `install_platform`, not by the environment:
+    0.19/0.20 read VLLM_TARGET_DEVICE only when the wheel was built ("Failed to infer device type")."""
     os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
-    # pynccl needs libnccl and a GPU; the lean install has neither, the full one has the library.
     os.environ.setdefault("VLLM_DISABLE_PYNCCL", "1")
+
+
+def install_platform(platform: str = "cpu") -> None:
+    """Make vLLM's current platform a CPU platform that builds `platform`'s communicator class.
+
+    Done in the pytest process before anything imports `vllm.config` (modules keep the platform object they
+    imported), so no build-time device inference runs, then again on a rank to pick the emulated class. The
+    platform differs from vLLM's CpuPlatform in two things only: the communicator class (an XPU or CUDA
+    engine gets it from its own platform) and `check_and_update_config`, the engine's start-up check of a
+    whole configuration (0.34.0: "vLLM on x86 CPUs requires Triton"), which no communicator reads.
+    """
+    import vllm.platforms as platforms
+
+    current = platforms.__dict__.get("_current_platform")
+    if current is None or not getattr(current, "comm_harness_test_platform", False):
+        from vllm.platforms.cpu import CpuPlatform
+
+        class CommunicatorTestPlatform(CpuPlatform):
+            comm_harness_test_platform = True
+            communicator_qualname = COMMUNICATOR_CLASSES["cpu"]
+
+            @classmethod
+            def get_device_communicator_cls(cls) -> str:
+                return cls.communicator_qualname
+
+            @classmethod
+            def check_and_update_config(cls, vllm_config: Any) -> None:
+                """Engine start-up checks and defaults of a whole config: not the communicators'."""
+
+        current = CommunicatorTestPlatform()
+        platforms._current_platform = current
+        # A module attribute wins over the module's __getattr__, which would infer the platform again.
+        platforms.current_platform = current
+    type(current).communicator_qualname = COMMUNICATOR_CLASSES[platform]
 
 
 def communicator_class(platform: str) -> type:
@@ -64,23 +109,36 @@ def engine_config(rank: int, world_size: int, all2all_backend: str) -> Any:
     return config
 
 
-def install_platform(platform: str) -> None:
-    """Make vLLM's group coordinators build `platform`'s communicator class, on the CPU (emulation).
+def try_engine_config() -> None:
+    """Build one rank's config in this process and leave its environment as it was: what fails here fails
+    every test (0.34.0's start-up checks did, before `install_platform` left them out)."""
+    saved = dict(os.environ)
+    try:
+        engine_config(0, 2, "allgather_reducescatter")
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
-    An XPU or CUDA engine gets its class from its own platform object; here a CPU platform that names the
-    XPU/CUDA class stands in for it, set the way vLLM's own CLI sets its platform.
-    """
-    import vllm.platforms
-    from vllm.platforms.cpu import CpuPlatform
 
-    qualname = COMMUNICATOR_CLASSES[platform]
+def dp_metadata(sizes: list[int]) -> Any:
+    """vLLM's DPMetadata for per-rank token counts `sizes`. Version shim: up to 0.19 it also takes the
+    maximum as its first field (`DPMetadata(max_tokens_across_dp_cpu, num_tokens_across_dp_cpu)`)."""
+    from vllm.forward_context import DPMetadata
 
-    class EmulatingPlatform(CpuPlatform):
-        @classmethod
-        def get_device_communicator_cls(cls) -> str:
-            return qualname
+    return dp_metadata_of(DPMetadata, sizes)
 
-    vllm.platforms.current_platform = EmulatingPlatform()
+
+def dp_metadata_of(metadata_class: type, sizes: list[int]) -> Any:
+    """`metadata_class(...)` for `sizes`, whichever of DPMetadata's two layouts the class has."""
+    import dataclasses
+
+    import torch
+
+    counts = torch.tensor([int(size) for size in sizes], dtype=torch.int32)
+    fields = {field.name for field in dataclasses.fields(metadata_class)}
+    if "max_tokens_across_dp_cpu" in fields:
+        return metadata_class(torch.max(counts), counts)
+    return metadata_class(counts)
 
 
 class ParallelState:
@@ -91,8 +149,7 @@ class ParallelState:
         from vllm.config import set_current_vllm_config
         from vllm.distributed import parallel_state
 
-        if platform != "cpu":
-            install_platform(platform)
+        install_platform(platform)
         self.config = config
         with set_current_vllm_config(config):
             # The default process group exists already (the plugin's): vLLM wraps it as its world group.
@@ -118,10 +175,9 @@ class ParallelState:
     @contextlib.contextmanager
     def tokens_per_rank(self, sizes: list[int]) -> Iterator[None]:
         """A forward context whose dp_metadata says how many tokens each rank has, as a forward pass sets."""
-        import torch
-        from vllm.forward_context import DPMetadata, create_forward_context, override_forward_context
+        from vllm.forward_context import create_forward_context, override_forward_context
 
-        metadata = DPMetadata(torch.tensor([int(size) for size in sizes], dtype=torch.int32))
+        metadata = dp_metadata(sizes)
         context = create_forward_context(None, self.config, dp_metadata=metadata)
         with override_forward_context(context), metadata.sp_local_sizes(sequence_parallel_size=1):
             yield
