@@ -215,9 +215,7 @@ def _test_changes(
         detail = (now or was or ("", ""))[1]
         if kind == "reason-changed" and was is not None:
             detail = f"{was[1]} → {detail}"
-        changes.append(
-            Change(kind, cell_id, node_id, was[0] if was else "", now[0] if now else "", detail)
-        )
+        changes.append(Change(kind, cell_id, node_id, was[0] if was else "", now[0] if now else "", detail))
     return changes
 
 
