@@ -13,13 +13,15 @@ probability C(2n - m, n - m) / C(2n, n), m = ceil(n / 2) (3.5 % at 7 repeats, 8e
 threshold (default 5 %) lowers it further; a fixed floor on one number has no such bound. A row that keeps
 only its median (collective rows without an overhead twin) borrows its run's spread at the same message
 size (median/best - 1 of the rows that keep both, the largest); with none there, its interval is the
-ratio of medians alone, judged against the threshold.
+ratio of medians alone, judged against the threshold. Rows of fewer than MIN_REPEATS repeats (the bench's
+--quick) are never slower or faster: their interval is printed, the verdict is "within noise".
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import jsonschema
 
@@ -32,6 +34,8 @@ from harness.errors import ConfigurationError
 from harness.qualify import BenchOutcome
 
 DEFAULT_THRESHOLD = 0.05
+# Fewer repeats than this (`harness bench --quick` takes 3) never give a verdict.
+MIN_REPEATS = 5
 _ROW_VALIDATOR = jsonschema.Draft202012Validator(DOCUMENT_SCHEMA["properties"]["rows"]["items"])
 
 
@@ -47,6 +51,7 @@ class Timing:
     correct: bool
     reference_median_us: float | None = None
     reference_best_us: float | None = None
+    repeats: int = 0  # 0: not recorded
 
     def paired(self) -> list[float]:
         """The row's time over its reference's, by medians and by best repeats; [] without a reference."""
@@ -93,6 +98,7 @@ def row_timings(outcome: BenchOutcome) -> dict[str, Timing]:
                 row["correct"],
                 twin["torch_us"] if twin else None,
                 twin.get("torch_best_us") if twin else None,
+                _repeats(row),
             )
         elif row["op"] == DISPATCH_COMBINE and row["backend"] != NAIVE_REFERENCE:
             shares = f" {row['shares']}" if row.get("shares") else ""
@@ -106,8 +112,14 @@ def row_timings(outcome: BenchOutcome) -> dict[str, Timing]:
                 row["correct"],
                 reference["time_us"] if reference else None,
                 reference.get("time_best_us") if reference else None,
+                _repeats(row),
             )
     return timings
+
+
+def _repeats(row: dict[str, Any]) -> int:
+    repeats = row.get("repeats")
+    return repeats if isinstance(repeats, int) and not isinstance(repeats, bool) else 0
 
 
 def spreads(timings: dict[str, Timing]) -> dict[int, float]:
@@ -139,6 +151,10 @@ def judge_row(base: Timing, new: Timing, base_spread: float, new_spread: float, 
         else:
             basis = "medians only"
     verdict = "slower" if low > 1 + threshold else "faster" if high < 1 / (1 + threshold) else "within noise"
+    fewest = min(base.repeats or MIN_REPEATS, new.repeats or MIN_REPEATS)
+    if verdict != "within noise" and fewest < MIN_REPEATS:
+        # Of 3 repeats a side, NEW's best is above BASE's median one time in five by chance alone.
+        verdict, basis = "within noise", f"{basis}; {fewest} repeats, too few to judge"
     return BenchRow("", base.label, base.median_us, new.median_us, ratio, low, high, verdict, basis)
 
 

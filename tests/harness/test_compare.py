@@ -354,6 +354,15 @@ def test_repeats_of_one_distribution_are_never_a_regression(repeats: int) -> Non
         assert verdicts.count("slower") == 0
 
 
+def test_rows_of_too_few_repeats_get_no_verdict() -> None:
+    rng = random.Random(3)
+    base, new = _timing(rng, 1, 0.02, 3), _timing(rng, 1.5, 0.02, 3)
+    quick = [Timing(t.label, t.median_us, t.best_us, None, True, repeats=3) for t in (base, new)]
+    judged = judge_row(*quick, 0, 0, 0.05)
+    assert (judged.verdict, judged.low > 1.4) == ("within noise", True)
+    assert judged.basis.endswith("3 repeats, too few to judge")
+
+
 def test_a_ten_percent_shift_is_detected_where_repeats_are_steady() -> None:
     rng = random.Random(7)
     verdicts = [
