@@ -126,7 +126,8 @@ class ModuleWatch:
         versions = [tag.value for tag in self._tags]
         if versions == self._versions:
             return
-        yield from (i for i, (now, then) in enumerate(zip(versions, self._versions, strict=True)) if now != then)
+        pairs = enumerate(zip(versions, self._versions, strict=True))
+        yield from (index for index, (now, then) in pairs if now != then)
 
     def _new_modules(self) -> list[str]:
         if self._modules_tag is not None and self._modules_tag.value == self._modules_version:

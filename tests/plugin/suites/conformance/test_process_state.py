@@ -1,6 +1,7 @@
 """Process-wide state that fixtures set outside the suite's own modules: attributes of standard-library
 modules, torch's switches (C flags, threads, default device, config modules), numpy's options, warning
-filters, the interpreter's limits. Each test reads in its body what its fixture set; the next one that it is back."""
+filters, the interpreter's limits. Each test reads in its body what its fixture set; the next one, that it
+is back."""
 
 import json
 import sys
