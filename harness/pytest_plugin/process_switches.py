@@ -75,6 +75,7 @@ _SIMPLE = (bool, int, float, str, type(None))
 
 def _torch_probes() -> list[Probe]:
     import torch
+    import torch.utils._device  # noqa: F401  torch.get_default_device imports it: now, before the fork
 
     probes = []
     for name in sorted(dir(torch._C)):

@@ -173,9 +173,9 @@ class WorkerPool:
         items = {item.nodeid: item for item in session_items if isinstance(item, pytest.Function)}
         fork_time = take_fork_time_state(self.settings.device)
         self._classes.take_base(item for item in items.values() if "dist_env" in item.fixturenames)
-        self._modules.take_base()
-        self._switches = Switches()
+        self._switches = Switches()  # first: building the probes may import what they read
         self._switch_base = self._switches.read()
+        self._modules.take_base()
         self._fork_time = fork_time
         self._workdir = tempfile.mkdtemp(prefix="comm-harness-workers-")
         store_path = str(Path(self._workdir) / "store")
