@@ -1,6 +1,6 @@
-"""`--dist-reuse check` runs each distributed test on fresh ranks and on the reuse workers and fails those whose
-outcomes differ, naming both: it is how the state reuse mode neither carries nor detects (README, "What reuse
-mode carries") shows up in a report. Real pytest runs of a small suite."""
+"""`--dist-reuse check` runs each distributed test on fresh ranks and on the reuse workers and fails those
+whose outcomes differ, naming both: it is how the state reuse mode neither carries nor detects (README, "What
+reuse mode carries") shows up in a report. Real pytest runs of a small suite."""
 
 from __future__ import annotations
 
@@ -29,12 +29,9 @@ def quiet_logger():
 
 
 @pytest.fixture
-def json_marker():
-    import json
-
-    json.MARKER = 7
-    yield
-    del json.MARKER
+def no_logging_errors(request):
+    logging.raiseExceptions = False  # a standard-library module's attribute: detected
+    request.addfinalizer(lambda: setattr(logging, "raiseExceptions", True))
 
 
 def test_in_place_change(dist_env, appended):
@@ -45,10 +42,8 @@ def test_logger_level(dist_env, quiet_logger):
     assert logging.getLogger("suite").level == logging.ERROR
 
 
-def test_module_attribute(dist_env, json_marker):
-    import json
-
-    assert json.MARKER == 7
+def test_module_attribute(dist_env, no_logging_errors):
+    assert logging.raiseExceptions is False
 
 
 def test_reuse_safe(dist_env):
@@ -83,4 +78,4 @@ def test_reuse_mode_alone_does_not_see_in_place_changes(pytester, run_pytest):
     assert set(fork.outcomes.values()) == {"passed"}, fork.output
     assert reuse.outcomes["test_in_place_change"] == "failed", reuse.output
     assert reuse.outcomes["test_module_attribute"] == "passed", reuse.output
-    assert "json.MARKER (set)" in reuse.output
+    assert "logging.raiseExceptions (rebound)" in reuse.output
