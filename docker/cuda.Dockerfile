@@ -49,6 +49,9 @@ LABEL comm-harness.install-stage-of=${IMAGE_TAG}
 
 FROM ${BASE_IMAGE}
 COPY --from=install /opt/venv /opt/venv
+# Cells run as an unprivileged user who needs a temporary directory; a base made from a host's files
+# (`harness images import-host`) may have none.
+RUN mkdir -p /tmp /var/tmp && chmod 1777 /tmp /var/tmp
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -656,7 +656,20 @@ def import_host_environment(client: Any, tag: str, python: str = sys.executable,
     )
     log(f"{tag}: importing {python}'s environment ({prefix}) and {len(paths)} system paths")
     tar = subprocess.Popen(
-        ["tar", "-C", "/", "--numeric-owner", "--ignore-failed-read", "-cf", "-", *paths],
+        # /tmp and /var/tmp as empty folders (their mode kept, 1777): pytest and tempfile need one.
+        [
+            "tar",
+            "-C",
+            "/",
+            "--numeric-owner",
+            "--ignore-failed-read",
+            "-cf",
+            "-",
+            "--no-recursion",
+            *[folder for folder in ("tmp", "var/tmp") if os.path.isdir("/" + folder)],
+            "--recursion",
+            *paths,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
