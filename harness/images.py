@@ -30,9 +30,12 @@ from typing import Any
 from harness.errors import ConfigurationError, HarnessError
 from harness.model import ImageSpec
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# The stock Dockerfiles, their toolchain requirements and torch-from-base.sh: package data, so a wheel or an
+# sdist installed anywhere builds the same images as a checkout. In a checkout it is a link to the top-level
+# docker/ folder (the one place they are edited); the wheel and the sdist hold the files themselves.
+STOCK_IMAGES_DIR = Path(__file__).resolve().parent / "resources" / "docker"
 # What the harness needs in every image beside torch (pytest, pytest-forked, ...): in every wheelhouse.
-TOOLCHAIN_REQUIREMENTS = REPO_ROOT / "docker" / "requirements.txt"
+TOOLCHAIN_REQUIREMENTS = STOCK_IMAGES_DIR / "requirements.txt"
 # The directory the harness adds to every build context: Dockerfile, requirements.txt (the matrix's
 # packages) and wheels/ (the wheelhouse). The stock Dockerfiles COPY it.
 HARNESS_CONTEXT_DIR = ".comm-harness"
@@ -60,6 +63,7 @@ class DeviceImage:
     """The default recipe of one device's image."""
 
     device: str
+    # A file name in STOCK_IMAGES_DIR.
     dockerfile: str
     python_version: str
     build_args: dict[str, str] = field(default_factory=dict)
@@ -73,20 +77,20 @@ class DeviceImage:
 DEVICE_IMAGES: dict[str, DeviceImage] = {
     "cpu": DeviceImage(
         "cpu",
-        "docker/cpu.Dockerfile",
+        "cpu.Dockerfile",
         "3.11",
         {"TORCH_VERSION": "2.13.0", "TORCH_INDEX_URL": "https://download.pytorch.org/whl/cpu"},
     ),
     "cuda": DeviceImage(
         "cuda",
-        "docker/cuda.Dockerfile",
+        "cuda.Dockerfile",
         "3.11",
         {"TORCH_VERSION": "2.13.0", "TORCH_INDEX_URL": "https://download.pytorch.org/whl/cu130"},
         torch_from_pypi=True,
     ),
     "xpu": DeviceImage(
         "xpu",
-        "docker/xpu.Dockerfile",
+        "xpu.Dockerfile",
         "3.12",
         {"TORCH_VERSION": "2.13.0", "TORCH_INDEX_URL": "https://download.pytorch.org/whl/xpu"},
         offline_base=False,
@@ -135,13 +139,15 @@ class ImageRecipe:
         return "".join(parts)
 
 
-def recipe_for(device: str, spec: ImageSpec | None = None, repo_root: Path = REPO_ROOT) -> ImageRecipe:
-    """`device`'s image recipe, with a matrix cell's `image:` applied (paths relative to `repo_root`)."""
+def recipe_for(device: str, spec: ImageSpec | None = None, repo_root: Path | None = None) -> ImageRecipe:
+    """`device`'s image recipe, with a matrix cell's `image:` applied (paths relative to `repo_root`, by
+    default the working directory)."""
+    repo_root = repo_root or Path.cwd()
     if device not in DEVICE_IMAGES:
         raise ConfigurationError(f"no image for device {device!r}; known devices: {', '.join(DEVICE_IMAGES)}")
     default = DEVICE_IMAGES[device]
     spec = spec or ImageSpec()
-    dockerfile = repo_root / spec.dockerfile if spec.dockerfile else REPO_ROOT / default.dockerfile
+    dockerfile = repo_root / spec.dockerfile if spec.dockerfile else STOCK_IMAGES_DIR / default.dockerfile
     if not dockerfile.is_file():
         raise ConfigurationError(f"Dockerfile {dockerfile} of the {device} image does not exist")
     context = repo_root / spec.context if spec.context else dockerfile.parent

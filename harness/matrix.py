@@ -72,6 +72,9 @@ class Matrix:
     floors: Path | None = None
     # The project directory (`project:`, default `root`): what a container mounts at /repo; it holds `root`.
     project: Path | None = None
+    # Where generated CI installs the harness from (`harness:`), as written; None: the default (see
+    # harness/ci/cell_jobs.py harness_requirement).
+    harness: str | None = None
 
     @property
     def project_root(self) -> Path:
@@ -148,6 +151,7 @@ def load_matrix(path: str | Path) -> Matrix:
         axes=axes,
         floors=root / floors if floors else None,
         project=project,
+        harness=data.get("harness"),
     )
 
 

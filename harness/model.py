@@ -29,7 +29,7 @@ BACKEND_OF_DEVICE: dict[str, str] = {"cpu": "gloo", "cuda": "nccl", "xpu": "xccl
 class ImageSpec:
     """How to build the Docker image a cell runs in (paths relative to the matrix file's directory)."""
 
-    # None: the device's own Dockerfile (docker/<device>.Dockerfile of the harness).
+    # None: the device's own Dockerfile (docker/<device>.Dockerfile, shipped as harness/resources/docker/).
     dockerfile: str | None = None
     build_args: dict[str, str] = field(default_factory=dict)
     shm_size: str = "1g"

@@ -1,21 +1,28 @@
 """What every CI system's fan-out shares: one job per cell, what it runs and keeps, and the report job.
 
-The systems differ only in syntax. A cell job sets up the harness, builds its device's image (nothing to do
-when its content-hash tag is present) and runs `harness run MATRIX --cell ID --executor docker --out
-results/ID`; that directory is kept as the job's artifact. The report job gathers every cell's directory
+The systems differ only in syntax. A cell job installs the harness from where the matrix's `harness:` says
+(a requirement, a wheel, a git URL; by default this version from the package index, or the checkout when the
+repository is the harness's own), then the project (the matrix's project directory, when it is a Python
+project: in an engine's repository, the engine and the adapter it registers), builds its device's image
+(nothing to do when its content-hash tag is present) and runs `harness run MATRIX --cell ID --executor docker
+--out results/ID`; that directory is kept as the job's artifact. The report job gathers every cell's directory
 under results/ and merges them with `harness report results --strict`.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
 import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+import harness
 from harness.errors import ConfigurationError
 from harness.images import DEVICE_IMAGES, ImageRecipe, recipe_for
+from harness.matrix import Matrix
 from harness.model import Cell
 
 RESULTS_DIR = "results"
@@ -24,8 +31,55 @@ REPORT_DIR = "report"
 JOB_ENV = {"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONUNBUFFERED": "1"}
 
 
-def install_commands(torch_version: str, torch_index_url: str) -> list[str]:
-    """A virtual environment with this torch and the harness: agents and shell runners share their Python.
+HARNESS_DISTRIBUTION = "comm-harness"
+PYTHON_PROJECT_FILES = ("pyproject.toml", "setup.py")
+
+
+def harness_version() -> str:
+    """The version of the harness writing the pipeline (the checkout's when it is not installed)."""
+    try:
+        return importlib.metadata.version(HARNESS_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return harness.__version__
+
+
+def is_harness_checkout(directory: Path) -> bool:
+    """Whether `directory` is the harness's own repository (its pyproject and package)."""
+    return (directory / "harness" / "cli.py").is_file() and (directory / "pyproject.toml").is_file()
+
+
+def job_path(path: Path, start: Path | None = None) -> str:
+    """`path` as a job names it: relative to the repository root the job starts in (the working directory
+    where the pipeline is written), in POSIX form; './' for a local path pip must not read as a name."""
+    relative = Path(os.path.relpath(path.resolve(), (start or Path.cwd()).resolve())).as_posix()
+    return relative if relative.startswith(("../", "./")) or relative == "." else f"./{relative}"
+
+
+def package_installs(matrix: Matrix, start: Path | None = None) -> list[str]:
+    """The `pip install` arguments of a job, in order: the harness (`harness:`), then the project."""
+    project = matrix.project_root
+    spec = matrix.harness
+    if spec is None:
+        if is_harness_checkout(project):
+            return [f"-e {shlex.quote(job_path(project, start))}"]
+        spec = f"{HARNESS_DISTRIBUTION}=={harness_version()}"
+    elif spec.endswith(".whl") and "://" not in spec:
+        wheel = matrix.root / spec
+        if not wheel.is_file():
+            raise ConfigurationError(
+                f"{matrix.path}: harness: wheel '{spec}' does not exist (relative to {matrix.root}); "
+                "build it first (python -m build --wheel) or name a requirement such as comm-harness==VERSION"
+            )
+        spec = job_path(wheel, start)
+    installs = [shlex.quote(spec)]
+    if any((project / name).is_file() for name in PYTHON_PROJECT_FILES):
+        installs.append(f"-e {shlex.quote(job_path(project, start))}")
+    return installs
+
+
+def install_commands(torch_version: str, torch_index_url: str, installs: Iterable[str]) -> list[str]:
+    """A virtual environment with this torch, the harness and the project: agents and shell runners share
+    their Python.
 
     pip installs torch first, from its own index, so that pyproject's range is met and no other build of
     torch (a multi-GB CUDA one on a CPU host) is downloaded.
@@ -35,7 +89,7 @@ def install_commands(torch_version: str, torch_index_url: str) -> list[str]:
         "python3 -m venv .venv",
         ". .venv/bin/activate",
         f"python -m pip install {torch} --index-url {shlex.quote(torch_index_url)}",
-        "python -m pip install -e .",
+        *(f"python -m pip install {words}" for words in installs),
     ]
 
 
@@ -60,6 +114,8 @@ class CellJob:
     matrix_file: str
     # The matrix file's directory, which the image's paths are relative to.
     root: Path
+    # `pip install` arguments: the harness, then the project (package_installs).
+    installs: tuple[str, ...] = ("-e .",)
 
     @cached_property
     def recipe(self) -> ImageRecipe:
@@ -120,16 +176,18 @@ class CellJob:
     def commands(self) -> list[str]:
         """Set-up, image, cell: the whole job as shell commands run in one shell from the repository root."""
         return [
-            *install_commands(self.torch_version, self.torch_index_url),
+            *install_commands(self.torch_version, self.torch_index_url, self.installs),
             self.build_image_command(),
             *self.gpu_access_command(),
             self.run_command(),
         ]
 
 
-def cell_jobs(cells: Iterable[Cell], matrix_file: Path, root: Path, system: str) -> list[CellJob]:
+def cell_jobs(cells: Iterable[Cell], matrix_file: Path, matrix: Matrix, system: str) -> list[CellJob]:
     """One job per cell, in matrix order; an empty selection is an error (no CI system runs none)."""
-    jobs = [CellJob(cell, matrix_file.as_posix(), root) for cell in cells]
+    cells = list(cells)
+    installs = tuple(package_installs(matrix)) if cells else ()
+    jobs = [CellJob(cell, matrix_file.as_posix(), matrix.root, installs) for cell in cells]
     if not jobs:
         raise ConfigurationError(
             f"no cell selected, so the {system} fan-out would be empty; check --cell and --required"
@@ -144,6 +202,8 @@ class ReportJob:
     matrix_file: str
     patterns: tuple[str, ...] = ()
     required_only: bool = False
+    # The harness's `pip install` arguments (the first of package_installs): the report needs no project.
+    harness_install: str = "-e ."
 
     def report_command(self) -> str:
         """`harness report` over the downloaded results, expecting exactly the selected cells."""
@@ -166,5 +226,5 @@ class ReportJob:
     def install_commands(self) -> list[str]:
         """The harness with the CPU build of torch: the report needs no device."""
         cpu = DEVICE_IMAGES["cpu"].build_args
-        return install_commands(cpu["TORCH_VERSION"], cpu["TORCH_INDEX_URL"])
+        return install_commands(cpu["TORCH_VERSION"], cpu["TORCH_INDEX_URL"], [self.harness_install])
 

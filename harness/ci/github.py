@@ -39,6 +39,8 @@ def matrix_entry(job: CellJob) -> dict[str, Any]:
         # The host gets the image's torch: `harness qualify --bench` measures on the host.
         "torch_version": job.torch_version,
         "torch_index_url": job.torch_index_url,
+        # `pip install` arguments, one set a line: the harness (matrix.yaml's `harness:`), then the project.
+        "install": "\n".join(job.installs),
         "artifact": job.artifact,
         "timeout_minutes": job.timeout_minutes,
     }

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from harness.ci.buildkite import buildkite_pipeline
-from harness.ci.cell_jobs import ReportJob, cell_jobs
+from harness.ci.cell_jobs import ReportJob, cell_jobs, package_installs
 from harness.ci.github import github_matrix
 from harness.ci.gitlab import gitlab_pipeline
 from harness.commands import resolve_matrix_path, selected_cells
@@ -56,12 +56,13 @@ def handle(args: argparse.Namespace) -> int:
     cells = selected_cells(matrix, args.cell, args.required)
     if args.format == "github":
         # One line: `echo "matrix=$(harness matrix ...)" >> "$GITHUB_OUTPUT"` takes a single line.
-        matrix_json = github_matrix(cell_jobs(cells, path, matrix.root, "GitHub"))
+        matrix_json = github_matrix(cell_jobs(cells, path, matrix, "GitHub"))
         print(json.dumps(matrix_json, separators=(",", ":")))
     elif args.format in PIPELINES:
         build, system = PIPELINES[args.format]
-        report = ReportJob(path.as_posix(), tuple(args.cell), args.required)
-        print(pipeline_yaml(build(cell_jobs(cells, path, matrix.root, system), report), args), end="")
+        jobs = cell_jobs(cells, path, matrix, system)
+        report = ReportJob(path.as_posix(), tuple(args.cell), args.required, package_installs(matrix)[0])
+        print(pipeline_yaml(build(jobs, report), args), end="")
     elif args.format == "ids":
         for cell in cells:
             print(cell.id)

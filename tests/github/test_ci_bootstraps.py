@@ -42,7 +42,7 @@ def plan_commands(path: Path) -> list[str]:
         commands = [command.replace("$$", "$") for command in commands]
     else:
         commands = document["plan"]["script"]
-    setup = install_commands(CPU_TORCH["TORCH_VERSION"], CPU_TORCH["TORCH_INDEX_URL"])
+    setup = install_commands(CPU_TORCH["TORCH_VERSION"], CPU_TORCH["TORCH_INDEX_URL"], ["-e ."])
     assert commands[: len(setup)] == setup, f"{path.name} sets up the harness unlike the cell jobs"
     return commands[len(setup) :]
 
