@@ -20,7 +20,8 @@ JUNIT_WITH_ERROR = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites><testsuite name="cpu-gloo-ws2" errors="1" failures="0" skipped="0" tests="2" time="1.0">
 <testcase classname="tests.test_x" name="test_ok" time="0.1"/>
 <testcase classname="tests.test_x" name="test_fixture_breaks" time="0.1">
-<error message="failed on setup with &quot;RuntimeError: ranks 0, 1 of 2: no rendezvous&quot;">tests/test_x.py:7: RuntimeError
+<error message="failed on setup with &quot;RuntimeError: ranks 0, 1 of 2: no rendezvous&quot;">
+tests/test_x.py:7: RuntimeError
 </error></testcase>
 </testsuite></testsuites>
 """
@@ -122,7 +123,8 @@ def test_a_cell_found_in_no_input_is_an_error(tmp_path):
     ran = copy_of_cell(tmp_path / "ran", "passed", "")
     absent = cell(id="cpu-gloo-ws4", world_size=4, required=True)
     merged = merge_results([ran], expected=[cell(required=True), absent])
-    assert [(c["id"], c["status"]) for c in merged.cells] == [("cpu-gloo-ws2", "passed"), ("cpu-gloo-ws4", "error")]
+    statuses = [(c["id"], c["status"]) for c in merged.cells]
+    assert statuses == [("cpu-gloo-ws2", "passed"), ("cpu-gloo-ws4", "error")]
     assert merged.exit_code == 1
     assert merge_results([ran], expected=[cell(required=True), absent], strict=True).exit_code == 3
 
