@@ -164,6 +164,24 @@ def test_a_rank_reaches_its_peers_only_on_one_node_with_every_peer_gpu_visible(
     assert on_threads(2, reachable) == expected
 
 
+def test_a_ranks_facts_name_its_node_by_host_and_nccl_hostid_and_its_gpus_by_uuid(monkeypatch):
+    monkeypatch.setattr(peer_memory, "_has_symmetric_memory", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(
+        torch.cuda, "get_device_properties", lambda index: SimpleNamespace(uuid=f"GPU-{index}")
+    )
+    monkeypatch.delenv(peer_memory.ENV_SWITCH, raising=False)
+    facts = []
+    for host_id in ("node0", "node1"):  # two emulated nodes of one host
+        monkeypatch.setenv("NCCL_HOSTID", host_id)
+        facts.append(peer_memory._local_facts(torch.device("cuda", 1)))
+    assert facts[0]["node"] != facts[1]["node"]
+    assert (facts[0]["gpu"], facts[0]["visible"]) == ("GPU-1", ["GPU-0", "GPU-1"])
+    assert peer_memory._local_facts(torch.device("cpu")) is None
+    monkeypatch.setenv(peer_memory.ENV_SWITCH, "0")
+    assert peer_memory._local_facts(torch.device("cuda", 1)) is None
+
+
 # -- the peer push's layouts
 
 
