@@ -236,7 +236,15 @@ def files_of(mutation: HarnessMutation, tree: Path, whole_tier: bool) -> list[st
     """The test files (or node ids) to run against `mutation`: those of them `tree` has."""
     if whole_tier and not mutation.why_e2e:
         return []  # pytest's testpaths: the whole everyday tier
-    return [test for test in mutation.tests if (tree / test.split("::")[0]).is_file()]
+    return [test for test in mutation.tests if _has_test(tree, test)]
+
+
+def _has_test(tree: Path, test: str) -> bool:
+    """Whether `tree` holds the file of `test`, and its function when `test` names one (FILE::NAME)."""
+    path, _, name = test.partition("::")
+    if not (tree / path).is_file():
+        return False
+    return not name or f"def {name}(" in (tree / path).read_text()
 
 
 def run_mutant(

@@ -84,7 +84,7 @@ class ThreadExchange:
     def __init__(self, world_size: int) -> None:
         self.rank = threading.local()
         self.values: list[object] = [None] * world_size
-        self.barrier = threading.Barrier(world_size, timeout=30)
+        self.barrier = threading.Barrier(world_size, timeout=10)
 
     def __call__(self, group: object, value: object) -> list[object]:
         self.values[self.rank.value] = value
@@ -120,17 +120,24 @@ def exchange(monkeypatch):
 @pytest.mark.parametrize("refusing_rank", [None, 0, 2])
 def test_every_rank_takes_peer_memory_or_none_does(exchange, monkeypatch, refusing_rank):
     # One rank that cannot reach its peers (another node, a GPU hidden from it) keeps every rank on NCCL:
-    # a rank that took a peer way alone would wait at a barrier no other rank reaches.
+    # mapping the workspace is a collective, and a rank that went on alone would wait in it for ever.
     found = exchange(3)
     monkeypatch.setattr(peer_memory, "_reachable", lambda group, device: found.rank.value != refusing_rank)
-    mapped = BarrierHandle(threading.Barrier(3, timeout=30))
-    monkeypatch.setattr(peer_memory.PeerWorkspace, "handle", lambda self, nbytes, device: mapped)
+    mapping = BarrierHandle(threading.Barrier(3, timeout=5))
+    mapped_by: list[int] = []
+
+    def handle(workspace, nbytes, device):
+        mapped_by.append(found.rank.value)
+        return mapping
+
+    monkeypatch.setattr(peer_memory.PeerWorkspace, "handle", handle)
 
     def usable(rank: int) -> bool:
         found.rank.value = rank
         return peer_memory.PeerWorkspace(group=None).usable(torch.device("cuda", rank))
 
     assert on_threads(3, usable) == [refusing_rank is None] * 3
+    assert sorted(mapped_by) == ([0, 1, 2] if refusing_rank is None else [])
 
 
 def gpu_facts(host: str, gpu: int, visible: int = 2, host_id: str = "") -> dict[str, object]:
@@ -209,7 +216,7 @@ def test_the_peer_push_gathers_lists_of_any_dtypes_through_its_cached_layouts():
     # shapes come back in other dtypes (bf16 and fp32 activations, int32 and int64 ids): a layout cached
     # for one dtype would copy the other's bytes with the wrong widths.
     sizes, world_size = (3, 0, 2), 3
-    barrier = threading.Barrier(world_size, timeout=30)
+    barrier = threading.Barrier(world_size, timeout=10)
     buffers = [torch.zeros(peer_memory.MIN_BYTES, dtype=torch.uint8) for _ in range(world_size)]
     calls_in_order = [
         (torch.float32, torch.int64),
