@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from harness.bench.floors import load_floors
 from harness.cell_runner import build_pytest_command
 from harness.model import Cell, CellResult
 from harness.results_dir.cell_dir import collect_cell_result, write_cell_json, write_completion_record
@@ -150,3 +151,20 @@ def test_each_test_gets_the_per_test_timeout_not_the_cells():
         cell(timeout_s=1800.0, test_timeout_s=45.0), Path("/results"), load_plugin=False
     )
     assert command[command.index("--dist-timeout") + 1] == "45"
+
+
+def test_a_bench_document_under_its_floor_fails_a_merge_whose_cells_passed(tmp_path):
+    floors_file = tmp_path / "floors.yaml"
+    floors_file.write_text(
+        "version: 1\nfloors:\n  - {device: cpu, world_size: 2, op: broadcast, busbw_gbps: 0.1}\n"
+    )
+    floors = load_floors(floors_file)
+    results = tmp_path / "results"
+    copy_of_cell(results, "passed", "")
+    row = {"op": "broadcast", "impl": "communicator", "bytes": 1 << 20, "device": "cpu", "world_size": 2}
+    for busbw, exit_code in ((0.5, 0), (0.01, 1)):
+        document = {"settings": {"device": "cpu", "world_size": 2}, "rows": [{**row, "busbw_gbps": busbw}]}
+        (results / "bench-cpu-ws2.json").write_text(json.dumps(document))
+        merged = merge_results([results], floors=floors)
+        assert [c["status"] for c in merged.cells] == ["passed"]
+        assert merged.exit_code == exit_code, busbw
