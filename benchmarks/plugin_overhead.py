@@ -8,9 +8,9 @@ tests in the same run give pytest's own per-test floor.
     python benchmarks/plugin_overhead.py --device cuda --world-size 4 --no-mptc
     python benchmarks/plugin_overhead.py --variants reuse --fixtures --plugin-from /tmp/main-checkout
 
-`--fixtures` gives every test what real suites have: an autouse fixture that sets an environment variable
-through monkeypatch, a seeded torch RNG and tmp_path; `--plugin-from` measures another checkout's plugin (the
-code before a change) with this script.
+`--fixtures` gives every test what real suites have: numpy and hypothesis imported, an autouse fixture that
+sets an environment variable through monkeypatch, a seeded torch RNG and tmp_path; `--plugin-from` measures
+another checkout's plugin (the code before a change) with this script.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ WORLD_SIZE = {world_size}
 """
 # What each test gets with --fixtures: the set-up of an ordinary suite, all of which reuse mode carries.
 FIXTURES = """
-import pytest
+import hypothesis, numpy, pytest  # what the watch of reuse mode has to look over
 
 
 @pytest.fixture(autouse=True)

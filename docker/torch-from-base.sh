@@ -13,12 +13,17 @@ fail() {
 command -v python3 >/dev/null 2>&1 || fail "no python3 on its PATH ($PATH)"
 python3 -c 'import torch' 2>/dev/null \
     || fail "its python3 ($(command -v python3)) cannot import torch; use a base whose python3 holds a CUDA torch (NGC's PyTorch images), or image.torch: wheels"
-python3 -m venv --without-pip /opt/venv || fail "python3 -m venv failed: the base's Python lacks the venv module"
-site=$(/opt/venv/bin/python3 -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
-# The base's package folders come after /opt/venv's own: what the harness installs wins (pytest 8 over a
-# base's pytest 9), torch and the CUDA libraries are the base's.
-python3 -c 'import sys; print("\n".join(p for p in sys.path if p.endswith(("site-packages", "dist-packages"))))' \
-    >"$site/base-environment.pth"
+if [ "$(python3 -c 'import sys; print(sys.prefix)')" = /opt/venv ]; then
+    # The base's own environment is /opt/venv (an image of this harness as the base): install into it.
+    :
+else
+    python3 -m venv --without-pip /opt/venv || fail "python3 -m venv failed: the base's Python lacks the venv module"
+    site=$(/opt/venv/bin/python3 -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+    # The base's package folders come after /opt/venv's own: what the harness installs wins (pytest 8 over a
+    # base's pytest 9), torch and the CUDA libraries are the base's.
+    python3 -c 'import sys; print("\n".join(p for p in sys.path if p.endswith(("site-packages", "dist-packages"))))' \
+        >"$site/base-environment.pth"
+fi
 # The venv's interpreter runs the base's pip where there is one (it sees the base's packages), else pip from
 # the wheelhouse; either installs into /opt/venv.
 if /opt/venv/bin/python3 -m pip --version >/dev/null 2>&1; then

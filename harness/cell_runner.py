@@ -4,10 +4,13 @@
 
 Writes RESULTS_DIR/fingerprint.json, runs pytest with the comm-harness plugin's options in a subprocess
 (its output on this process's stdout, which the executor tees into log.txt) and exits with pytest's code.
+Before pytest starts, the runner joins the cell's cgroup (local cells, where the host gives one) and
+becomes the child subreaper of the cell; when pytest ends it kills whatever the tests left running.
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib.metadata
 import json
 import os
@@ -22,6 +25,7 @@ from typing import Any
 
 import psutil
 
+from harness.cgroups import CGROUP_ENV, join_cgroup
 from harness.fingerprint import collect_fingerprint
 from harness.model import Cell
 from harness.results_dir.files import FINGERPRINT_JSON, JUNIT_XML, PROGRESS_JSONL
@@ -129,16 +133,39 @@ def build_pytest_environment(cell: Cell, results_dir: Path) -> dict[str, str]:
 BACKSTOP_GRACE_S = 30.0
 PARENT_POLL_S = 0.2
 FINGERPRINT_WAIT_INTERRUPTED_S = 2.0
+END_DESCENDANTS_WITHIN_S = 5.0
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def contain_own_descendants(cell_id: str) -> None:
+    """Join the cell's cgroup (when the executor made one) and become the child subreaper of the cell.
+
+    As subreaper, every orphan below this runner (a double-forked daemon) is re-parented here instead of
+    to PID 1, so it stays among this runner's descendants, which the runner kills when the cell ends.
+    """
+    cgroup = os.environ.pop(CGROUP_ENV, "")
+    if cgroup:
+        try:
+            join_cgroup(Path(cgroup))
+            print(f"[harness] cell {cell_id}: its processes are in cgroup {cgroup}", flush=True)
+        except OSError as error:
+            print(f"[harness] cell {cell_id}: cannot join cgroup {cgroup} ({error})", flush=True)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        why = os.strerror(ctypes.get_errno())
+        print(f"[harness] cell {cell_id}: cannot become the child subreaper ({why})", flush=True)
 
 
 def run_cell(cell: Cell, results_dir: Path) -> int:
     """Fingerprint the environment, run pytest, return its exit code.
 
-    pytest runs in this process's group. The group dies with this runner's parent (the harness) and at
-    the cell's timeout plus BACKSTOP_GRACE_S; SIGINT and SIGTERM reach pytest once, as SIGINT, so it
-    still writes junit.xml for the tests it finished.
+    pytest runs in this process's group. The group and every descendant of this runner (orphans too) die
+    with this runner's parent (the harness), at the cell's timeout plus BACKSTOP_GRACE_S, and when pytest
+    ends. SIGINT and SIGTERM reach pytest once, as SIGINT, so it still writes junit.xml for the tests it
+    finished.
     """
     results_dir.mkdir(parents=True, exist_ok=True)
+    contain_own_descendants(cell.id)
     command = build_pytest_command(
         cell,
         results_dir,
@@ -162,7 +189,7 @@ def run_cell(cell: Cell, results_dir: Path) -> int:
     pytest_process.append(subprocess.Popen(command, env=build_pytest_environment(cell, results_dir)))
     watchdog = threading.Thread(
         target=_watch_parent_and_deadline,
-        args=(os.getppid(), time.monotonic() + cell.timeout_s + BACKSTOP_GRACE_S),
+        args=(os.getppid(), time.monotonic() + cell.timeout_s + BACKSTOP_GRACE_S, pytest_process[0].pid),
         name="cell-watchdog",
         daemon=True,
     )
@@ -175,6 +202,9 @@ def run_cell(cell: Cell, results_dir: Path) -> int:
     fingerprinter.start()
     exit_code = pytest_process[0].wait()
     fingerprinter.join(timeout=FINGERPRINT_WAIT_INTERRUPTED_S if forwarded.is_set() else None)
+    left = end_descendants()
+    if left:
+        print(f"[harness] cell {cell.id}: killed {left} process(es) its tests left running", flush=True)
     return exit_code
 
 
@@ -184,9 +214,51 @@ def _write_fingerprint(cell: Cell, results_dir: Path) -> None:
     (results_dir / FINGERPRINT_JSON).write_text(json.dumps(fingerprint, indent=2) + "\n", encoding="utf-8")
 
 
-def _watch_parent_and_deadline(parent_pid: int, deadline: float) -> None:
+def end_descendants() -> int:
+    """SIGKILL and reap every process below this runner, orphans re-parented to it included, until none
+    is left; how many there were."""
+    killed: set[int] = set()
+    deadline = time.monotonic() + END_DESCENDANTS_WITHIN_S
+    while time.monotonic() < deadline:
+        try:
+            descendants = psutil.Process().children(recursive=True)
+        except psutil.Error:
+            break
+        if not descendants:
+            break
+        for process in descendants:
+            try:
+                if process.status() != psutil.STATUS_ZOMBIE:
+                    killed.add(process.pid)
+                process.kill()
+            except psutil.Error:
+                pass
+        _reap_children(except_pid=None)
+        time.sleep(0.02)
+    return len(killed)
+
+
+def _reap_children(except_pid: int | None) -> None:
+    """Reap this runner's exited children (orphans re-parented to it) but `except_pid`, which Popen waits
+    for; without this, each daemon a test leaves would stay a zombie of the runner until the cell ends."""
+    try:
+        children = psutil.Process().children()
+    except psutil.Error:
+        return
+    for child in children:
+        if child.pid == except_pid:
+            continue
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                os.waitpid(child.pid, os.WNOHANG)
+        except (psutil.Error, ChildProcessError):
+            pass
+
+
+def _watch_parent_and_deadline(parent_pid: int, deadline: float, pytest_pid: int) -> None:
     """Kill this runner's whole process group when the harness dies or the backstop deadline passes."""
     while True:
+        _reap_children(except_pid=pytest_pid)
         if os.getppid() != parent_pid:
             why = "the harness that started this cell is gone"
             break
@@ -199,7 +271,8 @@ def _watch_parent_and_deadline(parent_pid: int, deadline: float) -> None:
 
 
 def kill_own_tree() -> None:
-    """SIGKILL every descendant of this process, then this process's group (itself included)."""
+    """SIGKILL every descendant of this process (as subreaper, orphans of the cell too), then this
+    process's group (itself included)."""
     try:
         for child in psutil.Process().children(recursive=True):
             try:

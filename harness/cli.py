@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "harness.commands.matrix",
     "harness.commands.report",
     "harness.commands.qualify",
+    "harness.commands.compare",
 ]
 
 

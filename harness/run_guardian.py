@@ -1,11 +1,12 @@
 """Nothing of a run outlives its harness: the run record in OUT, and a guardian process that ends leftovers.
 
-`harness run` writes OUT/.harness-run.json (its pid, host and run id) and starts
+`harness run` writes OUT/.harness-run.json (its pid, host, run id and the run's cgroup) and starts
 `python -m harness.run_guardian` in a session of its own, holding a pipe to its stdin. Every process of a
-cell carries HARNESS_RUN_ID and every container the label comm-harness.run. When the harness ends, it says
-so and the guardian exits; when the harness dies (kill -9, a crash), the pipe closes and the guardian kills
-every process that carries the run's id and removes the run's containers, within a second or two. A later
-run into the same OUT that finds the record of a dead run ends its leftovers the same way, in case the
+local cell is in the run's cgroup where the host gives one (harness.cgroups) and carries HARNESS_RUN_ID;
+every container has the label comm-harness.run. When the harness ends, it says so and the guardian exits;
+when the harness dies (kill -9, a crash), the pipe closes and the guardian kills the run's cgroup and every
+process that carries the run's id and removes the run's containers, within a second or two. A later run
+into the same OUT that finds the record of a dead run ends its leftovers the same way, in case the
 guardian died too; one that finds a live run refuses to mix its results with it.
 """
 
@@ -25,6 +26,7 @@ from typing import Any
 
 import psutil
 
+from harness.cgroups import end_cgroup, is_run_cgroup, run_cgroup
 from harness.errors import ConfigurationError
 from harness.results_dir.files import UnsafeResultFile, read_json, write_json
 
@@ -54,12 +56,33 @@ def processes_of_run(run_id: str) -> list[psutil.Process]:
     return found
 
 
+def with_descendants(processes: list[psutil.Process]) -> list[psutil.Process]:
+    """The processes and all below them: a cell runner, the child subreaper of its cell, has the cell's
+    orphans (a daemon with a cleared environment) among its descendants, and they must be seen before
+    the runner dies and they are re-parented to PID 1."""
+    found = {process.pid: process for process in processes}
+    for process in processes:
+        try:
+            found.update((child.pid, child) for child in process.children(recursive=True))
+        except psutil.Error:
+            continue
+    return [process for process in found.values() if _running(process)]
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def kill_processes_of_run(run_id: str) -> int:
-    """SIGKILL every process of the run, again until none is left (a dying fork may have made more)."""
+    """SIGKILL every process of the run and its descendants, again until none is left (a dying fork may
+    have made more)."""
     killed: set[int] = set()
     deadline = time.monotonic() + KILL_ROUNDS_S
     while time.monotonic() < deadline:
-        found = processes_of_run(run_id)
+        found = with_descendants(processes_of_run(run_id))
         if not found:
             break
         for process in found:
@@ -99,9 +122,11 @@ def remove_containers_of_run(run_id: str) -> int:
     return removed
 
 
-def end_leftovers(run_id: str) -> str:
-    """Kill the run's processes and remove its containers; a line saying what was ended ('' for nothing)."""
-    processes = kill_processes_of_run(run_id)
+def end_leftovers(run_id: str, cgroup: Path | None = None) -> str:
+    """Kill the run's cgroup and processes, remove its containers; a line saying what was ended ('' for
+    nothing)."""
+    processes = end_cgroup(cgroup) if cgroup is not None else 0
+    processes += kill_processes_of_run(run_id)
     containers = remove_containers_of_run(run_id)
     if not processes and not containers:
         return ""
@@ -124,6 +149,8 @@ class RunGuard:
         self.run_id = run_id or new_run_id()
         self.notes: list[str] = []
         self._guardian: subprocess.Popen[bytes] | None = None
+        # Made by the local executor when it runs a cell (the same path: it is computed in this process).
+        self.cgroup, _ = run_cgroup(self.run_id)
 
     @property
     def record_path(self) -> Path:
@@ -131,12 +158,18 @@ class RunGuard:
 
     def __enter__(self) -> RunGuard:
         self._end_dead_run()
-        write_json(
-            self.record_path,
-            {"pid": os.getpid(), "host": socket.gethostname(), "run_id": self.run_id, "started": time.time()},
-        )
+        record: dict[str, Any] = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "run_id": self.run_id,
+            "started": time.time(),
+        }
+        if self.cgroup is not None:
+            record["cgroup"] = str(self.cgroup)
+        write_json(self.record_path, record)
+        cgroup_args = ["--cgroup", str(self.cgroup)] if self.cgroup is not None else []
         self._guardian = subprocess.Popen(
-            [sys.executable, "-m", "harness.run_guardian", self.run_id],
+            [sys.executable, "-m", "harness.run_guardian", self.run_id, *cgroup_args],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -158,6 +191,8 @@ class RunGuard:
                 guardian.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 guardian.kill()
+        if self.cgroup is not None:
+            end_cgroup(self.cgroup)
         self.record_path.unlink(missing_ok=True)
 
     def _end_dead_run(self) -> None:
@@ -177,7 +212,8 @@ class RunGuard:
                 "wait for it to end, or pass another --out."
             )
         if run_id and host == socket.gethostname():
-            note = end_leftovers(run_id)
+            cgroup = Path(str(record.get("cgroup", "")))
+            note = end_leftovers(run_id, cgroup if is_run_cgroup(cgroup, run_id) else None)
             if note:
                 self.notes.append(note)
 
@@ -186,12 +222,13 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m harness.run_guardian RUN_ID`: wait for the harness to end; clean up if it died."""
     parser = argparse.ArgumentParser(prog="python -m harness.run_guardian")
     parser.add_argument("run_id")
+    parser.add_argument("--cgroup", type=Path, help="the run's cgroup: every process of its local cells")
     args = parser.parse_args(argv)
     # Ctrl-C at the terminal is the harness's to handle; the guardian only watches its pipe.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     message = sys.stdin.buffer.read()
     if message != DONE:
-        note = end_leftovers(args.run_id)
+        note = end_leftovers(args.run_id, args.cgroup)
         if note:
             print(note, file=sys.stderr)
     return 0

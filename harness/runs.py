@@ -96,6 +96,8 @@ def run_plan(plan: MatrixPlan, out: Path, guard: RunGuard, *, jobs: int | None, 
     if plan.docker is not None and "docker" not in executors:
         plan.docker.close()
     for executor in executors.values():
+        for note in getattr(executor, "notes", ()):
+            console.print(f"note: {note}", markup=False)
         remove_stale = getattr(executor, "remove_stale_containers", None)
         if remove_stale is not None:
             for name in remove_stale():

@@ -1,9 +1,10 @@
 """Runs a cell on this host: `python -m harness.cell_runner` in its own process group, output teed to log.txt.
 
-The process group is the unit of cleanup: on timeout, Ctrl-C or a normal end, whatever is left of the
-group (rank workers, forked test children) is killed, so no process outlives its cell. The runner kills
-its group itself when the harness dies (it watches its parent), and every process of the cell carries
-HARNESS_RUN_ID, by which the run guardian and a later run find leftovers.
+The cell's cgroup is the unit of cleanup where the host gives one (harness.cgroups): on timeout, Ctrl-C or
+a normal end, every process in it is killed, however it detached, so no process outlives its cell. The
+process group, the runner's descendants (it is their child subreaper) and HARNESS_RUN_ID are killed too,
+and are all there is without a cgroup. The runner kills its descendants itself when the harness dies (it
+watches its parent); the run guardian and a later run end the run's cgroup and tagged processes.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from typing import IO
 
 import psutil
 
+from harness.cgroups import CGROUP_ENV, RunCgroup, run_cgroup
 from harness.executors.progress_reader import ProgressReader
 from harness.executors.running import RunningCells
 from harness.model import Cell, CellResult, ProgressCallback
 from harness.results_dir.bounded_log import BoundedLog
 from harness.results_dir.cell_dir import collect_cell_result, prepare_cell_dir
 from harness.results_dir.files import CELL_JSON, LOG_TXT, PROGRESS_JSONL, harvest_work_dir
-from harness.run_guardian import RUN_ID_ENV
+from harness.run_guardian import RUN_ID_ENV, new_run_id
 
 # How long a cell may take to wind down after SIGINT (pytest then still writes junit.xml) before SIGKILL:
 # seconds on a loaded host, and a cell that is quick about it is not kept waiting.
@@ -133,6 +135,24 @@ class LocalExecutor:
         self.project_root = project_root
         self.run_id = run_id
         self._running = RunningCells()
+        path, self._no_cgroup = run_cgroup(run_id or new_run_id())
+        self._cgroup = RunCgroup(path) if path is not None else None
+        # Said once per run (run_plan prints executors' notes) and in every cell's log.
+        self.notes: list[str] = [] if self._cgroup else [no_cgroup_note(self._no_cgroup)]
+
+    def _make_cell_cgroup(self, cell: Cell, log: BoundedLog) -> Path | None:
+        """The cell's cgroup, or None (said in the log) where the host refuses one."""
+        why = self._no_cgroup
+        if self._cgroup is not None:
+            try:
+                return self._cgroup.open_cell(cell.id)
+            except OSError as error:
+                why = f"cannot make a cgroup in {self._cgroup.path}: {error}"
+        note = no_cgroup_note(why)
+        if note not in self.notes:
+            self.notes.append(note)
+        log.write(f"[harness] {note}\n".encode())
+        return None
 
     def run(
         self, cell: Cell, results_dir: Path, gpu_ids: list[int], on_progress: ProgressCallback
@@ -146,10 +166,14 @@ class LocalExecutor:
             BoundedLog(results_dir / LOG_TXT) as log,
             ProgressReader(work_dir / PROGRESS_JSONL, cell.id, on_progress),
         ):
+            env = cell_environment(cell, gpu_ids, run_id=self.run_id)
+            cgroup = self._make_cell_cgroup(cell, log)
+            if cgroup is not None:
+                env[CGROUP_ENV] = str(cgroup)
             process = subprocess.Popen(
                 command,
                 cwd=self.project_root,
-                env=cell_environment(cell, gpu_ids, run_id=self.run_id),
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -165,6 +189,8 @@ class LocalExecutor:
                 running.stop(f"cell timed out after {cell.timeout_s:g}s")
             finally:
                 leftovers = kill_process_tree(process)
+                if cgroup is not None and self._cgroup is not None:
+                    leftovers += self._cgroup.close_cell(cgroup)
                 self._running.remove(cell.id)
             tee.join(timeout=10)
             if leftovers and not running.stop_reason:
@@ -187,6 +213,15 @@ class LocalExecutor:
     def close(self) -> None:
         """Stop anything still running; the run command calls it on every exit path."""
         self.interrupt()
+
+
+def no_cgroup_note(why: str) -> str:
+    """What a local run without cgroups contains, and what it cannot."""
+    return (
+        f"local cells run without a cgroup ({why}): their processes are ended by process group, by the "
+        "cell runner as child subreaper and by HARNESS_RUN_ID; a test that kills its cell runner and then "
+        "detaches with a cleared environment can outlive the run (run as root, or use --executor docker)"
+    )
 
 
 def _copy_stream(source: IO[bytes] | None, sink: BoundedLog) -> None:

@@ -1,6 +1,7 @@
 """What reuse workers take from the pytest process before each test, so that the body sees what fork mode's
 fresh ranks would have inherited: the environment, the working directory, `sys.path`, torch's and numpy's RNG
-states and a few of torch's global switches, as fixtures (autouse ones included) left them.
+states, torch's default dtype, deterministic and grad switches, the settable switches of
+`process_switches.py` and the warning filters, as fixtures (autouse ones included) left them.
 
 Python's `random` is not carried: CPython reseeds it from the OS in every forked child, so a fresh rank never
 sees a fixture's `random.seed`; a worker reseeds it before each test the same way.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +44,11 @@ class CarriedState:
     accelerator_seeds: tuple[SeedCall, ...] | None
     torch_switches: dict[str, Any]
     instance_attributes: dict[str, Any] | None  # a test method's `self.__dict__`, set by fixture methods
+    # process_switches.py: the settable switches fixtures changed since the fork, by probe name.
+    switches: dict[str, Any]
+    # warnings.filters as fixtures left them, None when they did not change them (pytest's own are set in the
+    # worker for each test, as in a fresh rank).
+    warning_filters: list[Any] | None
 
 
 class FreshMonkeyPatch:
@@ -59,8 +66,19 @@ def take_fork_time_state(device: str) -> ForkTimeState:
     )
 
 
-def capture(base: ForkTimeState, device: str, instance: object | None) -> CarriedState:
-    """The pytest process's state now, after the test's fixtures were set up, relative to `base`."""
+def capture(
+    base: ForkTimeState,
+    device: str,
+    instance: object | None,
+    switches: dict[str, Any],
+    filters_before_fixtures: list[Any] | None,
+) -> CarriedState:
+    """The pytest process's state now, after the test's fixtures were set up, relative to `base`.
+
+    `switches`: the settable process switches that differ from the fork; `filters_before_fixtures`: the
+    warning filters when the test's set-up began (pytest's for the test), None when not known.
+    """
+    filters = list(warnings.filters)
     environ = _raw_environ()
     changed = environ.items() - base.environ.items()
     numpy_random = _numpy_state()
@@ -75,6 +93,8 @@ def capture(base: ForkTimeState, device: str, instance: object | None) -> Carrie
         accelerator_seeds=pending_accelerator_seeds(device),
         torch_switches=torch_switches(),
         instance_attributes=dict(vars(instance)) if instance is not None else None,
+        switches=switches,
+        warning_filters=None if filters == filters_before_fixtures else filters,
     )
 
 

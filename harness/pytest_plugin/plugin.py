@@ -26,6 +26,7 @@ from harness.pytest_plugin.nodes import node_options, serve_node_store
 from harness.pytest_plugin.outcomes import Verdict
 from harness.pytest_plugin.progress_writer import ProgressWriter
 from harness.pytest_plugin.rank_warnings import WarningsFromForkedChildren, reissue_for_item, session_filters
+from harness.pytest_plugin.reuse_check import compare_modes
 from harness.pytest_plugin.settings import DistSettings, resolve_reuse
 from harness.pytest_plugin.targets import INTERNALS_MARKER, TargetHooks, requested_platform, select_target
 from harness.pytest_plugin.uncaptured_output import keep_uncaptured_output
@@ -34,7 +35,8 @@ from harness.pytest_plugin.workers import WorkerPool
 # Modules that rank bodies commonly import lazily. A fresh fork re-imports whatever the pytest process has
 # not: torch.testing.assert_close's first call imports torch.distributed.tensor, 2.3 s on every rank of every
 # test. Imported once here, before any fork, every rank inherits them. None of them touches a device.
-PRELOADED_FOR_RANKS = ("torch.distributed.tensor", "communicators")
+# getpass: tmp_path imports it at its first use; imported later, reuse mode would fork its workers again.
+PRELOADED_FOR_RANKS = ("torch.distributed.tensor", "communicators", "getpass")
 
 
 @dataclass
@@ -62,6 +64,9 @@ class PluginState:
                 payload, kind, why_not = self.workers().payload(item)
                 if payload is not None:
                     self.tally.ran_on_workers()
+                    if self.settings.check_reuse:
+                        fresh = run_in_fresh_ranks(item, self.settings, self.pytest_pid)
+                        return compare_modes(fresh, self.workers().run(item, payload))
                     return self.workers().run(item, payload)
             item.add_report_section(
                 "call", "comm-harness", f"ran in fork mode, not on the reuse workers: {why_not}"
@@ -132,11 +137,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--dist-reuse",
-        choices=["auto", "on", "off"],
+        choices=["auto", "on", "off", "check"],
         default="auto",
         help="keep rank workers and their process group alive across tests (auto: on for cuda/xpu, off for "
-        "cpu). Fixtures' environment, cwd, sys.path and RNG states are carried to them; a test whose "
-        "fixtures changed what cannot be carried runs on fresh ranks.",
+        "cpu). Fixtures' environment, cwd, sys.path, RNG states and process switches are carried to them; a "
+        "test whose fixtures changed what cannot be carried runs on fresh ranks. check: run each test on "
+        "fresh ranks and on the workers, and fail it where the outcomes differ (proves a suite reuse-safe).",
     )
     group.addoption(
         "--dist-all2all-backend",
@@ -201,6 +207,7 @@ def pytest_configure(config: pytest.Config) -> None:
             # One node of several: fork mode, so that every node's ranks meet per test under one store key;
             # reuse workers restart on failures only some nodes see.
             reuse=resolve_reuse(config.getoption("dist_reuse"), device) and node_rank is None,
+            check_reuse=config.getoption("dist_reuse") == "check" and node_rank is None,
             all2all_backend=config.getoption("dist_all2all_backend"),
             trace_collectives=config.getoption("dist_trace_collectives") == "on",
             check_collectives=config.getoption("dist_check_collectives"),

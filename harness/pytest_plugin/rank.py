@@ -115,7 +115,7 @@ def serve_tests(
         if env is None:
             try:
                 env = join_process_group(settings, rank, store_path)
-                state = WorkerState(fork_time, settings.device, env.device.index)
+                state = WorkerState(fork_time, settings.device, env.device.index, warning_filters)
             except BaseException as exc:
                 results.send(_setup_failure(settings, rank, exc))
                 return

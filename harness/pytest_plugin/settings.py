@@ -32,6 +32,8 @@ class DistSettings:
     node_rank: int | None = None
     master_addr: str = "127.0.0.1"
     master_port: int = 29500
+    # --dist-reuse check: every distributed test runs on fresh ranks and on the workers, outcomes compared.
+    check_reuse: bool = False
 
     @property
     def local_world_size(self) -> int:
@@ -44,6 +46,8 @@ class DistSettings:
     def describe(self) -> str:
         """One line for the pytest header."""
         mode = "reuse (workers kept across tests)" if self.reuse else "fork (fresh ranks per test)"
+        if self.check_reuse:
+            mode = "check (each test on fresh ranks and on reuse workers, outcomes compared)"
         check = ", collectives checked across ranks" if self.check_collectives else ""
         nodes = ""
         if self.nodes > 1:
@@ -56,7 +60,7 @@ class DistSettings:
 
 
 def resolve_reuse(choice: str, device: str) -> bool:
-    """`--dist-reuse auto|on|off` for this device."""
+    """`--dist-reuse auto|on|off|check` for this device (check keeps workers, and fresh ranks too)."""
     if choice == "auto":
         return REUSE_BY_DEFAULT[device]
-    return choice == "on"
+    return choice in ("on", "check")

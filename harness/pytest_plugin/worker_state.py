@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import random
 import sys
+import warnings
 from typing import Any
 
 from harness.pytest_plugin.carried_state import (
@@ -15,15 +16,22 @@ from harness.pytest_plugin.carried_state import (
     SeedCall,
     pending_accelerator_seeds,
 )
+from harness.pytest_plugin.process_switches import Switches
+from harness.pytest_plugin.rank_warnings import restore_session_filters
 
 
 class WorkerState:
     """A worker's base state, taken once its process group is up, and the per-test apply/restore around it."""
 
-    def __init__(self, fork_time: ForkTimeState, device: str, device_index: int | None) -> None:
+    def __init__(
+        self, fork_time: ForkTimeState, device: str, device_index: int | None, warning_filters: list[Any]
+    ) -> None:
         import torch
 
         self._fork_time = fork_time
+        self._warning_filters = warning_filters  # the session's
+        self._switches = Switches()
+        self._switch_base = self._switches.read()
         self._environ = dict(os.environ)
         self._cwd = os.getcwd()
         self._sys_path = list(sys.path)
@@ -57,9 +65,13 @@ class WorkerState:
         torch.random.default_generator.set_state(torch.frombuffer(bytearray(cpu_rng), dtype=torch.uint8))
         self._apply_accelerator_seeds(carried.accelerator_seeds)
         _apply_torch_switches(carried.torch_switches)
+        self._switches.write(carried.switches)
+        if carried.warning_filters is not None:
+            restore_session_filters(carried.warning_filters)  # as fixtures left them in pytest
 
     def restore(self) -> None:
-        """After a test: the environment, working directory, `sys.path` and accelerator RNG of the base."""
+        """After a test: the environment, working directory, `sys.path`, accelerator RNG, process switches and
+        warning filters of the base."""
         environ = os.environ
         for name in [name for name in environ if name not in self._environ]:
             del environ[name]
@@ -75,6 +87,10 @@ class WorkerState:
             sys.path[:] = self._sys_path
         if self._accelerator is not None:
             self._accelerator.set_rng_state(self._accelerator_rng, self._device_index)
+        changed, _ = self._switches.changed(self._switch_base)
+        self._switches.write({name: self._switch_base[name] for name in changed})
+        if warnings.filters != self._warning_filters:
+            restore_session_filters(self._warning_filters)
 
     def _apply_accelerator_seeds(self, seeds: tuple[SeedCall, ...] | None) -> None:
         """Seed the accelerator as a fresh rank would when torch replays the seeds queued in pytest."""

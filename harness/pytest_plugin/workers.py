@@ -14,6 +14,7 @@ import pickle
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,14 @@ from _pytest.monkeypatch import MonkeyPatch
 from harness.pytest_plugin.carried_state import ForkTimeState, FreshMonkeyPatch, capture, take_fork_time_state
 from harness.pytest_plugin.fresh_ranks import FreshRankTally
 from harness.pytest_plugin.launcher import EXIT_AFTER_REPORT_S, GRACE_AFTER_FAILURE_S
+from harness.pytest_plugin.module_watch import ModuleWatch
 from harness.pytest_plugin.outcomes import Verdict, judge
+from harness.pytest_plugin.process_switches import Switches
 from harness.pytest_plugin.rank import serve_tests
 from harness.pytest_plugin.rank_processes import RankProcesses
 from harness.pytest_plugin.settings import DistSettings
 from harness.pytest_plugin.uncarried import (
-    NamespaceWatch,
+    ClassWatch,
     environment_read_at_start,
     monkeypatched_beyond_environ,
     summarise,
@@ -46,7 +49,12 @@ class WorkerPool:
         self.settings = settings
         self._warning_filters = warning_filters  # the session's: workers outlive the test they are forked in
         self._tally = tally
-        self._watch = NamespaceWatch()
+        self._classes = ClassWatch()
+        self._modules = ModuleWatch()
+        self._switches: Switches | None = None
+        self._switch_base: dict[str, Any] = {}
+        # warnings.filters when each test's set-up began: pytest's for the test, before its fixtures'
+        self._filters_before_fixtures: dict[str, list[Any]] = {}
         self._ranks: RankProcesses | None = None
         self._workdir: str | None = None
         self._fork_time: ForkTimeState | None = None
@@ -59,25 +67,54 @@ class WorkerPool:
     def prepare(self, item: pytest.Function) -> None:
         """Before the test's fixtures: fork workers if there are none, or again if the test's namespaces no
         longer match the workers' (a module- or class-scoped fixture set a module attribute)."""
+        self._filters_before_fixtures = {item.nodeid: list(warnings.filters)}
         if self._ranks is not None:
-            if not self._watch.changed_attributes(item):
+            why = self._differs_from_workers(item)
+            if not why:
                 return
-            self.close("as fixtures of a wider scope changed module attributes")
+            self.close(why)
         self._start(item.session.items)
+
+    def _differs_from_workers(self, item: pytest.Function) -> str:
+        """Why pytest's process no longer matches the workers outside any test's fixtures ("" if it does)."""
+        attributes, new_modules = self._modules.changes()
+        if attributes or self._classes.changed_attributes(item):
+            return "as fixtures of a wider scope changed module attributes"
+        if new_modules:
+            return "as modules were imported since the workers were forked"
+        assert self._switches is not None
+        if self._switches.changed(self._switch_base)[1]:
+            return "as process switches that cannot be carried changed"
+        return ""
 
     def payload(self, item: pytest.Function) -> tuple[bytes | None, str, str]:
         """The pickled fixture values and carried state for the workers; or None, the kind of reason and the
         reason why this test needs fresh ranks."""
         if self._ranks is None or self._fork_time is None:
             return None, "tests without workers", "no workers were forked before the test's fixtures ran"
-        changed = self._watch.changed_attributes(item)
+        attributes, new_modules = self._modules.changes()
+        changed = self._classes.changed_attributes(item) + attributes
         if changed:
             reason = summarise("fixtures changed module attributes the workers do not have", changed)
             return None, "module attributes set by fixtures", reason
+        if new_modules:
+            reason = summarise("fixtures imported modules the workers do not have", new_modules)
+            return None, "modules imported by fixtures", reason
+        assert self._switches is not None
+        switches, uncarriable = self._switches.changed(self._switch_base)
+        if uncarriable:
+            reason = summarise("fixtures changed process switches that cannot be carried", uncarriable)
+            return None, "process switches set by fixtures", reason
         patched = monkeypatched_beyond_environ(item)
         if patched:
             return None, "monkeypatched attributes", summarise("the test's monkeypatch changed", patched)
-        carried = capture(self._fork_time, self.settings.device, item.instance)
+        carried = capture(
+            self._fork_time,
+            self.settings.device,
+            item.instance,
+            switches,
+            self._filters_before_fixtures.get(item.nodeid),
+        )
         read_at_start = environment_read_at_start([*carried.environ_set, *carried.environ_unset])
         if read_at_start:
             reason = summarise(
@@ -135,7 +172,10 @@ class WorkerPool:
             self._tally.restarted(self._closed_because)
         items = {item.nodeid: item for item in session_items if isinstance(item, pytest.Function)}
         fork_time = take_fork_time_state(self.settings.device)
-        self._watch.take_base(item for item in items.values() if "dist_env" in item.fixturenames)
+        self._classes.take_base(item for item in items.values() if "dist_env" in item.fixturenames)
+        self._switches = Switches()  # first: building the probes may import what they read
+        self._switch_base = self._switches.read()
+        self._modules.take_base()
         self._fork_time = fork_time
         self._workdir = tempfile.mkdtemp(prefix="comm-harness-workers-")
         store_path = str(Path(self._workdir) / "store")
@@ -149,7 +189,12 @@ class WorkerPool:
 
 def _unpicklable(values: dict[str, Any], carried: Any) -> str:
     unpicklable = []
-    named = {**values, "self (the test's instance attributes)": carried.instance_attributes}
+    named = {
+        **values,
+        "self (the test's instance attributes)": carried.instance_attributes,
+        **{f"process switch {name}": value for name, value in carried.switches.items()},
+        "warnings.filters": carried.warning_filters,
+    }
     for name, value in named.items():
         try:
             pickle.dumps(value)

@@ -9,6 +9,7 @@ import pytest
 from harness.bench.floors import check_floors, load_floors, unchecked_floors
 from harness.errors import ConfigurationError
 from harness.qualify import BenchOutcome, bench_markdown, judge_bench, read_bench_document, unmeasured_floors
+from harness.untrusted_text import markdown_text
 
 FLOORS = """\
 version: 1
@@ -225,4 +226,5 @@ def test_the_qualification_report_shows_the_uneven_dispatch_ratio_and_its_floor(
         "cuda ws2 dispatch_combine (mild shares) at 64 tokens",
         "cuda ws2 dispatch_combine (mild shares) at 512 tokens",
     ]
-    assert all(f"- ❌ floor missed: {m}" in text for m in missed)
+    # The message quotes the bench document (an artifact, so untrusted): shown as Markdown that cannot render.
+    assert all(f"- ❌ floor missed: {markdown_text(m)}" in text for m in missed)

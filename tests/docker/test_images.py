@@ -129,3 +129,65 @@ def test_a_custom_dockerfile_gets_its_context_and_the_matrix_packages(
         docker_client.images.remove(recipe.tag)
 
     assert output.decode().strip() == "42 hello from the build context"
+
+
+def test_torch_from_a_base_without_a_cuda_torch_fails_naming_the_base(
+    docker_client: Any, cpu_image: str
+) -> None:
+    # image.torch: base keeps the base's torch; the CPU image's is a CPU build, so the check must refuse it
+    # and say which base it came from (the harness's requirements are installed first, from the wheelhouse).
+    cpu_wheels = ensure_wheelhouse(recipe_for("cpu"), log=quiet)
+    before = find_image(docker_client, recipe_for("cuda").tag)
+
+    with pytest.raises(ImageBuildError) as failure:
+        build_image(
+            docker_client,
+            recipe_for("cuda"),
+            base_image=cpu_image,
+            wheelhouse=cpu_wheels,
+            torch_from="base",
+            log=quiet,
+        )
+
+    assert f"from base image {cpu_image} is not a CUDA build" in str(failure.value)
+    after = find_image(docker_client, recipe_for("cuda").tag)
+    assert (after and after.id) == (before and before.id)
+
+
+def test_torch_from_base_is_refused_for_other_devices_and_needs_a_base(docker_client: Any) -> None:
+    with pytest.raises(ConfigurationError, match="only the cuda image can take torch from its base"):
+        recipe_for("cpu", ImageSpec(torch="base"))
+    with pytest.raises(ConfigurationError, match="needs a base that holds a CUDA torch"):
+        build_image(docker_client, recipe_for("cuda", ImageSpec(torch="base")), offline=True, log=quiet)
+
+
+@pytest.mark.e2e
+def test_a_host_environment_imported_as_a_base_runs_its_own_torch(tmp_path: Path, docker_client: Any) -> None:
+    """`harness images import-host`: a venv of this host (its base's packages, torch among them, seen through
+    --system-site-packages) becomes an image whose python3 imports that torch, with no registry."""
+    import subprocess
+    import sys
+
+    from harness.executors.docker import connect_engine
+    from harness.images import import_host_environment
+
+    venv = tmp_path / "host-env"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    tag = "comm-harness/test-host-environment:e2e"
+    client = connect_engine(timeout_s=900)
+    try:
+        import_host_environment(client, tag, str(venv / "bin" / "python3"), log=quiet)
+        output = client.containers.run(
+            tag,
+            ["python3", "-c", "import sys, torch; print(sys.prefix, torch.__version__)"],
+            network_mode="none",
+            remove=True,
+        ).decode()
+        image = client.images.get(tag)
+    finally:
+        if find_image(client, tag) is not None:
+            client.images.remove(tag, force=True)
+    import torch
+
+    assert output.split() == [str(venv), torch.__version__]
+    assert image.labels["comm-harness.host-environment"] == str(venv)

@@ -141,11 +141,12 @@ def test_a_live_run_into_the_same_out_is_refused(hanging_project: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
-def test_ctrl_c_keeps_the_finished_tests_every_time(tmp_path: Path) -> None:
+def test_ctrl_c_keeps_the_finished_tests_every_time(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "test_three.py").write_text(FINISH_THREE_THEN_WAIT)
     cell = Cell(id="cpu-gloo-ws1", device="cpu", backend="gloo", world_size=1, tests=("tests/test_three.py",))
     executor = LocalExecutor(tmp_path)
+    request.addfinalizer(executor.close)  # the run's cgroup goes with the executor
     for attempt in range(10):
         passed = threading.Semaphore(0)
 

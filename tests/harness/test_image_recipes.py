@@ -102,3 +102,25 @@ def test_missing_image_files_are_configuration_errors(project: Path):
         recipe_for("cpu", spec(wheelhouse="nowheels"), project)
     with pytest.raises(ConfigurationError, match="build context .*noctx"):
         recipe_for("cpu", spec(context="noctx"), project)
+
+
+def test_a_host_environment_image_takes_the_interpreter_s_links_and_folders_never_the_driver(
+    tmp_path,
+) -> None:
+    import subprocess
+    import sys
+
+    from harness.images import host_environment_paths
+
+    venv = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+
+    paths = host_environment_paths(str(venv / "bin" / "python3"))
+
+    assert str(venv).lstrip("/") in paths
+    # The links from the venv's python to the real file, and the real file, so the interpreter starts there.
+    real = Path(sys.executable).resolve()
+    assert any(real.as_posix().lstrip("/").startswith(path) for path in paths)
+    assert not any(path.startswith(("usr/local/nvidia", "dev", "proc")) for path in paths)
+    # Nothing twice: a path inside another would reach the engine twice.
+    assert not any(a != b and a.startswith(b + "/") for a in paths for b in paths)

@@ -93,14 +93,17 @@ def test_a_chain_deeper_than_the_recursion_limit_is_removed_and_the_directory_re
     work = prepare_cell_dir(cell, tmp_path / cell.id)
     make_chain(work, DEPTH)
     (work / "junit.xml").write_text('<testsuite tests="1"><testcase name="t"/></testsuite>')
+    try:
+        assert harvest_work_dir(tmp_path / cell.id) == []
 
-    assert harvest_work_dir(tmp_path / cell.id) == []
-
-    assert not work.exists()
-    assert (tmp_path / cell.id / "junit.xml").is_file()
-    make_chain(prepare_cell_dir(cell, tmp_path / cell.id), DEPTH)
-    remove_tree(tmp_path / cell.id)  # as the next run does, before writing its own files
-    assert not (tmp_path / cell.id).exists()
+        assert not work.exists()
+        assert (tmp_path / cell.id / "junit.xml").is_file()
+        make_chain(prepare_cell_dir(cell, tmp_path / cell.id), DEPTH)
+        remove_tree(tmp_path / cell.id)  # as the next run does, before writing its own files
+        assert not (tmp_path / cell.id).exists()
+    finally:
+        # Left behind, the chain would crash pytest's own clean-up of old temporary directories (it recurses).
+        remove_tree(tmp_path / cell.id)
 
 
 def test_modes_a_test_took_away_do_not_stop_removal_and_links_are_not_followed(
