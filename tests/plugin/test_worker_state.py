@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 import pytest
 
@@ -27,11 +28,11 @@ def test_a_bodys_environment_directory_and_path_do_not_reach_the_next_test(own_p
     os.environ["HARNESS_TEST_KEPT"] = "base"
     os.environ.pop("HARNESS_TEST_ADDED", None)
     fork_time = take_fork_time_state("cpu")
-    worker = WorkerState(fork_time, "cpu", None)
+    worker = WorkerState(fork_time, "cpu", None, list(warnings.filters))
     base_cwd, base_path = os.getcwd(), list(sys.path)
 
     os.environ["HARNESS_TEST_FROM_FIXTURE"] = "1"  # a fixture's monkeypatch.setenv, in the pytest process
-    carried = capture(fork_time, "cpu", None)
+    carried = capture(fork_time, "cpu", None, {}, list(warnings.filters))
     del os.environ["HARNESS_TEST_FROM_FIXTURE"]
     worker.apply(carried)
     assert os.environ["HARNESS_TEST_FROM_FIXTURE"] == "1"
