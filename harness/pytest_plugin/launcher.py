@@ -54,6 +54,10 @@ def run_in_fresh_ranks(item: pytest.Function, settings: DistSettings, pytest_pid
             )
             traces = ranks.traces()
             ranks.wait_for_exit(EXIT_AFTER_REPORT_S)
-    # RankProcesses numbers its processes from 0; on node k they are ranks here[0], here[1], ...
+    # RankProcesses numbers its processes from 0; on node k they are ranks here[0], here[1], ... The traces
+    # too: the desync verdict matches them to the groups' global ranks and names ranks by them.
     problems = [dataclasses.replace(problem, rank=here[problem.rank]) for problem in problems]
+    traces = [
+        None if trace is None else dataclasses.replace(trace, rank=here[trace.rank]) for trace in traces
+    ]
     return judge(settings.world_size, outcomes, problems, traces)

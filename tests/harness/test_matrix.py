@@ -381,3 +381,16 @@ def test_a_reference_to_an_undeclared_axis_names_the_cell_and_key(project):
     text = problems_of(project(AXIS_IN_IMAGE.replace("matrix.vllm }}", "matrix.vlm }}")))
     assert "image.build_args.VLLM_VERSION" in text
     assert "${{ matrix.vlm }} names no axis of this cell (its axes: vllm)" in text
+
+
+def test_an_include_entry_overrides_what_its_device_sets_for_the_cells_it_matches(project):
+    matrix = GOOD.replace(
+        "  - {device: cuda, world_size: 2, required: true, env: {EXTRA: x}}",
+        "  - {device: cuda, world_size: 2, required: true, test_timeout: 45, env: {EXTRA: x}}\n"
+        "  - {device: cpu, world_size: 2, env: {OMP_NUM_THREADS: 4}}",
+    )
+    cells = {cell.id: cell for cell in load_matrix(project(matrix)).cells}
+    assert cells["cuda-nccl-ws2-plain"].test_timeout_s == 45  # the device says 30
+    assert cells["cuda-nccl-ws4-plain"].test_timeout_s == 30
+    assert cells["cpu-gloo-ws2-plain"].env == {"SHARED": "1", "OMP_NUM_THREADS": "4"}
+    assert cells["cpu-gloo-ws1-plain"].env["OMP_NUM_THREADS"] == "1"
