@@ -26,6 +26,10 @@ class DockerUnavailableError(ConfigurationError):
     """`--executor docker` was asked for but no Docker engine answers."""
 
 
+class SlurmUnavailableError(ConfigurationError):
+    """`--executor slurm` was asked for but no Slurm cluster answers."""
+
+
 class StrictQualificationError(HarnessError):
     """`--strict`: a required cell was skipped, errored or did not run."""
 

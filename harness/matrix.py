@@ -24,7 +24,7 @@ import jsonschema
 import yaml
 
 from harness.errors import ConfigurationError
-from harness.model import BACKEND_OF_DEVICE, Cell, ImageSpec
+from harness.model import BACKEND_OF_DEVICE, Cell, ImageSpec, SlurmSpec
 from harness.yaml_locations import (
     KeyPath,
     duplicate_keys,
@@ -584,5 +584,7 @@ def _freeze(draft: _Draft, device_config: dict[str, Any], path: Path) -> Cell:
             name: str(value) for name, value in device_config.get("buildkite", {}).get("agents", {}).items()
         },
         gitlab_tags=tuple(device_config.get("gitlab", {}).get("tags", ())),
+        executor=device_config.get("executor", ""),
+        slurm=SlurmSpec.from_json(device_config["slurm"]) if "slurm" in device_config else None,
         source=f"{path.name}:{draft.line}",
     )

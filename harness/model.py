@@ -60,6 +60,30 @@ class ImageSpec:
 
 
 @dataclass(frozen=True)
+class SlurmSpec:
+    """How a cell is submitted to Slurm (harness/executors/slurm.py): the matrix's `slurm:`, with the
+    command line's --slurm-* over it."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    sbatch_args: tuple[str, ...] = ()
+    # A directory every node sees at the same path, where jobs write their results; None: --out itself.
+    results_dir: str | None = None
+    # Run each node's task in this image through the cluster's container support (pyxis/enroot); None: the
+    # host's environment.
+    container_image: str | None = None
+    # The GRES that gives a node its GPUs (`--gres=<gres>:<ranks per node>`).
+    gres: str = "gpu"
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SlurmSpec:
+        data = dict(data)
+        data["sbatch_args"] = tuple(data.get("sbatch_args", ()))
+        return cls(**data)
+
+
+@dataclass(frozen=True)
 class Cell:
     """One point of the matrix: a device, a world size, and what to run there."""
 
@@ -90,6 +114,9 @@ class Cell:
     # Where the cell was declared, for error messages: "matrix.yaml:12".
     source: str = ""
     nodes: int = 1
+    # The device's `executor:` in the matrix ("" for none: the command line's choice) and its `slurm:`.
+    executor: str = ""
+    slurm: SlurmSpec | None = None
 
     @property
     def ranks_per_node(self) -> int:
@@ -102,9 +129,14 @@ class Cell:
     def from_json(cls, data: dict[str, Any]) -> Cell:
         data = dict(data)
         image = data.pop("image", None)
+        slurm = data.pop("slurm", None)
         for key in ("tests", "pytest_args", "runs_on", "gitlab_tags"):
             data[key] = tuple(data.get(key, ()))
-        return cls(image=ImageSpec.from_json(image) if image else None, **data)
+        return cls(
+            image=ImageSpec.from_json(image) if image else None,
+            slurm=SlurmSpec.from_json(slurm) if slurm else None,
+            **data,
+        )
 
 
 @dataclass

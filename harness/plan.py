@@ -1,7 +1,8 @@
 """Which executor runs each cell on this host, or why the cell is skipped here.
 
-Pure decisions from the cells, a `HostCapabilities` and (for Docker) an image check, so tests can plan
-for hosts this machine is not.
+Pure decisions from the cells, a `HostCapabilities`, (for Docker) an image check and (for Slurm) whether a
+cluster answers, so tests can plan for hosts this machine is not. `--executor auto` (the default) takes each
+device's `executor:` from the matrix where it names one; any other `--executor` overrides the matrix.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from harness.errors import ConfigurationError, DockerUnavailableError
+from harness.errors import ConfigurationError, DockerUnavailableError, SlurmUnavailableError
 from harness.model import Cell
 from harness.probe import HostCapabilities
 
-ExecutorChoice = Literal["auto", "local", "docker"]
+ExecutorChoice = Literal["auto", "local", "docker", "slurm"]
 # How a cuda cell's container gets its GPUs (the matrix's image.gpus; harness/executors/gpu_access.py).
 GPU_ACCESS_MODES = ("auto", "runtime", "devices")
 # (image present, reason naming the tag and how to build it): DockerExecutor.image_status.
@@ -23,7 +24,7 @@ ImageCheck = Callable[[Cell], tuple[bool, str]]
 
 @dataclass(frozen=True)
 class PlannedCell:
-    """A cell and its fate here: `executor` "local"/"docker", or None with the reason it is skipped."""
+    """A cell and its fate here: `executor` "local", "docker" or "slurm", or None with why it is skipped."""
 
     cell: Cell
     executor: str | None
@@ -31,6 +32,9 @@ class PlannedCell:
 
     @property
     def gpus_needed(self) -> int:
+        """This host's GPUs the cell takes: none for a Slurm job, whose nodes bring their own."""
+        if self.executor == "slurm":
+            return 0
         return self.cell.world_size if self.cell.device in ("cuda", "xpu") else 0
 
     def to_json(self) -> dict[str, Any]:
@@ -113,19 +117,41 @@ def plan_cells(
     host: HostCapabilities,
     choice: ExecutorChoice = "auto",
     image_check: ImageCheck | None = None,
+    slurm_gap: str = "no Slurm cluster was asked",
 ) -> list[PlannedCell]:
-    """Decide every cell's executor; `--executor docker` without an engine is a DockerUnavailableError."""
+    """Decide every cell's executor; `--executor docker` without an engine is a DockerUnavailableError,
+    `--executor slurm` without a cluster (`slurm_gap`, "" when one answers) a SlurmUnavailableError."""
     if choice == "docker" and not host.docker_available:
         raise DockerUnavailableError(
             f"--executor docker: {host.docker_reason or 'no Docker engine answers'}.\n"
             "Start an engine (e.g. `bash .ci/docker-engine.sh`) or use --executor auto|local."
         )
-    return [_plan_one(cell, host, choice, image_check) for cell in cells]
+    if choice == "slurm" and slurm_gap:
+        raise SlurmUnavailableError(
+            f"--executor slurm: {slurm_gap}.\n"
+            "Run the harness where Slurm's commands reach a cluster (a login node; "
+            "`bash .ci/slurm-cluster.sh` starts a one-host test cluster), or use another --executor."
+        )
+    return [_plan_one(cell, host, _choice_for(cell, choice), image_check, slurm_gap) for cell in cells]
+
+
+def _choice_for(cell: Cell, choice: ExecutorChoice) -> ExecutorChoice:
+    """The command line's choice, or under `auto` the device's `executor:` in the matrix."""
+    if choice == "auto" and cell.executor in ("local", "docker", "slurm"):
+        return cell.executor  # type: ignore[return-value]
+    return choice
 
 
 def _plan_one(
-    cell: Cell, host: HostCapabilities, choice: ExecutorChoice, image_check: ImageCheck | None
+    cell: Cell, host: HostCapabilities, choice: ExecutorChoice, image_check: ImageCheck | None, slurm_gap: str
 ) -> PlannedCell:
+    if choice == "slurm":
+        # The cluster's nodes have the devices, not this host: only whether Slurm answers is known here.
+        if slurm_gap:
+            return PlannedCell(cell, None, f"the matrix says executor: slurm, but {slurm_gap}")
+        return PlannedCell(cell, "slurm", f"a Slurm job of {cell.nodes} node(s)")
+    if choice == "docker" and not host.docker_available:
+        return PlannedCell(cell, None, f"the matrix says executor: docker, but {host.docker_reason}")
     if choice in ("auto", "docker"):
         gap = hardware_gap(cell, host)
         if choice == "docker":

@@ -3,9 +3,10 @@
 `harness run` writes OUT/.harness-run.json (its pid, host, run id and the run's cgroup) and starts
 `python -m harness.run_guardian` in a session of its own, holding a pipe to its stdin. Every process of a
 local cell is in the run's cgroup where the host gives one (harness.cgroups) and carries HARNESS_RUN_ID;
-every container has the label comm-harness.run. When the harness ends, it says so and the guardian exits;
-when the harness dies (kill -9, a crash), the pipe closes and the guardian kills the run's cgroup and every
-process that carries the run's id and removes the run's containers, within a second or two. A later run
+every container has the label comm-harness.run; every Slurm job is named comm-harness.<run id>. When the
+harness ends, it says so and the guardian exits; when the harness dies (kill -9, a crash), the pipe closes
+and the guardian cancels the run's Slurm jobs, kills the run's cgroup and every process that carries the
+run's id and removes the run's containers, within a second or two. A later run
 into the same OUT that finds the record of a dead run ends its leftovers the same way, in case the
 guardian died too; one that finds a live run refuses to mix its results with it.
 """
@@ -123,14 +124,21 @@ def remove_containers_of_run(run_id: str) -> int:
 
 
 def end_leftovers(run_id: str, cgroup: Path | None = None) -> str:
-    """Kill the run's cgroup and processes, remove its containers; a line saying what was ended ('' for
-    nothing)."""
+    """Cancel the run's Slurm jobs, kill its cgroup and processes, remove its containers; a line saying what
+    was ended ('' for nothing)."""
+    # Here, not at the top: harness.executors imports this module.
+    from harness.executors.slurm_jobs import cancel_jobs_of_run
+
+    jobs = cancel_jobs_of_run(run_id)
     processes = end_cgroup(cgroup) if cgroup is not None else 0
     processes += kill_processes_of_run(run_id)
     containers = remove_containers_of_run(run_id)
-    if not processes and not containers:
+    if not processes and not containers and not jobs:
         return ""
-    return f"ended what run {run_id} left behind: {processes} process(es), {containers} container(s)"
+    return (
+        f"ended what run {run_id} left behind: {processes} process(es), {containers} container(s), "
+        f"{jobs} Slurm job(s)"
+    )
 
 
 def _pid_is_alive_harness(pid: int) -> bool:

@@ -17,6 +17,7 @@ from rich.console import Console
 
 from harness.errors import EXIT_STRICT, ConfigurationError
 from harness.executors import make_executors, open_docker_executor
+from harness.executors.slurm import SlurmOptions
 from harness.matrix import Matrix, load_matrix
 from harness.model import FAILING_STATUSES, NOT_RUN_STATUSES, CellResult, Executor
 from harness.plan import ExecutorChoice, PlannedCell, plan_cells
@@ -41,6 +42,8 @@ class MatrixPlan:
     planned: list[PlannedCell]
     # The Docker executor that checked the images (None without an engine): closed, or used to run.
     docker: Executor | None = None
+    # The command line's --slurm-* options, for cells that run as Slurm jobs.
+    slurm_options: SlurmOptions | None = None
 
     def close(self) -> None:
         """Release the Docker executor when the plan is not run."""
@@ -55,8 +58,10 @@ def plan_matrix(
     executor: ExecutorChoice = "auto",
     offline: bool = False,
     run_id: str | None = None,
+    slurm_options: SlurmOptions | None = None,
 ) -> MatrixPlan:
-    """Load the matrix, select cells, probe the host and decide each cell's executor."""
+    """Load the matrix, select cells, probe the host (and Slurm, where asked for) and decide each cell's
+    executor."""
     matrix = load_matrix(matrix_path)
     cells = matrix.select(patterns)
     host = probe_host(docker=executor != "local")
@@ -71,7 +76,13 @@ def plan_matrix(
                 raise
             host = dataclasses.replace(host, docker_available=False, docker_reason=str(error))
     image_check = getattr(docker, "image_status", None)
-    return MatrixPlan(matrix, host, plan_cells(cells, host, executor, image_check), docker)
+    slurm_gap = "no Slurm cluster was asked"
+    if executor == "slurm" or (executor == "auto" and any(cell.executor == "slurm" for cell in cells)):
+        from harness.executors.slurm_jobs import slurm_gap as find_slurm_gap
+
+        slurm_gap = find_slurm_gap()
+    planned = plan_cells(cells, host, executor, image_check, slurm_gap)
+    return MatrixPlan(matrix, host, planned, docker, slurm_options)
 
 
 def run_plan(plan: MatrixPlan, out: Path, guard: RunGuard, *, jobs: int | None, strict: bool) -> int:
@@ -92,6 +103,7 @@ def run_plan(plan: MatrixPlan, out: Path, guard: RunGuard, *, jobs: int | None, 
         plan.docker,
         run_id=guard.run_id,
         project_root=matrix.project_root,
+        slurm_options=plan.slurm_options,
     )
     if plan.docker is not None and "docker" not in executors:
         plan.docker.close()

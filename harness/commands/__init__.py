@@ -6,11 +6,19 @@ import argparse
 from pathlib import Path
 
 from harness.errors import ConfigurationError
+from harness.executors.slurm import SlurmOptions
 from harness.matrix import Matrix
 from harness.model import Cell
 from harness.runs import make_console
 
-__all__ = ["add_matrix_arguments", "make_console", "positive_int", "resolve_matrix_path", "selected_cells"]
+__all__ = [
+    "add_matrix_arguments",
+    "make_console",
+    "positive_int",
+    "resolve_matrix_path",
+    "selected_cells",
+    "slurm_options",
+]
 
 DEFAULT_MATRIX = "matrix.yaml"
 
@@ -40,15 +48,48 @@ def add_matrix_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--executor",
-        choices=("auto", "local", "docker"),
+        choices=("auto", "local", "docker", "slurm"),
         default="auto",
-        help="auto: Docker where an engine answers and the image exists, else on the host",
+        help="auto: the matrix's executor per device, else Docker where an engine answers and the image "
+        "exists, else on the host; slurm: each cell a Slurm job",
     )
+    add_slurm_arguments(parser)
     parser.add_argument(
         "--offline",
         action="store_true",
         help="build missing images without a registry (Debian base by debootstrap, wheels from the host), "
         "as `harness images build --offline`",
+    )
+
+
+def add_slurm_arguments(parser: argparse.ArgumentParser) -> None:
+    """--slurm-*: the lab's Slurm options, over the matrix's `slurm:` (harness/executors/slurm.py)."""
+    group = parser.add_argument_group("Slurm (cells that run as Slurm jobs)")
+    group.add_argument("--slurm-partition", metavar="NAME")
+    group.add_argument("--slurm-account", metavar="NAME")
+    group.add_argument("--slurm-qos", metavar="NAME")
+    group.add_argument(
+        "--slurm-arg", action="append", default=[], metavar="ARG", help="a further sbatch option (repeatable)"
+    )
+    group.add_argument(
+        "--slurm-results-dir",
+        metavar="DIR",
+        help="a directory every node mounts at the same path, where jobs write (default: --out)",
+    )
+    group.add_argument(
+        "--slurm-container-image", metavar="IMAGE", help="srun --container-image (pyxis/enroot) for each node"
+    )
+
+
+def slurm_options(args: argparse.Namespace) -> SlurmOptions:
+    """The --slurm-* options of a parsed command line."""
+    return SlurmOptions(
+        partition=args.slurm_partition,
+        account=args.slurm_account,
+        qos=args.slurm_qos,
+        sbatch_args=tuple(args.slurm_arg),
+        results_dir=args.slurm_results_dir,
+        container_image=args.slurm_container_image,
     )
 
 

@@ -11,7 +11,13 @@ import json
 from pathlib import Path
 
 from harness.bench.floors import applicable, load_floors
-from harness.commands import add_matrix_arguments, make_console, positive_int, resolve_matrix_path
+from harness.commands import (
+    add_matrix_arguments,
+    make_console,
+    positive_int,
+    resolve_matrix_path,
+    slurm_options,
+)
 from harness.errors import EXIT_INTERRUPTED, ConfigurationError
 from harness.matrix import load_matrix
 from harness.output_paths import check_output_dir
@@ -75,6 +81,7 @@ def handle(args: argparse.Namespace) -> int:
             executor=args.executor,
             offline=args.offline,
             run_id=guard.run_id,
+            slurm_options=slurm_options(args),
         )
         if run_plan(plan, args.out, guard, jobs=args.jobs, strict=True) == EXIT_INTERRUPTED:
             return EXIT_INTERRUPTED

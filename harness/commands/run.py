@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.commands import add_matrix_arguments, positive_int, resolve_matrix_path
+from harness.commands import add_matrix_arguments, positive_int, resolve_matrix_path, slurm_options
 from harness.output_paths import check_output_dir
 from harness.run_guardian import RunGuard
 from harness.runs import plan_matrix, run_plan
@@ -44,5 +44,6 @@ def handle(args: argparse.Namespace) -> int:
             executor=args.executor,
             offline=args.offline,
             run_id=guard.run_id,
+            slurm_options=slurm_options(args),
         )
         return run_plan(plan, args.out, guard, jobs=args.jobs, strict=args.strict)

@@ -1,13 +1,18 @@
-"""Executors run one cell each: `local` on this host, `docker` in a container (imported only when used)."""
+"""Executors run one cell each: `local` on this host, `docker` in a container, `slurm` as a Slurm job
+(the last two imported only when used)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.errors import ConfigurationError
 from harness.executors.local import LocalExecutor
 from harness.model import Executor
+
+if TYPE_CHECKING:  # imported when used: a node task (-m harness.executors.slurm_node) must not load it first
+    from harness.executors.slurm import SlurmOptions
 
 
 def open_docker_executor(
@@ -37,14 +42,21 @@ def make_executors(
     docker: Executor | None = None,
     run_id: str = "",
     project_root: Path | None = None,
+    slurm_options: SlurmOptions | None = None,
 ) -> dict[str, Executor]:
-    """One executor per name the plan uses ("local", "docker"), reusing the Docker executor of planning.
+    """One executor per name the plan uses ("local", "docker", "slurm"), reusing the Docker executor of
+    planning.
 
-    Local cells run in `matrix_dir`; containers mount `project_root` (default: `matrix_dir`)."""
+    Local cells and Slurm jobs run in `matrix_dir`; containers mount `project_root` (default: `matrix_dir`);
+    `slurm_options`: the command line's --slurm-*."""
     executors: dict[str, Executor] = {}
     for name in sorted(set(names)):
         if name == "local":
             executors[name] = LocalExecutor(matrix_dir, run_id=run_id)
+        elif name == "slurm":
+            from harness.executors.slurm import SlurmExecutor
+
+            executors[name] = SlurmExecutor(matrix_dir, run_id=run_id, options=slurm_options)
         else:
             executors[name] = docker or open_docker_executor(
                 project_root or matrix_dir, matrix_dir=matrix_dir, run_id=run_id or None

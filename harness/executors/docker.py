@@ -17,7 +17,6 @@ directory, which is 0700 until work/ is gone (harness/results_dir/files.py), no 
 
 from __future__ import annotations
 
-import dataclasses
 import grp
 import os
 import re
@@ -37,6 +36,7 @@ from harness.executors.docker_nodes import (
     node_environment,
     node_gpus,
     store_port,
+    with_node_result,
 )
 from harness.executors.gpu_access import GpuAccess, gpu_access, runtime_access
 from harness.executors.progress_reader import ProgressReader
@@ -430,7 +430,7 @@ class DockerExecutor:
             cell, results_dir, exit_codes[0], duration, self.name, reason=stop_reason, refused=refused
         )
         for node_rank, code in enumerate(exit_codes[1:], start=1):
-            result = _with_node_result(cell, result, node_rank, code, results_dir, duration, self.name)
+            result = with_node_result(cell, result, node_rank, code, results_dir, duration, self.name)
         return result
 
     def gpu_access(self, cell: Cell, gpu_ids: list[int]) -> GpuAccess:
@@ -666,26 +666,6 @@ def _out_of_memory_reason(cell: Cell, running: _RunningContainer) -> str:
         f"out of memory: a process of the cell was killed for exceeding {limit} "
         "(raise image.memory in the matrix)"
     )
-
-
-def _with_node_result(
-    cell: Cell,
-    result: CellResult,
-    node_rank: int,
-    exit_code: int,
-    results_dir: Path,
-    duration: float,
-    executor: str,
-) -> CellResult:
-    """The cell's result (node 0's record) failed or errored when node `node_rank` > 0 did not pass."""
-    where = node_dir(results_dir, node_rank)
-    refused = harvest_work_dir(where)
-    node = collect_cell_result(cell, where, exit_code, duration, executor, refused=refused)
-    if node.status == "passed" or result.status not in ("passed", "failed"):
-        return result
-    status = node.status if result.status == "passed" else result.status
-    reason = f"node {node_rank} of {cell.nodes}: {node.reason} (its files: {where.name}/)"
-    return dataclasses.replace(result, status=status, reason="\n".join(filter(None, [result.reason, reason])))
 
 
 def _stream_logs(container: Any, log: BoundedLog, ended: threading.Event) -> None:

@@ -24,6 +24,7 @@ exit path (end, timeout, Ctrl-C through `stop`, an exception here).
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import threading
 import time
@@ -32,7 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.model import Cell
+from harness.model import Cell, CellResult
+from harness.results_dir.cell_dir import collect_cell_result
+from harness.results_dir.files import harvest_work_dir
 
 # The cell's own network namespace: a fixed port cannot collide with another cell's.
 NODE_STORE_PORT = 29500
@@ -186,3 +189,23 @@ def _signal_name(code: int) -> str:
 def node_dir(results_dir: Path, node_rank: int) -> Path:
     """Where node `node_rank` > 0 leaves its results, inside the cell's directory."""
     return results_dir / f"node{node_rank}"
+
+
+def with_node_result(
+    cell: Cell,
+    result: CellResult,
+    node_rank: int,
+    exit_code: int,
+    results_dir: Path,
+    duration: float,
+    executor: str,
+) -> CellResult:
+    """The cell's result (node 0's record) failed or errored when node `node_rank` > 0 did not pass."""
+    where = node_dir(results_dir, node_rank)
+    refused = harvest_work_dir(where)
+    node = collect_cell_result(cell, where, exit_code, duration, executor, refused=refused)
+    if node.status == "passed" or result.status not in ("passed", "failed"):
+        return result
+    status = node.status if result.status == "passed" else result.status
+    reason = f"node {node_rank} of {cell.nodes}: {node.reason} (its files: {where.name}/)"
+    return dataclasses.replace(result, status=status, reason="\n".join(filter(None, [result.reason, reason])))
