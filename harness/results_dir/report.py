@@ -38,7 +38,7 @@ def compute_exit_code(cells: Iterable[dict[str, Any]], *, strict: bool, interrup
         return EXIT_STRICT
     if any(c["status"] in FAILING_STATUSES for c in cells):
         return EXIT_TEST_FAILURES
-    if strict and any(c["counts"].get("flaky") for c in cells):
+    if strict and any((c.get("counts") or {}).get("flaky") for c in cells):
         return EXIT_TEST_FAILURES
     return EXIT_OK
 
