@@ -81,6 +81,10 @@ def build_pytest_command(
         command += ["--dist-all2all-backend", cell.params["all2all_backend"]]
     if cell.check_collectives:
         command.append("--dist-check-collectives")
+    if cell.retries:
+        command += ["--dist-retries", str(cell.retries)]
+    if cell.repeat > 1:
+        command += ["--dist-repeat", str(cell.repeat)]
     if "communicator" in cell.params:
         command += ["--dist-communicator", cell.params["communicator"]]
     command += list(cell.pytest_args)

@@ -45,6 +45,7 @@ CELL_SETTINGS = (
     "required",
     "check_collectives",
     "cores",
+    "retries",
 )
 BUILTIN_DEFAULTS: dict[str, Any] = {
     "tests": ["tests"],
@@ -57,6 +58,7 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "required": False,
     "check_collectives": False,
     "cores": None,
+    "retries": 0,
 }
 
 
@@ -578,6 +580,7 @@ def _freeze(draft: _Draft, device_config: dict[str, Any], path: Path) -> Cell:
         required=bool(settings["required"]),
         check_collectives=bool(settings["check_collectives"]),
         cores=settings["cores"],
+        retries=int(settings["retries"]),
         image=image,
         runs_on=tuple(device_config.get("runs_on") or ()),
         buildkite_agents={

@@ -106,6 +106,10 @@ class Cell:
     check_collectives: bool = False
     # Cores the cell books in the scheduler; None: its world size on cpu, one core on a GPU.
     cores: int | None = None
+    # The plugin's --dist-retries: a failed distributed test runs again on fresh ranks up to this many times.
+    retries: int = 0
+    # The plugin's --dist-repeat (harness run --repeat): every distributed test this many times, a flake hunt.
+    repeat: int = 1
     image: ImageSpec | None = None
     runs_on: tuple[str, ...] = ()
     # Where the cell runs on Buildkite (agent tags, e.g. {"queue": "gpu"}) and on GitLab CI (runner tags).
@@ -145,6 +149,8 @@ class TestCounts:
     failed: int = 0
     skipped: int = 0
     errors: int = 0
+    # Of the passed: those that failed an attempt first (or some of their repeats), a warning not a failure.
+    flaky: int = 0
     # Collected but never finished: the cell was stopped (timeout, Ctrl-C) or died before them.
     not_run: int = 0
 

@@ -165,6 +165,8 @@ def print_failures(console: Console, report: ResultsReport, out: Path) -> None:
     by_cell: dict[str, list[Failure]] = {}
     for failure in report.failures:
         by_cell.setdefault(failure.cell, []).append(failure)
+    for flaky in report.flaky:
+        print_line(console, flaky.flaky_line())
     for cell in report.cells:
         if cell["status"] not in FAILING_STATUSES:
             continue

@@ -25,12 +25,22 @@ DEFAULT_MATRIX = "matrix.yaml"
 
 def positive_int(text: str) -> int:
     """argparse type: an integer of at least 1 (`--jobs`)."""
+    return _whole_number(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: 0 or more (`--retries`)."""
+    return _whole_number(text, 0)
+
+
+def _whole_number(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+        message = f"must be a whole number of at least {least}, got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
     return value
 
 

@@ -114,6 +114,8 @@ def print_report(report: ResultsReport) -> None:
         print_line(console, f"note: {note}")
     for failure in report.failures:
         print_line(console, failure.one_line())
+    for flaky in report.flaky:
+        print_line(console, flaky.flaky_line())
     for cell_id, count in report.failures_left_out.items():
         print_line(console, f"… and {count} more failed tests of {cell_id}: see its junit.xml")
     for outcome in report.bench:

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
-from harness.commands import add_matrix_arguments, positive_int, resolve_matrix_path, slurm_options
+from harness.commands import (
+    add_matrix_arguments,
+    non_negative_int,
+    positive_int,
+    resolve_matrix_path,
+    slurm_options,
+)
 from harness.output_paths import check_output_dir
 from harness.run_guardian import RunGuard
 from harness.runs import plan_matrix, run_plan
@@ -29,6 +36,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="release qualification: exit 3 when a required cell is skipped or errors",
     )
     parser.add_argument(
+        "--retries",
+        type=non_negative_int,
+        default=None,
+        metavar="N",
+        help="run a failed distributed test again on fresh ranks up to N times (overrides the matrix's "
+        "retries:); one that passes then is flaky: reported, and failing the run only with --strict",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="flake hunt: run every selected distributed test N times on fresh ranks; each cell's log.txt "
+        "and junit.xml say how often each failed, with its distinct failures",
+    )
+    parser.add_argument(
         "--out", type=Path, default=Path("results"), help="results directory (default: results/)"
     )
     parser.set_defaults(handler=handle)
@@ -46,4 +69,9 @@ def handle(args: argparse.Namespace) -> int:
             run_id=guard.run_id,
             slurm_options=slurm_options(args),
         )
+        overrides = {"repeat": args.repeat, **({"retries": args.retries} if args.retries is not None else {})}
+        plan.planned = [
+            dataclasses.replace(planned, cell=dataclasses.replace(planned.cell, **overrides))
+            for planned in plan.planned
+        ]
         return run_plan(plan, args.out, guard, jobs=args.jobs, strict=args.strict)

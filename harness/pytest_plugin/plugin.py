@@ -18,6 +18,7 @@ import pytest
 from harness.adapters.base import TargetPlatform
 from harness.adapters.registry import DEFAULT_COMMUNICATOR
 from harness.model import BACKEND_OF_DEVICE
+from harness.pytest_plugin.attempts import AttemptPolicy, AttemptReports, keep_attempts
 from harness.pytest_plugin.env import PendingCommunicator, PendingDistEnv
 from harness.pytest_plugin.forked_reports import CrashLinesFromForkedChildren
 from harness.pytest_plugin.fresh_ranks import FreshRankTally
@@ -54,6 +55,7 @@ class PluginState:
     tally: FreshRankTally | None = field(default=None, repr=False)
     # On node 0 of several: the TCPStore all nodes' ranks join through, served for the whole session.
     node_store: Any = field(default=None, repr=False)
+    attempts: AttemptPolicy = field(default_factory=AttemptPolicy)
 
     def run(self, item: pytest.Function) -> Verdict:
         """Run a distributed test's body on the ranks: the reuse workers when possible, else fresh ranks."""
@@ -73,6 +75,14 @@ class PluginState:
             )
             self.tally.ran_on_fresh_ranks(item.nodeid, kind, why_not)
         return run_in_fresh_ranks(item, self.settings, self.pytest_pid)
+
+    def run_attempts(self, item: pytest.Function) -> Verdict:
+        """`run`, then again on fresh ranks as --dist-retries / --dist-repeat say (attempts.py)."""
+        verdict, attempts = self.attempts.run(
+            lambda: self.run(item), lambda: run_in_fresh_ranks(item, self.settings, self.pytest_pid)
+        )
+        keep_attempts(item, attempts)
+        return verdict
 
     def prepare_workers(self, item: pytest.Function) -> None:
         """Before a distributed test's fixtures run, in reuse mode: have workers that match pytest's state."""
@@ -173,6 +183,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "registered under the entry-point group comm_harness.communicators. Default: comm-harness.",
     )
     group.addoption(
+        "--dist-retries",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="run a distributed test that failed (a rank failed, died or outlived --dist-timeout) again on "
+        "fresh ranks, up to N more times; one that then passes is reported flaky, every attempt's failure "
+        "kept. Default: 0.",
+    )
+    group.addoption(
+        "--dist-repeat",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="run every distributed test N times on fresh ranks and print how often each failed, with its "
+        "distinct failures (a flake hunt); a test that failed some of them is flaky. Default: 1.",
+    )
+    group.addoption(
         "--dist-progress",
         default=None,
         metavar="FILE",
@@ -215,7 +242,9 @@ def pytest_configure(config: pytest.Config) -> None:
             **nodes,
         ),
         pytest_pid=os.getpid(),
+        attempts=AttemptPolicy(config.getoption("dist_retries"), config.getoption("dist_repeat")),
     )
+    config.pluginmanager.register(AttemptReports(config, state.attempts.repeat), "comm_harness_attempts")
     target = select_target(state.settings.communicator, device)
     config.pluginmanager.register(TargetHooks(target, state.settings.world_size), "comm_harness_target")
     state.node_store = serve_node_store(state.settings)
@@ -277,7 +306,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     if not is_distributed(pyfuncitem):
         return None
     state = pyfuncitem.config.stash[_STATE]
-    verdict = state.run(pyfuncitem)
+    verdict = state.run_attempts(pyfuncitem)
     # Before the verdict: a failed test's warnings belong in the summary too.
     in_forked_child = os.getpid() != state.pytest_pid
     errors = reissue_for_item(pyfuncitem, verdict.warnings, state.settings.world_size, in_forked_child)
@@ -375,6 +404,16 @@ def _positive_int(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or a positive integer, got {text!r}")
     return value
 
 

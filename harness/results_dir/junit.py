@@ -87,6 +87,8 @@ def scan_junit(path: Path, on_case: OnCase | None = None, on_suite: OnSuite | No
             stack.pop()
             parent = stack[-1] if stack else None
             if depth == case_at:
+                if is_flaky_case(element):
+                    counts.flaky += 1
                 if on_case is not None:
                     on_case(element, suite)
                 case_at = None
@@ -106,6 +108,16 @@ def scan_junit(path: Path, on_case: OnCase | None = None, on_suite: OnSuite | No
     except ET.ParseError as error:
         raise ValueError(f"not well-formed XML ({error})") from None
     return counts
+
+
+# Surefire's elements for a failed attempt of a test that passed later (the plugin's --dist-retries).
+FLAKY_TAGS = ("flakyFailure", "flakyError")
+
+
+def is_flaky_case(case: ET.Element) -> bool:
+    """A testcase that passed after failed attempts: flakyFailure/flakyError, no failure, error or skip."""
+    tags = {child.tag for child in case}
+    return bool(tags & set(FLAKY_TAGS)) and not tags & {"failure", "error", "skipped"}
 
 
 def _events(path: Path) -> Iterator[tuple[str, ET.Element]]:
@@ -163,10 +175,19 @@ class Failure:
     world_size: int | None = None
     file: str | None = None
     line: int | None = None
+    # A flaky test's: how many attempts failed before it passed (0 for a failure).
+    attempts_failed: int = 0
 
     def one_line(self) -> str:
         """The one line a terminal or CI log shows: 'FAILED cell test [ranks 0, 1 of 2]: cause'."""
         return f"FAILED {self.cell} {self.test}{rank_suffix(self.summary)}: {self.summary}"
+
+    def flaky_line(self) -> str:
+        """A flaky test's line: 'FLAKY cell test: passed after 1 failed attempt(s); first: cause'."""
+        return (
+            f"FLAKY {self.cell} {self.test}: passed after {self.attempts_failed} failed attempt(s); "
+            f"first: {self.summary}"
+        )
 
     def rank_text(self) -> str:
         """'rank 1 of 2', 'ranks 0, 3 of 4'."""
@@ -186,8 +207,15 @@ class CellFailures:
     limit: int = FAILURE_DETAILS
     failures: list[Failure] = field(default_factory=list)
     left_out: int = 0
+    # Tests that passed after failed attempts: the first failed attempt of the first `limit` of them.
+    flaky: list[Failure] = field(default_factory=list)
 
     def __call__(self, case: ET.Element, suite: int | None = None) -> None:
+        if is_flaky_case(case) and len(self.flaky) < self.limit:
+            attempts = [child for child in case if child.tag in FLAKY_TAGS]
+            flaky = failure_of(self.cell, case, attempts[0])
+            flaky.attempts_failed = len(attempts)
+            self.flaky.append(flaky)
         for problem in [*case.findall("failure"), *case.findall("error")]:
             if len(self.failures) < self.limit:
                 self.failures.append(failure_of(self.cell, case, problem))
@@ -200,7 +228,8 @@ def failure_of(
 ) -> Failure:
     """A testcase's <failure> or <error>: its ranks, location and first lines."""
     message = problem.get("message") or ""
-    text = problem.text or ""
+    # Surefire's flaky and rerun elements hold the text in a <stackTrace> child.
+    text = problem.text or problem.findtext("stackTrace") or ""
     summary = (message.strip().splitlines() or text.strip().splitlines() or [problem.tag])[0]
     body = [line for line in text.splitlines() if line.strip()]
     if body and body[0].strip() == summary.strip():
@@ -288,9 +317,12 @@ def write_merged_junit(cells: list[dict[str, Any]], base: Path, path: Path) -> d
 
 
 def append_cell_suite(cell: dict[str, Any], base: Path, stream: IO[bytes]) -> CellFailures:
-    """Write `cell`'s <testsuite> (see `write_cell_suite`); returns its failures when it failed or errored."""
+    """Write `cell`'s <testsuite> (see `write_cell_suite`); returns its failures when it failed or errored,
+    and its flaky tests."""
     found = CellFailures(cell["id"])
-    read = write_cell_suite(cell, base, stream, found if cell["status"] in FAILING_STATUSES else None)
+    read = write_cell_suite(cell, base, stream, found)
+    if cell["status"] not in FAILING_STATUSES:
+        found.failures, found.left_out = [], 0
     # As `junit_failures`: a junit.xml that breaks off lists no failures, not those before the break.
     return found if read else CellFailures(cell["id"])
 

@@ -60,6 +60,8 @@ def cell_text(cell: dict[str, Any]) -> str:
     counts = cell["counts"]
     ran = counts["passed"] + counts["failed"] + counts["errors"]
     text = f"{label}{cell['status']} {counts['passed']}/{ran}"
+    if counts.get("flaky"):
+        text += f" ({counts['flaky']} flaky)"
     if counts["skipped"]:
         text += f" (+{counts['skipped']} skipped)"
     if counts.get("not_run"):
@@ -94,6 +96,14 @@ def annotations(report: ResultsReport) -> list[str]:
         if failure.file:
             where.update(file=failure.file, line=failure.line)
         items.append(("error", message, where))
+    for flaky in report.flaky:
+        message = "\n".join(
+            [f"passed after {flaky.attempts_failed} failed attempt(s): {flaky.summary}", *flaky.lines]
+        )
+        where = {"title": f"flaky: {flaky.cell}: {flaky.test}"}
+        if flaky.file:
+            where.update(file=flaky.file, line=flaky.line)
+        items.append(("error" if report.summary.get("strict") else "warning", message, where))
     for cell in report.cells:
         has_failures = any(f.cell == cell["id"] for f in report.failures)
         if cell["status"] in ("error", "incomplete") and not has_failures:
@@ -116,7 +126,7 @@ def render_markdown(report: ResultsReport, limit_bytes: int = MARKDOWN_LIMIT_BYT
     bench = bench_markdown(report.bench, report.floors, report.floor_scope)
     tail = _left_out_lines(report) + _problem_lines(report) + bench + _environment_lines(report)
     budget = limit_bytes - _size(head) - _size(tail) - 400  # room for the truncation notes
-    failure_lines = _failure_lines(report.failures, budget)
+    failure_lines = _failure_lines(report.failures, budget) + _flaky_lines(report.flaky)
     lines = head + failure_lines + tail
     text = "\n".join(lines) + "\n"
     if _size([text]) > limit_bytes:
@@ -212,6 +222,19 @@ def _failure_lines(failures: list[Failure], budget: int) -> list[str]:
         lines += block
         used += _size(block)
     return lines
+
+
+def _flaky_lines(flaky: list[Failure]) -> list[str]:
+    """One line per flaky test: it passed on a retry on fresh ranks, after this failure."""
+    if not flaky:
+        return []
+    lines = ["## Flaky tests (passed on a retry on fresh ranks)", ""]
+    for test in flaky:
+        lines.append(
+            f"- {markdown_text(test.cell)} · {markdown_code(test.test)} · "
+            f"{test.attempts_failed} failed attempt(s), first: {markdown_code(test.summary)}"
+        )
+    return lines + [""]
 
 
 def _left_out_lines(report: ResultsReport) -> list[str]:

@@ -29,13 +29,16 @@ def now_iso() -> str:
 
 
 def compute_exit_code(cells: Iterable[dict[str, Any]], *, strict: bool, interrupted: bool) -> int:
-    """130 interrupted; 3 --strict and a required cell did not run to a verdict; 1 failures; else 0."""
+    """130 interrupted; 3 --strict and a required cell did not run to a verdict; 1 failures (and with
+    --strict, flaky tests: passed only on a retry); else 0."""
     cells = list(cells)
     if interrupted:
         return EXIT_INTERRUPTED
     if strict and any(c["required"] and c["status"] in NOT_RUN_STATUSES for c in cells):
         return EXIT_STRICT
     if any(c["status"] in FAILING_STATUSES for c in cells):
+        return EXIT_TEST_FAILURES
+    if strict and any((c.get("counts") or {}).get("flaky") for c in cells):
         return EXIT_TEST_FAILURES
     return EXIT_OK
 
@@ -54,6 +57,8 @@ class ResultsReport:
     floor_scope: set[tuple[str, int]] | None = None
     # Per cell, its failed tests beyond those `failures` details (FAILURE_DETAILS per cell): counted only.
     failures_left_out: dict[str, int] = field(default_factory=dict)
+    # Tests that passed on a retry (or some repeats): warnings, not failures (unless --strict).
+    flaky: list[Failure] = field(default_factory=list)
 
     @property
     def cells(self) -> list[dict[str, Any]]:
@@ -61,10 +66,15 @@ class ResultsReport:
 
 
 def cell_failures(cell: dict[str, Any], base: Path) -> CellFailures:
-    """The failed tests of a cell that failed or errored, from its junit.xml (results_dir under `base`)."""
-    if cell["status"] not in FAILING_STATUSES or not cell.get("results_dir"):
+    """The failed tests of a cell that failed or errored, and its flaky tests, from its junit.xml
+    (results_dir under `base`)."""
+    flaky = bool(cell["counts"].get("flaky"))
+    if (cell["status"] not in FAILING_STATUSES and not flaky) or not cell.get("results_dir"):
         return CellFailures(cell["id"])
-    return junit_failures(cell["id"], base / cell["results_dir"] / JUNIT_XML)
+    found = junit_failures(cell["id"], base / cell["results_dir"] / JUNIT_XML)
+    if cell["status"] not in FAILING_STATUSES:
+        found.failures, found.left_out = [], 0
+    return found
 
 
 def failures_report(
@@ -72,13 +82,15 @@ def failures_report(
 ) -> ResultsReport:
     """The report of `summary` with its cells' failures (`fields`: bench, floors, floor_scope)."""
     failures: list[Failure] = []
+    flaky: list[Failure] = []
     left_out: dict[str, int] = {}
     for found in of_cells:
         failures += found.failures
+        flaky += found.flaky
         if found.left_out:
             left_out[found.cell] = found.left_out
     fields = {"bench": [], "floors": [], **fields}
-    return ResultsReport(summary, failures, exit_code, failures_left_out=left_out, **fields)
+    return ResultsReport(summary, failures, exit_code, failures_left_out=left_out, flaky=flaky, **fields)
 
 
 def report_of_summary(
@@ -111,6 +123,7 @@ def report_json(report: ResultsReport, relative_to: Path) -> dict[str, Any]:
     ]
     summary["failures"] = [failure.to_json() for failure in report.failures]
     summary["failures_left_out"] = report.failures_left_out
+    summary["flaky"] = [failure.to_json() for failure in report.flaky]
     summary["bench"] = [
         {**outcome.to_json(), "document": os.path.relpath(outcome.path, relative_to)}
         for outcome in report.bench
