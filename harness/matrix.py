@@ -7,6 +7,7 @@ Settings resolve defaults < device < include entry; `env` maps are merged in tha
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
 import importlib.util
@@ -24,7 +25,8 @@ import jsonschema
 import yaml
 
 from harness.errors import ConfigurationError
-from harness.model import BACKEND_OF_DEVICE, Cell, ImageSpec, SlurmSpec
+from harness.model import BACKEND_OF_DEVICE, Cell, ImageSpec, QuarantineEntry, SlurmSpec
+from harness.quarantine import issue_problem, pattern_problem
 from harness.yaml_locations import (
     KeyPath,
     duplicate_keys,
@@ -143,7 +145,8 @@ def load_matrix(path: str | Path) -> Matrix:
     if schema_ok:
         axes = {name: tuple(str(v) for v in values) for name, values in (data.get("axes") or {}).items()}
         _check_axis_values(axes, problems)
-        cells = _expand(data, axes, problems)
+        quarantine = _quarantine(data.get("quarantine") or [], problems)
+        cells = [dataclasses.replace(cell, quarantine=quarantine) for cell in _expand(data, axes, problems)]
     problems.raise_if_any()
     floors = (data.get("bench") or {}).get("floors")
     return Matrix(
@@ -155,6 +158,27 @@ def load_matrix(path: str | Path) -> Matrix:
         project=project,
         harness=data.get("harness"),
     )
+
+
+def _quarantine(entries: list[dict[str, str]], problems: _Problems) -> tuple[QuarantineEntry, ...]:
+    """The `quarantine:` entries (schema-checked), their patterns and links checked, each named once."""
+    found: list[QuarantineEntry] = []
+    first_line: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        line = line_of(problems.root_node, ["quarantine", index])
+        if problem := pattern_problem(entry["test"]):
+            problems.add(["quarantine", index, "test"], problem)
+        if problem := issue_problem(entry["issue"]):
+            problems.add(["quarantine", index, "issue"], problem)
+        if not entry["reason"].strip():
+            problems.add(["quarantine", index, "reason"], "is blank; say why the test is quarantined")
+        if entry["test"] in first_line:
+            message = f"{entry['test']!r} is quarantined twice (first at line {first_line[entry['test']]})"
+            problems.add(["quarantine", index, "test"], message + "; keep one entry")
+        first_line.setdefault(entry["test"], line)
+        source = f"{problems.path.name}:{line}"
+        found.append(QuarantineEntry(entry["test"], entry["reason"].strip(), entry["issue"], source))
+    return tuple(found)
 
 
 def _project_of(data: Any, root: Path, problems: _Problems) -> Path | None:

@@ -84,6 +84,19 @@ class SlurmSpec:
 
 
 @dataclass(frozen=True)
+class QuarantineEntry:
+    """A known-flaky test in matrix.yaml's `quarantine:`: it runs and is reported, and never fails a cell.
+
+    `test` is a pytest node id or a pattern of one (harness/quarantine.py says how it matches)."""
+
+    test: str
+    reason: str
+    issue: str
+    # Where it was declared, for messages: "matrix.yaml:40".
+    source: str = ""
+
+
+@dataclass(frozen=True)
 class Cell:
     """One point of the matrix: a device, a world size, and what to run there."""
 
@@ -121,6 +134,8 @@ class Cell:
     # The device's `executor:` in the matrix ("" for none: the command line's choice) and its `slurm:`.
     executor: str = ""
     slurm: SlurmSpec | None = None
+    # The matrix's `quarantine:`: failures of these tests are reported, and left out of the cell's verdict.
+    quarantine: tuple[QuarantineEntry, ...] = ()
 
     @property
     def ranks_per_node(self) -> int:
@@ -134,6 +149,7 @@ class Cell:
         data = dict(data)
         image = data.pop("image", None)
         slurm = data.pop("slurm", None)
+        data["quarantine"] = tuple(QuarantineEntry(**entry) for entry in data.get("quarantine", ()))
         for key in ("tests", "pytest_args", "runs_on", "gitlab_tags"):
             data[key] = tuple(data.get(key, ()))
         return cls(
@@ -151,12 +167,14 @@ class TestCounts:
     errors: int = 0
     # Of the passed: those that failed an attempt first (or some of their repeats), a warning not a failure.
     flaky: int = 0
+    # Failed or errored, and quarantined: counted here, not in failed/errors, so the cell can still pass.
+    quarantined: int = 0
     # Collected but never finished: the cell was stopped (timeout, Ctrl-C) or died before them.
     not_run: int = 0
 
     @property
     def total(self) -> int:
-        return self.passed + self.failed + self.skipped + self.errors
+        return self.passed + self.failed + self.skipped + self.errors + self.quarantined
 
 
 @dataclass
@@ -179,6 +197,9 @@ class CellResult:
     # Where the cell was declared ("matrix.yaml:12").
     source: str = ""
     nodes: int = 1
+    # Per quarantine entry that matched a test of the cell (harness/quarantine.py `QuarantineTally`):
+    # {"test", "reason", "issue", "source", "ran", "failed", "failures": [{"test", "summary"}, ...]}.
+    quarantine: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def of_cell(cls, cell: Cell, status: CellStatus, reason: str = "", **fields: Any) -> CellResult:

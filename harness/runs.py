@@ -167,6 +167,8 @@ def print_failures(console: Console, report: ResultsReport, out: Path) -> None:
         by_cell.setdefault(failure.cell, []).append(failure)
     for flaky in report.flaky:
         print_line(console, flaky.flaky_line())
+    for line in [*report.quarantine.failure_lines(), *report.quarantine.release_lines()]:
+        print_line(console, line)
     for cell in report.cells:
         if cell["status"] not in FAILING_STATUSES:
             continue

@@ -116,6 +116,8 @@ def print_report(report: ResultsReport) -> None:
         print_line(console, failure.one_line())
     for flaky in report.flaky:
         print_line(console, flaky.flaky_line())
+    for line in [*report.quarantine.failure_lines(), *report.quarantine.release_lines()]:
+        print_line(console, line)
     for cell_id, count in report.failures_left_out.items():
         print_line(console, f"… and {count} more failed tests of {cell_id}: see its junit.xml")
     for outcome in report.bench:

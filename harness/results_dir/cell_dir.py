@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.model import Cell, CellResult, TestCounts
+from harness.quarantine import QuarantineTally
 from harness.results_dir.files import (
     CELL_JSON,
     FINGERPRINT_JSON,
@@ -28,7 +29,7 @@ from harness.results_dir.files import (
     read_regular,
     write_json,
 )
-from harness.results_dir.junit import junit_counts
+from harness.results_dir.junit import scan_junit
 
 # pytest's exit codes (pytest.ExitCode) that say something other than "tests ran".
 PYTEST_EXIT_REASONS = {
@@ -77,12 +78,15 @@ def collect_cell_result(
     reason: str = "",
     refused: Iterable[str] = (),
 ) -> CellResult:
-    """The CellResult of a finished run: `reason` (timeout, crash) or a refused file makes it an error."""
+    """The CellResult of a finished run: `reason` (timeout, crash) or a refused file makes it an error.
+
+    Failures of quarantined tests (the cell's `quarantine`) are counted apart and do not fail it."""
     refused = list(refused)
     junit_error = ""
     counts: TestCounts | None = None
+    quarantine = QuarantineTally(cell.id, cell.quarantine)
     try:
-        counts = junit_counts(results_dir / JUNIT_XML)
+        counts = quarantine.counts_without(scan_junit(results_dir / JUNIT_XML, quarantine))
     except FileNotFoundError:
         junit_error = f"no junit.xml (the cell runner exited with code {exit_code})"
     except (OSError, ValueError, UnsafeResultFile) as error:
@@ -100,7 +104,7 @@ def collect_cell_result(
     elif exit_code in PYTEST_EXIT_REASONS:
         status = "error"
         reason = f"{PYTEST_EXIT_REASONS[exit_code]}\nlog tail:\n{log_tail(results_dir)}"
-    elif counts.failed or counts.errors or exit_code != 0:
+    elif counts.failed or counts.errors or exit_code not in _passing_exit_codes(counts):
         status = "failed"
         reason = f"{counts.failed} failed, {counts.errors} errors (pytest exit code {exit_code})"
     else:
@@ -117,7 +121,13 @@ def collect_cell_result(
         duration_s=duration,
         results_dir=str(results_dir),
         fingerprint=read_fingerprint(results_dir),
+        quarantine=quarantine.to_json() if counts.total else [],
     )
+
+
+def _passing_exit_codes(counts: TestCounts) -> tuple[int, ...]:
+    """pytest's exit codes of a cell that passed: 0, or 1 (tests failed) when only quarantined ones did."""
+    return (0, 1) if counts.quarantined else (0,)
 
 
 @dataclass

@@ -62,6 +62,8 @@ def cell_text(cell: dict[str, Any]) -> str:
     text = f"{label}{cell['status']} {counts['passed']}/{ran}"
     if counts.get("flaky"):
         text += f" ({counts['flaky']} flaky)"
+    if counts.get("quarantined"):
+        text += f" ({counts['quarantined']} quarantined failed)"
     if counts["skipped"]:
         text += f" (+{counts['skipped']} skipped)"
     if counts.get("not_run"):
@@ -104,6 +106,13 @@ def annotations(report: ResultsReport) -> list[str]:
         if flaky.file:
             where.update(file=flaky.file, line=flaky.line)
         items.append(("error" if report.summary.get("strict") else "warning", message, where))
+    quarantine = report.quarantine
+    for failure in quarantine.failures:
+        title = f"quarantined: {failure['cell']}: {failure['test']}"
+        message = f"{failure['summary']}\nquarantined: {failure['reason']} ({failure['issue']})"
+        items.append(("warning", message, {"title": title}))
+    for line, entry in zip(quarantine.release_lines(), quarantine.release_candidates, strict=True):
+        items.append(("notice", line, {"title": f"quarantine release candidate: {entry['test']}"}))
     for cell in report.cells:
         has_failures = any(f.cell == cell["id"] for f in report.failures)
         if cell["status"] in ("error", "incomplete") and not has_failures:
@@ -127,6 +136,7 @@ def render_markdown(report: ResultsReport, limit_bytes: int = MARKDOWN_LIMIT_BYT
     tail = _left_out_lines(report) + _problem_lines(report) + bench + _environment_lines(report)
     budget = limit_bytes - _size(head) - _size(tail) - 400  # room for the truncation notes
     failure_lines = _failure_lines(report.failures, budget) + _flaky_lines(report.flaky)
+    failure_lines += _quarantine_lines(report)
     lines = head + failure_lines + tail
     text = "\n".join(lines) + "\n"
     if _size([text]) > limit_bytes:
@@ -235,6 +245,27 @@ def _flaky_lines(flaky: list[Failure]) -> list[str]:
             f"{test.attempts_failed} failed attempt(s), first: {markdown_code(test.summary)}"
         )
     return lines + [""]
+
+
+def _quarantine_lines(report: ResultsReport) -> list[str]:
+    """The quarantined tests that failed (not failing their cells), and the entries that could be released."""
+    quarantine = report.quarantine
+    lines: list[str] = []
+    if quarantine.failures:
+        lines += ["## Quarantined tests that failed (their cells' verdicts leave them out)", ""]
+        lines += [
+            f"- {markdown_text(f['cell'])} · {markdown_code(f['test'])} · {markdown_code(f['summary'])} · "
+            f"quarantined: {markdown_text(f['reason'])} ({markdown_text(f['issue'])})"
+            for f in quarantine.failures
+        ] + [""]
+    if quarantine.release_candidates:
+        lines += ["## Quarantined tests to release (passed every attempt in every cell of this run)", ""]
+        lines += [
+            f"- {markdown_code(e['test'])} · {e['ran']} run(s) · quarantined: {markdown_text(e['reason'])} "
+            f"({markdown_text(e['issue'])})"
+            for e in quarantine.release_candidates
+        ] + [""]
+    return lines
 
 
 def _left_out_lines(report: ResultsReport) -> list[str]:

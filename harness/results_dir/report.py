@@ -18,6 +18,7 @@ from harness.bench.floors import Floor
 from harness.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_STRICT, EXIT_TEST_FAILURES
 from harness.model import FAILING_STATUSES, NOT_RUN_STATUSES
 from harness.qualify import BenchOutcome
+from harness.quarantine import QuarantineOutcome, quarantine_outcome
 from harness.results_dir.junit import JUNIT_XML, CellFailures, Failure, junit_failures
 
 FORMAT_VERSION = 1
@@ -63,6 +64,11 @@ class ResultsReport:
     @property
     def cells(self) -> list[dict[str, Any]]:
         return self.summary["cells"]
+
+    @property
+    def quarantine(self) -> QuarantineOutcome:
+        """Quarantined tests that failed (not failing their cells), and entries that could be released."""
+        return quarantine_outcome(self.cells)
 
 
 def cell_failures(cell: dict[str, Any], base: Path) -> CellFailures:
@@ -124,6 +130,7 @@ def report_json(report: ResultsReport, relative_to: Path) -> dict[str, Any]:
     summary["failures"] = [failure.to_json() for failure in report.failures]
     summary["failures_left_out"] = report.failures_left_out
     summary["flaky"] = [failure.to_json() for failure in report.flaky]
+    summary["quarantine"] = report.quarantine.to_json()
     summary["bench"] = [
         {**outcome.to_json(), "document": os.path.relpath(outcome.path, relative_to)}
         for outcome in report.bench

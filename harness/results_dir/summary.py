@@ -18,6 +18,7 @@ from typing import Any
 from harness.errors import ConfigurationError
 from harness.model import CellResult
 from harness.plan import PlannedCell
+from harness.quarantine import quarantine_outcome
 from harness.results_dir.files import (
     JUNIT_XML,
     SUMMARY_JSON,
@@ -100,6 +101,7 @@ class RunReport:
     def _refresh(self) -> None:
         self.summary["cells"] = [self._cells[i] for i in self._order if i in self._cells]
         self.summary["pending"] = [i for i in self._order if i not in self._cells]
+        self.summary["quarantine"] = quarantine_outcome(self.summary["cells"]).to_json()
         write_new(self.out_dir / SUMMARY_JSON, (json.dumps(self.summary, indent=2) + "\n").encode("utf-8"))
         write_new(self.out_dir / SUMMARY_MD, render_markdown(self.results_report()).encode("utf-8"))
 
@@ -177,6 +179,7 @@ SUMMARY_CELL_OPTIONAL_KEYS: dict[str, type | tuple[type, ...]] = {
     "fingerprint": dict,
     "nodes": int,
     "missing": bool,
+    "quarantine": list,
 }
 _JSON_TYPES = {
     str: "a string",
@@ -204,10 +207,9 @@ def summary_cell_problem(cell: Any) -> str:
     if cell["status"] not in STATUS_MARK:
         return f".status is {cell['status']!r}, not one of {', '.join(STATUS_MARK)}"
     counts = cell["counts"]
-    for key in ("passed", "failed", "skipped", "errors", "not_run", "flaky"):
-        if (key in counts or key not in ("not_run", "flaky")) and (
-            problem := type_problem(counts.get(key), int)
-        ):
+    optional = ("not_run", "flaky", "quarantined")
+    for key in ("passed", "failed", "skipped", "errors", *optional):
+        if (key in counts or key not in optional) and (problem := type_problem(counts.get(key), int)):
             return f".counts.{key}{problem}"
     for key, value in (cell.get("params") or {}).items():
         if problem := type_problem(value, str):
