@@ -137,7 +137,7 @@ class QuarantineOutcome:
         ]
 
     def release_lines(self) -> list[str]:
-        """'RELEASE? pattern: passed all N runs ... (issue)' per release candidate."""
+        """'RELEASE? pattern: quarantined (issue), but ...: a candidate to release' per entry."""
         return [
             f"RELEASE? {e['test']}: quarantined ({e['issue']}), but its tests passed every attempt in "
             f"every cell of this run ({e['ran']} test run(s)): a candidate to release"
