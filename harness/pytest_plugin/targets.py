@@ -26,6 +26,7 @@ from harness.adapters.registry import (
     UnknownCommunicatorError,
     load_adapter,
 )
+from harness.model import KNOWN_GAP_REASON
 
 if TYPE_CHECKING:
     from harness.pytest_plugin.env import DistEnv
@@ -116,6 +117,13 @@ class TargetHooks:
         for item in items:
             self._mark(item)
 
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, str] | None:
+        # A holding gap is the target behaving as recorded: "known gap" on the terminal, not "xfailed".
+        reason = getattr(report, "wasxfail", None)
+        if report.when == "call" and report.skipped and str(reason or "").startswith(KNOWN_GAP_REASON):
+            return "known gap", "x", "KNOWN GAP"
+        return None
+
     def pytest_deselected(self, items: list[pytest.Item]) -> None:
         for item in items:
             self._note_collected(item)
@@ -167,7 +175,8 @@ class TargetHooks:
                 item.stash[_GAP] = gap
                 item.add_marker(
                     pytest.mark.xfail(
-                        strict=True, reason=f"known gap of {self.target.name} on {platform.id}: {gap.reason}"
+                        strict=True,
+                        reason=f"{KNOWN_GAP_REASON}{self.target.name} on {platform.id}: {gap.reason}",
                     )
                 )
                 return

@@ -204,8 +204,9 @@ def summary_cell_problem(cell: Any) -> str:
     if cell["status"] not in STATUS_MARK:
         return f".status is {cell['status']!r}, not one of {', '.join(STATUS_MARK)}"
     counts = cell["counts"]
-    for key in ("passed", "failed", "skipped", "errors", "not_run"):
-        if (key in counts or key != "not_run") and (problem := type_problem(counts.get(key), int)):
+    for key in ("passed", "failed", "skipped", "errors", "not_run", "known_gaps"):
+        optional = key in ("not_run", "known_gaps")  # absent from older summaries
+        if (key in counts or not optional) and (problem := type_problem(counts.get(key), int)):
             return f".counts.{key}{problem}"
     for key, value in (cell.get("params") or {}).items():
         if problem := type_problem(value, str):
