@@ -39,6 +39,7 @@ class CellProgress:
     passed: int = 0
     failed: int = 0
     skipped: int = 0
+    known_gaps: int = 0
     current: str = ""
     started: float | None = None
     duration: float | None = None
@@ -61,9 +62,13 @@ class CellProgress:
                 word = {"passed": "PASSED", "failed": "FAILED", "skipped": "SKIPPED"}.get(str(outcome), "?")
                 if when == "setup" and outcome == "failed":
                     word = "ERROR"
+                known_gap = outcome == "skipped" and event.get("known_gap") is True
+                if known_gap:
+                    word = "KNOWN GAP"
                 self.passed += outcome == "passed"
                 self.failed += outcome == "failed"
-                self.skipped += outcome == "skipped"
+                self.skipped += outcome == "skipped" and not known_gap
+                self.known_gaps += known_gap
                 return word
             if when == "teardown" and outcome == "failed":
                 self.failed += 1
@@ -99,7 +104,9 @@ def _finish_lines(result: CellResult) -> list[str]:
         return [f"[{result.id}] skipped: {result.reason}"]
     text = (
         f"[{result.id}] {result.status.upper()}: {counts.passed} passed, {counts.failed} failed, "
-        f"{counts.errors} errors, {counts.skipped} skipped in {result.duration_s:.1f}s"
+        f"{counts.errors} errors, "
+        + (f"{counts.known_gaps} known gaps, " if counts.known_gaps else "")
+        + f"{counts.skipped} skipped in {result.duration_s:.1f}s"
     )
     if result.status in ("error", "incomplete") and result.reason:
         # A build or runner failure says its cause and its fix in the reason's last lines too.
@@ -171,7 +178,7 @@ class LiveProgress:
     def event(self, cell_id: str, event: dict[str, Any]) -> None:
         with self._lock:
             word = self._cells.setdefault(cell_id, CellProgress(status="running")).apply(event)
-        if word is not None and word != "PASSED" and word != "SKIPPED":
+        if word not in (None, "PASSED", "SKIPPED", "KNOWN GAP"):
             # Printed above the live table, where it stays once the table moves on.
             print_line(self._console, f"[{cell_id}] {event.get('nodeid')} {word}{cause_suffix(event)}")
 

@@ -2,7 +2,7 @@
 # Qualify one vLLM release's communicators and write the record:
 #   bash examples/vllm/qualify.sh RECORD_DIR VERSION [PYTHON]
 #
-# Runs the cells of examples/vllm/matrix.yaml whose `vllm` axis is VERSION (EXECUTOR, default auto: in that
+# Runs the cells of examples/vllm/matrix.yaml whose `vllm` axis is VERSION (or those CELLS names; EXECUTOR, default auto: in that
 # version's image when it is built; otherwise on the host with PYTHON, an interpreter with vLLM VERSION
 # installed, README "Qualifying vLLM"), then keeps in RECORD_DIR what the record needs: the run's summary,
 # its merged JUnit XML, each cell's cell.json, fingerprint.json and log.txt, and conformance.md generated from
@@ -19,7 +19,7 @@ results="$record/results"
 
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 "$python" -m harness.cli run "$repo/examples/vllm/matrix.yaml" --executor "$executor" --jobs 1 \
-    --cell "*-vllm-$version" --out "$results"
+    --cell "${CELLS:-*-vllm-$version}" --out "$results"
 status=$?
 
 cp "$results"/summary.json "$results"/summary.md "$results"/junit.xml "$record"/

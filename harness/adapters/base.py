@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -58,6 +58,8 @@ class KnownGap:
     world_sizes: tuple[int, ...] = ()  # () = every world size
     defect: str = ""  # whose defect: the implementation's name, or "torch" (seen on plain torch.distributed)
     source: str = ""  # where it is, e.g. "vllm/distributed/device_communicators/xpu_communicator.py:61"
+    # Where the gap is recorded, e.g. "known-gaps.yaml:154: versions.0.19.1 gap 7" (for error messages).
+    origin: str = field(default="", compare=False)
 
     def applies_to(self, test_name: str, platform_id: str, world_size: int) -> bool:
         """Whether this gap covers `test_name` (platform id removed) on `platform_id` at `world_size`."""
@@ -96,8 +98,10 @@ class CommunicatorAdapter(Protocol):
         """Import, in the pytest process before any rank forks, what every rank would import (no device)."""
         ...
 
-    def create(self, env: DistEnv, platform: TargetPlatform, all2all_backend: str) -> Any:
-        """On a rank: a communicator over `env.group` with the suite's API, running `platform`'s logic."""
+    def create(self, env: DistEnv, platform: TargetPlatform, all2all_backend: str, group: Any = None) -> Any:
+        """On a rank: a communicator with the suite's API, running `platform`'s logic, over `group` (a
+        torch.distributed group made by `dist.new_group(ranks)`, of which this rank is a member) or, when
+        None, over `env.group` (the world). Its ranks, sizes, `src` and `dst` are the group's."""
         ...
 
     def version(self) -> str | None:

@@ -28,10 +28,10 @@ class CommHarnessAdapter:
     def preload(self) -> None:
         importlib.import_module("communicators")
 
-    def create(self, env: DistEnv, platform: TargetPlatform, all2all_backend: str) -> Any:
+    def create(self, env: DistEnv, platform: TargetPlatform, all2all_backend: str, group: Any = None) -> Any:
         from communicators import create_communicator
 
-        return create_communicator(env.device, all2all_backend=all2all_backend)
+        return create_communicator(env.device, group, all2all_backend=all2all_backend)
 
     def version(self) -> str | None:
         try:

@@ -157,4 +157,5 @@ def _gap(entry: Any, where: str) -> KnownGap:
         world_sizes=tuple(sizes),
         defect=str(entry["defect"]),
         source=str(entry.get("source") or ""),
+        origin=where,
     )

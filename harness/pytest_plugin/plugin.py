@@ -365,9 +365,10 @@ def communicator(
 def communicator_factory(
     dist_env: PendingDistEnv, communicator_platform: TargetPlatform, request: pytest.FixtureRequest
 ) -> PendingCommunicator:
-    """Per rank, `make(all2all_backend=NAME)`: a new communicator of the target and platform.
+    """Per rank, `make(all2all_backend=NAME, group=None)`: a new communicator of the target and platform,
+    over the world or over `group` (from `torch.distributed.new_group(ranks)`; call it on its members only).
 
-    The body destroys what it makes.
+    The body destroys what it makes (and the group it made).
     """
     return PendingCommunicator(request.node.nodeid)
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from harness.model import KNOWN_GAP_REASON
+
 MESSAGE_CHARS = 480
 
 
@@ -54,6 +56,8 @@ class ProgressWriter:
         }
         if report.failed:
             event["message"] = failure_message(report)
+        elif report.skipped and str(getattr(report, "wasxfail", "")).startswith(KNOWN_GAP_REASON):
+            event["known_gap"] = True
         self._write(event)
 
     def pytest_unconfigure(self) -> None:

@@ -10,19 +10,23 @@ target but comm-harness's own package, whose tests they are.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from harness.adapters.base import CommunicatorAdapter, KnownGap, TargetPlatform, strip_platform_id
+from harness.adapters.gap_file import unmatched
 from harness.adapters.registry import (
     DEFAULT_COMMUNICATOR,
     BrokenAdapterError,
     UnknownCommunicatorError,
     load_adapter,
 )
+from harness.model import KNOWN_GAP_REASON
 
 if TYPE_CHECKING:
     from harness.pytest_plugin.env import DistEnv
@@ -89,6 +93,8 @@ class TargetHooks:
     def __init__(self, target: Target, world_size: int) -> None:
         self.target = target
         self.world_size = world_size
+        # Every conformance test collected, deselected ones too: (name without platform id, platform id).
+        self.collected: set[tuple[str, str]] = set()
 
     def pytest_report_header(self) -> str:
         return self.target.describe()
@@ -110,6 +116,30 @@ class TargetHooks:
                 raise pytest.UsageError(f"--dist-communicator {self.target.name}: {error}") from None
         for item in items:
             self._mark(item)
+
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, str] | None:
+        # A holding gap is the target behaving as recorded: "known gap" on the terminal, not "xfailed".
+        reason = getattr(report, "wasxfail", None)
+        if report.when == "call" and report.skipped and str(reason or "").startswith(KNOWN_GAP_REASON):
+            return "known gap", "x", "KNOWN GAP"
+        return None
+
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            self._note_collected(item)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        # Only when whole directories were collected: a run of one file or one test leaves most gaps unused.
+        if not self.target.adapter.known_gaps or not _collected_whole_directories(session.config):
+            return
+        never = unmatched(self.target.adapter.known_gaps, self.collected)
+        if never:
+            lines = [f"{gap.origin or 'gap'}: {gap.test!r} on {', '.join(gap.platforms)}" for gap in never]
+            raise pytest.UsageError(
+                f"--dist-communicator {self.target.name}: {len(never)} known gap(s) never match a collected "
+                "test (renamed or removed tests?); correct the pattern or remove the gap:\n  "
+                + "\n  ".join(lines)
+            )
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[Any]:
@@ -136,7 +166,7 @@ class TargetHooks:
                     pytest.mark.skip(reason=f"{reason}; not run for --dist-communicator {self.target.name}")
                 )
                 return
-        if not _uses_any(getattr(item, "fixturenames", ()), CONFORMANCE_FIXTURES):
+        if not self._note_collected(item):
             return
         platform = platform_of(item, self.target.platforms)
         test_name = strip_platform_id(item.name, platform.id)
@@ -145,10 +175,25 @@ class TargetHooks:
                 item.stash[_GAP] = gap
                 item.add_marker(
                     pytest.mark.xfail(
-                        strict=True, reason=f"known gap of {self.target.name} on {platform.id}: {gap.reason}"
+                        strict=True,
+                        reason=f"{KNOWN_GAP_REASON}{self.target.name} on {platform.id}: {gap.reason}",
                     )
                 )
                 return
+
+    def _note_collected(self, item: pytest.Item) -> bool:
+        """Remember a conformance test's name and platform for the never-matching check; False for others."""
+        if not _uses_any(getattr(item, "fixturenames", ()), CONFORMANCE_FIXTURES):
+            return False
+        platform = platform_of(item, self.target.platforms)
+        self.collected.add((strip_platform_id(item.name, platform.id), platform.id))
+        return True
+
+
+def _collected_whole_directories(config: pytest.Config) -> bool:
+    """Whether every path the session was given is a directory (no file, no test id): a whole suite."""
+    paths = [Path(config.invocation_params.dir, arg.split("::")[0]) for arg in config.args]
+    return bool(paths) and all(path.is_dir() for path in paths)
 
 
 def _not_for_other_targets(item: pytest.Item) -> str:
@@ -186,11 +231,19 @@ def create_on_rank(item: pytest.Item, env: DistEnv, settings: DistSettings) -> A
 
 
 def factory_on_rank(item: pytest.Item, env: DistEnv, settings: DistSettings) -> Callable[..., Any]:
-    """On a rank: `communicator_factory(all2all_backend=...)`, a new communicator of this test's platform."""
+    """On a rank: `communicator_factory(all2all_backend=..., group=...)`, a new communicator of this test's
+    platform, over the world or over `group` (from `dist.new_group(ranks)`, on a member of it)."""
     adapter = _adapter(settings.communicator)
     platform = platform_of(item, adapter.platforms(settings.device))
 
-    def make(all2all_backend: str = settings.all2all_backend) -> Any:
-        return adapter.create(env, platform, all2all_backend)
+    def make(all2all_backend: str = settings.all2all_backend, group: Any = None) -> Any:
+        if group is None:
+            return adapter.create(env, platform, all2all_backend)
+        if "group" not in inspect.signature(adapter.create).parameters:
+            pytest.skip(
+                f"the {settings.communicator} adapter builds no communicator over a sub-group "
+                "(its create() takes no `group`)"
+            )
+        return adapter.create(env, platform, all2all_backend, group=group)
 
     return make

@@ -48,7 +48,8 @@ def grid(cells: list[dict[str, Any]]) -> tuple[list[str], list[int], dict[tuple[
 
 
 def cell_text(cell: dict[str, Any]) -> str:
-    """A cell's entry in the grid: '[axis values ][N nodes: ]status passed/ran (+N skipped) · 12s'."""
+    """A cell's entry in the grid: '[axis values ][N nodes: ]status passed/ran (+N known gaps) (+N skipped) ·
+    12s'."""
     # A multi-node cell shares its world size's column with the single-node one: say which it is.
     nodes = cell.get("nodes") or 1
     words = ["-".join((cell.get("params") or {}).values()), f"{nodes} nodes" if nodes > 1 else ""]
@@ -64,6 +65,8 @@ def cell_text(cell: dict[str, Any]) -> str:
         text += f" ({counts['flaky']} flaky)"
     if counts.get("quarantined"):
         text += f" ({counts['quarantined']} quarantined failed)"
+    if counts.get("known_gaps"):
+        text += f" (+{counts['known_gaps']} known gap{'s' if counts['known_gaps'] > 1 else ''})"
     if counts["skipped"]:
         text += f" (+{counts['skipped']} skipped)"
     if counts.get("not_run"):

@@ -17,6 +17,8 @@ from plugin_runs import run_pytest_in
 
 ADAPTER = textwrap.dedent(
     """
+    import os
+
     from harness.adapters.base import KnownGap, TargetPlatform
 
 
@@ -48,7 +50,8 @@ ADAPTER = textwrap.dedent(
             KnownGap("test_all_reduce_sums", ("xpu_emulated",), "recorded, but all_reduce works"),
             KnownGap("test_broadcast_of_zeros", ("xpu_emulated",), "recorded as a ValueError",
                      match="ValueError"),
-        )
+        ) + ((KnownGap("test_renamed_away", ("cpu",), "since renamed", origin="gaps.yaml:7: v 1.0 gap 4"),)
+             if os.environ.get("TOY_RENAMED_GAP") else ())
 
         def platforms(self, device):
             return (TargetPlatform("cpu"), TargetPlatform("xpu", emulated_on="cpu"))
@@ -92,6 +95,14 @@ TESTS = textwrap.dedent(
         made = communicator_factory("allgather_reducescatter")
         assert made.platform == communicator_platform
         made.destroy()
+
+
+    def test_a_subgroup_needs_an_adapter_that_takes_a_group(communicator_factory):
+        import torch.distributed as dist
+
+        group = dist.new_group([0])
+        if dist.get_rank() == 0:
+            communicator_factory(group=group)
 
 
     def test_of_the_reference_package_only(dist_env):
@@ -151,6 +162,8 @@ def test_a_gap_that_holds_is_an_xfail_naming_its_reason(toy_run):
     name = "test_broadcast_returns_the_tensor[xpu_emulated]"
     assert run.outcomes[name] == "skipped"  # JUnit's form of xfailed
     assert "known gap of toyengine on xpu_emulated: broadcast returns None" in run.messages[name]
+    # On the terminal too: the target behaving as recorded, not an expected failure of the suite.
+    assert " 1 known gap" in run.output.splitlines()[-1]
 
 
 def test_a_gap_that_no_longer_holds_fails_the_run(toy_run):
@@ -166,6 +179,26 @@ def test_a_gap_that_fails_differently_than_recorded_fails(toy_run):
     assert run.outcomes[name] == "failed"
     assert "recorded a failure matching 'ValueError'" in run.messages[name]
     assert "NoneType" in run.messages[name]
+
+
+def test_an_adapter_without_sub_groups_skips_the_sub_group_tests(toy_run):
+    run, _ = toy_run
+    name = "test_a_subgroup_needs_an_adapter_that_takes_a_group[cpu]"
+    assert run.outcomes[name] == "skipped"
+    assert "the toyengine adapter builds no communicator over a sub-group" in run.messages[name]
+
+
+def test_a_gap_that_matches_no_collected_test_is_an_error_naming_where_it_is(tmp_path, monkeypatch):
+    _install_toy_engine(tmp_path)
+    (tmp_path / "test_toy.py").write_text(TESTS)
+    monkeypatch.setenv("TOY_RENAMED_GAP", "1")
+    run = run_pytest_in(tmp_path, "--dist-communicator=toyengine", "-k", "all_reduce", timeout=180)
+    assert run.ret == 4, run.output
+    assert "1 known gap(s) never match a collected test" in run.output
+    assert "gaps.yaml:7: v 1.0 gap 4: 'test_renamed_away' on cpu" in run.output
+    # One file, or one test, of the suite: the other gaps are not expected to match.
+    run = run_pytest_in(tmp_path, "--dist-communicator=toyengine", "test_toy.py::test_all_reduce_sums")
+    assert run.outcomes["test_all_reduce_sums[cpu]"] == "passed", run.output
 
 
 def test_tests_of_the_reference_package_are_skipped_for_another_target(toy_run):

@@ -118,10 +118,10 @@ class VllmAdapter:
                 f"{type(error).__name__}: {error}"
             ) from error
 
-    def create(self, env: DistEnv, platform: TargetPlatform, all2all_backend: str) -> Any:
+    def create(self, env: DistEnv, platform: TargetPlatform, all2all_backend: str, group: Any = None) -> Any:
         from harness.adapters.vllm.communicator import VllmCommunicator
 
-        return VllmCommunicator(env, platform, all2all_backend)
+        return VllmCommunicator(env, platform, all2all_backend, group)
 
     def version(self) -> str | None:
         try:

@@ -1,7 +1,8 @@
 """vLLM's device communicators behind the conformance suite's API; every call goes to vLLM's own code.
 
-Runs on a rank. Collectives go to one communicator vLLM would build for a group of all ranks (constructed
-as vLLM's group coordinators construct theirs); dispatch/combine go to the EP group's communicator and its
+Runs on a rank. Collectives go to one communicator vLLM would build for a group of all ranks, or of the
+ranks of a sub-group (constructed as vLLM's group coordinators construct theirs, which pass the same group as
+cpu_group and device_group on cpu/gloo); dispatch/combine go to the EP group's communicator and its
 all2all manager, inside a forward context that carries the per-rank token counts. What vLLM returns is
 returned unchanged, what it raises propagates: the suite judges vLLM, not this file.
 """
@@ -22,7 +23,9 @@ if TYPE_CHECKING:
 class VllmCommunicator:
     """One rank's vLLM communicator for `platform` (cpu, or xpu/cuda logic emulated on cpu over gloo)."""
 
-    def __init__(self, env: DistEnv, platform: TargetPlatform, all2all_backend: str) -> None:
+    def __init__(
+        self, env: DistEnv, platform: TargetPlatform, all2all_backend: str, group: Any = None
+    ) -> None:
         engine_shim.select_cpu_target()
         engine_shim.install_platform(platform.name)
         from vllm.config import set_current_vllm_config
@@ -30,15 +33,18 @@ class VllmCommunicator:
         self.platform = platform.name
         self.emulated = platform.emulated_on is not None
         self.device = env.device
-        self.world_size = env.world_size
         self._env = env
+        self._over_subgroup = group is not None
+        group = env.group if group is None else group
         self._config = engine_shim.engine_config(env.rank, env.world_size, all2all_backend)
         self._state: engine_shim.ParallelState | None = None
         with set_current_vllm_config(self._config):
             self._impl = engine_shim.communicator_class(platform.name)(
-                cpu_group=env.group, device=env.device, device_group=env.group, unique_name="world"
+                cpu_group=group, device=env.device, device_group=group, unique_name="world"
             )
+        # The group's own numbering, as vLLM keeps it (rank_in_group, world_size of cpu_group).
         self.rank = self._impl.rank_in_group
+        self.world_size = self._impl.world_size
 
     @property
     def implementation(self) -> Any:
@@ -128,6 +134,11 @@ class VllmCommunicator:
 
     def _parallel_state(self) -> engine_shim.ParallelState:
         # Built on first use: DP/EP groups cost a dozen group creations, which plain collectives never need.
+        if self._over_subgroup:
+            # vLLM's EP group is built from its world group, which must be the whole process group.
+            raise NotImplementedError(
+                "the vLLM adapter runs dispatch/combine on the world's EP group only, not on a sub-group"
+            )
         if self._state is None:
             self._state = engine_shim.ParallelState(
                 self._config, self.platform, self._env.rank, self.world_size

@@ -1,0 +1,49 @@
+"""Holding known gaps are counted and shown as "known gap", not "skipped": counts, grid, live progress."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.progress_view import CellProgress
+from harness.results_dir.junit import scan_junit
+from harness.results_dir.render import cell_text
+
+GAP = '<skipped type="pytest.xfail" message="known gap of vllm on cpu: r"/>'
+JUNIT = f"""<?xml version="1.0" encoding="utf-8"?>
+<testsuites>
+  <testsuite name="cpu-gloo-ws2-vllm-0.33.0" tests="5" failures="0" errors="0" skipped="4">
+    <testcase name="test_all_reduce[cpu]"/>
+    <testcase name="test_gather[cpu]">{GAP}</testcase>
+    <testcase name="test_x[cpu]">{GAP}</testcase>
+    <testcase name="test_y[cpu]"><skipped type="pytest.xfail" message="flaky here"/></testcase>
+    <testcase name="test_z[cpu]"><skipped type="pytest.skip" message="needs world size 3"/></testcase>
+  </testsuite>
+</testsuites>
+"""
+
+
+def test_holding_gaps_are_counted_apart_from_skips_and_other_xfails(tmp_path: Path):
+    path = tmp_path / "junit.xml"
+    path.write_text(JUNIT)
+    counts = scan_junit(path)
+    assert (counts.passed, counts.known_gaps, counts.skipped, counts.total) == (1, 2, 2, 5)
+
+
+def test_the_grid_says_known_gaps():
+    cell = {
+        "status": "passed",
+        "params": {"vllm": "0.33.0"},
+        "counts": {"passed": 1, "failed": 0, "errors": 0, "skipped": 2, "known_gaps": 2},
+        "duration_s": 3.0,
+    }
+    assert cell_text(cell) == "0.33.0: passed 1/1 (+2 known gaps) (+2 skipped) · 3.0s"
+    cell["counts"] = {"passed": 1, "failed": 0, "errors": 0, "skipped": 0}  # a summary from before
+    assert cell_text(cell) == "0.33.0: passed 1/1 · 3.0s"
+
+
+def test_the_live_progress_says_known_gap_and_counts_it_apart():
+    cell = CellProgress()
+    report = {"event": "report", "when": "call", "outcome": "skipped"}
+    assert cell.apply({**report, "known_gap": True}) == "KNOWN GAP"
+    assert cell.apply(report) == "SKIPPED"
+    assert (cell.known_gaps, cell.skipped) == (1, 1)
