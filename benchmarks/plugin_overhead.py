@@ -7,10 +7,14 @@ tests in the same run give pytest's own per-test floor.
     python benchmarks/plugin_overhead.py                        # CPU, gloo, world size 4
     python benchmarks/plugin_overhead.py --device cuda --world-size 4 --no-mptc
     python benchmarks/plugin_overhead.py --variants reuse --fixtures --plugin-from /tmp/main-checkout
+    python benchmarks/plugin_overhead.py --variants reuse --fixtures --rounds 3 \
+        --plugin-from /tmp/before --plugin-from .
 
 `--fixtures` gives every test what real suites have: numpy and hypothesis imported, an autouse fixture that
 sets an environment variable through monkeypatch, a seeded torch RNG and tmp_path; `--plugin-from` measures
-another checkout's plugin (the code before a change) with this script.
+another checkout's plugin (the code before a change) with this script. Given twice or more, the checkouts
+run side by side in one run, alternating round by round (`--rounds`), so that a machine's changing load
+falls on both; the table ends with each checkout's median over the rounds.
 """
 
 from __future__ import annotations
@@ -127,11 +131,15 @@ def main() -> int:
     parser.add_argument(
         "--plugin-from",
         type=Path,
-        default=REPO_ROOT,
-        help="checkout whose harness package (plugin) is measured. Default: this one.",
+        action="append",
+        help="checkout whose harness package (plugin) is measured; repeat to compare. Default: this one.",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="runs of each variant per checkout, alternating"
     )
     parser.add_argument("--json", type=Path, default=Path("results/plugin_overhead.json"))
     args = parser.parse_args()
+    roots = [root.resolve() for root in args.plugin_from or [REPO_ROOT]]
     backend = {"cpu": "gloo", "cuda": "nccl", "xpu": "xccl"}[args.device]
     dist_args = [f"--dist-device={args.device}", f"--dist-world-size={args.world_size}"]
     figures: list[Figures] = []
@@ -162,8 +170,13 @@ def main() -> int:
             (work / name).write_text(
                 PLUGIN_TESTS.format(world_size=args.world_size, fixtures=fixtures, tests=tests)
             )
-            figures.append(_run(work, variant, name, [*dist_args, *extra], args.plugin_from))
+            for _ in range(args.rounds):
+                for root in roots:
+                    label = f"{variant} @{root.name}" if len(roots) > 1 else variant
+                    figures.append(_run(work, label, name, [*dist_args, *extra], root))
     _print_table(args, figures)
+    if len(roots) > 1 or args.rounds > 1:
+        _print_side_by_side(figures)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
         json.dumps(
@@ -171,7 +184,8 @@ def main() -> int:
                 "device": args.device,
                 "backend": backend,
                 "fixtures": args.fixtures,
-                "plugin_from": str(args.plugin_from),
+                "plugin_from": [str(root) for root in roots],
+                "rounds": args.rounds,
                 "world_size": args.world_size,
                 "cpus": os.cpu_count(),
                 "load_average": os.getloadavg(),
@@ -256,6 +270,17 @@ def _print_table(args: argparse.Namespace, figures: list[Figures]) -> None:
     print(
         f"reuse mode median: {reuse.median_s * 1e3:.1f} ms, {overhead * 1e3:.1f} ms over a plain pytest test"
     )
+
+
+def _print_side_by_side(figures: list[Figures]) -> None:
+    """Each variant's median per-test time over its rounds (the median of the runs' medians)."""
+    runs: dict[str, list[float]] = {}
+    for f in figures:
+        runs.setdefault(f.variant, []).append(f.median_s)
+    print("\nOver the rounds (median of the runs' medians; each run's median, in ms):")
+    for variant, medians in runs.items():
+        each = ", ".join(f"{m * 1e3:.1f}" for m in medians)
+        print(f"  {variant:44} {statistics.median(medians) * 1e3:7.1f} ms   ({each})")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from harness.pytest_plugin.nodes import node_options, serve_node_store
 from harness.pytest_plugin.outcomes import Verdict
 from harness.pytest_plugin.progress_writer import ProgressWriter
 from harness.pytest_plugin.rank_warnings import WarningsFromForkedChildren, reissue_for_item, session_filters
-from harness.pytest_plugin.reuse_check import compare_modes
+from harness.pytest_plugin.reuse_check import UNSEEN_BY_REUSE_MODE, compare_modes
 from harness.pytest_plugin.settings import DistSettings, resolve_reuse
 from harness.pytest_plugin.targets import INTERNALS_MARKER, TargetHooks, requested_platform, select_target
 from harness.pytest_plugin.uncaptured_output import keep_uncaptured_output
@@ -323,9 +323,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    tally = terminalreporter.config.stash[_STATE].tally
-    if tally is not None and tally.distributed_tests:
-        tally.write_summary(terminalreporter)
+    state = terminalreporter.config.stash[_STATE]
+    if state.tally is not None and state.tally.distributed_tests:
+        state.tally.write_summary(terminalreporter)
+        if not state.settings.check_reuse:
+            terminalreporter.write_line(UNSEEN_BY_REUSE_MODE)
 
 
 @pytest.fixture

@@ -11,11 +11,12 @@ torch's C switches are enumerated from torch's own getters (`torch._C._get_*` th
 with its `torch._C._set_*` twin; plus the Python-level ones (threads, default device, anomaly mode, inference
 mode, torch-function and dispatch modes, print options, the `torch._dynamo`/`_inductor`/... config modules),
 numpy's error, print and buffer options, and the interpreter's (recursion limit, switch interval, int digits
-limit, gc, umask, locale, import hooks).
+limit, gc, umask, locale, import hooks, signal handlers, the CPU's flush-denormal mode).
 """
 
 from __future__ import annotations
 
+import _signal  # not signal: its getsignal wraps each answer in an enum (285 us for all signals, not 4)
 import gc
 import locale
 import os
@@ -118,6 +119,10 @@ def _torch_probes() -> list[Probe]:
         Probe("torch.is_inference_mode_enabled()", torch.is_inference_mode_enabled),
         Probe("torch-function modes", _torch_function_modes),
         Probe("torch dispatch modes", lambda: torch._C._len_torch_dispatch_stack()),
+        # torch.set_flush_denormal has no getter: read it off the arithmetic it changes (in this thread, as
+        # the setter sets it in this thread only: a worker's pool threads keep theirs, a fresh rank's new
+        # ones inherit the main thread's).
+        Probe("torch.set_flush_denormal()", _denormals_flushed, torch.set_flush_denormal),
         Probe(
             "torch.set_printoptions",
             lambda: dict(vars(torch._tensor_str.PRINT_OPTS)),
@@ -136,6 +141,11 @@ def _torch_function_modes() -> tuple[str, ...]:
     return tuple(type(mode).__qualname__ for mode in modes if type(mode).__name__ != "DeviceContext")
 
 
+def _denormals_flushed() -> bool:
+    half_of_smallest = sys.float_info.min / 2.0  # a denormal, unless the CPU flushes it to zero
+    return half_of_smallest == 0.0
+
+
 def _config_modules() -> list[Any]:
     config_module = sys.modules.get("torch.utils._config_module")
     kind = getattr(config_module, "ConfigModule", None)
@@ -150,9 +160,11 @@ def _config_probe(module: Any) -> Probe:
 
     def read() -> dict[str, Any]:
         try:
-            return module._get_dict(skip_default=True, readonly_values=True)
+            values = module._get_dict(skip_default=True, readonly_values=True)
         except Exception:  # an older torch: the whole configuration, slower
             return module.get_config_copy()
+        # An option set back to its default (as `config.patch` does on exit) still counts as set there.
+        return {key: value for key, value in values.items() if not _at_default(module._config[key], value)}
 
     def write(values: dict[str, Any]) -> None:
         for key in read().keys() - values.keys():
@@ -161,6 +173,12 @@ def _config_probe(module: Any) -> Probe:
             setattr(module, key, value)
 
     return Probe(f"{module.__name__} options", read, write)
+
+
+def _at_default(entry: Any, value: Any) -> bool:
+    unset = sys.modules["torch.utils._config_module"]._UNSET_SENTINEL
+    environment = (entry.env_value_default, entry.env_value_force)
+    return value == entry.default and all(v is unset or v == entry.default for v in environment)
 
 
 def _numpy_probes() -> list[Probe]:
@@ -181,6 +199,21 @@ def _umask() -> int:
     return mask
 
 
+_SIGNALS = sorted(map(int, _signal.valid_signals()))
+
+
+def _signal_handlers() -> tuple[tuple[int, str], ...]:
+    """The Python-level handler of every signal that has one set: named by function, not by identity, as
+    pytest plugins (pytest-timeout) install a new closure of one function around every test. A handler's
+    function does not pickle in general: detected only."""
+    handlers = []
+    for number in _SIGNALS:
+        handler = _signal.getsignal(number)
+        if callable(handler):
+            handlers.append((number, f"{getattr(handler, '__module__', '')}.{handler.__qualname__}"))
+    return tuple(handlers)
+
+
 def _interpreter_probes() -> list[Probe]:
     return [
         Probe("sys.getrecursionlimit()", sys.getrecursionlimit, sys.setrecursionlimit),
@@ -196,6 +229,7 @@ def _interpreter_probes() -> list[Probe]:
         ),
         Probe("sys.meta_path", lambda: tuple(map(id, sys.meta_path))),
         Probe("sys.path_hooks", lambda: tuple(map(id, sys.path_hooks))),
+        Probe("signal handlers", _signal_handlers),
     ]
 
 

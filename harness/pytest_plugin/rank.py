@@ -137,9 +137,11 @@ def serve_tests(
             outcome = run_test_body(item, env, funcargs, settings)
             for monkeypatch in monkeypatches:
                 monkeypatch.undo()
-        state.restore()
         flush_stdio()
         results.send(outcome)
+        # After the outcome is sent: the pytest process goes on to the next test's set-up meanwhile, and this
+        # worker reads the next payload only once its state is back.
+        state.restore()
     if env is not None:
         dist.destroy_process_group()
 

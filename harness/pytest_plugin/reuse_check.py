@@ -11,6 +11,14 @@ from __future__ import annotations
 
 from harness.pytest_plugin.outcomes import Verdict
 
+# Written under reuse mode's summary line (not in check mode): what reuse mode neither carries nor detects
+# (README, "Neither carried nor detected"), so that a report from reuse mode says what it could not see.
+UNSEEN_BY_REUSE_MODE = (
+    "comm-harness reuse mode cannot see what fixtures change in place (an object's contents: a list appended "
+    "to, a logger's level) or open resources they hand over (a file descriptor, a socket); "
+    "--dist-reuse check runs each test both ways and fails those whose outcomes differ"
+)
+
 
 def compare_modes(fresh: Verdict, reused: Verdict) -> Verdict:
     """The verdict of a test run both ways: the reused one when they agree, else a failure naming both."""

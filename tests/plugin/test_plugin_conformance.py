@@ -20,6 +20,7 @@ ON_FRESH_RANKS = {
     "test_sees_class_state",  # the first test under a class-scoped fixture that sets a class attribute
     "test_stdlib_module_attribute",  # json.MARKER: modules outside the suite are watched too
     "test_inference_mode",  # a switch with no setter
+    "test_signal_handler",  # a handler: does not pickle
 }
 
 
@@ -30,4 +31,4 @@ def test_reuse_mode_gives_the_outcomes_of_fork_mode(tmp_path):
     assert result.identical, table
     assert {row.name: row.fork for row in result.rows if row.fork != "passed"} == NOT_PASSING, table
     assert {row.name for row in result.rows if row.fresh_ranks_reason} == ON_FRESH_RANKS, table
-    assert "8 of " in result.summary_lines["reuse"] and "ran on fresh ranks" in result.summary_lines["reuse"]
+    assert "9 of " in result.summary_lines["reuse"] and "ran on fresh ranks" in result.summary_lines["reuse"]

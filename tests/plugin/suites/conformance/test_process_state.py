@@ -1,9 +1,10 @@
 """Process-wide state that fixtures set outside the suite's own modules: attributes of standard-library
 modules, torch's switches (C flags, threads, default device, config modules), numpy's options, warning
-filters, the interpreter's limits. Each test reads in its body what its fixture set; the next one, that it
-is back."""
+filters, the interpreter's limits, signal handlers, flush-denormal mode. Each test reads in its body what its
+fixture set; the next one, that it is back."""
 
 import json
+import signal
 import sys
 import warnings
 
@@ -152,3 +153,32 @@ def test_inference_mode(dist_env, inference_mode):
 
 def test_inference_mode_is_back(dist_env):
     assert not torch.is_inference_mode_enabled() and not torch.is_anomaly_enabled()
+
+
+@pytest.fixture
+def flushed_denormals():
+    torch.set_flush_denormal(True)
+    yield
+    torch.set_flush_denormal(False)
+
+
+def test_flush_denormal(dist_env, flushed_denormals):
+    # No getter in torch: carried by the arithmetic it changes (where the CPU can flush at all).
+    flushed = torch.tensor([1e-310], dtype=torch.float64).mul(1.0).item() == 0.0
+    assert flushed or not torch.set_flush_denormal(True)
+
+
+def test_flush_denormal_is_back(dist_env):
+    assert torch.tensor([1e-310], dtype=torch.float64).mul(1.0).item() != 0.0
+
+
+@pytest.fixture
+def usr1_handler():
+    previous = signal.signal(signal.SIGUSR1, lambda *_: None)
+    yield
+    signal.signal(signal.SIGUSR1, previous)
+
+
+def test_signal_handler(dist_env, usr1_handler):
+    # A handler does not pickle: detected, the test runs on fresh ranks, which inherit it.
+    assert signal.getsignal(signal.SIGUSR1) not in (signal.SIG_DFL, signal.SIG_IGN)
