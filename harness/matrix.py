@@ -54,7 +54,9 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "timeout": 1800,
     "test_timeout": 120,
     "env": {},
-    "required": False,
+    # Every cell is required unless the matrix says otherwise: `--strict` then means "everything in this
+    # matrix must run to a verdict"; a cell for hardware you may lack says `required: false`.
+    "required": True,
     "check_collectives": False,
     "cores": None,
 }
@@ -542,7 +544,9 @@ def _freeze(draft: _Draft, device_config: dict[str, Any], path: Path) -> Cell:
     settings = {**BUILTIN_DEFAULTS, **draft.settings}
     image_config = device_config.get("image")
     image = None
-    if image_config:
+    # `image: {}` is the stock image with its defaults, as `image: {shm_size: 1g}` is; only no `image:`
+    # at all keeps the device's cells out of Docker.
+    if image_config is not None:
         image = ImageSpec(
             dockerfile=image_config.get("dockerfile"),
             build_args={

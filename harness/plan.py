@@ -132,7 +132,8 @@ def _plan_one(
             if gap:
                 return PlannedCell(cell, None, gap)
             if cell.image is None:
-                return PlannedCell(cell, None, f"device {cell.device} has no `image:` in the matrix")
+                add = f"add `image: {{}}` under devices.{cell.device} for the stock image"
+                return PlannedCell(cell, None, f"device {cell.device} has no `image:` in the matrix ({add})")
             present, image_reason = image_check(cell) if image_check else (False, "")
             note = "image present" if present else f"image will be built first ({image_reason})"
             return PlannedCell(cell, "docker", note + _gpu_note(cell, host))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from harness.errors import EXIT_STRICT, ConfigurationError
+from harness.errors import EXIT_NO_TESTS, EXIT_STRICT, ConfigurationError
 from harness.executors import make_executors, open_docker_executor
 from harness.matrix import Matrix, load_matrix
 from harness.model import FAILING_STATUSES, NOT_RUN_STATUSES, CellResult, Executor
@@ -25,7 +25,7 @@ from harness.progress_view import make_progress_view
 from harness.results_dir.files import LOG_TXT
 from harness.results_dir.junit import Failure
 from harness.results_dir.render import render_table
-from harness.results_dir.report import ResultsReport
+from harness.results_dir.report import ResultsReport, nothing_ran_reason
 from harness.results_dir.summary import RunReport, skipped_result
 from harness.run_guardian import RunGuard
 from harness.scheduler import CellScheduler, ResourcePool
@@ -77,7 +77,8 @@ def plan_matrix(
 def run_plan(plan: MatrixPlan, out: Path, guard: RunGuard, *, jobs: int | None, strict: bool) -> int:
     """Run the planned cells into `out`, live progress and the final table on stdout; the exit code.
 
-    0 passed, 1 failures, 3 `strict` and a required cell did not run to a verdict, 130 interrupted.
+    0 passed, 1 failures, 3 `strict` and a required cell did not run to a verdict, 5 no test executed in
+    any cell (every cell skipped, say: a CI job whose cell cannot run here fails), 130 interrupted.
     """
     console = make_console()
     for note in guard.notes:
@@ -135,6 +136,8 @@ def run_plan(plan: MatrixPlan, out: Path, guard: RunGuard, *, jobs: int | None, 
     if exit_code == EXIT_STRICT:
         missing = [c["id"] for c in report.cells if c["required"] and c["status"] in NOT_RUN_STATUSES]
         print_line(console, f"--strict: required cells did not run or errored: {', '.join(missing)}")
+    if exit_code == EXIT_NO_TESTS:
+        print_line(console, nothing_ran_reason(report.cells))
     if interrupted:
         console.print("Interrupted: running cells were stopped; the summary holds what finished.")
     files = "(summary.json, summary.md, junit.xml)"

@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    """Plan, run, report; returns 0, 1 (failures), 3 (--strict) or 130 (interrupted)."""
+    """Plan, run, report; returns 0, 1 (failures), 3 (--strict), 5 (no test ran) or 130 (interrupted)."""
     check_output_dir(args.out, "--out")
     with RunGuard(args.out) as guard:
         plan = plan_matrix(

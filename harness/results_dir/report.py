@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.bench.floors import Floor
-from harness.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_STRICT, EXIT_TEST_FAILURES
+from harness.errors import EXIT_INTERRUPTED, EXIT_NO_TESTS, EXIT_OK, EXIT_STRICT, EXIT_TEST_FAILURES
 from harness.model import FAILING_STATUSES, NOT_RUN_STATUSES
 from harness.qualify import BenchOutcome
 from harness.results_dir.junit import JUNIT_XML, CellFailures, Failure, junit_failures
@@ -29,7 +29,8 @@ def now_iso() -> str:
 
 
 def compute_exit_code(cells: Iterable[dict[str, Any]], *, strict: bool, interrupted: bool) -> int:
-    """130 interrupted; 3 --strict and a required cell did not run to a verdict; 1 failures; else 0."""
+    """130 interrupted; 3 --strict and a required cell did not run to a verdict; 1 failures; 5 no test
+    executed in any cell (pytest's "no tests ran"); else 0."""
     cells = list(cells)
     if interrupted:
         return EXIT_INTERRUPTED
@@ -37,7 +38,29 @@ def compute_exit_code(cells: Iterable[dict[str, Any]], *, strict: bool, interrup
         return EXIT_STRICT
     if any(c["status"] in FAILING_STATUSES for c in cells):
         return EXIT_TEST_FAILURES
+    if tests_executed(cells) == 0:
+        return EXIT_NO_TESTS
     return EXIT_OK
+
+
+def tests_executed(cells: Iterable[dict[str, Any]]) -> int:
+    """Tests that ran to an outcome (passed, failed or errored) over all cells; skipped tests ran nothing."""
+    return sum(c["counts"].get(k, 0) for c in cells for k in ("passed", "failed", "errors"))
+
+
+def nothing_ran_reason(cells: list[dict[str, Any]]) -> str:
+    """The one line that says why a run or report exits 5: which cells were skipped, which ran no test."""
+    if not cells:
+        return "no test ran: no cell was selected"
+    skipped = [c for c in cells if c["status"] == "skipped"]
+    if len(skipped) == len(cells):
+        reasons = sorted({(c.get("reason") or "no reason given").splitlines()[0] for c in skipped})
+        return f"no test ran: every cell was skipped ({'; '.join(reasons)})"
+    empty = [c["id"] for c in cells if c["status"] != "skipped"]
+    return (
+        f"no test ran: {', '.join(empty)} collected no test or skipped every one "
+        "(check `tests:`, `markers:` and `keyword:` in the matrix, or -k)"
+    )
 
 
 @dataclass

@@ -29,6 +29,7 @@ devices:
     world_sizes: [2, 4]
     test_timeout: 30
     check_collectives: true
+    required: false
 axes:
   flavour: [plain, spicy]
 exclude:
@@ -77,6 +78,21 @@ def test_settings_resolve_defaults_then_device_then_include(project):
     assert not cells["cuda-nccl-ws4-plain"].required and cells["cuda-nccl-ws4-plain"].test_timeout_s == 30
     added = cells["cpu-gloo-ws3-plain"]
     assert added.keyword == "all_reduce" and added.source.startswith("matrix.yaml:")
+
+
+def test_cells_are_required_unless_the_matrix_says_otherwise(project):
+    # `--strict` means "everything in this matrix must run": a user's matrix needs no `required: true`.
+    plain = GOOD.replace("    required: false\n", "").replace("    required: true\n", "")
+    cells = load_matrix(project(plain)).cells
+    assert cells and all(cell.required for cell in cells)
+
+
+def test_an_empty_image_is_the_stock_image_and_no_image_keeps_cells_out_of_docker(project):
+    matrix = "version: 1\ndefaults: {tests: [tests/test_tiny.py]}\ndevices:\n  cpu: {world_sizes: [1]%s}\n"
+    empty = load_matrix(project(matrix % ", image: {}", name="empty.yaml")).cells[0].image
+    stock = load_matrix(project(matrix % ", image: {shm_size: 1g}", name="stock.yaml")).cells[0].image
+    assert empty is not None and empty == stock
+    assert load_matrix(project(matrix % "", name="none.yaml")).cells[0].image is None
 
 
 def test_check_collectives_reaches_the_plugin_of_the_cells_that_ask(project, tmp_path):
@@ -284,7 +300,7 @@ def test_nodes_split_world_sizes_and_multi_node_ids_end_in_n(project):
             version: 1
             defaults: {tests: [tests/test_tiny.py]}
             devices:
-              cpu: {world_sizes: [2, 4], nodes: [1, 2]}
+              cpu: {world_sizes: [2, 4], nodes: [1, 2], required: false}
             include:
               - {device: cpu, world_size: 4, nodes: 2, required: true}
               - {device: cpu, world_size: 6, nodes: 3}
