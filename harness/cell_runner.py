@@ -28,7 +28,13 @@ import psutil
 from harness.cgroups import CGROUP_ENV, join_cgroup
 from harness.fingerprint import collect_fingerprint
 from harness.model import Cell
-from harness.results_dir.files import FINGERPRINT_JSON, JUNIT_XML, PROGRESS_JSONL
+from harness.results_dir.files import (
+    FINGERPRINT_JSON,
+    JUNIT_XML,
+    LASTFAILED_JSON,
+    PROGRESS_JSONL,
+    PYTEST_CACHE_DIR,
+)
 
 PLUGIN_MODULE = "harness.pytest_plugin.plugin"
 # Set by an executor that runs one node of a multi-node cell here (a container per node); absent, every
@@ -56,9 +62,10 @@ def build_pytest_command(
     if load_plugin:
         command += ["-p", PLUGIN_MODULE]
     command += [
-        # The repository may be mounted read-only (containers): no .pytest_cache.
-        "-p",
-        "no:cacheprovider",
+        # The repository may be mounted read-only (containers): pytest's cache lives in the results
+        # directory, and the harness carries its failed tests to the cell's next run (`-- --lf`).
+        "-o",
+        f"cache_dir={results_dir / PYTEST_CACHE_DIR}",
         "-ra",
         "--dist-device",
         cell.device,
@@ -201,11 +208,23 @@ def run_cell(cell: Cell, results_dir: Path) -> int:
     )
     fingerprinter.start()
     exit_code = pytest_process[0].wait()
+    _keep_last_failed(results_dir)
     fingerprinter.join(timeout=FINGERPRINT_WAIT_INTERRUPTED_S if forwarded.is_set() else None)
     left = end_descendants()
     if left:
         print(f"[harness] cell {cell.id}: killed {left} process(es) its tests left running", flush=True)
     return exit_code
+
+
+def _keep_last_failed(results_dir: Path) -> None:
+    """pytest's cache of failed tests as one file at the top of the results directory, where the harness
+    takes it from (it reads no deeper path a cell could have made a link)."""
+    cached = results_dir / PYTEST_CACHE_DIR / "v" / "cache" / "lastfailed"
+    try:
+        data = cached.read_bytes()
+    except OSError:
+        return
+    (results_dir / LASTFAILED_JSON).write_bytes(data)
 
 
 def _write_fingerprint(cell: Cell, results_dir: Path) -> None:

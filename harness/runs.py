@@ -18,7 +18,7 @@ from rich.console import Console
 from harness.errors import EXIT_NO_TESTS, EXIT_STRICT, ConfigurationError
 from harness.executors import make_executors, open_docker_executor
 from harness.matrix import Matrix, load_matrix
-from harness.model import FAILING_STATUSES, NOT_RUN_STATUSES, CellResult, Executor
+from harness.model import FAILING_STATUSES, NOT_RUN_STATUSES, Cell, CellResult, Executor
 from harness.plan import ExecutorChoice, PlannedCell, plan_cells
 from harness.probe import HostCapabilities, probe_host
 from harness.progress_view import make_progress_view
@@ -55,10 +55,12 @@ def plan_matrix(
     executor: ExecutorChoice = "auto",
     offline: bool = False,
     run_id: str | None = None,
+    pytest_args: Sequence[str] = (),
 ) -> MatrixPlan:
-    """Load the matrix, select cells, probe the host and decide each cell's executor."""
+    """Load the matrix, select cells, probe the host and decide each cell's executor; `pytest_args` (from
+    the command line, after `--`) are added to every selected cell's."""
     matrix = load_matrix(matrix_path)
-    cells = matrix.select(patterns)
+    cells = [with_pytest_args(cell, pytest_args) for cell in matrix.select(patterns)]
     host = probe_host(docker=executor != "local")
     docker = None
     if host.docker_available and executor != "local":
@@ -72,6 +74,32 @@ def plan_matrix(
             host = dataclasses.replace(host, docker_available=False, docker_reason=str(error))
     image_check = getattr(docker, "image_status", None)
     return MatrixPlan(matrix, host, plan_cells(cells, host, executor, image_check), docker)
+
+
+def with_pytest_args(cell: Cell, extra: Sequence[str]) -> Cell:
+    """`cell` with command-line pytest arguments after its own; a `-k`/`-m` there narrows the cell's
+    `keyword:`/`markers:` (both must hold) instead of replacing them, as pytest's last `-k` would."""
+    if not extra:
+        return cell
+    narrowed = {"-k": cell.keyword, "-m": cell.markers}
+    rest: list[str] = []
+    words = iter(extra)
+    for word in words:
+        flag = word[:2]
+        if flag in narrowed and word not in ("-k", "-m") and not word.startswith("--"):
+            value = word[2:]
+        elif word in narrowed:
+            value = next(words, "")
+        else:
+            rest.append(word)
+            continue
+        narrowed[flag] = f"({narrowed[flag]}) and ({value})" if narrowed[flag] else value
+    return dataclasses.replace(
+        cell,
+        keyword=narrowed["-k"],
+        markers=narrowed["-m"],
+        pytest_args=(*cell.pytest_args, *rest),
+    )
 
 
 def run_plan(plan: MatrixPlan, out: Path, guard: RunGuard, *, jobs: int | None, strict: bool) -> int:

@@ -13,7 +13,14 @@ from harness.runs import plan_matrix, run_plan
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `run` subcommand."""
-    parser = subparsers.add_parser("run", help="run the matrix's cells and write the results")
+    parser = subparsers.add_parser(
+        "run",
+        help="run the matrix's cells and write the results",
+        usage="harness run [MATRIX] [options] [-- PYTEST_ARGS...]",
+        description="Run the matrix's cells. Arguments after `--` go to every cell's pytest: -k EXPR and "
+        "-m EXPR narrow the cell's keyword/markers, -x, --lf (the failed tests of the cell's last run "
+        "under the same --out), and any other.",
+    )
     add_matrix_arguments(parser)
     parser.add_argument(
         "--jobs",
@@ -44,5 +51,6 @@ def handle(args: argparse.Namespace) -> int:
             executor=args.executor,
             offline=args.offline,
             run_id=guard.run_id,
+            pytest_args=args.pytest_args,
         )
         return run_plan(plan, args.out, guard, jobs=args.jobs, strict=args.strict)
