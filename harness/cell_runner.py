@@ -28,6 +28,7 @@ import psutil
 from harness.cgroups import CGROUP_ENV, join_cgroup
 from harness.fingerprint import collect_fingerprint
 from harness.model import Cell
+from harness.pytest_plugin.rank_processes import TIMEOUT_SOURCE_ENV
 from harness.results_dir.files import (
     FINGERPRINT_JSON,
     JUNIT_XML,
@@ -132,6 +133,8 @@ def build_pytest_environment(cell: Cell, results_dir: Path) -> dict[str, str]:
     for key, value in cell.params.items():
         env[f"HARNESS_PARAM_{key.upper()}"] = value
     env["HARNESS_CELL_ID"] = cell.id
+    # A hang's message names the matrix key that set the per-test timeout, not the plugin's option.
+    env[TIMEOUT_SOURCE_ENV] = f"test_timeout in {cell.source.rpartition(':')[0] or 'the matrix'}"
     return env
 
 

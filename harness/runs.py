@@ -19,7 +19,7 @@ from harness.errors import EXIT_NO_TESTS, EXIT_STRICT, ConfigurationError
 from harness.executors import make_executors, open_docker_executor
 from harness.matrix import Matrix, load_matrix
 from harness.model import FAILING_STATUSES, NOT_RUN_STATUSES, Cell, CellResult, Executor
-from harness.plan import ExecutorChoice, PlannedCell, plan_cells
+from harness.plan import ExecutorChoice, PlannedCell, oversubscription_warnings, plan_cells
 from harness.probe import HostCapabilities, probe_host
 from harness.progress_view import make_progress_view
 from harness.results_dir.files import LOG_TXT
@@ -131,6 +131,8 @@ def run_plan(plan: MatrixPlan, out: Path, guard: RunGuard, *, jobs: int | None, 
         if remove_stale is not None:
             for name in remove_stale():
                 print_line(console, f"note: removed container {name}, left by a harness that died")
+    for line in oversubscription_warnings(planned, host.cores):
+        console.print(line, markup=False)
     view = make_progress_view(console, planned)
 
     def on_finish(result: CellResult) -> None:

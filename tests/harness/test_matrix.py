@@ -9,7 +9,7 @@ from cli_runs import REPO_ROOT
 
 from harness.cell_runner import build_pytest_command
 from harness.errors import ConfigurationError
-from harness.matrix import load_matrix, select_cells
+from harness.matrix import did_you_mean_text, load_matrix, select_cells
 
 GOOD = """
 version: 1
@@ -217,7 +217,8 @@ def test_every_problem_is_reported_at_once_with_its_line(project):
         (3, "defaults.test: unknown key 'test' (did you mean 'tests'?)"),
         (6, "devices.cpu.world_sizes[0]: 0 is too small: must be at least 1"),
         (7, "devices.cpu.image.dockerfile: Dockerfile 'docker/missing.Dockerfile' does not exist"),
-        (8, "devices.tpu: unknown device 'tpu' (did you mean 'xpu'?)"),
+        # One letter of three differs: 'xpu' is another device, not a typo of 'tpu'; no suggestion.
+        (8, "devices.tpu: unknown device 'tpu'; allowed: cpu, cuda, xpu"),
         (11, "devices.cuda.backend: device cuda uses backend nccl, not gloo"),
         (13, "devices.cuda.timeout: expected number, got string ('soon')"),
         (14, "devices.cuda.tests[1]: test path 'tests/nowhere' does not exist"),
@@ -225,6 +226,14 @@ def test_every_problem_is_reported_at_once_with_its_line(project):
     for line, text in expected:
         assert f"{path}:{line}: {text}" in message, message
     assert "7 problems" in message
+
+
+def test_did_you_mean_only_for_a_name_close_enough_to_be_meant():
+    assert did_you_mean_text("gpu", ["cpu", "cuda", "xpu"]) == ""
+    assert did_you_mean_text("world_size", ["world_sizes", "backend"]) == " (did you mean 'world_sizes'?)"
+    assert did_you_mean_text("cdua", ["cpu", "cuda", "xpu"]) == " (did you mean 'cuda'?)"
+    assert did_you_mean_text("cuad", ["cpu", "cuda", "xpu"]) == " (did you mean 'cuda'?)"
+    assert did_you_mean_text("test_time", ["test_timeout", "timeout"]) == " (did you mean 'test_timeout'?)"
 
 
 def test_backend_must_match_the_device(project):

@@ -273,7 +273,7 @@ def test_the_report_is_rewritten_as_cells_finish_and_merges_junit(tmp_path):
         assert key in first
     assert first["results_dir"] == "cpu-gloo-ws2" and summary["finished"] and summary["strict"] is True
     markdown = (out / "summary.md").read_text()
-    assert "| cpu | ❌ failed 1/2" in markdown and "rank 1: assert 3 == 4" in markdown
+    assert "| cpu | ❌ failed: 1 failed, 1 passed" in markdown and "rank 1: assert 3 == 4" in markdown
     assert "| cuda-nccl-ws4 | skipped | yes | needs 4 CUDA GPUs, this host has 0 |" in markdown
     suites = {s.get("name"): s for s in ET.parse(out / "junit.xml").getroot()}
     assert set(suites) == {"cpu-gloo-ws2", "cuda-nccl-ws4"}
@@ -298,7 +298,7 @@ def test_report_of_a_finished_run_renders_the_same_tables_as_its_summary_md(tmp_
     merged = render_markdown(merge_results([out]))
 
     assert table_lines(merged) == table_lines((out / "summary.md").read_text())
-    assert "| cpu | ❌ failed 1/2" in merged
+    assert "| cpu | ❌ failed: 1 failed, 1 passed" in merged
 
 
 def test_test_ids_keep_classes_apart_from_the_module_path():
