@@ -60,7 +60,7 @@ def test_run_passes_and_writes_every_result_file(project):
     assert suites == ["cpu-gloo-ws1-plain", "cpu-gloo-ws2-plain", "xpu-xccl-ws1-plain"]
     # Plain progress lines (CI=true): per test with its counter, per finished cell, then the table and path.
     assert "[cpu-gloo-ws2-plain] 1/3 tests/test_tiny.py::test_all_reduce_sums_ranks PASSED" in done.stdout
-    assert "[cpu-gloo-ws2-plain] PASSED: 3 passed, 0 failed" in done.stdout
+    assert "[cpu-gloo-ws2-plain] PASSED: 3 passed in " in done.stdout
     assert "[xpu-xccl-ws1-plain] skipped: no Intel GPU on this host" in done.stdout
     assert f"Results: {out}" in done.stdout
     # Below the final table too, where a reader of the end of the output looks.
