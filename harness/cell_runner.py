@@ -175,6 +175,7 @@ def run_cell(cell: Cell, results_dir: Path) -> int:
     finished.
     """
     results_dir.mkdir(parents=True, exist_ok=True)
+    _seed_last_failed(results_dir)
     contain_own_descendants(cell.id)
     command = build_pytest_command(
         cell,
@@ -219,15 +220,32 @@ def run_cell(cell: Cell, results_dir: Path) -> int:
     return exit_code
 
 
+def _last_failed_cache(results_dir: Path) -> Path:
+    return results_dir / PYTEST_CACHE_DIR / "v" / "cache" / "lastfailed"
+
+
+def _seed_last_failed(results_dir: Path) -> None:
+    """The failed tests of the cell's last run (lastfailed.json, put there by the harness) into pytest's
+    cache, made by this process so that pytest, running as the same user, can update it."""
+    try:
+        data = (results_dir / LASTFAILED_JSON).read_bytes()
+    except OSError:
+        return
+    _last_failed_cache(results_dir).parent.mkdir(parents=True, exist_ok=True)
+    _last_failed_cache(results_dir).write_bytes(data)
+
+
 def _keep_last_failed(results_dir: Path) -> None:
     """pytest's cache of failed tests as one file at the top of the results directory, where the harness
     takes it from (it reads no deeper path a cell could have made a link)."""
-    cached = results_dir / PYTEST_CACHE_DIR / "v" / "cache" / "lastfailed"
     try:
-        data = cached.read_bytes()
+        data = _last_failed_cache(results_dir).read_bytes()
     except OSError:
         return
-    (results_dir / LASTFAILED_JSON).write_bytes(data)
+    kept = results_dir / LASTFAILED_JSON
+    # The harness's copy may be another user's file: replaced, not written through.
+    kept.unlink(missing_ok=True)
+    kept.write_bytes(data)
 
 
 def _write_fingerprint(cell: Cell, results_dir: Path) -> None:

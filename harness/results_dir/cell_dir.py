@@ -21,7 +21,6 @@ from harness.results_dir.files import (
     LASTFAILED_JSON,
     LOG_TXT,
     PROGRESS_JSONL,
-    PYTEST_CACHE_DIR,
     RESULT_JSON,
     WORK_DIR,
     UnsafeResultFile,
@@ -54,9 +53,9 @@ def prepare_cell_dir(cell: Cell, cell_dir: Path) -> Path:
     write_json(cell_dir / CELL_JSON, document)
     write_json(cell_dir / WORK_DIR / CELL_JSON, document)
     if last_failed:
-        cache = cell_dir / WORK_DIR / PYTEST_CACHE_DIR / "v" / "cache"
-        cache.mkdir(parents=True)
-        write_json(cache / "lastfailed", last_failed)
+        # The cell runner puts it into pytest's cache, as the user the cell runs as (a container's may not
+        # be the harness's: directories made here would be closed to it).
+        write_json(cell_dir / WORK_DIR / LASTFAILED_JSON, last_failed)
     return cell_dir / WORK_DIR
 
 
