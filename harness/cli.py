@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 
+import harness
 from harness.errors import EXIT_INTERRUPTED, HarnessError
 from harness.untrusted_text import log_line
 
@@ -22,13 +23,18 @@ COMMAND_MODULES = [
     "harness.commands.compare",
 ]
 
+# The commands that hand arguments after `--` to every cell's pytest.
+PYTEST_ARGS_COMMANDS = ("run",)
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser with every subcommand registered."""
     parser = argparse.ArgumentParser(
         prog="harness",
         description="Run the device x world-size matrix of communicator tests (gloo, NCCL, xccl).",
+        epilog="harness run MATRIX -- ARGS...: ARGS go to every cell's pytest (-k EXPR, -x, --lf, ...).",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {harness.__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
@@ -37,7 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; HarnessError becomes its message and exit code."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # pytest's own arguments follow `--`, as with `tox -- ARGS` or `nox -- ARGS`: argparse never sees them.
+    split = argv.index("--") if "--" in argv else len(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv[:split])
+    if split < len(argv) and args.command not in PYTEST_ARGS_COMMANDS:
+        parser.error(f"{args.command} takes no arguments after `--` (`harness run MATRIX -- ARGS` does)")
+    args.pytest_args = argv[split + 1 :]
     try:
         return int(args.handler(args))
     except HarnessError as error:

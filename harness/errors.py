@@ -7,6 +7,8 @@ EXIT_OK = 0
 EXIT_TEST_FAILURES = 1
 EXIT_CONFIG = 2
 EXIT_STRICT = 3
+# No test executed in any cell (every cell skipped, or no test collected or left unskipped): as pytest's 5.
+EXIT_NO_TESTS = 5
 EXIT_INTERRUPTED = 130
 
 

@@ -57,7 +57,9 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "timeout": 1800,
     "test_timeout": 120,
     "env": {},
-    "required": False,
+    # Every cell is required unless the matrix says otherwise: `--strict` then means "everything in this
+    # matrix must run to a verdict"; a cell for hardware you may lack says `required: false`.
+    "required": True,
     "check_collectives": False,
     "cores": None,
     "retries": 0,
@@ -224,6 +226,21 @@ def _load_schema() -> dict[str, Any]:
     return json.loads(text)
 
 
+# How alike a wrong name and a known one must be (difflib's ratio) for "did you mean": one wrong letter of
+# three ('gpu' for 'xpu', 'tpu') is 0.67 and names another thing; a dropped or doubled letter is 0.8 and up.
+SUGGESTION_CUTOFF = 0.75
+
+
+def did_you_mean_text(name: str, choices: Iterable[str]) -> str:
+    """" (did you mean 'tests'?)" for a close known name, or a known name the wrong one begins (a key cut
+    short); '' when none is close enough to be what was meant."""
+    choices = [str(choice) for choice in choices]
+    hint = difflib.get_close_matches(name, choices, n=1, cutoff=SUGGESTION_CUTOFF)
+    if not hint and len(name) >= 3:
+        hint = [choice for choice in choices if choice.startswith(name)][:1]
+    return f" (did you mean '{hint[0]}'?)" if hint else ""
+
+
 def _check_schema(data: Any, problems: _Problems) -> bool:
     validator = jsonschema.Draft202012Validator(_load_schema())
     errors = list(validator.iter_errors(data))
@@ -244,8 +261,7 @@ def _report_schema_error(error: jsonschema.ValidationError, problems: _Problems)
     if kind == "additionalProperties" and isinstance(value, dict):
         allowed = sorted(error.schema.get("properties", {}))
         for name in sorted(set(value) - set(allowed)):
-            hint = difflib.get_close_matches(str(name), allowed, n=1, cutoff=0.5)
-            did_you_mean = f" (did you mean '{hint[0]}'?)" if hint else ""
+            did_you_mean = did_you_mean_text(str(name), allowed)
             what = "device" if path == ["devices"] else "key"
             message = f"unknown {what} '{name}'{did_you_mean}; allowed: {', '.join(allowed)}"
             problems.add([*path, name], message, key=True)
@@ -519,8 +535,7 @@ def _check_axis_values(axes: dict[str, tuple[str, ...]], problems: _Problems) ->
     known = known_all2all_backends()
     for index, value in enumerate(values):
         if known and str(value) not in known:
-            hint = difflib.get_close_matches(str(value), known, n=1)
-            did_you_mean = f" (did you mean '{hint[0]}'?)" if hint else ""
+            did_you_mean = did_you_mean_text(str(value), known)
             problems.add(
                 ["axes", "all2all_backend", index],
                 f"{value!r} is not an all2all backend{did_you_mean}; known: {', '.join(known)}",
@@ -536,8 +551,7 @@ def _check_axis_keys(
             continue
         if name not in axes:
             choices = sorted(known | set(axes))
-            hint = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
-            did_you_mean = f" (did you mean '{hint[0]}'?)" if hint else ""
+            did_you_mean = did_you_mean_text(name, choices)
             declared = ", ".join(axes) or "none"
             problems.add(
                 [*key_path, name],
@@ -568,7 +582,9 @@ def _freeze(draft: _Draft, device_config: dict[str, Any], path: Path) -> Cell:
     settings = {**BUILTIN_DEFAULTS, **draft.settings}
     image_config = device_config.get("image")
     image = None
-    if image_config:
+    # `image: {}` is the stock image with its defaults, as `image: {shm_size: 1g}` is; only no `image:`
+    # at all keeps the device's cells out of Docker.
+    if image_config is not None:
         image = ImageSpec(
             dockerfile=image_config.get("dockerfile"),
             build_args={

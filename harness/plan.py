@@ -112,6 +112,17 @@ def _gpu_note(cell: Cell, host: HostCapabilities) -> str:
     return f"; GPUs: {mode} ({how}{'; ' + picked if cell.image.gpus == 'auto' else ''})"
 
 
+def oversubscription_warnings(planned: Iterable[PlannedCell], cores: int) -> list[str]:
+    """One line per cell that will run here with more ranks than the host has cores: the ranks then share
+    cores, run slower and may hit test timeouts set on a larger machine."""
+    return [
+        f"warning: {p.cell.id} runs {p.cell.world_size} ranks on {cores} core{'s' if cores != 1 else ''}: "
+        "they share cores (slower; raise test_timeout or drop the cell here if tests time out)"
+        for p in planned
+        if p.executor is not None and p.cell.world_size > cores
+    ]
+
+
 def plan_cells(
     cells: Iterable[Cell],
     host: HostCapabilities,
@@ -158,7 +169,8 @@ def _plan_one(
             if gap:
                 return PlannedCell(cell, None, gap)
             if cell.image is None:
-                return PlannedCell(cell, None, f"device {cell.device} has no `image:` in the matrix")
+                add = f"add `image: {{}}` under devices.{cell.device} for the stock image"
+                return PlannedCell(cell, None, f"device {cell.device} has no `image:` in the matrix ({add})")
             present, image_reason = image_check(cell) if image_check else (False, "")
             note = "image present" if present else f"image will be built first ({image_reason})"
             return PlannedCell(cell, "docker", note + _gpu_note(cell, host))

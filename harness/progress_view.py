@@ -7,6 +7,7 @@ Events arrive from executor threads (the plugin's progress.jsonl, tailed), so ev
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -20,7 +21,7 @@ from rich.table import Table
 from harness.model import CellResult
 from harness.plan import PlannedCell
 from harness.results_dir.junit import rank_suffix
-from harness.results_dir.render import STATUS_STYLE
+from harness.results_dir.render import STATUS_STYLE, counts_text
 from harness.untrusted_text import print_line, terminal_text
 
 # The build log lines plain output shows: Docker's steps, the wheelhouse and base image, errors.
@@ -102,12 +103,8 @@ def _finish_lines(result: CellResult) -> list[str]:
     counts = result.counts
     if result.status == "skipped":
         return [f"[{result.id}] skipped: {result.reason}"]
-    text = (
-        f"[{result.id}] {result.status.upper()}: {counts.passed} passed, {counts.failed} failed, "
-        f"{counts.errors} errors, "
-        + (f"{counts.known_gaps} known gaps, " if counts.known_gaps else "")
-        + f"{counts.skipped} skipped in {result.duration_s:.1f}s"
-    )
+    words = counts_text(dataclasses.asdict(counts))
+    text = f"[{result.id}] {result.status.upper()}: {words} in {result.duration_s:.1f}s"
     if result.status in ("error", "incomplete") and result.reason:
         # A build or runner failure says its cause and its fix in the reason's last lines too.
         lines = [line for line in result.reason.splitlines() if line.strip()]

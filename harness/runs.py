@@ -15,18 +15,18 @@ from pathlib import Path
 
 from rich.console import Console
 
-from harness.errors import EXIT_STRICT, ConfigurationError
+from harness.errors import EXIT_NO_TESTS, EXIT_STRICT, ConfigurationError
 from harness.executors import make_executors, open_docker_executor
 from harness.executors.slurm import SlurmOptions
 from harness.matrix import Matrix, load_matrix
-from harness.model import FAILING_STATUSES, NOT_RUN_STATUSES, CellResult, Executor
-from harness.plan import ExecutorChoice, PlannedCell, plan_cells
+from harness.model import FAILING_STATUSES, NOT_RUN_STATUSES, Cell, CellResult, Executor
+from harness.plan import ExecutorChoice, PlannedCell, oversubscription_warnings, plan_cells
 from harness.probe import HostCapabilities, probe_host
 from harness.progress_view import make_progress_view
 from harness.results_dir.files import LOG_TXT
 from harness.results_dir.junit import Failure
 from harness.results_dir.render import render_table
-from harness.results_dir.report import ResultsReport
+from harness.results_dir.report import ResultsReport, nothing_ran_reason
 from harness.results_dir.summary import RunReport, skipped_result
 from harness.run_guardian import RunGuard
 from harness.scheduler import CellScheduler, ResourcePool
@@ -59,11 +59,12 @@ def plan_matrix(
     offline: bool = False,
     run_id: str | None = None,
     slurm_options: SlurmOptions | None = None,
+    pytest_args: Sequence[str] = (),
 ) -> MatrixPlan:
     """Load the matrix, select cells, probe the host (and Slurm, where asked for) and decide each cell's
-    executor."""
+    executor; `pytest_args` (from the command line, after `--`) are added to every selected cell's."""
     matrix = load_matrix(matrix_path)
-    cells = matrix.select(patterns)
+    cells = [with_pytest_args(cell, pytest_args) for cell in matrix.select(patterns)]
     host = probe_host(docker=executor != "local")
     docker = None
     if host.docker_available and executor != "local":
@@ -85,10 +86,37 @@ def plan_matrix(
     return MatrixPlan(matrix, host, planned, docker, slurm_options)
 
 
+def with_pytest_args(cell: Cell, extra: Sequence[str]) -> Cell:
+    """`cell` with command-line pytest arguments after its own; a `-k`/`-m` there narrows the cell's
+    `keyword:`/`markers:` (both must hold) instead of replacing them, as pytest's last `-k` would."""
+    if not extra:
+        return cell
+    narrowed = {"-k": cell.keyword, "-m": cell.markers}
+    rest: list[str] = []
+    words = iter(extra)
+    for word in words:
+        flag = word[:2]
+        if flag in narrowed and word not in ("-k", "-m") and not word.startswith("--"):
+            value = word[2:]
+        elif word in narrowed:
+            value = next(words, "")
+        else:
+            rest.append(word)
+            continue
+        narrowed[flag] = f"({narrowed[flag]}) and ({value})" if narrowed[flag] else value
+    return dataclasses.replace(
+        cell,
+        keyword=narrowed["-k"],
+        markers=narrowed["-m"],
+        pytest_args=(*cell.pytest_args, *rest),
+    )
+
+
 def run_plan(plan: MatrixPlan, out: Path, guard: RunGuard, *, jobs: int | None, strict: bool) -> int:
     """Run the planned cells into `out`, live progress and the final table on stdout; the exit code.
 
-    0 passed, 1 failures, 3 `strict` and a required cell did not run to a verdict, 130 interrupted.
+    0 passed, 1 failures, 3 `strict` and a required cell did not run to a verdict, 5 no test executed in
+    any cell (every cell skipped, say: a CI job whose cell cannot run here fails), 130 interrupted.
     """
     console = make_console()
     for note in guard.notes:
@@ -114,6 +142,8 @@ def run_plan(plan: MatrixPlan, out: Path, guard: RunGuard, *, jobs: int | None, 
         if remove_stale is not None:
             for name in remove_stale():
                 print_line(console, f"note: removed container {name}, left by a harness that died")
+    for line in oversubscription_warnings(planned, host.cores):
+        console.print(line, markup=False)
     view = make_progress_view(console, planned)
 
     def on_finish(result: CellResult) -> None:
@@ -147,6 +177,8 @@ def run_plan(plan: MatrixPlan, out: Path, guard: RunGuard, *, jobs: int | None, 
     if exit_code == EXIT_STRICT:
         missing = [c["id"] for c in report.cells if c["required"] and c["status"] in NOT_RUN_STATUSES]
         print_line(console, f"--strict: required cells did not run or errored: {', '.join(missing)}")
+    if exit_code == EXIT_NO_TESTS:
+        print_line(console, nothing_ran_reason(report.cells))
     if interrupted:
         console.print("Interrupted: running cells were stopped; the summary holds what finished.")
     files = "(summary.json, summary.md, junit.xml)"

@@ -120,6 +120,10 @@ class CellJob:
     @cached_property
     def recipe(self) -> ImageRecipe:
         # Read when first needed, so that a system's own complaint (no runner labels, ...) comes first.
+        if self.cell.image is None:
+            # The job runs the cell with --executor docker, which skips a device without `image:`: a job
+            # that could only ever skip is refused here rather than failing (exit 5) on every push.
+            raise no_place_to_run(self.cell, "`image:`", "image: {}", "the stock image, for CI to run it in")
         return recipe_for(self.cell.device, self.cell.image, self.root)
 
     @property

@@ -8,6 +8,7 @@ import json
 from rich.table import Table
 
 from harness.commands import add_matrix_arguments, make_console, resolve_matrix_path
+from harness.plan import oversubscription_warnings
 from harness.runs import plan_matrix
 
 
@@ -42,4 +43,6 @@ def handle(args: argparse.Namespace) -> int:
         runs_with = p.executor or "[yellow]skipped[/]"
         table.add_row(p.cell.id, "yes" if p.cell.required else "no", runs_with, p.reason)
     console.print(table)
+    for line in oversubscription_warnings(planned, host.cores):
+        console.print(line, markup=False)
     return 0

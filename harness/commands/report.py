@@ -8,7 +8,7 @@ from pathlib import Path
 
 from harness.bench.floors import load_floors
 from harness.commands import make_console, selected_cells
-from harness.errors import EXIT_STRICT, ConfigurationError
+from harness.errors import EXIT_NO_TESTS, EXIT_STRICT, ConfigurationError
 from harness.github import in_github_actions
 from harness.matrix import load_matrix
 from harness.model import Cell
@@ -21,7 +21,7 @@ from harness.results_dir.render import (
     render_markdown,
     render_table,
 )
-from harness.results_dir.report import ResultsReport, missing_required, report_json
+from harness.results_dir.report import ResultsReport, missing_required, nothing_ran_reason, report_json
 from harness.untrusted_text import print_line
 
 
@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="merge result directories (e.g. CI artifacts) into one summary",
         description="Merge `harness run --out` directories and cell directories into one report. Exit 0, "
         "1 when a cell failed, errored or is missing or a bench failed, 2 on bad input, 3 with --strict "
-        "when a required cell is skipped, errored or missing.",
+        "when a required cell is skipped, errored or missing, 5 when no test executed in any cell.",
     )
     parser.add_argument(
         "dirs", nargs="+", type=Path, metavar="DIR", help="run or cell directories, or directories of them"
@@ -127,6 +127,8 @@ def print_report(report: ResultsReport) -> None:
     if report.exit_code == EXIT_STRICT:
         missing = ", ".join(missing_required(report))
         print_line(console, f"--strict: required cells did not pass or run: {missing}")
+    if report.exit_code == EXIT_NO_TESTS:
+        print_line(console, nothing_ran_reason(report.cells))
     if in_github_actions():
         # Workflow commands must reach stdout unwrapped and unstyled; `annotation` escaped the cells' words.
         for line in annotations(report):

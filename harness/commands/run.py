@@ -20,7 +20,14 @@ from harness.runs import plan_matrix, run_plan
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `run` subcommand."""
-    parser = subparsers.add_parser("run", help="run the matrix's cells and write the results")
+    parser = subparsers.add_parser(
+        "run",
+        help="run the matrix's cells and write the results",
+        usage="harness run [MATRIX] [options] [-- PYTEST_ARGS...]",
+        description="Run the matrix's cells. Arguments after `--` go to every cell's pytest: -k EXPR and "
+        "-m EXPR narrow the cell's keyword/markers, -x, --lf (the failed tests of the cell's last run "
+        "under the same --out), and any other.",
+    )
     add_matrix_arguments(parser)
     parser.add_argument(
         "--jobs",
@@ -58,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    """Plan, run, report; returns 0, 1 (failures), 3 (--strict) or 130 (interrupted)."""
+    """Plan, run, report; returns 0, 1 (failures), 3 (--strict), 5 (no test ran) or 130 (interrupted)."""
     check_output_dir(args.out, "--out")
     with RunGuard(args.out) as guard:
         plan = plan_matrix(
@@ -68,6 +75,7 @@ def handle(args: argparse.Namespace) -> int:
             offline=args.offline,
             run_id=guard.run_id,
             slurm_options=slurm_options(args),
+            pytest_args=args.pytest_args,
         )
         overrides = {"repeat": args.repeat, **({"retries": args.retries} if args.retries is not None else {})}
         plan.planned = [

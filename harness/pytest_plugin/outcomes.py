@@ -170,10 +170,19 @@ def _failure_message(
     head = "; ".join(clauses)
     if findings is not None:
         # The verdict first: pytest's one-line summary shows the first line, and it says who went astray.
-        head = "\n".join([*findings.verdict, head])
+        verdict = list(findings.verdict)
+        timed_out = next((p.what for p in problems if p.running and p.what.startswith(TIMED_OUT)), None)
+        if verdict and timed_out:
+            # A hang's one line says it timed out, and which setting set the time, before who went astray.
+            verdict[0] = f"{timed_out}: {verdict[0]}"
+        head = "\n".join([*verdict, head])
         if findings.table:
             sections.insert(0, (-1, findings.table))
     return "\n\n".join([head, *(text for _, text in sections)])
+
+
+# How a rank stopped at the per-test timeout is described (rank_processes.py): "timed out after 30 s (...)".
+TIMED_OUT = "timed out after "
 
 
 def _problem_clauses(world_size: int, problems: list[RankProblem]) -> list[str]:

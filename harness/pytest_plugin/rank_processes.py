@@ -15,13 +15,16 @@ from typing import Any
 from harness.pytest_plugin import rank as rank_process
 from harness.pytest_plugin.lifetime import flush_stdio
 from harness.pytest_plugin.native_stacks import dump_native_stacks
-from harness.pytest_plugin.outcomes import RankOutcome, RankProblem, describe_exit
+from harness.pytest_plugin.outcomes import TIMED_OUT, RankOutcome, RankProblem, describe_exit
 from harness.pytest_plugin.trace_file import RankTrace, read_trace, trace_path_of
 
 # rank_main(rank, results, requests): the body of one rank process; requests is None unless asked for.
 RankMain = Callable[[int, Connection, "Connection | None"], None]
 
 _STACK_DUMP_WAIT_S = 3.0
+# Where the per-test timeout was set, as a hang's message names it: the harness's cell runner sets it to the
+# matrix key ("test_timeout in matrix.yaml"); run by hand, it is pytest's option.
+TIMEOUT_SOURCE_ENV = "HARNESS_TEST_TIMEOUT_SOURCE"
 _EXIT_AFTER_EOF_WAIT_S = 5.0
 
 
@@ -127,7 +130,8 @@ class RankProcesses:
         still_running = sorted(waiting.values())
         if still_running:
             if stop_at >= deadline:
-                what = f"still running when --dist-timeout ({timeout_s:g} s) ran out"
+                source = os.environ.get(TIMEOUT_SOURCE_ENV) or "--dist-timeout"
+                what = f"{TIMED_OUT}{timeout_s:g} s ({source})"
             else:
                 what = f"still running {grace_s:g} s after rank {first_trouble} ended; stopped"
             stacks = self.dump_stacks(still_running)

@@ -19,6 +19,7 @@ from harness.results_dir.files import (
     FINGERPRINT_JSON,
     HARVESTED_FILES,
     JUNIT_XML,
+    LASTFAILED_JSON,
     LOG_TXT,
     PROGRESS_JSONL,
     RESULT_JSON,
@@ -42,12 +43,35 @@ LOG_TAIL_BYTES = 64 << 10
 
 
 def prepare_cell_dir(cell: Cell, cell_dir: Path) -> Path:
-    """Empty `cell_dir` (links and all), write cell.json there and in work/; returns the work directory."""
+    """Empty `cell_dir` (links and all), write cell.json there and in work/; returns the work directory.
+
+    The failed tests of the cell's last run here (lastfailed.json) go into work/'s pytest cache, so that
+    `harness run MATRIX -- --lf` reruns them as pytest's `--lf` would.
+    """
+    last_failed = read_last_failed(cell_dir)
     fresh_cell_dir(cell_dir)
     document = cell.to_json()
     write_json(cell_dir / CELL_JSON, document)
     write_json(cell_dir / WORK_DIR / CELL_JSON, document)
+    if last_failed:
+        # The cell runner puts it into pytest's cache, as the user the cell runs as (a container's may not
+        # be the harness's: directories made here would be closed to it).
+        write_json(cell_dir / WORK_DIR / LASTFAILED_JSON, last_failed)
     return cell_dir / WORK_DIR
+
+
+def read_last_failed(cell_dir: Path) -> dict[str, bool]:
+    """The node ids pytest's cache held as failed after the cell's last run here; {} when none or unreadable.
+
+    The file came out of the cell (untrusted): read bounded and link-safe, and kept only as pytest wrote it.
+    """
+    try:
+        document = read_json(cell_dir / LASTFAILED_JSON, HARVESTED_FILES[LASTFAILED_JSON])
+    except (OSError, ValueError, UnsafeResultFile):
+        return {}
+    if not isinstance(document, dict):
+        return {}
+    return {key: True for key, value in document.items() if isinstance(key, str) and value is True}
 
 
 def log_tail(results_dir: Path, lines: int = 20) -> str:

@@ -32,6 +32,9 @@ JUNIT_XML = "junit.xml"
 LOG_TXT = "log.txt"
 FINGERPRINT_JSON = "fingerprint.json"
 PROGRESS_JSONL = "progress.jsonl"
+# pytest's cache of the cell's failed tests (`--lf`, `--ff`), carried from one run of the cell to the next.
+LASTFAILED_JSON = "lastfailed.json"
+PYTEST_CACHE_DIR = "pytest-cache"
 RESULT_JSON = "result.json"
 WORK_DIR = "work"
 SUMMARY_JSON = "summary.json"
@@ -39,7 +42,12 @@ SUMMARY_MD = "summary.md"
 
 MIB = 1 << 20
 # What the harness copies out of a cell's work directory, and the most of each it will read.
-HARVESTED_FILES = {JUNIT_XML: 64 * MIB, FINGERPRINT_JSON: 1 * MIB, PROGRESS_JSONL: 16 * MIB}
+HARVESTED_FILES = {
+    JUNIT_XML: 64 * MIB,
+    FINGERPRINT_JSON: 1 * MIB,
+    PROGRESS_JSONL: 16 * MIB,
+    LASTFAILED_JSON: 4 * MIB,
+}
 # Any other results file the harness reads (summary.json, result.json, cell.json of a downloaded artifact).
 READ_LIMIT = 64 * MIB
 # Deeper JSON is not a document the harness wrote (its own nest five levels at most); Python's parser and

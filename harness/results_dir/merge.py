@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.bench.floors import Floor
-from harness.errors import EXIT_OK, EXIT_TEST_FAILURES, ConfigurationError
+from harness.errors import EXIT_NO_TESTS, EXIT_OK, EXIT_TEST_FAILURES, ConfigurationError
 from harness.model import Cell, CellResult, CellStatus
 from harness.qualify import BenchOutcome, find_bench_documents, judge_bench
 from harness.results_dir.cell_dir import read_completion_record
@@ -216,7 +216,7 @@ def merge_results(
         cells.sort(key=_grid_order)
     bench.sort(key=lambda outcome: (device_rank(outcome.device), outcome.world_size, str(outcome.path)))
     exit_code = compute_exit_code(cells, strict=strict, interrupted=False)
-    if exit_code == EXIT_OK and any(outcome.failed for outcome in bench):
+    if exit_code in (EXIT_OK, EXIT_NO_TESTS) and any(outcome.failed for outcome in bench):
         exit_code = EXIT_TEST_FAILURES
     summary = {
         "format": FORMAT_VERSION,

@@ -47,9 +47,26 @@ def grid(cells: list[dict[str, Any]]) -> tuple[list[str], list[int], dict[tuple[
     return devices, world_sizes, cells_at
 
 
+def counts_text(counts: dict[str, int]) -> str:
+    """Test counts in pytest's words and order: '2 failed, 1 passed, 3 skipped, 1 error'; 'no tests ran'."""
+    words = [f"{counts[key]} {key}" for key in ("failed", "passed", "skipped") if counts.get(key)]
+    if counts.get("errors"):
+        words.append(_plural(counts["errors"], "error", "errors"))
+    if counts.get("not_run"):
+        words.append(f"{counts['not_run']} not run")
+    text = ", ".join(words) or "no tests ran"
+    # Beside pytest's words, what the harness adds: retried passes, quarantined failures, holding gaps.
+    if counts.get("flaky"):
+        text += f" ({counts['flaky']} flaky)"
+    if counts.get("quarantined"):
+        text += f" ({counts['quarantined']} quarantined failed)"
+    if counts.get("known_gaps"):
+        text += f" (+{counts['known_gaps']} known gap{'s' if counts['known_gaps'] > 1 else ''})"
+    return text
+
+
 def cell_text(cell: dict[str, Any]) -> str:
-    """A cell's entry in the grid: '[axis values ][N nodes: ]status passed/ran (+N known gaps) (+N skipped) ·
-    12s'."""
+    """A cell's entry in the grid: '[axis values ][N nodes: ]status: 1 failed, 2 passed, 1 skipped · 12s'."""
     # A multi-node cell shares its world size's column with the single-node one: say which it is.
     nodes = cell.get("nodes") or 1
     words = ["-".join((cell.get("params") or {}).values()), f"{nodes} nodes" if nodes > 1 else ""]
@@ -58,20 +75,7 @@ def cell_text(cell: dict[str, Any]) -> str:
         return f"{label}missing"
     if cell["status"] == "skipped":
         return f"{label}skipped"
-    counts = cell["counts"]
-    ran = counts["passed"] + counts["failed"] + counts["errors"]
-    text = f"{label}{cell['status']} {counts['passed']}/{ran}"
-    if counts.get("flaky"):
-        text += f" ({counts['flaky']} flaky)"
-    if counts.get("quarantined"):
-        text += f" ({counts['quarantined']} quarantined failed)"
-    if counts.get("known_gaps"):
-        text += f" (+{counts['known_gaps']} known gap{'s' if counts['known_gaps'] > 1 else ''})"
-    if counts["skipped"]:
-        text += f" (+{counts['skipped']} skipped)"
-    if counts.get("not_run"):
-        text += f" ({counts['not_run']} not run)"
-    return f"{text} · {cell['duration_s']:.1f}s"
+    return f"{label}{cell['status']}: {counts_text(cell['counts'])} · {cell['duration_s']:.1f}s"
 
 
 def render_table(report: ResultsReport) -> Table:

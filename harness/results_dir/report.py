@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.bench.floors import Floor
-from harness.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_STRICT, EXIT_TEST_FAILURES
+from harness.errors import EXIT_INTERRUPTED, EXIT_NO_TESTS, EXIT_OK, EXIT_STRICT, EXIT_TEST_FAILURES
 from harness.model import FAILING_STATUSES, NOT_RUN_STATUSES
 from harness.qualify import BenchOutcome
 from harness.quarantine import QuarantineOutcome, quarantine_outcome
@@ -31,7 +31,8 @@ def now_iso() -> str:
 
 def compute_exit_code(cells: Iterable[dict[str, Any]], *, strict: bool, interrupted: bool) -> int:
     """130 interrupted; 3 --strict and a required cell did not run to a verdict; 1 failures (and with
-    --strict, flaky tests: passed only on a retry); else 0."""
+    --strict, flaky tests: passed only on a retry); 5 no test executed in any cell (pytest's "no tests ran");
+    else 0."""
     cells = list(cells)
     if interrupted:
         return EXIT_INTERRUPTED
@@ -41,7 +42,31 @@ def compute_exit_code(cells: Iterable[dict[str, Any]], *, strict: bool, interrup
         return EXIT_TEST_FAILURES
     if strict and any((c.get("counts") or {}).get("flaky") for c in cells):
         return EXIT_TEST_FAILURES
+    if tests_executed(cells) == 0:
+        return EXIT_NO_TESTS
     return EXIT_OK
+
+
+def tests_executed(cells: Iterable[dict[str, Any]]) -> int:
+    """Tests that ran to an outcome (passed, failed, errored or quarantined) over all cells; skipped tests and
+    holding known gaps' strict xfails ran, but decided nothing, so they are left out."""
+    outcomes = ("passed", "failed", "errors", "quarantined")
+    return sum((c.get("counts") or {}).get(k, 0) for c in cells for k in outcomes)
+
+
+def nothing_ran_reason(cells: list[dict[str, Any]]) -> str:
+    """The one line that says why a run or report exits 5: which cells were skipped, which ran no test."""
+    if not cells:
+        return "no test ran: no cell was selected"
+    skipped = [c for c in cells if c["status"] == "skipped"]
+    if len(skipped) == len(cells):
+        reasons = sorted({(c.get("reason") or "no reason given").splitlines()[0] for c in skipped})
+        return f"no test ran: every cell was skipped ({'; '.join(reasons)})"
+    empty = [c["id"] for c in cells if c["status"] != "skipped"]
+    return (
+        f"no test ran: {', '.join(empty)} collected no test or skipped every one "
+        "(check `tests:`, `markers:` and `keyword:` in the matrix, or -k)"
+    )
 
 
 @dataclass

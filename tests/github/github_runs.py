@@ -31,8 +31,8 @@ TINY_MATRIX = """
 version: 1
 defaults: {tests: [tests/test_tiny.py], timeout: 300, test_timeout: 60, required: true}
 devices:
-  cpu: {world_sizes: [1, 2], runs_on: [ubuntu-latest]}
-  xpu: {world_sizes: [1], runs_on: [self-hosted, gpu-intel], required: false}
+  cpu: {world_sizes: [1, 2], image: {}, runs_on: [ubuntu-latest]}
+  xpu: {world_sizes: [1], image: {}, runs_on: [self-hosted, gpu-intel], required: false}
 """
 
 

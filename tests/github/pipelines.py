@@ -24,11 +24,13 @@ defaults: {tests: [tests/test_tiny.py], timeout: 300, test_timeout: 60, required
 devices:
   cpu:
     world_sizes: [1, 2]
+    image: {}
     runs_on: [ubuntu-latest]
     buildkite: {agents: {queue: cpu, os: linux}}
     gitlab: {tags: [linux, docker]}
   xpu:
     world_sizes: [1]
+    image: {}
     runs_on: [self-hosted, gpu-intel]
     buildkite: {agents: {queue: gpu-intel}}
     gitlab: {tags: [gpu-intel]}

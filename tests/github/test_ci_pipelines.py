@@ -158,6 +158,15 @@ def test_a_cell_without_agents_or_tags_is_an_error_naming_where(tmp_path, fmt, m
     assert f"matrix.yaml:4: {message}" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("fmt", ["github", "buildkite", "gitlab"])
+def test_a_cell_without_an_image_gets_no_job_that_could_only_skip_it(tmp_path, fmt):
+    # The job runs --executor docker, which skips a device without `image:`: refused, naming the fix.
+    write_ci_project(tmp_path, CI_MATRIX.replace("    image: {}\n", "", 1))
+    done = harness_matrix("--format", fmt, cwd=tmp_path)
+    assert done.returncode == 2, done.stdout
+    assert "cell cpu-gloo-ws1 has no `image:`; add `image: {}` under devices.cpu" in done.stderr
+
+
 def test_bad_buildkite_and_gitlab_keys_are_reported_at_their_line(tmp_path):
     write_project(
         tmp_path,

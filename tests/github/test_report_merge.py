@@ -44,7 +44,7 @@ def test_two_run_directories_merge_into_one_summary(two_runs):
     assert summary["exit_code"] == 1
 
     markdown = (merged / "summary.md").read_text()
-    assert "| cpu | ✅ passed 2/2" in markdown and "❌ failed 1/2" in markdown
+    assert "| cpu | ✅ passed: 2 passed" in markdown and "❌ failed: 1 failed, 1 passed" in markdown
     assert "### cpu-gloo-ws2 · `tests/test_tiny.py::test_fails_on_rank_one` · rank 1 of 2" in markdown
     assert "rank 1 disagrees: 50% <off>, a,b: c" in markdown
     assert "| cpu-gloo-ws1 | " in markdown.split("## Environments")[1]

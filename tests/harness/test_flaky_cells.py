@@ -59,3 +59,4 @@ def test_strict_fails_a_run_with_a_flaky_test_and_no_retries_fails_the_cell(tmp_
     assert plain.returncode == 1, plain.stdout + plain.stderr
     [cell] = json.loads((project / "plain" / "summary.json").read_text())["cells"]
     assert cell["status"] == "failed" and cell["counts"]["flaky"] == 0
+

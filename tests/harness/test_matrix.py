@@ -9,7 +9,7 @@ from cli_runs import REPO_ROOT
 
 from harness.cell_runner import build_pytest_command
 from harness.errors import ConfigurationError
-from harness.matrix import load_matrix, select_cells
+from harness.matrix import did_you_mean_text, load_matrix, select_cells
 
 GOOD = """
 version: 1
@@ -29,6 +29,7 @@ devices:
     world_sizes: [2, 4]
     test_timeout: 30
     check_collectives: true
+    required: false
 axes:
   flavour: [plain, spicy]
 exclude:
@@ -77,6 +78,21 @@ def test_settings_resolve_defaults_then_device_then_include(project):
     assert not cells["cuda-nccl-ws4-plain"].required and cells["cuda-nccl-ws4-plain"].test_timeout_s == 30
     added = cells["cpu-gloo-ws3-plain"]
     assert added.keyword == "all_reduce" and added.source.startswith("matrix.yaml:")
+
+
+def test_cells_are_required_unless_the_matrix_says_otherwise(project):
+    # `--strict` means "everything in this matrix must run": a user's matrix needs no `required: true`.
+    plain = GOOD.replace("    required: false\n", "").replace("    required: true\n", "")
+    cells = load_matrix(project(plain)).cells
+    assert cells and all(cell.required for cell in cells)
+
+
+def test_an_empty_image_is_the_stock_image_and_no_image_keeps_cells_out_of_docker(project):
+    matrix = "version: 1\ndefaults: {tests: [tests/test_tiny.py]}\ndevices:\n  cpu: {world_sizes: [1]%s}\n"
+    empty = load_matrix(project(matrix % ", image: {}", name="empty.yaml")).cells[0].image
+    stock = load_matrix(project(matrix % ", image: {shm_size: 1g}", name="stock.yaml")).cells[0].image
+    assert empty is not None and empty == stock
+    assert load_matrix(project(matrix % "", name="none.yaml")).cells[0].image is None
 
 
 def test_check_collectives_reaches_the_plugin_of_the_cells_that_ask(project, tmp_path):
@@ -201,7 +217,8 @@ def test_every_problem_is_reported_at_once_with_its_line(project):
         (3, "defaults.test: unknown key 'test' (did you mean 'tests'?)"),
         (6, "devices.cpu.world_sizes[0]: 0 is too small: must be at least 1"),
         (7, "devices.cpu.image.dockerfile: Dockerfile 'docker/missing.Dockerfile' does not exist"),
-        (8, "devices.tpu: unknown device 'tpu' (did you mean 'xpu'?)"),
+        # One letter of three differs: 'xpu' is another device, not a typo of 'tpu'; no suggestion.
+        (8, "devices.tpu: unknown device 'tpu'; allowed: cpu, cuda, xpu"),
         (11, "devices.cuda.backend: device cuda uses backend nccl, not gloo"),
         (13, "devices.cuda.timeout: expected number, got string ('soon')"),
         (14, "devices.cuda.tests[1]: test path 'tests/nowhere' does not exist"),
@@ -209,6 +226,14 @@ def test_every_problem_is_reported_at_once_with_its_line(project):
     for line, text in expected:
         assert f"{path}:{line}: {text}" in message, message
     assert "7 problems" in message
+
+
+def test_did_you_mean_only_for_a_name_close_enough_to_be_meant():
+    assert did_you_mean_text("gpu", ["cpu", "cuda", "xpu"]) == ""
+    assert did_you_mean_text("world_size", ["world_sizes", "backend"]) == " (did you mean 'world_sizes'?)"
+    assert did_you_mean_text("cdua", ["cpu", "cuda", "xpu"]) == " (did you mean 'cuda'?)"
+    assert did_you_mean_text("cuad", ["cpu", "cuda", "xpu"]) == " (did you mean 'cuda'?)"
+    assert did_you_mean_text("test_time", ["test_timeout", "timeout"]) == " (did you mean 'test_timeout'?)"
 
 
 def test_backend_must_match_the_device(project):
@@ -284,7 +309,7 @@ def test_nodes_split_world_sizes_and_multi_node_ids_end_in_n(project):
             version: 1
             defaults: {tests: [tests/test_tiny.py]}
             devices:
-              cpu: {world_sizes: [2, 4], nodes: [1, 2]}
+              cpu: {world_sizes: [2, 4], nodes: [1, 2], required: false}
             include:
               - {device: cpu, world_size: 4, nodes: 2, required: true}
               - {device: cpu, world_size: 6, nodes: 3}

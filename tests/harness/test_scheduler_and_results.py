@@ -15,7 +15,7 @@ from harness.results_dir.cell_dir import collect_cell_result
 from harness.results_dir.junit import node_id_of, read_junit_counts
 from harness.results_dir.merge import merge_results
 from harness.results_dir.render import render_markdown
-from harness.results_dir.report import compute_exit_code
+from harness.results_dir.report import compute_exit_code, nothing_ran_reason
 from harness.results_dir.summary import RunReport, load_summary, skipped_result
 from harness.scheduler import CellScheduler, ResourcePool
 
@@ -212,8 +212,10 @@ def test_unreadable_junit_counts_as_missing(tmp_path):
     assert read_junit_counts(tmp_path / "junit.xml") is None
 
 
-def status(s: str, required: bool = False) -> dict:
-    return {"status": s, "required": required}
+def status(s: str, required: bool = False, passed: int | None = None) -> dict:
+    ran = passed if passed is not None else int(s != "skipped")
+    counts = {"passed": ran, "failed": 0, "skipped": 0, "errors": 0}
+    return {"status": s, "required": required, "counts": counts}
 
 
 def test_exit_codes():
@@ -229,6 +231,21 @@ def test_exit_codes():
     )
     assert compute_exit_code([status("failed", True)], strict=True, interrupted=False) == 1
     assert compute_exit_code([status("passed")], strict=True, interrupted=True) == 130
+
+
+def test_a_run_in_which_no_test_executed_exits_5_and_says_why():
+    # Every cell skipped (a CI job whose cell cannot run on its runner), or cells that ran no test.
+    skipped = [status("skipped", True), status("skipped", False)]
+    assert compute_exit_code(skipped, strict=False, interrupted=False) == 5
+    assert compute_exit_code([status("passed", passed=0)], strict=False, interrupted=False) == 5
+    # Some test ran somewhere: the skipped cells alone do not fail a run without --strict.
+    assert compute_exit_code([*skipped, status("passed")], strict=False, interrupted=False) == 0
+    # Failures and --strict come first: they say more.
+    assert compute_exit_code(skipped, strict=True, interrupted=False) == 3
+    cells = [dict(c, id=f"c{i}", reason="needs 4 CUDA GPUs") for i, c in enumerate(skipped)]
+    assert nothing_ran_reason(cells) == "no test ran: every cell was skipped (needs 4 CUDA GPUs)"
+    empty = [dict(status("passed", passed=0), id="cpu-gloo-ws1"), *cells]
+    assert nothing_ran_reason(empty).startswith("no test ran: cpu-gloo-ws1 collected no test or skipped")
 
 
 def run_with_a_skipped_cuda_cell(out, *, strict: bool) -> tuple[RunReport, PlannedCell]:
@@ -256,7 +273,7 @@ def test_the_report_is_rewritten_as_cells_finish_and_merges_junit(tmp_path):
         assert key in first
     assert first["results_dir"] == "cpu-gloo-ws2" and summary["finished"] and summary["strict"] is True
     markdown = (out / "summary.md").read_text()
-    assert "| cpu | ❌ failed 1/2" in markdown and "rank 1: assert 3 == 4" in markdown
+    assert "| cpu | ❌ failed: 1 failed, 1 passed" in markdown and "rank 1: assert 3 == 4" in markdown
     assert "| cuda-nccl-ws4 | skipped | yes | needs 4 CUDA GPUs, this host has 0 |" in markdown
     suites = {s.get("name"): s for s in ET.parse(out / "junit.xml").getroot()}
     assert set(suites) == {"cpu-gloo-ws2", "cuda-nccl-ws4"}
@@ -281,7 +298,7 @@ def test_report_of_a_finished_run_renders_the_same_tables_as_its_summary_md(tmp_
     merged = render_markdown(merge_results([out]))
 
     assert table_lines(merged) == table_lines((out / "summary.md").read_text())
-    assert "| cpu | ❌ failed 1/2" in merged
+    assert "| cpu | ❌ failed: 1 failed, 1 passed" in merged
 
 
 def test_test_ids_keep_classes_apart_from_the_module_path():

@@ -80,7 +80,7 @@ def test_nccl_ranks(tmp_path, reuse):
     assert run.outcomes["test_pytest_process_never_initialised_cuda"] == "passed"
     assert f"rank {last} of {world_size} failed" in run.messages["test_fails_on_last_rank"]
     assert "last rank disagrees" in run.messages["test_fails_on_last_rank"]
-    assert "still running when --dist-timeout (30 s) ran out" in run.messages["test_hang"]
+    assert "timed out after 30 s (--dist-timeout)" in run.messages["test_hang"]
     assert "in test_hang" in run.messages["test_hang"]
     workers = run.pids["test_all_reduce"]
     if reuse == "auto":  # on for cuda: the same workers until the failure, new ones after it
