@@ -31,7 +31,9 @@ class CommHarnessAdapter:
     def create(self, env: DistEnv, platform: TargetPlatform, all2all_backend: str, group: Any = None) -> Any:
         from communicators import create_communicator
 
-        return create_communicator(env.device, group, all2all_backend=all2all_backend)
+        # The group only when there is one: over the world, the call is the one the package documents.
+        over = {"group": group} if group is not None else {}
+        return create_communicator(env.device, all2all_backend=all2all_backend, **over)
 
     def version(self) -> str | None:
         try:

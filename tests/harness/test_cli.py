@@ -48,9 +48,18 @@ def test_run_passes_and_writes_every_result_file(project):
     for cell_id in ("cpu-gloo-ws1-plain", "cpu-gloo-ws2-plain"):
         cell = cells[cell_id]
         assert cell["status"] == "passed" and cell["executor"] == "local"
-        assert cell["counts"] == {"passed": 3, "failed": 0, "skipped": 0, "errors": 0, "not_run": 0}
-        for name in ("junit.xml", "log.txt", "fingerprint.json", "cell.json", "progress.jsonl",
-                     "result.json"):
+        assert cell["counts"] == {
+            **{"passed": 3, "failed": 0, "skipped": 0, "errors": 0, "not_run": 0},
+            **{"flaky": 0, "quarantined": 0, "known_gaps": 0},
+        }
+        for name in (
+            "junit.xml",
+            "log.txt",
+            "fingerprint.json",
+            "cell.json",
+            "progress.jsonl",
+            "result.json",
+        ):
             assert (out / cell_id / name).is_file(), name
         assert cell["fingerprint"]["torch"] == torch.__version__ and cell["fingerprint"]["cell"] == cell_id
     assert cells["xpu-xccl-ws1-plain"]["status"] == "skipped"

@@ -221,7 +221,8 @@ def test_a_later_run_ends_the_cgroup_a_dead_run_left_in_its_out(
         left = end_cgroup(run_dir)
     assert not left, "the later run left the dead run's cgroup populated"
 
-    assert done.returncode == 0, done.stdout + done.stderr
+    # Only a skipped xpu cell is run (nothing to run on the host): "no test ran", exit 5, after the clean-up.
+    assert done.returncode == 5, done.stdout + done.stderr
     assert f"ended what run {run_id} left behind: 1 process(es)" in done.stdout
     wait_for(lambda: not alive(daemon), 10, "the daemon to die")
     assert not run_dir.exists()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from harness.bench.floors import load_floors
 from harness.cell_runner import build_pytest_command
-from harness.model import Cell, CellResult
+from harness.model import Cell, CellResult, TestCounts
 from harness.results_dir.cell_dir import collect_cell_result, write_cell_json, write_completion_record
 from harness.results_dir.junit import junit_failures, read_junit_counts
 from harness.results_dir.merge import merge_results
@@ -93,7 +93,9 @@ def copy_of_cell(root: Path, status: str, reason: str) -> Path:
     """A cell directory as a cell job uploads it: cell.json and its completion record."""
     directory = root / "cpu-gloo-ws2"
     write_cell_json(cell(required=True), directory)
-    write_completion_record(CellResult.of_cell(cell(required=True), status, reason), directory)
+    # One test ran: a run in which nothing ran exits 5, which is not what these tests are about.
+    counts = TestCounts(passed=1) if status == "passed" else TestCounts(failed=1)
+    write_completion_record(CellResult.of_cell(cell(required=True), status, reason, counts=counts), directory)
     return directory
 
 
@@ -136,10 +138,17 @@ def test_a_cell_found_in_no_input_is_an_error(tmp_path):
 def test_an_interrupted_strict_run_exits_130_even_with_required_cells_not_run():
     # Ctrl-C of `harness run --strict` leaves required cells skipped or incomplete: that is the
     # interruption's doing, and the shell must see 130, not 3.
-    cells = [{"status": "passed", "required": True}, {"status": "incomplete", "required": True}]
+    ran = {"passed": 1}
+    cells = [
+        {"status": "passed", "required": True, "counts": ran},
+        {"status": "incomplete", "required": True},
+    ]
     assert compute_exit_code(cells, strict=True, interrupted=True) == 130
     assert compute_exit_code(cells, strict=True, interrupted=False) == 3
-    optional = [{"status": "skipped", "required": False}, {"status": "passed", "required": True}]
+    optional = [
+        {"status": "skipped", "required": False},
+        {"status": "passed", "required": True, "counts": ran},
+    ]
     assert compute_exit_code(optional, strict=True, interrupted=False) == 0
 
 

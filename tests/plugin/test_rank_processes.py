@@ -39,7 +39,7 @@ def test_ranks_running_at_the_deadline_are_reported_as_timed_out(tmp_path):
         outcomes, problems = ranks.collect(time.monotonic() + 1.0, 1.0, grace_s=1.0)
     assert outcomes == []
     assert [(problem.rank, problem.what) for problem in problems] == [
-        (0, "still running when --dist-timeout (1 s) ran out"),
-        (1, "still running when --dist-timeout (1 s) ran out"),
+        (0, "timed out after 1 s (--dist-timeout)"),
+        (1, "timed out after 1 s (--dist-timeout)"),
     ]
     assert all("hang" in (problem.stack or "") for problem in problems)  # where each rank was, read back
