@@ -29,7 +29,12 @@ import psutil
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from harness.run_guardian import RUN_RECORD, processes_of_run, remove_containers_of_run  # noqa: E402
+from harness.run_guardian import (  # noqa: E402
+    RUN_RECORD,
+    pid_alive,
+    processes_of_run,
+    remove_containers_of_run,
+)
 
 HANGING_TEST = "import time\n\n\ndef test_hangs():\n    time.sleep(3600)\n"
 DAEMON_TEST = REPO_ROOT / "tests" / "harness" / "data" / "detached_daemon.py"
@@ -50,16 +55,6 @@ def containers_of_run(run_id: str) -> int:
         return 0
 
 
-def alive(pid: int | None) -> bool:
-    """Running, as opposed to gone or a zombie waiting to be reaped."""
-    if pid is None:
-        return False
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 def daemon_pid(root: Path) -> int | None:
     try:
         return int((root / "daemon.pid").read_text())
@@ -70,7 +65,7 @@ def daemon_pid(root: Path) -> int | None:
 def kill_daemon(root: Path) -> None:
     """The probe leaves nothing behind even where the harness did."""
     pid = daemon_pid(root)
-    if alive(pid):
+    if pid_alive(pid):
         psutil.Process(pid).kill()
 
 
@@ -112,7 +107,7 @@ def probe_kill_9(executor: str, root: Path) -> dict[str, float | int | str | boo
             return {"executor": executor, "probe": "kill-9", "error": "the cell's test never started"}
         time.sleep(0.1)
     daemon = None
-    while executor == "local" and not alive(daemon := daemon_pid(root)):
+    while executor == "local" and not pid_alive(daemon := daemon_pid(root)):
         if time.monotonic() > deadline:
             harness.kill()
             return {"executor": executor, "probe": "kill-9", "error": "the daemon never started"}
@@ -122,12 +117,12 @@ def probe_kill_9(executor: str, root: Path) -> dict[str, float | int | str | boo
     harness.kill()
     harness.wait()
     killed = time.monotonic()
-    while processes_of_run(run_id) or containers_of_run(run_id) or alive(daemon):
+    while processes_of_run(run_id) or containers_of_run(run_id) or pid_alive(daemon):
         if time.monotonic() - killed > GIVE_UP_S:
             break
         time.sleep(0.05)
     seconds = time.monotonic() - killed
-    left = len(processes_of_run(run_id)), containers_of_run(run_id), alive(daemon)
+    left = len(processes_of_run(run_id)), containers_of_run(run_id), pid_alive(daemon)
     result: dict[str, float | int | str | bool] = {
         "executor": executor,
         "probe": "kill-9",
@@ -143,11 +138,11 @@ def probe_kill_9(executor: str, root: Path) -> dict[str, float | int | str | boo
         again = start_harness(executor, root, "return")
         output = again.communicate(timeout=600)[0].decode(errors="replace")
         result["next_run_exit_code"] = again.returncode
-        result["next_run_daemon_left"] = alive(daemon_pid(root))
-        result["daemon_still_left_after_next_run"] = alive(daemon)
+        result["next_run_daemon_left"] = pid_alive(daemon_pid(root))
+        result["daemon_still_left_after_next_run"] = pid_alive(daemon)
         result["next_run_notes"] = " | ".join(line for line in output.splitlines() if "note:" in line)
         kill_daemon(root)
-        if alive(daemon):
+        if pid_alive(daemon):
             psutil.Process(daemon).kill()
     remove_containers_of_run(run_id)
     return result
@@ -164,7 +159,7 @@ def probe_daemon_after_run(root: Path, then: str) -> dict[str, float | int | str
         "probe": {"return": "cell-ends", "kill-runner": "runner-killed"}[then],
         "exit_code": harness.returncode,
         "daemon_started": daemon is not None,
-        "daemon_left": alive(daemon),
+        "daemon_left": pid_alive(daemon),
     }
     kill_daemon(root)
     return result

@@ -77,6 +77,16 @@ def _running(process: psutil.Process) -> bool:
         return False
 
 
+def pid_alive(pid: int | None) -> bool:
+    """Process `pid` is running, as opposed to gone or a zombie waiting to be reaped."""
+    if pid is None:
+        return False
+    try:
+        return _running(psutil.Process(pid))
+    except psutil.Error:
+        return False
+
+
 def kill_processes_of_run(run_id: str) -> int:
     """SIGKILL every process of the run and its descendants, again until none is left (a dying fork may
     have made more)."""

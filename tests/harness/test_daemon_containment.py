@@ -34,7 +34,7 @@ from harness.cgroups import (
 from harness.executors import local
 from harness.executors.local import LocalExecutor
 from harness.model import Cell
-from harness.run_guardian import RUN_RECORD, processes_of_run
+from harness.run_guardian import RUN_RECORD, pid_alive, processes_of_run
 
 DATA = Path(__file__).parent / "data"
 DAEMON_TEST = DATA / "detached_daemon.py"
@@ -59,16 +59,6 @@ def need_cgroups() -> list[Path]:
     return parents
 
 
-def alive(pid: int | None) -> bool:
-    """Running, as opposed to gone or a zombie waiting to be reaped."""
-    if pid is None:
-        return False
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 def wait_for(condition: Any, seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -90,7 +80,7 @@ def daemon_pid_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("DAEMON_PID_FILE", str(path))
     yield path
     pid = read_pid(path)
-    if alive(pid):
+    if pid_alive(pid):
         psutil.Process(pid).kill()
         pytest.fail(f"the daemon (pid {pid}) outlived the test and was killed by its teardown")
 
@@ -112,7 +102,7 @@ def start_daemon_in(cgroup: Path, pid_file: Path) -> int:
     )
     subprocess.run([sys.executable, "-c", starter], env=harness_env(), check=True, timeout=120)
     pid = read_pid(pid_file)
-    assert pid is not None and alive(pid)
+    assert pid is not None and pid_alive(pid)
     return pid
 
 
@@ -137,7 +127,7 @@ def test_ending_a_cgroup_kills_the_detached_daemon_in_it(
 
     assert killed == 1
 
-    wait_for(lambda: not alive(daemon), 10, "the daemon to die")
+    wait_for(lambda: not pid_alive(daemon), 10, "the daemon to die")
     assert not run_dir.exists()
 
 
@@ -151,7 +141,7 @@ def test_a_cell_that_ends_normally_leaves_no_daemon(daemon_pid_file: Path, daemo
     assert result.status == "passed", (daemon_project / "out" / CELL.id / "log.txt").read_text()
     daemon = read_pid(daemon_pid_file)
     assert daemon is not None
-    assert not alive(daemon)
+    assert not pid_alive(daemon)
     assert not executor.notes
 
 
@@ -166,7 +156,7 @@ def test_without_a_cgroup_the_cell_runner_still_ends_the_daemon_and_says_what_it
         executor.close()
     log = (daemon_project / "out" / CELL.id / "log.txt").read_text()
     assert result.status == "passed", log
-    assert not alive(read_pid(daemon_pid_file))
+    assert not pid_alive(read_pid(daemon_pid_file))
     assert "killed 1 process(es) its tests left running" in log
     (note,) = executor.notes
     assert note.startswith("local cells run without a cgroup (/sys/fs/cgroup is read-only)")
@@ -187,7 +177,7 @@ def test_a_test_that_kills_its_cell_runner_leaves_no_daemon(
     assert "the cell runner exited with code -9" in result.reason
     daemon = read_pid(daemon_pid_file)
     assert daemon is not None
-    assert not alive(daemon)
+    assert not pid_alive(daemon)
 
 
 def test_a_run_record_names_only_its_own_cgroup() -> None:
@@ -224,7 +214,7 @@ def test_a_later_run_ends_the_cgroup_a_dead_run_left_in_its_out(
     # Only a skipped xpu cell is run (nothing to run on the host): "no test ran", exit 5, after the clean-up.
     assert done.returncode == 5, done.stdout + done.stderr
     assert f"ended what run {run_id} left behind: 1 process(es)" in done.stdout
-    wait_for(lambda: not alive(daemon), 10, "the daemon to die")
+    wait_for(lambda: not pid_alive(daemon), 10, "the daemon to die")
     assert not run_dir.exists()
 
 
@@ -261,7 +251,7 @@ def test_kill_9_of_the_harness_leaves_no_daemon_within_10_s_and_the_next_run_wor
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_for(lambda: alive(read_pid(daemon_pid_file)), 180, "the daemon")
+        wait_for(lambda: pid_alive(read_pid(daemon_pid_file)), 180, "the daemon")
         record = json.loads((daemon_project / "out" / RUN_RECORD).read_text())
         assert len(processes_of_run(record["run_id"])) >= 2  # the cell runner, pytest
     finally:
@@ -270,7 +260,9 @@ def test_kill_9_of_the_harness_leaves_no_daemon_within_10_s_and_the_next_run_wor
     killed_at = time.monotonic()
     daemon = read_pid(daemon_pid_file)
 
-    wait_for(lambda: not alive(daemon) and not processes_of_run(record["run_id"]), 10, "the run's processes")
+    wait_for(
+        lambda: not pid_alive(daemon) and not processes_of_run(record["run_id"]), 10, "the run's processes"
+    )
 
     assert time.monotonic() - killed_at < 10
     if cgroups:
@@ -283,7 +275,7 @@ def test_kill_9_of_the_harness_leaves_no_daemon_within_10_s_and_the_next_run_wor
         command, cwd=daemon_project, env=harness_env(), capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert not alive(read_pid(daemon_pid_file))
+    assert not pid_alive(read_pid(daemon_pid_file))
     assert not (daemon_project / "out" / RUN_RECORD).exists()
 
 
@@ -297,10 +289,10 @@ def test_interrupting_a_cell_still_ends_its_daemon(
     runner = threading.Thread(target=lambda: results.append(run_cell(executor, daemon_project / "out")))
     runner.start()
     try:
-        wait_for(lambda: alive(read_pid(daemon_pid_file)), 180, "the daemon")
+        wait_for(lambda: pid_alive(read_pid(daemon_pid_file)), 180, "the daemon")
         executor.interrupt()
         runner.join(60)
     finally:
         executor.close()
     assert results and results[0].reason.startswith("interrupted"), results
-    assert not alive(read_pid(daemon_pid_file))
+    assert not pid_alive(read_pid(daemon_pid_file))
