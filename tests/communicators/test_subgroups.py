@@ -44,15 +44,21 @@ def subgroup_communicator(communicator_factory: Any, members: tuple[int, ...]) -
     """The target's communicator over `members` on a member, None elsewhere; group and communicator destroyed
     after. Every rank of the world calls new_group, as torch requires."""
     group = dist.new_group(list(members))
-    if dist.get_rank() not in members:
-        yield None
-        return
-    communicator = communicator_factory(group=group)
     try:
-        yield communicator
+        if dist.get_rank() not in members:
+            yield None
+            return
+        communicator = communicator_factory(group=group)
+        try:
+            yield communicator
+        finally:
+            communicator.destroy()
+            dist.destroy_process_group(group)
     finally:
-        communicator.destroy()
-        dist.destroy_process_group(group)
+        # Every rank leaves together: a rank outside the group that ended its test (and its process) while the
+        # members still built their gloo mesh closed connections under them ("Connection closed by peer",
+        # seen once at ws3 on a loaded host).
+        dist.barrier()
 
 
 def _data(global_rank: int, shape: tuple[int, ...] = (2, 3), seed: int = 0) -> torch.Tensor:
