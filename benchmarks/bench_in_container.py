@@ -23,7 +23,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from harness.executors.docker import (  # noqa: E402
+from harness.running.executors.docker import (  # noqa: E402
     RESULTS_MOUNT,
     DockerExecutor,
     confinement_options,
@@ -34,8 +34,8 @@ from harness.executors.docker import (  # noqa: E402
     project_mounts,
     with_image_library_path,
 )
-from harness.images import recipe_for  # noqa: E402
-from harness.matrix import load_matrix  # noqa: E402
+from harness.running.images import recipe_for  # noqa: E402
+from harness.config.matrix import load_matrix  # noqa: E402
 
 
 def bench_command(python: str, args: argparse.Namespace, json_path: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""Host cost per collective of the plugin's collective trace (harness/pytest_plugin/collective_trace.py).
+"""Host cost per collective of the plugin's collective trace (harness/pytest_plugin/desync/collective_trace.py).
 
 Two measurements, each with and without the trace, alternated so that drifting load hits both alike:
 
@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 from torch._C._distributed_c10d import ProcessGroup, Work
 
-from harness.pytest_plugin import collective_trace
+from harness.pytest_plugin.desync import collective_trace
 
 
 class TraceSwitch:

@@ -29,7 +29,7 @@ import psutil
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from harness.run_guardian import (  # noqa: E402
+from harness.running.guardian import (  # noqa: E402
     RUN_RECORD,
     pid_alive,
     processes_of_run,
@@ -87,7 +87,7 @@ def start_harness(executor: str, root: Path, then: str) -> subprocess.Popen[byte
         "DAEMON_THEN": then,
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "run", "--executor", executor, "--offline", "--out", "out"],
+        [sys.executable, "-m", "harness.commands.cli", "run", "--executor", executor, "--offline", "--out", "out"],
         cwd=root,
         env=env,
         stdout=subprocess.PIPE,

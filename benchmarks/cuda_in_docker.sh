@@ -18,7 +18,7 @@ export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVL
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     || exit 2
 export PYTHONPATH=/tmp/site:$PWD
-harness() { python3 -m harness.cli "$@"; }
+harness() { python3 -m harness.commands.cli "$@"; }
 step() {  # step NAME COMMAND...: run, time, log to $work/NAME.log, print its tail
     local name=$1 started=$SECONDS status
     shift

@@ -35,8 +35,8 @@ sys.path.insert(0, str(REPO_ROOT / "tests" / "docker"))
 from test_docker_executor import junit_property, make_cell  # noqa: E402
 from test_hostile_cells import HostListener, host_addresses, try_as_other_user  # noqa: E402
 
-from harness.executors.docker import DockerExecutor  # noqa: E402
-from harness.results_dir.files import remove_tree  # noqa: E402
+from harness.running.executors.docker import DockerExecutor  # noqa: E402
+from harness.results.files import remove_tree  # noqa: E402
 
 
 def describe(path: Path) -> str:

@@ -14,8 +14,8 @@ import argparse
 import shutil
 import time
 
-from harness.executors.docker import connect_engine
-from harness.images import build_image, cache_dir, recipe_for
+from harness.running.executors.docker import connect_engine
+from harness.running.images import build_image, cache_dir, recipe_for
 
 
 def main() -> None:

@@ -21,8 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.model import Cell, CellResult, TestCounts
-from harness.results_dir.cell_dir import write_cell_json, write_completion_record
+from harness.config.model import Cell, CellResult, TestCounts
+from harness.results.cell_dir import write_cell_json, write_completion_record
 
 
 def write_big_junit(path: Path, failures: int, size: int) -> int:
@@ -52,7 +52,7 @@ def measure(args: list[str], cwd: Path) -> dict[str, object]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "harness.cli", *args],
+        [sys.executable, "-m", "harness.commands.cli", *args],
         cwd=cwd,
         capture_output=True,
         env={**os.environ, "COLUMNS": "120", "GITHUB_ACTIONS": ""},

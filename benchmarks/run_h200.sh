@@ -18,7 +18,7 @@ fi
 gpus=$(nvidia-smi -L | wc -l)
 nvidia-smi > "$work/nvidia-smi.txt"
 echo "== $gpus GPUs; cuda cells"
-python3 -m harness.cli run matrix.yaml --cell 'cuda*' --executor local --out "$work/cells" > "$work/cells.log" 2>&1
+python3 -m harness.commands.cli run matrix.yaml --cell 'cuda*' --executor local --out "$work/cells" > "$work/cells.log" 2>&1
 echo "cells exit code $?"
 grep -v " PASSED " "$work/cells.log" | tail -25
 # PLUGIN_OVERHEAD=0 and BENCH_WORLD_SIZES="4" trim the run to what a short device budget allows.

@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 import harness
-from harness.model import Cell, CellResult, TestCounts
-from harness.plan import PlannedCell
-from harness.results_dir.summary import RunReport
+from harness.config.model import Cell, CellResult, TestCounts
+from harness.planning.plan import PlannedCell
+from harness.results.summary import RunReport
 
 
 def junit_document(tests: int, failures: int) -> bytes:

@@ -18,7 +18,7 @@ mkdir -p "$record"
 results="$record/results"
 
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
-"$python" -m harness.cli run "$repo/examples/vllm/matrix.yaml" --executor "$executor" --jobs 1 \
+"$python" -m harness.commands.cli run "$repo/examples/vllm/matrix.yaml" --executor "$executor" --jobs 1 \
     --cell "${CELLS:-*-vllm-$version}" --out "$results"
 status=$?
 
@@ -30,6 +30,6 @@ for cell in "$results"/*/; do
         [ -f "$cell/$file" ] && cp "$cell/$file" "$record/$name"/
     done
 done
-"$python" -m harness.conformance_table "$results" --out "$record/conformance.md" \
+"$python" -m harness.presentation.conformance_table "$results" --out "$record/conformance.md" \
     --title "vLLM $version communicators: comm-harness conformance"
 exit $status

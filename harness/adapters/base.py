@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from harness.pytest_plugin.env import DistEnv
+    from harness.common.dist_env import DistEnv
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from harness.adapters.base import KnownGap, TargetPlatform
 
 if TYPE_CHECKING:
-    from harness.pytest_plugin.env import DistEnv
+    from harness.common.dist_env import DistEnv
 
 
 class CommHarnessAdapter:

@@ -31,8 +31,8 @@ from typing import Any
 import yaml
 
 from harness.adapters.base import KnownGap
-from harness.errors import ConfigurationError
-from harness.yaml_locations import node_at, parse_yaml_with_nodes
+from harness.common.errors import ConfigurationError
+from harness.common.yaml_locations import node_at, parse_yaml_with_nodes
 
 GAP_KEYS = {"test", "platforms", "world_sizes", "defect", "reason", "match", "source"}
 REQUIRED_KEYS = ("test", "platforms", "defect", "reason")

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from harness.bench.command import DESCRIPTION, add_arguments, handle
-from harness.errors import EXIT_INTERRUPTED, HarnessError
+from harness.common.errors import EXIT_INTERRUPTED, HarnessError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,8 +26,8 @@ from harness.bench.results import (
 )
 from harness.bench.runner import run_bench
 from harness.bench.table import print_tables
-from harness.errors import EXIT_OK, EXIT_TEST_FAILURES
-from harness.output_paths import check_output_file
+from harness.common.errors import EXIT_OK, EXIT_TEST_FAILURES
+from harness.common.output_paths import check_output_file
 
 DESCRIPTION = (
     "nccl-tests-style bandwidth of every communicator collective (algbw, busbw, correctness per size), the "
@@ -176,7 +176,7 @@ def _print_speedups(rows: list[dict[str, Any]]) -> None:
 
 def _environment() -> dict[str, Any]:
     try:
-        from harness.fingerprint import collect_fingerprint
+        from harness.host.fingerprint import collect_fingerprint
 
         return collect_fingerprint()
     except Exception as error:  # a fingerprint that cannot be taken must not lose the measurements

@@ -23,8 +23,8 @@ from typing import Any
 
 from harness.bench.bandwidth import COLLECTIVES
 from harness.bench.options import DEVICES, DISPATCH_COMBINE, format_size, parse_size
-from harness.errors import ConfigurationError
-from harness.yaml_locations import format_key_path, line_of, parse_yaml_with_nodes
+from harness.common.errors import ConfigurationError
+from harness.common.yaml_locations import format_key_path, line_of, parse_yaml_with_nodes
 
 OVERHEAD = "overhead"
 BOUNDS = {

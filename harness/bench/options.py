@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.bench.bandwidth import COLLECTIVES
-from harness.errors import ConfigurationError
+from harness.common.errors import ConfigurationError
 
 DISPATCH_COMBINE = "dispatch_combine"
 ALL_OPS: tuple[str, ...] = (*COLLECTIVES, DISPATCH_COMBINE)

@@ -7,7 +7,7 @@ from typing import Any
 
 from harness.bench.options import DISPATCH_COMBINE, format_size
 from harness.bench.results import collective_label, is_collective, scheme_label
-from harness.errors import ConfigurationError
+from harness.common.errors import ConfigurationError
 
 
 def require_matplotlib() -> None:

@@ -17,8 +17,8 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from harness.bench.options import BenchOptions
-from harness.errors import EXIT_TEST_FAILURES, ConfigurationError, HarnessError
-from harness.fingerprint import query_nvidia_gpus
+from harness.common.errors import EXIT_TEST_FAILURES, ConfigurationError, HarnessError
+from harness.host.fingerprint import query_nvidia_gpus
 
 # How much of a failing rank's traceback the error shows: the end, where the cause is.
 TRACEBACK_TAIL_LINES = 25

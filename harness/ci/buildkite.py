@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from harness.ci.cell_jobs import JOB_ENV, REPORT_DIR, RESULTS_DIR, CellJob, ReportJob, no_place_to_run
-from harness.errors import ConfigurationError
+from harness.common.errors import ConfigurationError
 
 REPORT_KEY = "report"
 # A step key holds letters, digits, '_', '-' and ':' only; a cell id may also hold '.'.

@@ -20,10 +20,10 @@ from functools import cached_property
 from pathlib import Path
 
 import harness
-from harness.errors import ConfigurationError
-from harness.images import DEVICE_IMAGES, ImageRecipe, recipe_for
-from harness.matrix import Matrix
-from harness.model import Cell
+from harness.common.errors import ConfigurationError
+from harness.running.images import DEVICE_IMAGES, ImageRecipe, recipe_for
+from harness.config.matrix import Matrix
+from harness.config.model import Cell
 
 RESULTS_DIR = "results"
 REPORT_DIR = "report"

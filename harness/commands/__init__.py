@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.errors import ConfigurationError
-from harness.executors.slurm import SlurmOptions
-from harness.matrix import Matrix
-from harness.model import Cell
-from harness.runs import make_console
+from harness.common.errors import ConfigurationError
+from harness.running.executors.slurm import SlurmOptions
+from harness.config.matrix import Matrix
+from harness.config.model import Cell
+from harness.running.runs import make_console
 
 __all__ = [
     "add_matrix_arguments",
@@ -73,7 +73,7 @@ def add_matrix_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_slurm_arguments(parser: argparse.ArgumentParser) -> None:
-    """--slurm-*: the lab's Slurm options, over the matrix's `slurm:` (harness/executors/slurm.py)."""
+    """--slurm-*: the lab's Slurm options, over the matrix's `slurm:` (harness/running/executors/slurm.py)."""
     group = parser.add_argument_group("Slurm (cells that run as Slurm jobs)")
     group.add_argument("--slurm-partition", metavar="NAME")
     group.add_argument("--slurm-account", metavar="NAME")

@@ -7,15 +7,15 @@ import json
 from pathlib import Path
 
 from harness.commands import make_console
-from harness.compare import compare
-from harness.compare.bench_rows import DEFAULT_THRESHOLD
-from harness.compare.changes import KINDS, AllowRule
-from harness.compare.render import MARKDOWN_LIMIT_BYTES, render_markdown, terminal_tables, verdict_line
-from harness.errors import ConfigurationError
-from harness.output_paths import check_output_file
-from harness.records import resolve_results
-from harness.results_dir.files import write_new
-from harness.untrusted_text import print_line
+from harness.results.compare import compare
+from harness.results.compare.bench_rows import DEFAULT_THRESHOLD
+from harness.results.compare.changes import KINDS, AllowRule
+from harness.presentation.compare import MARKDOWN_LIMIT_BYTES, render_markdown, terminal_tables, verdict_line
+from harness.common.errors import ConfigurationError
+from harness.common.output_paths import check_output_file
+from harness.results.records import resolve_results
+from harness.results.files import write_new
+from harness.common.untrusted_text import print_line
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -8,7 +8,7 @@ import json
 from rich.table import Table
 
 from harness.commands import make_console
-from harness.probe import describe_host, probe_host
+from harness.host.probe import describe_host, probe_host
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -11,12 +11,12 @@ from typing import Any
 from rich.table import Table
 
 from harness.commands import make_console
-from harness.errors import ConfigurationError
-from harness.executors.docker import connect_engine
-from harness.images import DEVICE_IMAGES, ImageRecipe, build_image, find_image, recipe_for
-from harness.matrix import load_matrix
-from harness.model import ImageSpec
-from harness.untrusted_text import print_line
+from harness.common.errors import ConfigurationError
+from harness.running.executors.docker import connect_engine
+from harness.running.images import DEVICE_IMAGES, ImageRecipe, build_image, find_image, recipe_for
+from harness.config.matrix import load_matrix
+from harness.config.model import ImageSpec
+from harness.common.untrusted_text import print_line
 
 DEFAULT_MATRIX = Path("matrix.yaml")
 
@@ -102,8 +102,8 @@ def recipes(devices: list[str], matrix_path: Path | None) -> list[ImageRecipe]:
 
 def default_devices() -> list[str]:
     """cpu, and cuda or xpu where this host has such GPUs."""
-    from harness.fingerprint import query_nvidia_gpus
-    from harness.probe import find_intel_render_nodes
+    from harness.host.fingerprint import query_nvidia_gpus
+    from harness.host.probe import find_intel_render_nodes
 
     devices = ["cpu"]
     if query_nvidia_gpus()[0]:
@@ -142,7 +142,7 @@ def handle_build(args: argparse.Namespace) -> int:
 
 def handle_import_host(args: argparse.Namespace) -> int:
     """Import this host's Python environment (its torch included) as a base image; no registry needed."""
-    from harness.images import import_host_environment
+    from harness.running.images import import_host_environment
 
     console = make_console()
     started = time.monotonic()
@@ -171,7 +171,7 @@ def handle_list(args: argparse.Namespace) -> int:
 
 
 def _image_columns(image: Any, device: str) -> tuple[str, str, str, str]:
-    from harness.images import LABEL_SOURCES, build_command
+    from harness.running.images import LABEL_SOURCES, build_command
 
     if image is None:
         return "[yellow]no[/]", "", "", f"`{build_command(device)}` builds it"

@@ -14,7 +14,7 @@ from harness.ci.cell_jobs import ReportJob, cell_jobs, package_installs
 from harness.ci.github import github_matrix
 from harness.ci.gitlab import gitlab_pipeline
 from harness.commands import resolve_matrix_path, selected_cells
-from harness.matrix import load_matrix
+from harness.config.matrix import load_matrix
 
 # The pipelines a CI system reads, by --format, and the name the system goes by in messages.
 PIPELINES = {"buildkite": (buildkite_pipeline, "Buildkite"), "gitlab": (gitlab_pipeline, "GitLab CI")}

@@ -8,8 +8,8 @@ import json
 from rich.table import Table
 
 from harness.commands import add_matrix_arguments, make_console, resolve_matrix_path
-from harness.plan import oversubscription_warnings
-from harness.runs import plan_matrix
+from harness.planning.plan import oversubscription_warnings
+from harness.running.runs import plan_matrix
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

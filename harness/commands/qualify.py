@@ -18,17 +18,17 @@ from harness.commands import (
     resolve_matrix_path,
     slurm_options,
 )
-from harness.errors import EXIT_INTERRUPTED, ConfigurationError
-from harness.matrix import load_matrix
-from harness.output_paths import check_output_dir
-from harness.qualify import run_bench_for_qualification
-from harness.results_dir.merge import merge_results
-from harness.results_dir.render import render_markdown
-from harness.results_dir.report import missing_required, report_json
-from harness.results_dir.summary import load_summary
-from harness.run_guardian import RunGuard
-from harness.runs import plan_matrix, run_plan
-from harness.untrusted_text import print_line
+from harness.common.errors import EXIT_INTERRUPTED, ConfigurationError
+from harness.config.matrix import load_matrix
+from harness.common.output_paths import check_output_dir
+from harness.bench.qualify import run_bench_for_qualification
+from harness.results.merge import merge_results
+from harness.presentation.markdown import render_markdown
+from harness.results.report import missing_required, report_json
+from harness.results.summary import load_summary
+from harness.running.guardian import RunGuard
+from harness.running.runs import plan_matrix, run_plan
+from harness.common.untrusted_text import print_line
 
 QUALIFICATION_JSON = "qualification.json"
 QUALIFICATION_MD = "qualification.md"

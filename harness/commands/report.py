@@ -8,21 +8,21 @@ from pathlib import Path
 
 from harness.bench.floors import load_floors
 from harness.commands import make_console, selected_cells
-from harness.errors import EXIT_NO_TESTS, EXIT_STRICT, ConfigurationError
-from harness.github import in_github_actions
-from harness.matrix import load_matrix
-from harness.model import Cell
-from harness.output_paths import check_output_file
-from harness.results_dir.files import write_new
-from harness.results_dir.merge import merge_results
-from harness.results_dir.render import (
+from harness.common.errors import EXIT_NO_TESTS, EXIT_STRICT, ConfigurationError
+from harness.presentation.github_annotations import in_github_actions
+from harness.config.matrix import load_matrix
+from harness.config.model import Cell
+from harness.common.output_paths import check_output_file
+from harness.results.files import write_new
+from harness.results.merge import merge_results
+from harness.presentation.markdown import (
     MARKDOWN_LIMIT_BYTES,
     annotations,
     render_markdown,
     render_table,
 )
-from harness.results_dir.report import ResultsReport, missing_required, nothing_ran_reason, report_json
-from harness.untrusted_text import print_line
+from harness.results.report import ResultsReport, missing_required, nothing_ran_reason, report_json
+from harness.common.untrusted_text import print_line
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -13,9 +13,9 @@ from harness.commands import (
     resolve_matrix_path,
     slurm_options,
 )
-from harness.output_paths import check_output_dir
-from harness.run_guardian import RunGuard
-from harness.runs import plan_matrix, run_plan
+from harness.common.output_paths import check_output_dir
+from harness.running.guardian import RunGuard
+from harness.running.runs import plan_matrix, run_plan
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

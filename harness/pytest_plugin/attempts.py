@@ -24,7 +24,7 @@ import pytest
 from _pytest.junitxml import xml_key  # where pytest keeps its junit.xml writer (LogXML)
 
 from harness.pytest_plugin.outcomes import Verdict
-from harness.untrusted_text import xml_text
+from harness.common.untrusted_text import xml_text
 
 # On the call report, when there was more than one attempt: ((number, status, message, seconds), ...).
 ATTEMPTS_ATTRIBUTE = "comm_harness_attempts"

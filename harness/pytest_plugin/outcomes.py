@@ -10,7 +10,7 @@ from typing import Literal
 
 import pytest
 
-from harness.pytest_plugin.desync_verdict import (
+from harness.pytest_plugin.desync.desync_verdict import (
     CollectiveFindings,
     RankSituation,
     RankTrace,

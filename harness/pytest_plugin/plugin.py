@@ -17,21 +17,21 @@ import pytest
 
 from harness.adapters.base import TargetPlatform
 from harness.adapters.registry import DEFAULT_COMMUNICATOR
-from harness.model import BACKEND_OF_DEVICE
+from harness.config.model import BACKEND_OF_DEVICE
 from harness.pytest_plugin.attempts import AttemptPolicy, AttemptReports, keep_attempts
-from harness.pytest_plugin.env import PendingCommunicator, PendingDistEnv
-from harness.pytest_plugin.forked_reports import CrashLinesFromForkedChildren
-from harness.pytest_plugin.fresh_ranks import FreshRankTally
+from harness.common.dist_env import PendingCommunicator, PendingDistEnv
+from harness.pytest_plugin.forked.reports import CrashLinesFromForkedChildren
+from harness.pytest_plugin.reuse.fresh_ranks import FreshRankTally
 from harness.pytest_plugin.launcher import run_in_fresh_ranks
 from harness.pytest_plugin.nodes import node_options, serve_node_store
 from harness.pytest_plugin.outcomes import Verdict
 from harness.pytest_plugin.progress_writer import ProgressWriter
 from harness.pytest_plugin.rank_warnings import WarningsFromForkedChildren, reissue_for_item, session_filters
-from harness.pytest_plugin.reuse_check import UNSEEN_BY_REUSE_MODE, compare_modes
+from harness.pytest_plugin.reuse.reuse_check import UNSEEN_BY_REUSE_MODE, compare_modes
 from harness.pytest_plugin.settings import DistSettings, resolve_reuse
 from harness.pytest_plugin.targets import INTERNALS_MARKER, TargetHooks, requested_platform, select_target
 from harness.pytest_plugin.uncaptured_output import keep_uncaptured_output
-from harness.pytest_plugin.workers import WorkerPool
+from harness.pytest_plugin.reuse.workers import WorkerPool
 
 # Modules that rank bodies commonly import lazily. A fresh fork re-imports whatever the pytest process has
 # not: torch.testing.assert_close's first call imports torch.distributed.tensor, 2.3 s on every rank of every

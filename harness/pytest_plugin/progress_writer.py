@@ -1,6 +1,6 @@
 """`--dist-progress FILE`, in the main pytest process: a JSON line per test start and per report, at once.
 
-The harness's progress reader (harness/executors/progress_reader.py) follows the file while the cell runs;
+The harness's progress reader (harness/running/executors/progress_reader.py) follows the file while the cell runs;
 the first event says how many tests were collected, so the live view can show "12/40".
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from harness.model import KNOWN_GAP_REASON
+from harness.config.model import KNOWN_GAP_REASON
 
 MESSAGE_CHARS = 480
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from harness.pytest_plugin import rank as rank_process
 from harness.pytest_plugin.lifetime import flush_stdio
-from harness.pytest_plugin.native_stacks import dump_native_stacks
+from harness.pytest_plugin.desync.native_stacks import dump_native_stacks
 from harness.pytest_plugin.outcomes import TIMED_OUT, RankOutcome, RankProblem, describe_exit
-from harness.pytest_plugin.trace_file import RankTrace, read_trace, trace_path_of
+from harness.pytest_plugin.desync.trace_file import RankTrace, read_trace, trace_path_of
 
 # rank_main(rank, results, requests): the body of one rank process; requests is None unless asked for.
 RankMain = Callable[[int, Connection, "Connection | None"], None]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.adapters.registry import DEFAULT_COMMUNICATOR
-from harness.model import BACKEND_OF_DEVICE
+from harness.config.model import BACKEND_OF_DEVICE
 
 # Reuse pays where per-test set-up is expensive: a CUDA/XPU context plus an NCCL/xccl communicator costs
 # seconds, a gloo group tens of milliseconds. On CPU the isolation of a fresh fork is worth more.

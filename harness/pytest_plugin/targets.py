@@ -26,10 +26,10 @@ from harness.adapters.registry import (
     UnknownCommunicatorError,
     load_adapter,
 )
-from harness.model import KNOWN_GAP_REASON
+from harness.config.model import KNOWN_GAP_REASON
 
 if TYPE_CHECKING:
-    from harness.pytest_plugin.env import DistEnv
+    from harness.common.dist_env import DistEnv
     from harness.pytest_plugin.settings import DistSettings
 
 # The fixture that carries a test's platform; parametrized when the target has several.

@@ -22,8 +22,8 @@ from harness.adapters.registry import (
 )
 from harness.adapters.vllm import ADAPTER as VLLM
 from harness.adapters.vllm import DEFAULT_GAP_FILE
-from harness.cell_runner import build_pytest_command
-from harness.model import Cell
+from harness.cell.runner import build_pytest_command
+from harness.config.model import Cell
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -49,7 +49,7 @@ def test_an_unknown_name_lists_the_known_ones():
 
 
 def test_an_entry_point_to_something_else_is_a_broken_adapter(monkeypatch):
-    monkeypatch.setitem(BUILTIN_ADAPTERS, "broken", "harness.errors:EXIT_OK")
+    monkeypatch.setitem(BUILTIN_ADAPTERS, "broken", "harness.common.errors:EXIT_OK")
     with pytest.raises(BrokenAdapterError, match="'broken' .*is a int, not an adapter"):
         load_adapter("broken")
     monkeypatch.setitem(BUILTIN_ADAPTERS, "missing", "no_such_module_here:ADAPTER")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.conformance_table import main, read_outcomes, render_table
+from harness.presentation.conformance_table import main, read_outcomes, render_table
 
 
 def _case(name: str, platform: str | None, outcome: str = "") -> str:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.progress_view import CellProgress
-from harness.results_dir.junit import scan_junit
-from harness.results_dir.render import cell_text
+from harness.presentation.progress import CellProgress
+from harness.results.junit import scan_junit
+from harness.presentation.markdown import cell_text
 
 GAP = '<skipped type="pytest.xfail" message="known gap of vllm on cpu: r"/>'
 JUNIT = f"""<?xml version="1.0" encoding="utf-8"?>

@@ -14,7 +14,7 @@ from harness.bench.options import (
     format_size,
     parse_size,
 )
-from harness.errors import ConfigurationError
+from harness.common.errors import ConfigurationError
 
 
 @pytest.mark.parametrize("n", [1, 2, 4, 8])

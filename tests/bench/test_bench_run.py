@@ -20,7 +20,7 @@ from harness.bench.__main__ import main
 from harness.bench.bandwidth import COLLECTIVES, busbw_factor
 from harness.bench.options import ALL_OPS
 from harness.bench.results import DOCUMENT_SCHEMA
-from harness.errors import EXIT_CONFIG, EXIT_OK, EXIT_TEST_FAILURES
+from harness.common.errors import EXIT_CONFIG, EXIT_OK, EXIT_TEST_FAILURES
 
 TINY = ["--world-size", "2", "--warmup", "0", "--iters", "1", "--repeats", "1", "--timeout", "60"]
 
@@ -53,7 +53,7 @@ def document(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_the_document_matches_its_schema(document: dict) -> None:
     jsonschema.validate(document, DOCUMENT_SCHEMA)
     assert document["settings"]["world_size"] == 2
-    assert document["environment"]["torch"]  # the fingerprint of harness/fingerprint.py
+    assert document["environment"]["torch"]  # the fingerprint of harness/host/fingerprint.py
 
 
 def test_every_collective_has_a_checked_row_per_size(document: dict) -> None:
@@ -213,7 +213,7 @@ def test_bad_options_exit_2_with_a_message(argv: list[str], message: str, capsys
 
 
 def test_harness_cli_has_the_bench_command(capsys) -> None:
-    from harness.cli import main as harness_main
+    from harness.commands.cli import main as harness_main
 
     assert harness_main(["bench", "--sizes", "bad"]) == EXIT_CONFIG
     assert "harness bench: error: --sizes: 'bad' is not a size" in capsys.readouterr().err
@@ -239,8 +239,8 @@ def test_too_few_gpus_is_a_configuration_error_found_without_cuda(
 
     import harness.bench.runner as runner
     from harness.bench.options import build_options
-    from harness.errors import ConfigurationError
-    from harness.fingerprint import NvidiaGpu
+    from harness.common.errors import ConfigurationError
+    from harness.host.fingerprint import NvidiaGpu
 
     # nvidia-smi, not CUDA, counts the GPUs: the parent must stay fork-safe.
     gpus = [NvidiaGpu(i, "NVIDIA H200", "570.00", "143771 MiB") for i in range(2)]

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from harness.bench.floors import check_floors, load_floors, unchecked_floors
-from harness.errors import ConfigurationError
-from harness.qualify import BenchOutcome, bench_markdown, judge_bench, read_bench_document, unmeasured_floors
-from harness.untrusted_text import markdown_text
+from harness.common.errors import ConfigurationError
+from harness.bench.qualify import BenchOutcome, bench_markdown, judge_bench, read_bench_document, unmeasured_floors
+from harness.common.untrusted_text import markdown_text
 
 FLOORS = """\
 version: 1

@@ -20,8 +20,8 @@ CELLS = "tests/docker/cells"
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[Any]:
     """A client of a Docker engine that answers; without one, fail in CI (CI=true) and skip elsewhere."""
-    from harness.errors import DockerUnavailableError
-    from harness.executors.docker import connect_engine
+    from harness.common.errors import DockerUnavailableError
+    from harness.running.executors.docker import connect_engine
 
     try:
         client = connect_engine()
@@ -37,7 +37,7 @@ def docker_client() -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def cpu_image(docker_client: Any) -> str:
     """The CPU image's tag, built offline once (a few minutes the first time, cached by tag after)."""
-    from harness.images import build_image, recipe_for
+    from harness.running.images import build_image, recipe_for
 
     recipe = recipe_for("cpu", repo_root=REPO_ROOT)
     return build_image(docker_client, recipe, offline=True, log=lambda _: None).tag
@@ -46,7 +46,7 @@ def cpu_image(docker_client: Any) -> str:
 @pytest.fixture
 def executor(docker_client: Any, cpu_image: str) -> Iterator[Any]:
     """A DockerExecutor for one test; after it, no container of this process may be left."""
-    from harness.executors.docker import LABEL_PID, DockerExecutor
+    from harness.running.executors.docker import LABEL_PID, DockerExecutor
 
     with DockerExecutor(REPO_ROOT, offline=True, client=docker_client) as docker_executor:
         yield docker_executor

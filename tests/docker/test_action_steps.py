@@ -25,7 +25,7 @@ def run_step(project: Path, **inputs: str) -> subprocess.CompletedProcess[str]:
     # `harness` as the job has it: this checkout's, on PATH.
     bin_dir = project / "bin"
     bin_dir.mkdir(exist_ok=True)
-    (bin_dir / "harness").write_text(f'#!/bin/sh\nexec {sys.executable} -m harness.cli "$@"\n')
+    (bin_dir / "harness").write_text(f'#!/bin/sh\nexec {sys.executable} -m harness.commands.cli "$@"\n')
     (bin_dir / "harness").chmod(0o755)
     env = {
         **os.environ,

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main as harness_main
-from harness.errors import ConfigurationError, DockerUnavailableError
-from harness.executors.docker import (
+from harness.commands.cli import main as harness_main
+from harness.common.errors import ConfigurationError, DockerUnavailableError
+from harness.running.executors.docker import (
     HARNESS_MOUNT,
     HARNESS_PACKAGE,
     REPO_MOUNT,
@@ -30,11 +30,11 @@ from harness.executors.docker import (
     parse_size,
     project_mounts,
 )
-from harness.executors.docker_nodes import node_environment, store_port
-from harness.images import OFFLINE_BASE_IMAGE, recipe_for
-from harness.model import Cell, ImageSpec
-from harness.plan import plan_cells
-from harness.probe import HostCapabilities
+from harness.running.executors.docker_nodes import node_environment, store_port
+from harness.running.images import OFFLINE_BASE_IMAGE, recipe_for
+from harness.config.model import Cell, ImageSpec
+from harness.planning.plan import plan_cells
+from harness.host.probe import HostCapabilities
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

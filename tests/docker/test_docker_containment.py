@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from test_docker_executor import ProgressRecorder, make_cell
 
-from harness.executors.docker import DockerExecutor
-from harness.model import ImageSpec
-from harness.run_guardian import CONTAINER_RUN_LABEL, RUN_RECORD
+from harness.running.executors.docker import DockerExecutor
+from harness.config.model import ImageSpec
+from harness.running.guardian import CONTAINER_RUN_LABEL, RUN_RECORD
 
 pytestmark = [pytest.mark.docker, pytest.mark.e2e]
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -69,7 +69,7 @@ def test_kill_9_of_the_harness_leaves_no_container_within_10_s(
         f"  cpu: {{world_sizes: [1], image: {{dockerfile: {REPO_ROOT}/docker/cpu.Dockerfile}}}}\n"
     )
     harness = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "run", "--executor", "docker", "--offline", "--out", "out"],
+        [sys.executable, "-m", "harness.commands.cli", "run", "--executor", "docker", "--offline", "--out", "out"],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from harness.executors.docker import (
+from harness.running.executors.docker import (
     LABEL,
     LABEL_HOST,
     LABEL_PID,
@@ -22,8 +22,8 @@ from harness.executors.docker import (
     container_user,
     remove_stale_containers,
 )
-from harness.model import Cell, ImageSpec
-from harness.probe import find_intel_render_nodes
+from harness.config.model import Cell, ImageSpec
+from harness.host.probe import find_intel_render_nodes
 
 pytestmark = pytest.mark.docker
 
@@ -230,7 +230,7 @@ def test_image_build_failure_makes_the_cell_an_error(executor: DockerExecutor, t
 
 @pytest.mark.parametrize("offline", [False, True])
 def test_run_offline_builds_missing_images_without_a_registry(docker_client: Any, offline: bool) -> None:
-    from harness.runs import plan_matrix
+    from harness.running.runs import plan_matrix
 
     matrix = Path(__file__).resolve().parents[2] / "matrix.yaml"
     docker = plan_matrix(matrix, executor="docker", offline=offline).docker

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from test_docker_executor import make_cell
 
-from harness.executors.docker import LABEL_NODE, LABEL_RUN, DockerExecutor
+from harness.running.executors.docker import LABEL_NODE, LABEL_RUN, DockerExecutor
 
 pytestmark = [pytest.mark.docker, pytest.mark.e2e]
 

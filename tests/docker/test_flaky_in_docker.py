@@ -39,7 +39,7 @@ def test_a_test_that_fails_once_and_one_that_hangs_once_are_flaky_in_a_container
     tmp_path.chmod(0o755)  # as root, the cell runs as nobody and must read the project it is given
 
     done = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "run", "matrix.yaml", "--executor", "docker", "--out", "out"],
+        [sys.executable, "-m", "harness.commands.cli", "run", "matrix.yaml", "--executor", "docker", "--out", "out"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -1,5 +1,5 @@
 """How a cuda cell's container gets its GPUs: the NVIDIA runtime, or device nodes and driver libraries passed
-by the harness (harness/executors/gpu_access.py).
+by the harness (harness/running/executors/gpu_access.py).
 
 The option tests need no GPU and no engine: they build the options from a fake /dev and a fake driver folder.
 The last test starts a real container with the options built for GPU 1 of a fake /dev (character devices
@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from harness.errors import ConfigurationError
-from harness.executors.docker import confinement_options, device_options, with_image_library_path
-from harness.executors.gpu_access import (
+from harness.common.errors import ConfigurationError
+from harness.running.executors.docker import confinement_options, device_options, with_image_library_path
+from harness.running.executors.gpu_access import (
     CONTAINER_DRIVER_LIBS,
     ENV_GPU_ACCESS,
     device_nodes,
@@ -25,9 +25,9 @@ from harness.executors.gpu_access import (
     driver_mounts,
     gpu_access,
 )
-from harness.model import Cell, ImageSpec
-from harness.plan import gpu_access_mode, plan_cells
-from harness.probe import HostCapabilities, NvidiaGpu
+from harness.config.model import Cell, ImageSpec
+from harness.planning.plan import gpu_access_mode, plan_cells
+from harness.host.probe import HostCapabilities, NvidiaGpu
 
 
 def fake_dev(root: Path, gpus: int, *, uvm_tools: bool = True, caps: int = 2) -> Path:

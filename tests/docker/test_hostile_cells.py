@@ -20,7 +20,7 @@ import psutil
 import pytest
 from test_docker_executor import ProgressRecorder, junit_property, make_cell
 
-from harness.executors.docker import UNPRIVILEGED_USER, DockerExecutor, container_user
+from harness.running.executors.docker import UNPRIVILEGED_USER, DockerExecutor, container_user
 
 pytestmark = pytest.mark.docker
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from harness.errors import ConfigurationError
-from harness.images import (
+from harness.common.errors import ConfigurationError
+from harness.running.images import (
     LABEL_INSTALL_STAGE,
     OFFLINE_BASE_IMAGE,
     ImageBuildError,
@@ -27,7 +27,7 @@ from harness.images import (
     find_image,
     recipe_for,
 )
-from harness.model import ImageSpec
+from harness.config.model import ImageSpec
 
 pytestmark = pytest.mark.docker
 
@@ -168,8 +168,8 @@ def test_a_host_environment_imported_as_a_base_runs_its_own_torch(tmp_path: Path
     import subprocess
     import sys
 
-    from harness.executors.docker import connect_engine
-    from harness.images import import_host_environment
+    from harness.running.executors.docker import connect_engine
+    from harness.running.images import import_host_environment
 
     venv = tmp_path / "host-env"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)

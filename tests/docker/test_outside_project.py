@@ -90,7 +90,7 @@ def test_a_fresh_venv_with_the_wheel_runs_the_template_on_the_host(dist, tmp_pat
 
 def generated_job(project: Path, system: str, cell: str) -> list[str]:
     """The shell steps `harness matrix --format SYSTEM` writes for `cell`, as the CI's shell gets them."""
-    harness = [sys.executable, "-m", "harness.cli"]
+    harness = [sys.executable, "-m", "harness.commands.cli"]
     pipeline = yaml.safe_load(
         run([*harness, "matrix", "matrix.yaml", "--format", system], project, {**os.environ})
     )

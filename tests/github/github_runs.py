@@ -57,7 +57,7 @@ def harness_env(**extra: str) -> dict[str, str]:
 
 def harness_command(*args: str) -> list[str]:
     """The argv of `harness ARGS...`."""
-    return [sys.executable, "-m", "harness.cli", *args]
+    return [sys.executable, "-m", "harness.commands.cli", *args]
 
 
 def run_harness(*args: str, cwd: Path, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:

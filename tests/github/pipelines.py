@@ -13,7 +13,7 @@ import check_jsonschema
 import yaml
 from github_runs import REPO_ROOT, write_project
 
-from harness.cli import main as harness_main
+from harness.commands.cli import main as harness_main
 
 # check-jsonschema's copies of the schemas Buildkite and GitLab publish for their pipeline files.
 SCHEMAS = {"buildkite": "vendor.buildkite", "gitlab": "vendor.gitlab-ci"}

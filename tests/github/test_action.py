@@ -12,8 +12,8 @@ from github_runs import REPO_ROOT
 
 from harness.ci.cell_jobs import CellJob
 from harness.ci.github import matrix_entry
-from harness.images import DEVICE_IMAGES
-from harness.matrix import load_matrix
+from harness.running.images import DEVICE_IMAGES
+from harness.config.matrix import load_matrix
 
 ACTION = yaml.safe_load((REPO_ROOT / "action.yml").read_text())
 TEMPLATE = REPO_ROOT / "examples" / "engine-template"

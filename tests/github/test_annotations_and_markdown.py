@@ -6,13 +6,13 @@ import xml.etree.ElementTree as ET
 
 from github_runs import run_harness
 
-from harness import model
-from harness.github import ANNOTATIONS_PER_KIND, annotation, capped_annotations
-from harness.model import Cell, CellResult
-from harness.results_dir.cell_dir import write_cell_json, write_completion_record
-from harness.results_dir.junit import FAILURE_DETAILS
-from harness.results_dir.merge import merge_results
-from harness.results_dir.render import MARKDOWN_LIMIT_BYTES, render_markdown
+from harness.config import model
+from harness.presentation.github_annotations import ANNOTATIONS_PER_KIND, annotation, capped_annotations
+from harness.config.model import Cell, CellResult
+from harness.results.cell_dir import write_cell_json, write_completion_record
+from harness.results.junit import FAILURE_DETAILS
+from harness.results.merge import merge_results
+from harness.presentation.markdown import MARKDOWN_LIMIT_BYTES, render_markdown
 
 
 def test_annotation_escapes_data_and_properties():

@@ -17,8 +17,8 @@ from github_runs import REPO_ROOT, harness_env
 from pipelines import pipeline, schema_check, write_ci_project
 
 from harness.ci.cell_jobs import install_commands
-from harness.cli import main as harness_main
-from harness.images import DEVICE_IMAGES
+from harness.commands.cli import main as harness_main
+from harness.running.images import DEVICE_IMAGES
 
 pytestmark = pytest.mark.e2e
 
@@ -28,7 +28,7 @@ CPU_TORCH = DEVICE_IMAGES["cpu"].build_args
 # Stand-ins on PATH: `harness` is this checkout's CLI; `buildkite-agent pipeline upload FILE` keeps FILE
 # where the test finds it (the real agent sends it to Buildkite).
 SHIMS = {
-    "harness": f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m harness.cli "$@"\n',
+    "harness": f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m harness.commands.cli "$@"\n',
     "buildkite-agent": '#!/bin/sh\n[ "$1 $2" = "pipeline upload" ] && cp "$3" "$UPLOADED"\n',
 }
 

@@ -11,7 +11,7 @@ import yaml
 from github_runs import REPO_ROOT, write_project
 from pipelines import CI_MATRIX, harness_matrix, pipeline, pipeline_text, schema_check, write_ci_project
 
-from harness.cli import build_parser
+from harness.commands.cli import build_parser
 
 RAW_MATRIX = yaml.safe_load((REPO_ROOT / "matrix.yaml").read_text())
 # The line of .github/workflows/ci.yml that runs a cell; the other systems must run the very same command.

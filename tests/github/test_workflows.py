@@ -12,7 +12,7 @@ import yaml
 from github_runs import REPO_ROOT, run_harness
 
 from harness.ci.cell_jobs import artifact_name
-from harness.cli import build_parser
+from harness.commands.cli import build_parser
 
 WORKFLOWS = sorted((REPO_ROOT / ".github" / "workflows").glob("*.yml"))
 # What the workflows' shell variables stand for when their commands are checked.

@@ -59,7 +59,7 @@ def run_harness(
 ) -> subprocess.CompletedProcess[str]:
     """`harness ARGS...` in a subprocess, as a user would run it (in `env`, default `harness_env()`)."""
     return subprocess.run(
-        [sys.executable, "-m", "harness.cli", *args],
+        [sys.executable, "-m", "harness.commands.cli", *args],
         cwd=cwd,
         env=env or harness_env(),
         capture_output=True,

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import model
-from harness.cli import main as harness_main
-from harness.errors import EXIT_CONFIG, EXIT_STRICT, EXIT_TEST_FAILURES
-from harness.model import Cell, CellResult
-from harness.results_dir.cell_dir import write_cell_json, write_completion_record
+from harness.config import model
+from harness.commands.cli import main as harness_main
+from harness.common.errors import EXIT_CONFIG, EXIT_STRICT, EXIT_TEST_FAILURES
+from harness.config.model import Cell, CellResult
+from harness.results.cell_dir import write_cell_json, write_completion_record
 
 MATRIX = """
 version: 1

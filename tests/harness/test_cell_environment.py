@@ -5,9 +5,9 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from harness.cell_runner import build_pytest_environment
-from harness.executors.local import LocalExecutor
-from harness.model import Cell
+from harness.cell.runner import build_pytest_environment
+from harness.running.executors.local import LocalExecutor
+from harness.config.model import Cell
 
 # A suite that starts its own ranks (as PyTorch's MultiProcessTestCase does) reads the shape from torchrun's
 # variables; this one checks them from a test that does not use dist_env.
@@ -47,8 +47,8 @@ def test_a_test_without_dist_env_runs_with_the_shape(tmp_path: Path):
 
 
 def test_a_node_of_a_multi_node_cell_keeps_the_rendezvous_its_executor_named() -> None:
-    from harness.cell_runner import cell_shape_environment
-    from harness.model import Cell
+    from harness.cell.runner import cell_shape_environment
+    from harness.config.model import Cell
 
     cell = Cell(id="cpu-gloo-ws4-n2", device="cpu", backend="gloo", world_size=4, tests=("t",), nodes=2)
     node = {"HARNESS_NODE_RANK": "1", "MASTER_ADDR": "node0-of-the-cell", "MASTER_PORT": "29500"}

@@ -194,7 +194,7 @@ def test_ctrl_c_stops_the_running_cells_and_writes_the_summary(project):
     path = hanging_project(project, timeout=300)
     pid_file = path.parent / "pids.txt"
     harness = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "run", "--cell", "cpu-*", "--out", "out"],
+        [sys.executable, "-m", "harness.commands.cli", "run", "--cell", "cpu-*", "--out", "out"],
         cwd=path.parent,
         env=harness_env(PID_FILE=str(pid_file)),
         stdout=subprocess.PIPE,

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from harness.cli import main
-from harness.compare import compare
-from harness.compare.bench_rows import Timing, judge_row
-from harness.compare.changes import KINDS, AllowRule
-from harness.compare.render import render_markdown
+from harness.commands.cli import main
+from harness.results.compare import compare
+from harness.results.compare.bench_rows import Timing, judge_row
+from harness.results.compare.changes import KINDS, AllowRule
+from harness.presentation.compare import render_markdown
 
 REPO = Path(__file__).resolve().parents[2]
 RECORDS = REPO / "qualification"

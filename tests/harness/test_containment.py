@@ -20,9 +20,9 @@ import psutil
 import pytest
 from cli_runs import HANGING_TEST, harness_env, run_harness
 
-from harness.executors.local import LocalExecutor
-from harness.model import Cell
-from harness.run_guardian import RUN_ID_ENV, RUN_RECORD, processes_of_run
+from harness.running.executors.local import LocalExecutor
+from harness.config.model import Cell
+from harness.running.guardian import RUN_ID_ENV, RUN_RECORD, processes_of_run
 
 pytestmark = pytest.mark.e2e
 
@@ -73,7 +73,7 @@ def hanging_project(project) -> Path:
 def test_kill_9_of_the_harness_leaves_no_process_within_10_s(hanging_project: Path) -> None:
     pid_file = hanging_project / "pids.txt"
     harness = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "run", "--executor", "local", "--out", "out"],
+        [sys.executable, "-m", "harness.commands.cli", "run", "--executor", "local", "--out", "out"],
         cwd=hanging_project,
         env=harness_env(PID_FILE=str(pid_file)),
         stdout=subprocess.DEVNULL,

@@ -22,7 +22,7 @@ import psutil
 import pytest
 from cli_runs import harness_env, run_harness
 
-from harness.cgroups import (
+from harness.host.cgroups import (
     cell_cgroup,
     end_cgroup,
     is_run_cgroup,
@@ -31,10 +31,10 @@ from harness.cgroups import (
     run_cgroup,
     writable_cgroups,
 )
-from harness.executors import local
-from harness.executors.local import LocalExecutor
-from harness.model import Cell
-from harness.run_guardian import RUN_RECORD, pid_alive, processes_of_run
+from harness.running.executors import local
+from harness.running.executors.local import LocalExecutor
+from harness.config.model import Cell
+from harness.running.guardian import RUN_RECORD, pid_alive, processes_of_run
 
 DATA = Path(__file__).parent / "data"
 DAEMON_TEST = DATA / "detached_daemon.py"
@@ -96,7 +96,7 @@ def daemon_project(tmp_path: Path) -> Path:
 def start_daemon_in(cgroup: Path, pid_file: Path) -> int:
     """A process joins `cgroup`, leaves the detached daemon there and exits; the daemon's pid."""
     starter = (
-        "import sys; from pathlib import Path; from harness.cgroups import join_cgroup;"
+        "import sys; from pathlib import Path; from harness.host.cgroups import join_cgroup;"
         f"join_cgroup(Path({str(cgroup)!r})); sys.path.insert(0, {str(DATA)!r});"
         f"import detached_daemon; detached_daemon.start_detached_daemon({str(pid_file)!r})"
     )
@@ -237,7 +237,7 @@ def without_cgroups(command: list[str]) -> list[str]:
 def test_kill_9_of_the_harness_leaves_no_daemon_within_10_s_and_the_next_run_works(
     cgroups: bool, daemon_project: Path, daemon_pid_file: Path
 ) -> None:
-    command = [sys.executable, "-m", "harness.cli", "run", "--executor", "local", "--out", "out"]
+    command = [sys.executable, "-m", "harness.commands.cli", "run", "--executor", "local", "--out", "out"]
     if cgroups:
         need_cgroups()
     else:

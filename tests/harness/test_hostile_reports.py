@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from harness import model
-from harness.cli import main as harness_main
-from harness.errors import EXIT_CONFIG, EXIT_TEST_FAILURES
-from harness.model import Cell, CellResult
-from harness.plan import PlannedCell
-from harness.results_dir.cell_dir import write_cell_json, write_completion_record
-from harness.results_dir.files import MAX_JSON_DEPTH, read_json
-from harness.results_dir.junit import FAILURE_DETAILS, MAX_ELEMENT_DEPTH, element_xml, junit_counts
-from harness.results_dir.summary import RunReport
+from harness.config import model
+from harness.commands.cli import main as harness_main
+from harness.common.errors import EXIT_CONFIG, EXIT_TEST_FAILURES
+from harness.config.model import Cell, CellResult
+from harness.planning.plan import PlannedCell
+from harness.results.cell_dir import write_cell_json, write_completion_record
+from harness.results.files import MAX_JSON_DEPTH, read_json
+from harness.results.junit import FAILURE_DETAILS, MAX_ELEMENT_DEPTH, element_xml, junit_counts
+from harness.results.summary import RunReport
 
 SECRET = "host secret, never to be read"
 
@@ -310,7 +310,7 @@ def test_a_64_mib_junit_of_600000_failures_is_reported_within_300_mib(tmp_path):
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)"
     )
     done = subprocess.run(
-        [sys.executable, "-c", measure, sys.executable, "-m", "harness.cli", "report", cell_dir, *outputs],
+        [sys.executable, "-c", measure, sys.executable, "-m", "harness.commands.cli", "report", cell_dir, *outputs],
         cwd=tmp_path,
         capture_output=True,
     )

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ConfigurationError
-from harness.images import HARNESS_CONTEXT_DIR, _assemble_context, recipe_for
-from harness.model import ImageSpec
+from harness.common.errors import ConfigurationError
+from harness.running.images import HARNESS_CONTEXT_DIR, _assemble_context, recipe_for
+from harness.config.model import ImageSpec
 
 DOCKERFILE = "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY greeting.txt /opt/greeting.txt\n"
 
@@ -110,7 +110,7 @@ def test_a_host_environment_image_takes_the_interpreter_s_links_and_folders_neve
     import subprocess
     import sys
 
-    from harness.images import host_environment_paths
+    from harness.running.images import host_environment_paths
 
     venv = tmp_path / "env"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)

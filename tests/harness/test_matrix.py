@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from cli_runs import REPO_ROOT
 
-from harness.cell_runner import build_pytest_command
-from harness.errors import ConfigurationError
-from harness.matrix import did_you_mean_text, load_matrix, select_cells
+from harness.cell.runner import build_pytest_command
+from harness.common.errors import ConfigurationError
+from harness.config.matrix import did_you_mean_text, load_matrix, select_cells
 
 GOOD = """
 version: 1
@@ -104,7 +104,7 @@ def test_check_collectives_reaches_the_plugin_of_the_cells_that_ask(project, tmp
 
 
 def test_cell_json_round_trips(project):
-    from harness.model import Cell
+    from harness.config.model import Cell
 
     for cell in load_matrix(project(GOOD)).cells:
         assert Cell.from_json(cell.to_json()) == cell
@@ -141,7 +141,7 @@ def test_image_packages_paths_and_cores_are_read_relative_to_the_matrix(project,
         "wheels",
         "docker",
     )
-    from harness.model import Cell
+    from harness.config.model import Cell
 
     assert Cell.from_json(cell.to_json()) == cell
 
@@ -362,7 +362,7 @@ def test_a_matrix_in_a_subdirectory_names_its_project_which_containers_mount(pro
     matrix = load_matrix(project("project: ..\n" + sub.lstrip(), name="ci/matrix.yaml"))
     assert (matrix.root, matrix.project_root) == (tmp_path / "ci", tmp_path)
     assert load_matrix(project(GOOD)).project_root == tmp_path  # default: the matrix's directory
-    from harness.executors.docker import DockerExecutor
+    from harness.running.executors.docker import DockerExecutor
 
     # The project at /repo, the cell in the matrix's directory there, so `../tests` resolves as on the host.
     executor = DockerExecutor(matrix.project_root, matrix_dir=matrix.root, client=object())

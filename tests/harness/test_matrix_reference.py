@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from cli_runs import REPO_ROOT
 
-from harness.matrix import BUILTIN_DEFAULTS, _load_schema
-from harness.matrix_reference import render_reference
+from harness.config.matrix import BUILTIN_DEFAULTS, _load_schema
+from harness.config.matrix_reference import render_reference
 
 PAGE = REPO_ROOT / "docs" / "matrix-reference.md"
 
 
 def test_the_reference_page_is_the_schemas():
     assert PAGE.read_text() == render_reference(_load_schema()), (
-        "docs/matrix-reference.md drifted from the schema: python -m harness.matrix_reference > "
+        "docs/matrix-reference.md drifted from the schema: python -m harness.config.matrix_reference > "
         "docs/matrix-reference.md"
     )
 

@@ -9,9 +9,9 @@ import pytest
 from cli_runs import run_harness
 
 import harness
-from harness.model import Cell
-from harness.plan import PlannedCell, oversubscription_warnings
-from harness.runs import with_pytest_args
+from harness.config.model import Cell
+from harness.planning.plan import PlannedCell, oversubscription_warnings
+from harness.running.runs import with_pytest_args
 
 MATRIX = """
 version: 1

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from cli_runs import harness_env, run_harness
 
-from harness.errors import ConfigurationError
-from harness.matrix import load_matrix
-from harness.model import Cell, QuarantineEntry
-from harness.quarantine import matches, quarantine_outcome
-from harness.results_dir.cell_dir import collect_cell_result
+from harness.common.errors import ConfigurationError
+from harness.config.matrix import load_matrix
+from harness.config.model import Cell, QuarantineEntry
+from harness.config.quarantine import matches, quarantine_outcome
+from harness.results.cell_dir import collect_cell_result
 
 FLAKY_SUITE = Path(__file__).resolve().parents[1] / "plugin" / "suites" / "flaky" / "test_flaky.py"
 ISSUE = "https://example.org/issues/36"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ConfigurationError
-from harness.records import README, load_records, readme_with_table, records_table
+from harness.common.errors import ConfigurationError
+from harness.results.records import README, load_records, readme_with_table, records_table
 
 RECORDS = Path(__file__).resolve().parents[2] / "qualification"
 
@@ -26,7 +26,7 @@ def test_the_readme_table_is_generated_from_the_manifests() -> None:
     readme = (RECORDS / README).read_text(encoding="utf-8")
     expected = readme_with_table(readme, records_table(load_records(RECORDS)))
     assert readme == expected, (
-        "qualification/README.md drifted from the manifests: run `python -m harness.records`"
+        "qualification/README.md drifted from the manifests: run `python -m harness.results.records`"
     )
 
 

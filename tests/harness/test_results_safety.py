@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.model import Cell
-from harness.results_dir.bounded_log import BoundedLog
-from harness.results_dir.cell_dir import collect_cell_result, prepare_cell_dir
-from harness.results_dir.files import UnsafeResultFile, harvest_work_dir, read_regular
+from harness.config.model import Cell
+from harness.results.bounded_log import BoundedLog
+from harness.results.cell_dir import collect_cell_result, prepare_cell_dir
+from harness.results.files import UnsafeResultFile, harvest_work_dir, read_regular
 
 JUNIT = (
     '<?xml version="1.0"?><testsuites><testsuite name="s" tests="2" failures="0" errors="0" skipped="0">'

@@ -6,7 +6,7 @@ import docker.errors
 import pytest
 
 import docker
-from harness.run_guardian import remove_containers_of_run
+from harness.running.guardian import remove_containers_of_run
 
 
 def test_the_guardian_removes_the_runs_containers_even_when_one_went_meanwhile(

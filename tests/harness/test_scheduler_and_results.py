@@ -8,16 +8,16 @@ import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from harness.model import Cell, CellResult
-from harness.model import TestCounts as Counts  # an alias, or pytest would try to collect it
-from harness.plan import PlannedCell
-from harness.results_dir.cell_dir import collect_cell_result
-from harness.results_dir.junit import node_id_of, read_junit_counts
-from harness.results_dir.merge import merge_results
-from harness.results_dir.render import render_markdown
-from harness.results_dir.report import compute_exit_code, nothing_ran_reason
-from harness.results_dir.summary import RunReport, load_summary, skipped_result
-from harness.scheduler import CellScheduler, ResourcePool
+from harness.config.model import Cell, CellResult
+from harness.config.model import TestCounts as Counts  # an alias, or pytest would try to collect it
+from harness.planning.plan import PlannedCell
+from harness.results.cell_dir import collect_cell_result
+from harness.results.junit import node_id_of, read_junit_counts
+from harness.results.merge import merge_results
+from harness.presentation.markdown import render_markdown
+from harness.results.report import compute_exit_code, nothing_ran_reason
+from harness.results.summary import RunReport, load_summary, skipped_result
+from harness.running.scheduler import CellScheduler, ResourcePool
 
 
 def planned(device: str, world_size: int, suffix: str = "", required: bool = False) -> PlannedCell:

@@ -84,7 +84,7 @@ def test_the_live_view_shows_a_timed_out_markup_id_and_finishes_the_summary(host
     primary, secondary = pty.openpty()
     started = time.monotonic()
     harness = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "run", "--executor", "local", "--cell", "*hangs", "--out", "o"],
+        [sys.executable, "-m", "harness.commands.cli", "run", "--executor", "local", "--cell", "*hangs", "--out", "o"],
         cwd=hostile_project,
         env=env,
         stdin=secondary,

@@ -1,4 +1,4 @@
-"""harness/untrusted_text.py on a corpus of hostile strings, and `harness report` on hostile artifacts."""
+"""harness/common/untrusted_text.py on a corpus of hostile strings, and `harness report` on hostile artifacts."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from cli_runs import harness_env, run_harness
 from rich.console import Console
 from untrusted_outputs import TERMINAL_CONTROLS, forged_commands, runner_commands
 
-from harness import model
-from harness.github import annotation
-from harness.model import Cell, CellResult
-from harness.results_dir.cell_dir import write_cell_json, write_completion_record
-from harness.untrusted_text import (
+from harness.config import model
+from harness.presentation.github_annotations import annotation
+from harness.config.model import Cell, CellResult
+from harness.results.cell_dir import write_cell_json, write_completion_record
+from harness.common.untrusted_text import (
     annotation_data,
     annotation_property,
     log_line,

@@ -9,12 +9,12 @@ import json
 from pathlib import Path
 
 from harness.bench.floors import load_floors
-from harness.cell_runner import build_pytest_command
-from harness.model import Cell, CellResult, TestCounts
-from harness.results_dir.cell_dir import collect_cell_result, write_cell_json, write_completion_record
-from harness.results_dir.junit import junit_failures, read_junit_counts
-from harness.results_dir.merge import merge_results
-from harness.results_dir.report import compute_exit_code
+from harness.cell.runner import build_pytest_command
+from harness.config.model import Cell, CellResult, TestCounts
+from harness.results.cell_dir import collect_cell_result, write_cell_json, write_completion_record
+from harness.results.junit import junit_failures, read_junit_counts
+from harness.results.merge import merge_results
+from harness.results.report import compute_exit_code
 
 # What pytest writes for a fixture that raised (an <error>, not a <failure>) next to a passing test.
 JUNIT_WITH_ERROR = """<?xml version="1.0" encoding="utf-8"?>

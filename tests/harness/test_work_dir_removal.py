@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.model import Cell
-from harness.results_dir.cell_dir import prepare_cell_dir
-from harness.results_dir.files import WORK_DIR, harvest_work_dir, remove_tree
+from harness.config.model import Cell
+from harness.results.cell_dir import prepare_cell_dir
+from harness.results.files import WORK_DIR, harvest_work_dir, remove_tree
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPTH = 3000  # deeper than the recursion limit, longer than PATH_MAX as one path
@@ -29,7 +29,7 @@ UNPRIVILEGED_UID = 4242
 LOCKED_TREE = """
 import os, sys
 from pathlib import Path
-from harness.results_dir.files import remove_tree
+from harness.results.files import remove_tree
 
 root = Path(sys.argv[1])
 tree, outside = root / "tree", root / "outside"

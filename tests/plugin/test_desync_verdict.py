@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.pytest_plugin.desync_verdict import (
+from harness.pytest_plugin.desync.desync_verdict import (
     RankSituation,
     RankTrace,
     TracedCall,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.pytest_plugin.carried_state import pending_accelerator_seeds
-from harness.pytest_plugin.uncarried import environment_read_at_start
+from harness.pytest_plugin.reuse.carried_state import pending_accelerator_seeds
+from harness.pytest_plugin.reuse.uncarried import environment_read_at_start
 
 
 @pytest.fixture

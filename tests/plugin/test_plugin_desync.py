@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from plugin_runs import Run, run_pytest_in
 
-from harness.pytest_plugin.desync_verdict import describe_ranks
+from harness.pytest_plugin.desync.desync_verdict import describe_ranks
 
 pytestmark = pytest.mark.e2e
 

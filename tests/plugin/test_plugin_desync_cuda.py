@@ -11,7 +11,7 @@ import pytest
 import torch
 from test_plugin_desync import SCENARIO_MODULE, SCENARIOS, run_scenarios
 
-from harness.pytest_plugin.desync_verdict import describe_ranks
+from harness.pytest_plugin.desync.desync_verdict import describe_ranks
 
 # Counting here is harmless: this pytest only starts the one under test, whose ranks use the GPUs.
 GPUS = torch.cuda.device_count()

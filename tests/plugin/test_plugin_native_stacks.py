@@ -9,7 +9,7 @@ import subprocess
 import pytest
 from plugin_runs import Run, run_pytest_in
 
-from harness.pytest_plugin.native_stacks import dump_native_stacks
+from harness.pytest_plugin.desync.native_stacks import dump_native_stacks
 from harness.pytest_plugin.outcomes import NATIVE_STACKS_NEED_PY_SPY
 
 pytestmark = pytest.mark.e2e

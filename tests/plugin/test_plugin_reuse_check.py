@@ -4,7 +4,7 @@ reuse mode carries") shows up in a report. Real pytest runs of a small suite."""
 
 from __future__ import annotations
 
-from harness.pytest_plugin.reuse_check import UNSEEN_BY_REUSE_MODE
+from harness.pytest_plugin.reuse.reuse_check import UNSEEN_BY_REUSE_MODE
 
 pytest_plugins = ["pytester"]
 DISAGREE = "reuse mode and fork mode disagree"

@@ -25,8 +25,8 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from harness.pytest_plugin import process_switches
-from harness.pytest_plugin.process_switches import Switches
+from harness.pytest_plugin.reuse import process_switches
+from harness.pytest_plugin.reuse.process_switches import Switches
 
 _SKIPPED = 3  # a child's exit code: this torch build does not let the switch change
 

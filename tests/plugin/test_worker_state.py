@@ -9,8 +9,8 @@ import warnings
 
 import pytest
 
-from harness.pytest_plugin.carried_state import capture, take_fork_time_state
-from harness.pytest_plugin.worker_state import WorkerState
+from harness.pytest_plugin.reuse.carried_state import capture, take_fork_time_state
+from harness.pytest_plugin.reuse.worker_state import WorkerState
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.executors.slurm import SlurmExecutor
-from harness.executors.slurm_jobs import job_name, slurm_gap
+from harness.running.executors.slurm import SlurmExecutor
+from harness.running.executors.slurm_jobs import job_name, slurm_gap
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CELLS = "tests/docker/cells"

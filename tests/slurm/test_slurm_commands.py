@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ConfigurationError, SlurmUnavailableError
-from harness.executors.slurm import (
+from harness.common.errors import ConfigurationError, SlurmUnavailableError
+from harness.running.executors.slurm import (
     SlurmOptions,
     batch_script,
     job_reason,
@@ -18,16 +18,16 @@ from harness.executors.slurm import (
     srun_command,
     time_limit_minutes,
 )
-from harness.executors.slurm_jobs import (
+from harness.running.executors.slurm_jobs import (
     JobState,
     _expand_hostlist_here,
     parse_sacct_line,
     parse_scontrol_job,
 )
-from harness.matrix import load_matrix
-from harness.model import Cell, SlurmSpec
-from harness.plan import plan_cells
-from harness.probe import HostCapabilities
+from harness.config.matrix import load_matrix
+from harness.config.model import Cell, SlurmSpec
+from harness.planning.plan import plan_cells
+from harness.host.probe import HostCapabilities
 
 JOB_DIR = Path("/shared/run/cell")
 PROJECT = Path("/repo")
@@ -73,7 +73,7 @@ def test_a_cpu_cell_asks_for_no_gres_and_at_least_a_minute() -> None:
 def test_every_node_runs_a_task_in_the_nodes_environment_or_in_the_image_through_pyxis() -> None:
     host = srun_command(cuda_cell(), SlurmSpec(), JOB_DIR, PROJECT)
     assert host[:4] == ["srun", "--nodes=2", "--ntasks-per-node=1", "--kill-on-bad-exit=1"]
-    assert host[-3:] == ["-m", "harness.executors.slurm_node", str(JOB_DIR)]
+    assert host[-3:] == ["-m", "harness.running.executors.slurm_node", str(JOB_DIR)]
 
     image = srun_command(
         cuda_cell(), SlurmSpec(container_image="nvcr.io#nvidia/pytorch:25.01"), JOB_DIR, PROJECT

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from conftest import CELLS, REPO_ROOT, jobs_named
 
-from harness.executors.slurm import SlurmExecutor
-from harness.executors.slurm_jobs import job_name
-from harness.model import Cell
-from harness.run_guardian import RUN_RECORD
+from harness.running.executors.slurm import SlurmExecutor
+from harness.running.executors.slurm_jobs import job_name
+from harness.config.model import Cell
+from harness.running.guardian import RUN_RECORD
 
 pytestmark = pytest.mark.slurm
 
@@ -79,7 +79,7 @@ def test_a_two_node_cell_passes_as_one_allocation_of_two_nodes(
 def test_a_cell_from_a_shared_results_directory_comes_back_into_out(
     tmp_path: Path, slurm_cluster: None
 ) -> None:
-    from harness.executors.slurm import SlurmOptions
+    from harness.running.executors.slurm import SlurmOptions
 
     shared = tmp_path / "shared"
     shared.mkdir()
@@ -122,7 +122,7 @@ def test_a_node_killed_mid_test_fails_the_cell_naming_the_node(
     def kill_node1() -> None:
         time.sleep(2)
         pids = subprocess.run(
-            ["pgrep", "-f", f"harness.executors.slurm_node {tmp_path / cell.id}"],
+            ["pgrep", "-f", f"harness.running.executors.slurm_node {tmp_path / cell.id}"],
             capture_output=True,
             text=True,
         ).stdout.split()
@@ -173,7 +173,7 @@ def test_kill_9_of_the_harness_cancels_its_jobs_within_10_s(tmp_path: Path, slur
     )
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     harness = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "run", "matrix.yaml", "--out", "out"],
+        [sys.executable, "-m", "harness.commands.cli", "run", "matrix.yaml", "--out", "out"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.DEVNULL,

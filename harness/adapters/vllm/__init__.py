@@ -28,7 +28,7 @@ from harness.adapters.gap_file import load_known_gaps
 from harness.adapters.vllm.engine_shim import VersionMismatch, declared_version
 
 if TYPE_CHECKING:
-    from harness.pytest_plugin.env import DistEnv
+    from harness.common.dist_env import DistEnv
 
 # The release the README's install lines and the image default to.
 DEFAULT_VERSION = "0.33.0"

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import torch
 
     from harness.adapters.base import TargetPlatform
-    from harness.pytest_plugin.env import DistEnv
+    from harness.common.dist_env import DistEnv
 
 
 class VllmCommunicator:

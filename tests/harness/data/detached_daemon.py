@@ -45,12 +45,12 @@ def start_detached_daemon(pid_file: str) -> int:
 
 
 def cell_runner_pid() -> int:
-    """The nearest ancestor running harness.cell_runner (pytest may be its child, or, with --forked, the
+    """The nearest ancestor running harness.cell.runner (pytest may be its child, or, with --forked, the
     parent of this test's process)."""
     pid = os.getppid()
     while pid > 1:
         with open(f"/proc/{pid}/cmdline", "rb") as stream:
-            if b"harness.cell_runner" in stream.read():
+            if b"harness.cell.runner" in stream.read():
                 return pid
         with open(f"/proc/{pid}/stat") as stream:
             pid = int(stream.read().rpartition(")")[2].split()[1])

@@ -1,0 +1,227 @@
+"""Live progress of a run: which cell, which test, how long.
+
+On a terminal, a rich live table of every cell; in CI logs (CI=true, or output not a terminal) plain lines
+such as `[cpu-gloo-ws4] 12/40 tests/...::test_x PASSED 0.08s`, one per test and one per finished cell.
+Events arrive from executor threads (the plugin's progress.jsonl, tailed), so every view takes a lock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from harness.config.model import CellResult
+from harness.planning.plan import PlannedCell
+from harness.results.junit import rank_suffix
+from harness.presentation.markdown import STATUS_STYLE, counts_text
+from harness.common.untrusted_text import print_line, terminal_text
+
+# The build log lines plain output shows: Docker's steps, the wheelhouse and base image, errors.
+BUILD_LINES_SHOWN = ("Step ", "wheelhouse", "comm-harness", "ERROR", "Successfully")
+# Lines of an errored cell's reason shown under its finish line (the log tail has more).
+REASON_LINES = 6
+
+
+@dataclass
+class CellProgress:
+    """What is known of one cell while it runs."""
+
+    status: str = "waiting"
+    total: int | None = None
+    done: int = 0
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    known_gaps: int = 0
+    current: str = ""
+    started: float | None = None
+    duration: float | None = None
+    reason: str = ""
+    last_test_line: str = field(default="", repr=False)
+
+    def apply(self, event: dict[str, Any]) -> str | None:
+        """Update from one progress event; returns the test's outcome word when the test is done."""
+        kind = event.get("event")
+        if kind == "build":
+            self.current = f"building the image: {event.get('line', '')}"
+        elif kind == "collected":
+            self.total = int(event.get("count", 0))
+        elif kind == "start":
+            self.current = str(event.get("nodeid", ""))
+        elif kind == "report":
+            when, outcome = event.get("when"), event.get("outcome")
+            if when == "call" or (when == "setup" and outcome != "passed"):
+                self.done += 1
+                word = {"passed": "PASSED", "failed": "FAILED", "skipped": "SKIPPED"}.get(str(outcome), "?")
+                if when == "setup" and outcome == "failed":
+                    word = "ERROR"
+                known_gap = outcome == "skipped" and event.get("known_gap") is True
+                if known_gap:
+                    word = "KNOWN GAP"
+                self.passed += outcome == "passed"
+                self.failed += outcome == "failed"
+                self.skipped += outcome == "skipped" and not known_gap
+                self.known_gaps += known_gap
+                return word
+            if when == "teardown" and outcome == "failed":
+                self.failed += 1
+                return "ERROR in teardown"
+        return None
+
+    def counter(self) -> str:
+        return f"{self.done}/{self.total}" if self.total is not None else str(self.done)
+
+
+class ProgressView(Protocol):
+    """What the run command tells the user as cells start, progress and finish."""
+
+    def cell_started(self, planned: PlannedCell) -> None: ...
+
+    def event(self, cell_id: str, event: dict[str, Any]) -> None: ...
+
+    def cell_finished(self, result: CellResult) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def cause_suffix(event: dict[str, Any]) -> str:
+    """' [ranks 0, 1 of 2]: cause' for a failed test's event, as `harness report` words it; else ''."""
+    message = str(event.get("message") or "")
+    return f"{rank_suffix(message)}: {message}" if message else ""
+
+
+def _finish_lines(result: CellResult) -> list[str]:
+    """The lines that say a cell finished; each is printed (and neutralised) on its own."""
+    counts = result.counts
+    if result.status == "skipped":
+        return [f"[{result.id}] skipped: {result.reason}"]
+    words = counts_text(dataclasses.asdict(counts))
+    text = f"[{result.id}] {result.status.upper()}: {words} in {result.duration_s:.1f}s"
+    if result.status in ("error", "incomplete") and result.reason:
+        # A build or runner failure says its cause and its fix in the reason's last lines too.
+        lines = [line for line in result.reason.splitlines() if line.strip()]
+        return [f"{text} — {lines[0]}", *(f"    {line}" for line in lines[1:][-REASON_LINES:])]
+    return [text]
+
+
+class PlainProgress:
+    """One line per test and per finished cell, for CI logs."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._cells: dict[str, CellProgress] = {}
+        self._lock = threading.Lock()
+
+    def cell_started(self, planned: PlannedCell) -> None:
+        with self._lock:
+            self._cells[planned.cell.id] = CellProgress(status="running", started=time.monotonic())
+            self._print(f"[{planned.cell.id}] started ({planned.executor}: {planned.reason})")
+
+    def event(self, cell_id: str, event: dict[str, Any]) -> None:
+        with self._lock:
+            progress = self._cells.setdefault(cell_id, CellProgress(status="running"))
+            if event.get("event") == "build":
+                # One line per build step and per wheelhouse/base-image action, not Docker's every line.
+                line = str(event.get("line", ""))
+                if line.startswith(BUILD_LINES_SHOWN):
+                    self._print(f"[{cell_id}] build: {line}")
+                return
+            word = progress.apply(event)
+            if word is not None:
+                duration = float(event.get("duration") or 0.0)
+                line = f"[{cell_id}] {progress.counter()} {event.get('nodeid')} {word} {duration:.2f}s"
+                self._print(line + cause_suffix(event))
+
+    def cell_finished(self, result: CellResult) -> None:
+        with self._lock:
+            for line in _finish_lines(result):
+                self._print(line)
+
+    def close(self) -> None:
+        """Nothing to tear down for plain lines."""
+
+    def _print(self, line: str) -> None:
+        print_line(self._console, line)
+
+
+class LiveProgress:
+    """A rich live table of every cell, refreshed a few times a second."""
+
+    def __init__(self, console: Console, planned: list[PlannedCell]) -> None:
+        self._console = console
+        self._lock = threading.Lock()
+        self._cells = {p.cell.id: CellProgress() for p in planned}
+        for p in planned:
+            if p.executor is None:
+                self._cells[p.cell.id].status = "skipped"
+                self._cells[p.cell.id].reason = p.reason
+        self._live = Live(get_renderable=self._render, console=console, refresh_per_second=4, transient=False)
+        self._live.start()
+
+    def cell_started(self, planned: PlannedCell) -> None:
+        with self._lock:
+            cell = self._cells[planned.cell.id]
+            cell.status, cell.started = "running", time.monotonic()
+            cell.reason = planned.executor or ""
+
+    def event(self, cell_id: str, event: dict[str, Any]) -> None:
+        with self._lock:
+            word = self._cells.setdefault(cell_id, CellProgress(status="running")).apply(event)
+        if word not in (None, "PASSED", "SKIPPED", "KNOWN GAP"):
+            # Printed above the live table, where it stays once the table moves on.
+            print_line(self._console, f"[{cell_id}] {event.get('nodeid')} {word}{cause_suffix(event)}")
+
+    def cell_finished(self, result: CellResult) -> None:
+        with self._lock:
+            cell = self._cells.setdefault(result.id, CellProgress())
+            cell.status, cell.duration, cell.current = result.status, result.duration_s, ""
+            cell.passed, cell.skipped = result.counts.passed, result.counts.skipped
+            cell.failed = result.counts.failed + result.counts.errors
+            cell.reason = (
+                (result.reason.splitlines() or [""])[0] if result.status != "passed" else result.executor
+            )
+
+    def close(self) -> None:
+        self._live.stop()
+
+    def _render(self) -> Table:
+        table = Table(expand=False)
+        for column in ("cell", "status", "tests", "passed", "failed", "time", "now / why"):
+            table.add_column(
+                column, overflow="ellipsis", no_wrap=True, max_width=70 if column == "now / why" else None
+            )
+        with self._lock:
+            for cell_id, cell in self._cells.items():
+                elapsed = cell.duration
+                if elapsed is None and cell.started is not None:
+                    elapsed = time.monotonic() - cell.started
+                style = STATUS_STYLE.get(cell.status, "cyan")
+                # Test ids and reasons come from the cell: Text, never parsed as markup.
+                table.add_row(
+                    terminal_text(cell_id),
+                    terminal_text(cell.status, style),
+                    cell.counter() if cell.status != "skipped" else "-",
+                    str(cell.passed),
+                    str(cell.failed),
+                    f"{elapsed:.1f}s" if elapsed is not None else "-",
+                    terminal_text(cell.current or cell.reason),
+                )
+        return table
+
+
+def use_plain_output(console: Console) -> bool:
+    """Plain lines in CI (CI=true) and when output is not a terminal."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes") or not console.is_terminal
+
+
+def make_progress_view(console: Console, planned: list[PlannedCell]) -> ProgressView:
+    """The live table on a terminal, plain lines otherwise."""
+    return PlainProgress(console) if use_plain_output(console) else LiveProgress(console, planned)
