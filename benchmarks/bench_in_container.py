@@ -39,7 +39,8 @@ from harness.config.matrix import load_matrix  # noqa: E402
 
 
 def bench_command(python: str, args: argparse.Namespace, json_path: str) -> list[str]:
-    command = [python, "-m", "harness.bench", "--device", "cuda", "--world-size", str(args.world_size)]
+    command = [python, "-m", "harness.commands.cli", "bench", "--device", "cuda"]
+    command += ["--world-size", str(args.world_size)]
     for flag in ("ops", "sizes"):
         if getattr(args, flag):
             command += [f"--{flag}", getattr(args, flag)]

@@ -30,7 +30,7 @@ fi
 for ws in ${BENCH_WORLD_SIZES:-2 4 8}; do
     [ "$ws" -le "$gpus" ] || continue
     echo "== bench, world size $ws"
-    timeout ${BENCH_TIMEOUT_S:-200} python3 -m harness.bench --device cuda --world-size "$ws" \
+    timeout ${BENCH_TIMEOUT_S:-200} python3 -m harness.commands.cli bench --device cuda --world-size "$ws" \
         --json "$work/bench-cuda-ws$ws.json" --plot "$work/bench-cuda-ws$ws.png" > "$work/bench-ws$ws.log" 2>&1
     echo "bench exit code $?"
     tail -30 "$work/bench-ws$ws.log"

@@ -21,7 +21,7 @@ from harness.commands import (
 from harness.common.errors import EXIT_INTERRUPTED, ConfigurationError
 from harness.config.matrix import load_matrix
 from harness.common.output_paths import check_output_dir
-from harness.bench.qualify import run_bench_for_qualification
+from harness.commands.bench import bench_for_qualification
 from harness.results.merge import merge_results
 from harness.presentation.markdown import render_markdown
 from harness.results.report import missing_required, report_json
@@ -100,7 +100,7 @@ def handle(args: argparse.Namespace) -> int:
         fingerprints = {cell["device"]: cell["fingerprint"] for cell in ran}
         for device, world_size in targets:
             console.print(f"[bold]bench[/]: {device} world size {world_size}")
-            run_bench_for_qualification(
+            bench_for_qualification(
                 device, world_size, args.out, quick=args.quick, fingerprint=fingerprints[device]
             )
     report = merge_results([args.out], expected=required, strict=True, floors=floors)

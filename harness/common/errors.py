@@ -30,9 +30,3 @@ class DockerUnavailableError(ConfigurationError):
 
 class SlurmUnavailableError(ConfigurationError):
     """`--executor slurm` was asked for but no Slurm cluster answers."""
-
-
-class StrictQualificationError(HarnessError):
-    """`--strict`: a required cell was skipped, errored or did not run."""
-
-    exit_code = EXIT_STRICT

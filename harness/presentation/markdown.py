@@ -14,7 +14,7 @@ from rich.text import Text
 
 from harness.presentation.github_annotations import AnnotationKind, capped_annotations
 from harness.config.model import NOT_RUN_STATUSES
-from harness.bench.qualify import bench_markdown
+from harness.presentation.bench_markdown import bench_markdown
 from harness.results.junit import Failure, clip
 from harness.results.report import ResultsReport
 from harness.common.untrusted_text import markdown_block_line, markdown_code, markdown_text, terminal_text

@@ -20,7 +20,8 @@ from typing import Any
 from harness.bench.floors import Floor
 from harness.common.errors import EXIT_NO_TESTS, EXIT_OK, EXIT_TEST_FAILURES, ConfigurationError
 from harness.config.model import Cell, CellResult, CellStatus
-from harness.bench.qualify import BenchOutcome, find_bench_documents, judge_bench
+from harness.bench.verdict import BenchOutcome, judge_bench
+from harness.results.bench_documents import find_bench_documents
 from harness.results.cell_dir import read_completion_record
 from harness.results.files import (
     CELL_JSON,

@@ -17,7 +17,7 @@ from typing import Any
 from harness.bench.floors import Floor
 from harness.common.errors import EXIT_INTERRUPTED, EXIT_NO_TESTS, EXIT_OK, EXIT_STRICT, EXIT_TEST_FAILURES
 from harness.config.model import FAILING_STATUSES, NOT_RUN_STATUSES
-from harness.bench.qualify import BenchOutcome
+from harness.bench.verdict import BenchOutcome
 from harness.config.quarantine import QuarantineOutcome, quarantine_outcome
 from harness.results.junit import JUNIT_XML, CellFailures, Failure, junit_failures
 

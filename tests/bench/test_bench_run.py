@@ -16,13 +16,18 @@ import jsonschema
 import pytest
 
 import harness.bench.collectives as collectives
-from harness.bench.__main__ import main
 from harness.bench.bandwidth import COLLECTIVES, busbw_factor
 from harness.bench.options import ALL_OPS
 from harness.bench.results import DOCUMENT_SCHEMA
+from harness.commands.cli import main as harness_main
 from harness.common.errors import EXIT_CONFIG, EXIT_OK, EXIT_TEST_FAILURES
 
 TINY = ["--world-size", "2", "--warmup", "0", "--iters", "1", "--repeats", "1", "--timeout", "60"]
+
+
+def main(argv: list[str]) -> int:
+    """`harness bench ARGV`'s exit code."""
+    return harness_main(["bench", *argv])
 
 
 @pytest.fixture(scope="module")
@@ -213,8 +218,6 @@ def test_bad_options_exit_2_with_a_message(argv: list[str], message: str, capsys
 
 
 def test_harness_cli_has_the_bench_command(capsys) -> None:
-    from harness.commands.cli import main as harness_main
-
     assert harness_main(["bench", "--sizes", "bad"]) == EXIT_CONFIG
     assert "harness bench: error: --sizes: 'bad' is not a size" in capsys.readouterr().err
 

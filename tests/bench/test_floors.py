@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 
 from harness.bench.floors import check_floors, load_floors, unchecked_floors
+from harness.bench.verdict import BenchOutcome, judge_bench, unmeasured_floors
 from harness.common.errors import ConfigurationError
-from harness.bench.qualify import BenchOutcome, bench_markdown, judge_bench, read_bench_document, unmeasured_floors
 from harness.common.untrusted_text import markdown_text
+from harness.presentation.bench_markdown import bench_markdown
+from harness.results.bench_documents import read_bench_document
 
 FLOORS = """\
 version: 1

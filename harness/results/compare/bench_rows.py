@@ -31,7 +31,7 @@ from harness.bench.options import DISPATCH_COMBINE, format_size
 from harness.bench.results import DOCUMENT_SCHEMA
 from harness.results.compare.changes import BenchRow, Change
 from harness.common.errors import ConfigurationError
-from harness.bench.qualify import BenchOutcome
+from harness.bench.verdict import BenchOutcome
 
 DEFAULT_THRESHOLD = 0.05
 # Fewer repeats than this (`harness bench --quick` takes 3) never give a verdict.

@@ -16,7 +16,8 @@ from typing import Any
 
 from harness.results.compare.changes import CellRow, Change
 from harness.common.errors import ConfigurationError
-from harness.bench.qualify import BenchOutcome, find_bench_documents, judge_bench
+from harness.bench.verdict import BenchOutcome, judge_bench
+from harness.results.bench_documents import find_bench_documents
 from harness.results.files import JUNIT_XML, SUMMARY_JSON, UnsafeResultFile
 from harness.results.junit import clip, node_id_of, scan_junit
 from harness.results.merge import expand_inputs, merge_results
