@@ -1,4 +1,4 @@
-"""The all2all backend table is generated from the data, and docs/communicators.md's copy is the current one."""
+"""The all2all backend table is generated from the data; docs/communicators.md shows the current one."""
 
 from __future__ import annotations
 
