@@ -1,4 +1,4 @@
-"""`python -m communicators`: print the all2all backend table block to paste into README.md."""
+"""`python -m communicators`: print the all2all backend table block to paste into docs/communicators.md."""
 
 from communicators.backend_table import render_readme_block
 

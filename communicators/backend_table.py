@@ -1,7 +1,7 @@
-"""The README's platform x name table of all2all backends, generated from the table and the rule.
+"""The documentation's platform x name table of all2all backends, generated from the table and the rule.
 
-`python -m communicators` prints the block to paste into README.md between the markers;
-tests/communicators/test_backend_table.py fails when README's copy differs from what this renders.
+`python -m communicators` prints the block to paste into docs/communicators.md between the markers;
+tests/communicators/test_backend_table.py fails when that copy differs from what this renders.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def render_backend_table() -> str:
 
 
 def render_readme_block() -> str:
-    """The table between README's markers, with the legend that explains it."""
+    """The table between docs/communicators.md's markers, with the legend that explains it."""
     legend = (
         "Each cell is the backend that runs when the name is asked for on that platform "
         "(`communicators.resolve_all2all_backend`). *deprecated*: the name is an alias and warns "

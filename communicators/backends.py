@@ -1,7 +1,8 @@
 """The all2all backend table: every name any platform knows, in one place, as data.
 
 `resolution.resolve_all2all_backend` decides from this table what a (platform, name) pair becomes;
-`backend_table.render_backend_table` shows it in README. Nothing else encodes backend knowledge.
+`backend_table.render_backend_table` shows it in docs/communicators.md. Nothing else encodes backend
+knowledge.
 """
 
 from __future__ import annotations

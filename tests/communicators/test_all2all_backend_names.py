@@ -1,8 +1,9 @@
 """What a communicator under test does with all2all backend names, judged by comm-harness's one rule.
 
 Distributed, through `communicator_factory`: each body makes communicators of the run's target and platform
-with one name. What the name must run comes from `communicators.plan_all2all_backend` (the table in the
-README): aliases and backends a platform lacks run allgather_reducescatter, unknown names are a ValueError.
+with one name. What the name must run comes from `communicators.plan_all2all_backend` (the table in
+docs/communicators.md): aliases and backends a platform lacks run allgather_reducescatter, unknown names
+are a ValueError.
 
 Each observation has its own test, so that none shadows another: the manager that runs, the name the
 communicator reports, and what it says on the way — Python warnings and log records of any logger (an engine

@@ -1,4 +1,4 @@
-"""The README's backend table is generated from the data, and README's copy is the current one."""
+"""The all2all backend table is generated from the data; docs/communicators.md shows the current one."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 from communicators import PLATFORMS, render_backend_table, render_readme_block, valid_all2all_backend_names
 from communicators.backend_table import BEGIN_MARKER, END_MARKER
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "communicators.md"
 
 
 def _rows() -> dict[str, list[str]]:
@@ -40,15 +40,15 @@ def test_the_table_cells_say_what_each_name_becomes():
     assert rows["allgather_reducescatter"][-1] == "`AgRsAll2AllManager`"
 
 
-def test_readme_shows_the_current_table():
-    text = README.read_text() if README.exists() else ""
+def test_the_communicators_page_shows_the_current_table():
+    text = PAGE.read_text() if PAGE.exists() else ""
     begin, end = text.find(BEGIN_MARKER), text.find(END_MARKER)
     assert 0 <= begin < end, (
-        f"{README} has no backend table between {BEGIN_MARKER} and {END_MARKER}: "
+        f"{PAGE} has no backend table between {BEGIN_MARKER} and {END_MARKER}: "
         "paste the output of `python -m communicators` there"
     )
-    readme_block = text[begin : end + len(END_MARKER)] + "\n"
-    assert readme_block == render_readme_block(), (
-        f"{README}'s backend table is out of date: replace the block between the markers with the output "
+    page_block = text[begin : end + len(END_MARKER)] + "\n"
+    assert page_block == render_readme_block(), (
+        f"{PAGE}'s backend table is out of date: replace the block between the markers with the output "
         "of `python -m communicators`"
     )

@@ -68,7 +68,7 @@ def check_all_reduce(communicator, example: AllReduceExample, in_place: bool = T
     expected = summed(example.shape, example.dtype, 0, communicator.world_size)
     assert_identical(out, expected, "all_reduce")
     if x.is_contiguous() and in_place:
-        # An optional promise (comm-harness's README): in place where the input is contiguous.
+        # An optional promise (comm-harness's docs/qualifying.md): in place where the input is contiguous.
         assert_identical(x, expected, "all_reduce's contiguous input afterwards (must hold the sum)")
         if x.numel():
             assert out.data_ptr() == x.data_ptr(), "all_reduce of a contiguous input returned another tensor"

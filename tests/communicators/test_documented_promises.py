@@ -1,4 +1,5 @@
-"""What the docstrings and README promise, one test per promise, through the communicator's public API.
+"""What the docstrings and the documentation (docs/) promise, one test per promise, through the communicator's
+public API.
 
 Distributed tests run on every rank of the run's world size; default peers are only told apart from other
 choices at world size 3 and more (at 2, the next rank is also the previous one), which the cpu cells run.

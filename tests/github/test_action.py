@@ -12,8 +12,8 @@ from github_runs import REPO_ROOT
 
 from harness.ci.cell_jobs import CellJob
 from harness.ci.github import matrix_entry
-from harness.running.images import DEVICE_IMAGES
 from harness.config.matrix import load_matrix
+from harness.running.images import DEVICE_IMAGES
 
 ACTION = yaml.safe_load((REPO_ROOT / "action.yml").read_text())
 TEMPLATE = REPO_ROOT / "examples" / "engine-template"
@@ -73,3 +73,17 @@ def test_the_action_steps_lint_helper_keeps_every_input(tmp_path: Path):
     workflow = module.action_as_workflow(ACTION)
     assert set(workflow["on"]["workflow_call"]["inputs"]) == set(ACTION["inputs"])
     assert workflow["jobs"]["action"]["steps"] == ACTION["runs"]["steps"]
+
+
+def test_the_cached_image_is_restored_and_stored_under_one_key_before_the_cell_runs():
+    restore, save = step("Restore the image"), step("Save the image to the cache")
+    assert restore["uses"].startswith("actions/cache/restore@")
+    assert save["uses"].startswith("actions/cache/save@")
+    assert restore["with"] == save["with"]
+    assert "${{ steps.image.outputs.key }}" in restore["with"]["key"]
+    names = [s.get("name") for s in ACTION["runs"]["steps"]]
+    # Saved before `harness run`: a failing cell still fills the cache; loaded only on a hit.
+    assert names.index("Save the image to the cache") < names.index("harness run")
+    assert "cache-hit == 'true'" in step("Load the image")["if"]
+    assert "cache-hit != 'true'" in step("Build the image for the cache")["if"]
+    assert ACTION["inputs"]["cache-image"]["default"] == "auto"

@@ -1,7 +1,8 @@
 """Every script in benchmarks/ still starts: its imports resolve and its options parse (`--help`).
 
-The scripts measure the figures README.md quotes; they are not run for real here (minutes, noisy
-machines), but a refactor that breaks one fails this test instead of the next person's measurement.
+The scripts measure the figures the documentation quotes (docs/measured.md); they are not run for real here
+(minutes, noisy machines), but a refactor that breaks one fails this test instead of the next person's
+measurement.
 """
 
 from __future__ import annotations

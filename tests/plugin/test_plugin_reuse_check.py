@@ -1,6 +1,6 @@
 """`--dist-reuse check` runs each distributed test on fresh ranks and on the reuse workers and fails those
-whose outcomes differ, naming both: it is how the state reuse mode neither carries nor detects (README, "What
-reuse mode carries") shows up in a report. Real pytest runs of a small suite."""
+whose outcomes differ, naming both: it is how the state reuse mode neither carries nor detects
+(docs/plugin.md, "What reuse mode carries") shows up in a report. Real pytest runs of a small suite."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def test_check_mode_fails_the_tests_whose_outcomes_differ_and_names_both(pyteste
         "test_module_attribute": "passed",  # detected: ran on fresh ranks only
         "test_reuse_safe": "passed",
     }, run.output
-    # Each item of the README's "neither carried nor detected" list, named in the report as a disagreement.
+    # Each item of docs/plugin.md's "neither carried nor detected", named in the report as a disagreement.
     for test, failure in (
         ("test_in_place_change", "AssertionError"),
         ("test_logger_level", "AssertionError"),
