@@ -265,8 +265,8 @@ def _verdict(
 ) -> BenchRow:
     verdict = "slower" if low > 1 + threshold else "faster" if high < 1 / (1 + threshold) else "within noise"
     if verdict != "within noise" and fewest < MIN_REPEATS:
-        # Of 3 repeats a side, NEW's best is above BASE's median one time in five by chance alone, and a
-        # bootstrap of 3 values has 10 distinct medians.
+        # Of 3 repeats a side, NEW's best is above BASE's median one time in five by chance alone, and every
+        # resample of 3 values has one of those 3 as its median: no interval to speak of.
         verdict, basis = "within noise", f"{basis}; {fewest} repeats, too few to judge"
     return BenchRow("", base.label, base.median_us, new.median_us, ratio, low, high, verdict, basis, rule)
 
