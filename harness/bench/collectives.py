@@ -11,6 +11,7 @@ accelerator call it alone is a few percent). The difference is the communicator'
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,7 @@ import torch.distributed as dist
 from communicators.torch_compat import all_gather_single, reduce_scatter_single
 from harness.bench.bandwidth import algbw_gbps, busbw_gbps
 from harness.bench.options import BenchOptions
-from harness.bench.timing import DeviceClock, median_and_best
+from harness.bench.timing import DeviceClock, repeat_times
 
 COMMUNICATOR = "communicator"
 TORCH = "torch.distributed"
@@ -201,7 +202,9 @@ def _measure_case(
         candidates.append(case.run_torch)
     iters = options.iterations_for(nbytes)
     repeats = options.repeats_for(nbytes, with_overhead=len(candidates) == 2)
-    times, best = median_and_best(clock, candidates, warmup=options.warmup, iters=iters, repeats=repeats)
+    per_repeat = repeat_times(clock, candidates, warmup=options.warmup, iters=iters, repeats=repeats)
+    times = [statistics.median(seconds) for seconds in per_repeat]
+    best = [min(seconds) for seconds in per_repeat]
     moved = case.count * dtype.itemsize
     common = {
         "bytes": moved,
@@ -227,6 +230,7 @@ def _measure_case(
         **common,
         **uneven,
         **_figures(op, n, moved, times[0]),
+        "repeats_us": repeats_us(per_repeat[0]),
         "correct": not incorrect,
         "incorrect_ranks": incorrect,
     }
@@ -238,6 +242,7 @@ def _measure_case(
             "impl": TORCH,
             **common,
             **_figures(op, n, moved, torch_s),
+            "repeats_us": repeats_us(per_repeat[1]),
             "correct": True,
             "incorrect_ranks": [],
             "baseline": True,
@@ -265,6 +270,11 @@ def ranks_where_false(flag: bool, communicator: Any) -> list[int]:
     flags[communicator.rank] = 0 if flag else 1
     dist.all_reduce(flags)
     return [rank for rank, bad in enumerate(flags.tolist()) if bad]
+
+
+def repeats_us(seconds: list[float]) -> list[float]:
+    """A row's "repeats_us": each repeat's time per iteration in microseconds, to the nanosecond."""
+    return [round(each * 1e6, 3) for each in seconds]
 
 
 def _percent_over(seconds: float, reference_seconds: float) -> float:

@@ -10,24 +10,25 @@ output (no expert compute: only communication is timed), which returns each rank
 ranks. Both schemes are checked against the expected tensors and against each other before being timed.
 
 The round trip is timed as the collectives are: `iters` round trips back to back, one device synchronize
-at the end (`time_us`, the median over repeats; `speedup_vs_naive` from each scheme's best repeat,
-`speedup_vs_naive_median` from the medians). A synchronize and a host timer around each phase would add
-the same fixed tens of microseconds to both schemes on an accelerator and pull their ratio towards 1, so
-the per-phase split (`dispatch_us`, `combine_us`) comes from a separate pass that does synchronize after
-each phase: on accelerators the two add up to more than `time_us`.
+at the end (`time_us`, the median over repeats, every repeat in `repeats_us`; `speedup_vs_naive` from each
+scheme's best repeat, `speedup_vs_naive_median` from the medians). A synchronize and a host timer around
+each phase would add the same fixed tens of microseconds to both schemes on an accelerator and pull their
+ratio towards 1, so the per-phase split (`dispatch_us`, `combine_us`) comes from a separate pass that does
+synchronize after each phase: on accelerators the two add up to more than `time_us`.
 """
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 
-from harness.bench.collectives import mild_shares, ranks_where_false
+from harness.bench.collectives import mild_shares, ranks_where_false, repeats_us
 from harness.bench.naive_reference import naive_combine, naive_dispatch
 from harness.bench.options import BenchOptions
-from harness.bench.timing import DeviceClock, median_and_best, time_interleaved
+from harness.bench.timing import DeviceClock, repeat_times, time_interleaved
 
 NAIVE_REFERENCE = "naive_reference"
 UNEVEN_SHARES = "mild"
@@ -114,13 +115,16 @@ def _measure(
     }
     gathered_bytes = sum(t.numel() * t.element_size() for t in expected_of[backend][:-1])
     iters = options.iterations_for(gathered_bytes)
-    (agrs_s, naive_s, uneven_s), (agrs_best_s, naive_best_s, uneven_best_s) = median_and_best(
+    per_repeat = repeat_times(
         clock,
         [round_trip(backend), round_trip(NAIVE_REFERENCE), round_trip(uneven)],
         warmup=options.warmup,
         iters=iters,
         repeats=options.repeats,
     )
+    agrs_s, naive_s, uneven_s = (statistics.median(seconds) for seconds in per_repeat)
+    agrs_best_s, naive_best_s, uneven_best_s = (min(seconds) for seconds in per_repeat)
+    agrs_repeats, naive_repeats, uneven_repeats = per_repeat
     # Warm already: the split pass needs no warmup of its own.
     agrs_phases, naive_phases, uneven_phases = time_interleaved(
         clock,
@@ -143,17 +147,18 @@ def _measure(
     }
     rows = []
     timed = (
-        (backend, agrs_s, agrs_best_s, agrs_phases),
-        (NAIVE_REFERENCE, naive_s, naive_best_s, naive_phases),
-        (uneven, uneven_s, uneven_best_s, uneven_phases),
+        (backend, agrs_s, agrs_best_s, agrs_repeats, agrs_phases),
+        (NAIVE_REFERENCE, naive_s, naive_best_s, naive_repeats, naive_phases),
+        (uneven, uneven_s, uneven_best_s, uneven_repeats, uneven_phases),
     )
-    for scheme, round_trip_s, best_s, (dispatch_s, combine_s) in timed:
+    for scheme, round_trip_s, best_s, seconds, (dispatch_s, combine_s) in timed:
         incorrect = ranks_where_false(correct[scheme], communicator)
         row = {
             **common,
             "backend": backend if scheme == uneven else scheme,
             "time_us": round_trip_s * 1e6,
             "time_best_us": best_s * 1e6,
+            "repeats_us": repeats_us(seconds),
             "dispatch_us": dispatch_s * 1e6,
             "combine_us": combine_s * 1e6,
             "correct": not incorrect,

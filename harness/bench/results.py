@@ -4,17 +4,22 @@ Row kinds, told apart by "op":
 - a collective (all_reduce, ... reduce_scatterv): {"op", "impl", "bytes", "time_us", "algbw_gbps",
   "busbw_gbps", "correct", ...}; "impl" is "communicator", or "torch.distributed" where the communicator
   lacks the collective or for the baseline twin ("baseline": true) that overhead rows compare against;
+  "repeats_us" (each repeat's time per iteration, in repeat order: "time_us" is their median);
   the uneven ones (all_gatherv, reduce_scatterv) add "shares" (the pattern: "rank+1" or "mild"),
   "share_counts" (elements per rank) and "max_over_mean" (their best busbw is the even one's / that);
 - "overhead": {"collective", "bytes", "communicator_us", "torch_us" (medians), "communicator_best_us",
   "torch_best_us" (best repeats), "overhead_pct" (from the best repeats), "overhead_median_pct"};
 - "dispatch_combine": {"tokens", "hidden", "backend" ("allgather_reducescatter" | "naive_reference"),
-  "time_us" (median), "time_best_us", "dispatch_us", "combine_us", "correct"}; the backend's row adds
-  "speedup_vs_naive" (from "time_best_us": best repeats of round trips back to back) and
-  "speedup_vs_naive_median" (from "time_us"). The backend's third row, at mildly uneven token counts of
+  "time_us" (median), "time_best_us", "repeats_us", "dispatch_us", "combine_us", "correct"}; the
+  backend's row adds "speedup_vs_naive" (from "time_best_us": best repeats of round trips back to back)
+  and "speedup_vs_naive_median" (from "time_us"). The backend's third row, at mildly uneven token counts of
   the same total, adds "shares", "sizes" and "uneven_over_equal" (its best round trip over the equal one's).
   "dispatch_us" and "combine_us" come from a separate pass with a device synchronize after each phase, so
   on accelerators they add up to more than "time_us".
+
+Rows and their references are timed in alternation within each repeat, so repeat i of a communicator row and
+repeat i of its torch.distributed twin (of the backend and its naive reference) are one pair. Documents
+written before "repeats_us" existed lack it; readers must not require it.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from harness.bench.options import DISPATCH_COMBINE, BenchOptions, format_size
 _NUMBER = {"type": "number", "minimum": 0}
 _COUNT = {"type": "integer", "minimum": 1}
 _COMMON = {"world_size": _COUNT, "device": {"type": "string"}, "dtype": {"type": "string"}}
+_REPEATS = {"type": "array", "minItems": 1, "items": _NUMBER}
 
 ROW_SCHEMAS: dict[str, dict[str, Any]] = {
     "collective": {
@@ -41,6 +47,7 @@ ROW_SCHEMAS: dict[str, dict[str, Any]] = {
             "time_us": _NUMBER,
             "algbw_gbps": _NUMBER,
             "busbw_gbps": _NUMBER,
+            "repeats_us": _REPEATS,
             "correct": {"type": "boolean"},
             "incorrect_ranks": {"type": "array", "items": {"type": "integer"}},
             "shares": {"type": "string"},
@@ -75,6 +82,7 @@ ROW_SCHEMAS: dict[str, dict[str, Any]] = {
             "backend": {"type": "string"},
             "time_us": _NUMBER,
             "time_best_us": _NUMBER,
+            "repeats_us": _REPEATS,
             "dispatch_us": _NUMBER,
             "combine_us": _NUMBER,
             "speedup_vs_naive": _NUMBER,

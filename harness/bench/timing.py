@@ -3,7 +3,8 @@
 Every repeat starts together (a barrier) and ends when this rank's device is idle, so a repeat's time is
 one rank's wall time of `iters` iterations; the time of a repeat is the maximum over ranks (the slowest
 rank bounds a collective), and the reported time is the median over repeats, which keeps a burst of load
-from another process on a shared CPU out of the figure. Candidates compared with each other (the
+from another process on a shared CPU out of the figure. Every repeat's time is kept too: `harness compare`
+judges two runs on them. Candidates compared with each other (the
 communicator against raw torch.distributed, AgRs against the naive reference) are timed in alternation
 within each repeat, in alternating order, so that drifting load hits them alike.
 """
@@ -55,17 +56,17 @@ def time_interleaved(
     ]
 
 
-def median_and_best(
+def repeat_times(
     clock: DeviceClock, candidates: Sequence[Callable[[], object]], **timing: int
-) -> tuple[list[float], list[float]]:
-    """Seconds per iteration of each (one-phase) candidate: the median over repeats and the best repeat.
+) -> list[list[float]]:
+    """Seconds per iteration of each (one-phase) candidate in each repeat, in repeat order (slowest rank).
 
-    Comparisons between candidates use the best repeats (a burst of load only ever adds time); reported
-    times are the medians. `timing` is `sample_interleaved`'s.
+    Reported times are their medians; comparisons between candidates in one run use the best repeats (a
+    burst of load only ever adds time); `harness compare` resamples all of them. `timing` is
+    `sample_interleaved`'s.
     """
     samples = sample_interleaved(clock, candidates, **timing)[:, :, 0]
-    medians = [statistics.median(samples[:, index].tolist()) for index in range(len(candidates))]
-    return medians, samples.min(dim=0).values.tolist()
+    return [samples[:, index].tolist() for index in range(len(candidates))]
 
 
 def sample_interleaved(

@@ -10,8 +10,9 @@ from collections import Counter
 
 from rich.table import Table
 
-from harness.results.compare.changes import KINDS, BenchRow, Change, Comparison
 from harness.common.untrusted_text import markdown_code, markdown_text, terminal_text
+from harness.results.compare.bench_rows import CONFIDENCE, RESAMPLES
+from harness.results.compare.changes import KINDS, BenchRow, Change, Comparison
 
 # Changes listed one per line in the terminal; the rest are counted (all are in --json and --markdown).
 TERMINAL_CHANGES = 200
@@ -148,15 +149,23 @@ def _bench_markdown(rows: list[BenchRow], threshold: float) -> list[str]:
     if not rows:
         return []
     beyond = [row for row in rows if row.verdict != "within noise"]
-    lines = [
-        "## Bench rows",
-        "",
-        f"{len(rows)} rows on both sides; {len(beyond)} beyond noise. A row is slower (faster) when the "
-        "interval of NEW/BASE, [NEW best / BASE median, NEW median / BASE best], lies wholly above "
-        f"+{threshold * 100:.0f} % (below its inverse); rows keeping only a median borrow their run's "
-        "spread at that size.",
-        "",
-    ]
+    rules = {row.rule for row in rows}
+    text = (
+        f"{len(rows)} rows on both sides; {len(beyond)} beyond noise. A row is slower (faster) when its "
+        f"interval of NEW/BASE lies wholly above +{threshold * 100:.0f} % (below its inverse)."
+    )
+    if "bootstrap" in rules:
+        text += (
+            f" The interval: {CONFIDENCE * 100:.0f} % percentile bootstrap of the ratio of medians, "
+            f"{RESAMPLES:,} resamples of each run's repeats (a row with a reference timed in the same "
+            "repeats: of its per-repeat ratios to it)."
+        )
+    if "best/median" in rules:
+        text += (
+            " Rows of a document that kept no repeats: [NEW best / BASE median, NEW median / BASE best]; "
+            "rows keeping only a median borrow their run's spread at that size."
+        )
+    lines = ["## Bench rows", "", text, ""]
     if beyond:
         lines += ["| where | row | BASE us | NEW us | NEW/BASE | interval | verdict |", "|---" * 7 + "|"]
         lines += [

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import statistics
 import time
 from pathlib import Path
 
@@ -116,6 +117,26 @@ def test_dispatch_combine_compares_agrs_with_the_naive_reference(document: dict)
         # The round trip is timed back to back; the per-phase split is a separate, synchronised pass.
         for row in (agrs, naive):
             assert row["time_us"] > 0 and row["dispatch_us"] > 0 and row["combine_us"] > 0
+
+
+def test_every_repeat_is_kept_beside_its_median_and_best(tmp_path: Path) -> None:
+    """`harness compare` resamples the repeats: each timed row keeps them all; its figures come from them."""
+    path = tmp_path / "bench.json"
+    options = ["--ops", "all_reduce,dispatch_combine", "--sizes", "1K", "--tokens", "8", "--hidden", "64"]
+    assert main([*TINY, "--repeats", "3", *options, "--json", str(path)]) == EXIT_OK
+    rows = json.loads(path.read_text())["rows"]
+    timed = [row for row in rows if row["op"] != "overhead"]
+    # The communicator's all_reduce, its torch.distributed twin, and dispatch+combine's three schemes.
+    assert len(timed) == 5
+    for row in timed:
+        assert len(row["repeats_us"]) == row["repeats"] == 3
+        assert row["time_us"] == pytest.approx(statistics.median(row["repeats_us"]), abs=1e-3)
+        if "time_best_us" in row:
+            assert row["time_best_us"] == pytest.approx(min(row["repeats_us"]), abs=1e-3)
+    [overhead] = [row for row in rows if row["op"] == "overhead"]
+    for key, impl in (("communicator_best_us", "communicator"), ("torch_best_us", "torch.distributed")):
+        [row] = [row for row in rows if row["op"] == "all_reduce" and row["impl"] == impl]
+        assert overhead[key] == pytest.approx(min(row["repeats_us"]), abs=1e-3)
 
 
 def test_a_wrong_result_is_flagged_and_exits_1(

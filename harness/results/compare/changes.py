@@ -119,11 +119,17 @@ class BenchRow:
     low: float
     high: float
     verdict: str  # slower, faster, within noise
-    basis: str  # how the interval was made: "best repeats" or the borrowed spread
+    basis: str  # how the interval was made: the bootstrap and its repeats, or the best/median rule's inputs
+    rule: str = "bootstrap"  # "bootstrap" (every repeat kept) or "best/median" (an older document)
 
     def interval(self) -> str:
         """'[+3.1 %, +12.0 %]': the interval of NEW's time over BASE's, as a change."""
         return f"[{_percent(self.low)}, {_percent(self.high)}]"
+
+    def summary(self) -> str:
+        """'+12.3 % [+8.1, +16.0] 95 % bootstrap CI of the ratio of medians, 21 vs 21 repeats'."""
+        low, high = (self.low - 1) * 100, (self.high - 1) * 100
+        return f"{_percent(self.ratio)} [{low:+.1f}, {high:+.1f}] {self.basis}"
 
 
 def _percent(ratio: float) -> str:
