@@ -21,7 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.config.model import Cell, CellResult, TestCounts
+from harness.config.model import Cell
+from harness.results.cell_result import CellResult, TestCounts
 from harness.results.cell_dir import write_cell_json, write_completion_record
 
 

@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 import harness
-from harness.config.model import Cell, CellResult, TestCounts
+from harness.config.model import Cell
+from harness.results.cell_result import CellResult, TestCounts
 from harness.planning.plan import PlannedCell
 from harness.results.summary import RunReport
 
