@@ -17,12 +17,12 @@ from harness.common.errors import ConfigurationError
 from harness.config.matrix import load_matrix
 from harness.config.model import Cell, QuarantineEntry
 from harness.config.quarantine import matches
-from harness.results.cell_result import CellResult, QuarantineRecord
-from harness.results.quarantine import quarantine_outcome
 from harness.planning.plan import PlannedCell
 from harness.presentation.progress import PlainProgress
 from harness.results.cell_dir import collect_cell_result
+from harness.results.cell_result import CellResult, QuarantineRecord
 from harness.results.junit import write_merged_junit
+from harness.results.quarantine import quarantine_outcome
 
 FLAKY_SUITE = Path(__file__).resolve().parents[1] / "plugin" / "suites" / "flaky" / "test_flaky.py"
 ISSUE = "https://example.org/issues/36"
@@ -193,12 +193,17 @@ def test_release_candidates_passed_every_attempt_in_every_cell(tmp_path):
     )
     assert flaky_here["status"] == "passed" and flaky_here["counts"]["quarantined"] == 0
     other = _ran(
-        "cpu-gloo-ws4", "passed", _record("tests/test_q.py::test_ok", 1, 0), _record("tests/never_ran.py", 0, 0)
+        "cpu-gloo-ws4",
+        "passed",
+        _record("tests/test_q.py::test_ok", 1, 0),
+        _record("tests/never_ran.py", 0, 0),
     )
     failed_elsewhere = _ran("cpu-gloo-ws8", "failed", _record("a.py::b", 1, 1))
     errored = _ran("cpu-gloo-ws3", "error", _record("c.py::d", 1, 0))
     ok_here = _ran("cpu-gloo-ws6", "passed", _record("a.py::b", 2, 0))
-    outcome = quarantine_outcome([CellResult.from_json(flaky_here), other, failed_elsewhere, errored, ok_here])
+    outcome = quarantine_outcome(
+        [CellResult.from_json(flaky_here), other, failed_elsewhere, errored, ok_here]
+    )
     # A test that passed only on a retry is still flaky; one that failed in any cell, or whose cell did not
     # run to a verdict, stays; an entry that named no test that ran says nothing.
     assert [(e.test, e.ran) for e in outcome.release_candidates] == [("tests/test_q.py::test_ok", 2)]

@@ -9,13 +9,13 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from harness.config.model import Cell
+from harness.planning.plan import PlannedCell
+from harness.presentation.markdown import render_markdown
+from harness.results.cell_dir import collect_cell_result
 from harness.results.cell_result import CellResult
 from harness.results.cell_result import TestCounts as Counts  # an alias, or pytest would try to collect it
-from harness.planning.plan import PlannedCell
-from harness.results.cell_dir import collect_cell_result
 from harness.results.junit import node_id_of, read_junit_counts
 from harness.results.merge import merge_results
-from harness.presentation.markdown import render_markdown
 from harness.results.report import compute_exit_code, nothing_ran_reason
 from harness.results.summary import RunReport, load_summary
 from harness.running.scheduler import CellScheduler, ResourcePool
@@ -254,7 +254,9 @@ def run_with_a_skipped_cuda_cell(out, *, strict: bool) -> tuple[RunReport, Plann
     ran, skipped = planned("cpu", 2, required=True), planned("cuda", 4, required=True)
     skipped = PlannedCell(skipped.cell, None, "needs 4 CUDA GPUs, this host has 0")
     cell_ids = [ran.cell.id, skipped.cell.id]
-    report = RunReport(out, cell_ids, {"cores": 2}, strict=strict, matrix="matrix.yaml", markdown=render_markdown)
+    report = RunReport(
+        out, cell_ids, {"cores": 2}, strict=strict, matrix="matrix.yaml", markdown=render_markdown
+    )
     report.add(skipped.skipped_result())
     return report, ran
 
@@ -311,3 +313,48 @@ def test_test_ids_keep_classes_apart_from_the_module_path():
         "tests/test_x.py::TestOuter::TestInner::test_b[1]"
     )
     assert node_id_of(case("", "collection")) == "collection"
+
+
+def test_summary_md_lists_each_cells_skip_reasons_with_counts(tmp_path):
+    skips = [
+        ("a", 'type="pytest.skip" message="needs 2 CUDA GPUs"'),
+        ("b", 'type="pytest.skip" message="needs 2 CUDA GPUs"'),
+        ("c", 'type="pytest.skip" message="[evil](https://x) &lt;img src=x&gt;"'),
+        ("d", 'type="pytest.xfail" message="gloo has no all_to_all"'),
+    ]
+    cases = "".join(
+        f'<testcase classname="tests.test_x" name="{n}"><skipped {m}/></testcase>' for n, m in skips
+    )
+    cell_dir = tmp_path / "out" / "cpu-gloo-ws2"
+    cell_dir.mkdir(parents=True)
+    (cell_dir / "junit.xml").write_text(
+        f'<testsuites><testsuite name="pytest" tests="5" failures="0" errors="0" skipped="4">{cases}'
+        '<testcase classname="tests.test_x" name="e"/></testsuite></testsuites>'
+    )
+    ran = planned("cpu", 2)
+    result = collect_cell_result(ran.cell, cell_dir, 0, 1.0, "local")
+    assert result.skip_reasons == {
+        "needs 2 CUDA GPUs": 2,
+        "[evil](https://x) <img src=x>": 1,
+        "xfail: gloo has no all_to_all": 1,
+    }
+    report = RunReport(
+        tmp_path / "out", [ran.cell.id], {}, strict=False, matrix="m.yaml", markdown=render_markdown
+    )
+    report.add(result)
+    report.finish(interrupted=False)
+
+    section = skip_section((tmp_path / "out" / "summary.md").read_text())
+    # Most frequent first; a reason is the cell's text, so it is shown inert (no link, no HTML).
+    assert section[0] == "- cpu-gloo-ws2 · 2 × needs 2 CUDA GPUs"
+    assert section[1:] == [
+        "- cpu-gloo-ws2 · 1 × `[evil](https://x) <img src=x>`",
+        "- cpu-gloo-ws2 · 1 × xfail: gloo has no all_to_all",
+    ]
+    # The same cell read back by `harness report` says the same.
+    assert skip_section(render_markdown(merge_results([tmp_path / "out"]))) == section
+
+
+def skip_section(markdown: str) -> list[str]:
+    """The lines of a Markdown report's skip reasons."""
+    return markdown.split("## Skipped tests, by reason\n\n")[1].split("\n\n")[0].splitlines()

@@ -11,8 +11,8 @@ from pathlib import Path
 from harness.bench.floors import load_floors
 from harness.cell.runner import build_pytest_command
 from harness.config.model import Cell
-from harness.results.cell_result import CellResult, TestCounts
 from harness.results.cell_dir import collect_cell_result, write_cell_json, write_completion_record
+from harness.results.cell_result import CellResult, TestCounts
 from harness.results.junit import junit_failures, read_junit_counts
 from harness.results.merge import merge_results
 from harness.results.report import compute_exit_code
