@@ -150,5 +150,5 @@ class Cell:
 
 
 # How the reason of a known gap's strict xfail begins: the plugin writes it (pytest_plugin/targets.py),
-# reports tell a holding gap from a skip by it (results_dir/junit.py).
+# reports tell a holding gap from a skip by it (harness/results/junit.py).
 KNOWN_GAP_REASON = "known gap of "
