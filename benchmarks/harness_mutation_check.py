@@ -102,8 +102,8 @@ MUTATIONS = (
       "                elif ran_now:\n",
       "a skipped copy of a cell replaces one that ran", MERGING),
     M("missing_cell_not_an_error", "harness/results/merge.py",
-      '    return {**CellResult.of_cell(cell, "error", MISSING_REASON).to_json(), "missing": True}',
-      '    return {**CellResult.of_cell(cell, "skipped", MISSING_REASON).to_json(), "missing": True}',
+      '    return CellResult.of_cell(cell, "error", MISSING_REASON, missing=True)',
+      '    return CellResult.of_cell(cell, "skipped", MISSING_REASON, missing=True)',
       "a cell found in no input is reported skipped", MERGING),
     M("bench_failure_not_in_exit_code", "harness/results/merge.py",
       "    if exit_code == EXIT_OK and any(outcome.failed for outcome in bench):",
@@ -126,14 +126,14 @@ MUTATIONS = (
     # -- exit codes and --strict
     M("strict_before_interrupt", "harness/results/report.py",
       "    if interrupted:\n        return EXIT_INTERRUPTED\n"
-      '    if strict and any(c["required"] and c["status"] in NOT_RUN_STATUSES for c in cells):\n'
+      '    if strict and any(c.required and c.status in NOT_RUN_STATUSES for c in cells):\n'
       "        return EXIT_STRICT\n",
-      '    if strict and any(c["required"] and c["status"] in NOT_RUN_STATUSES for c in cells):\n'
+      '    if strict and any(c.required and c.status in NOT_RUN_STATUSES for c in cells):\n'
       "        return EXIT_STRICT\n    if interrupted:\n        return EXIT_INTERRUPTED\n",
       "Ctrl-C of `run --strict` exits 3, not 130", JUDGING),
     M("strict_ignores_required", "harness/results/report.py",
-      '    if strict and any(c["required"] and c["status"] in NOT_RUN_STATUSES for c in cells):',
-      '    if strict and any(c["status"] in NOT_RUN_STATUSES for c in cells):',
+      '    if strict and any(c.required and c.status in NOT_RUN_STATUSES for c in cells):',
+      '    if strict and any(c.status in NOT_RUN_STATUSES for c in cells):',
       "--strict fails on optional cells that did not run", JUDGING),
     # -- timeouts
     M("per_test_timeout_is_cells", "harness/cell/runner.py",

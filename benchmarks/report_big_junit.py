@@ -21,8 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.config.model import Cell, CellResult, TestCounts
+from harness.config.model import Cell
 from harness.results.cell_dir import write_cell_json, write_completion_record
+from harness.results.cell_result import CellResult, TestCounts
 
 
 def write_big_junit(path: Path, failures: int, size: int) -> int:

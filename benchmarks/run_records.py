@@ -20,8 +20,9 @@ import time
 from pathlib import Path
 
 import harness
-from harness.config.model import Cell, CellResult, TestCounts
-from harness.planning.plan import PlannedCell
+from harness.config.model import Cell
+from harness.presentation.markdown import render_markdown
+from harness.results.cell_result import CellResult, TestCounts
 from harness.results.summary import RunReport
 
 
@@ -62,7 +63,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out"
         report = RunReport(
-            out, [PlannedCell(c, "local", "") for c in cells], {}, strict=False, matrix="bench.yaml"
+            out, [c.id for c in cells], {}, strict=False, matrix="bench.yaml", markdown=render_markdown
         )
         for cell in cells:
             cell_dir = out / cell.id

@@ -87,8 +87,8 @@ def handle(args: argparse.Namespace) -> int:
             return EXIT_INTERRUPTED
     console = make_console()
     if bench:
-        ran = [cell for cell in load_summary(args.out)["cells"] if cell["executor"]]
-        targets = sorted({(cell["device"], cell["world_size"]) for cell in ran})
+        ran = [cell for cell in load_summary(args.out).cells if cell.executor]
+        targets = sorted({(cell.device, cell.world_size) for cell in ran})
         # On one rank nothing crosses a link: busbw is 0 or a local copy's, and the naive scheme is the
         # same work. Bench world size 1 only where a floor asks for it.
         for device, world_size in [t for t in targets if t[1] == 1 and not applicable(floors, *t)]:
@@ -97,7 +97,7 @@ def handle(args: argparse.Namespace) -> int:
         if not targets:
             console.print("bench: no cell ran here at a world size worth measuring")
         # A bench that fails records the environment its device's cells ran in.
-        fingerprints = {cell["device"]: cell["fingerprint"] for cell in ran}
+        fingerprints = {cell.device: cell.fingerprint for cell in ran}
         for device, world_size in targets:
             console.print(f"[bold]bench[/]: {device} world size {world_size}")
             bench_for_qualification(

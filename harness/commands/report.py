@@ -110,7 +110,7 @@ def print_report(report: ResultsReport) -> None:
     """
     console = make_console()
     console.print(render_table(report))
-    for note in report.summary.get("notes") or []:
+    for note in report.summary.notes:
         print_line(console, f"note: {note}")
     for failure in report.failures:
         print_line(console, failure.one_line())

@@ -1,26 +1,16 @@
-"""The data that flows from the matrix to the executors and back: cells, their results, the executor protocol.
+"""The configuration a run is made of: cells, their images, Slurm placement and quarantine entries.
 
-The layers: `matrix.py` loads and validates matrix.yaml into `Cell`s; `plan.py` decides, per cell, which
-executor runs it here or why it is skipped; an executor (`executors/local.py`, `executors/docker.py`) runs
-one cell through `python -m harness.cell.runner` and returns a `CellResult`; `report.py` writes results.
-Nothing after `matrix.py` reads raw YAML.
+`matrix.py` loads and validates matrix.yaml into `Cell`s; nothing after it reads raw YAML. What becomes
+of a cell is a result (harness/results/cell_result.py); how it runs is the executors' (running/executors/).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 Device = Literal["cpu", "cuda", "xpu"]
-# incomplete: the cell's directory has no completion record (its run was killed); an error, never a pass.
-CellStatus = Literal["passed", "failed", "skipped", "error", "incomplete"]
-# A required cell in one of these did not run to a verdict: `--strict` fails the run.
-NOT_RUN_STATUSES = ("skipped", "error", "incomplete")
-# A cell in one of these fails the run (exit 1).
-FAILING_STATUSES = ("failed", "error", "incomplete")
 
 BACKEND_OF_DEVICE: dict[str, str] = {"cpu": "gloo", "cuda": "nccl", "xpu": "xccl"}
 
@@ -160,110 +150,5 @@ class Cell:
 
 
 # How the reason of a known gap's strict xfail begins: the plugin writes it (pytest_plugin/targets.py),
-# reports tell a holding gap from a skip by it (results_dir/junit.py).
+# reports tell a holding gap from a skip by it (harness/results/junit.py).
 KNOWN_GAP_REASON = "known gap of "
-
-
-@dataclass
-class TestCounts:
-    passed: int = 0
-    failed: int = 0
-    skipped: int = 0
-    errors: int = 0
-    # Of the passed: those that failed an attempt first (or some of their repeats), a warning not a failure.
-    flaky: int = 0
-    # Failed or errored, and quarantined: counted here, not in failed/errors, so the cell can still pass.
-    quarantined: int = 0
-    # Collected but never finished: the cell was stopped (timeout, Ctrl-C) or died before them.
-    not_run: int = 0
-    # Strict xfails of a recorded known gap that holds (not in `skipped`, where JUnit counts them).
-    known_gaps: int = 0
-
-    @property
-    def total(self) -> int:
-        return (
-            self.passed + self.failed + self.skipped + self.errors + self.quarantined + self.known_gaps
-        )
-
-
-@dataclass
-class CellResult:
-    """What became of one cell; `summary.json` holds one of these per cell."""
-
-    id: str
-    device: str
-    world_size: int
-    status: CellStatus
-    reason: str = ""
-    executor: str = ""
-    counts: TestCounts = field(default_factory=TestCounts)
-    duration_s: float = 0.0
-    results_dir: str = ""
-    fingerprint: dict[str, Any] = field(default_factory=dict)
-    required: bool = False
-    backend: str = ""
-    params: dict[str, str] = field(default_factory=dict)
-    # Where the cell was declared ("matrix.yaml:12").
-    source: str = ""
-    nodes: int = 1
-    # Per quarantine entry that matched a test of the cell (harness/config/quarantine.py `QuarantineTally`):
-    # {"test", "reason", "issue", "source", "ran", "failed", "failures": [{"test", "summary"}, ...]}.
-    quarantine: list[dict[str, Any]] = field(default_factory=list)
-
-    @classmethod
-    def of_cell(cls, cell: Cell, status: CellStatus, reason: str = "", **fields: Any) -> CellResult:
-        """The result of `cell`, with the identity fields taken from it (duration rounded to ms)."""
-        if "duration_s" in fields:
-            fields["duration_s"] = round(fields["duration_s"], 3)
-        return cls(
-            id=cell.id,
-            device=cell.device,
-            world_size=cell.world_size,
-            status=status,
-            reason=reason,
-            required=cell.required,
-            backend=cell.backend,
-            params=dict(cell.params),
-            source=cell.source,
-            nodes=cell.nodes,
-            **fields,
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> CellResult:
-        """The result `to_json` wrote; TypeError or ValueError when `data` is not one."""
-        data = dict(data)
-        data["counts"] = TestCounts(**data.get("counts", {}))
-        names = {f.name for f in dataclasses.fields(cls)}
-        result = cls(**{k: v for k, v in data.items() if k in names})
-        if result.status not in ("passed", "failed", "skipped", "error", "incomplete"):
-            raise ValueError(f"unknown status {result.status!r}")
-        return result
-
-
-# Called by executors as the cell makes progress: (cell id, event) where event is one JSON line of
-# the plugin's progress file ({"event": "start"|"report", "nodeid": ..., ...}).
-ProgressCallback = Callable[[str, dict[str, Any]], None]
-
-
-class Executor(Protocol):
-    """Runs one cell to completion and never leaves a process or container behind."""
-
-    name: str
-
-    def run(
-        self,
-        cell: Cell,
-        results_dir: Path,
-        gpu_ids: list[int],
-        on_progress: ProgressCallback,
-    ) -> CellResult: ...
-
-    def interrupt(self) -> None:
-        """Stop every running cell at once (Ctrl-C); their results say "interrupted"."""
-
-    def close(self) -> None:
-        """Stop anything still running and release what the executor holds (containers, ...)."""

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from harness.common.errors import ConfigurationError, DockerUnavailableError, SlurmUnavailableError
 from harness.config.model import Cell
 from harness.host.probe import HostCapabilities
+from harness.results.cell_result import CellResult
 
 ExecutorChoice = Literal["auto", "local", "docker", "slurm"]
 # How a cuda cell's container gets its GPUs (the matrix's image.gpus; harness/running/executors/gpu_access.py).
@@ -36,6 +37,10 @@ class PlannedCell:
         if self.executor == "slurm":
             return 0
         return self.cell.world_size if self.cell.device in ("cuda", "xpu") else 0
+
+    def skipped_result(self) -> CellResult:
+        """The result of a cell that cannot run here."""
+        return CellResult.of_cell(self.cell, "skipped", self.reason)
 
     def to_json(self) -> dict[str, Any]:
         return {

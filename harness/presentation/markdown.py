@@ -12,16 +12,15 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from harness.presentation.github_annotations import AnnotationKind, capped_annotations
-from harness.config.model import NOT_RUN_STATUSES
 from harness.presentation.bench_markdown import bench_markdown
+from harness.common.untrusted_text import markdown_block_line, markdown_code, markdown_text, terminal_text
+from harness.presentation.github_annotations import AnnotationKind, capped_annotations
+from harness.results.cell_result import NOT_RUN_STATUSES, CellResult, TestCounts, device_rank
 from harness.results.junit import Failure, clip
 from harness.results.report import ResultsReport
-from harness.common.untrusted_text import markdown_block_line, markdown_code, markdown_text, terminal_text
 
 # GitHub keeps at most 1 MiB (1,048,576 bytes) of a step's summary; stay clear of it.
 MARKDOWN_LIMIT_BYTES = 1_000_000
-DEVICE_ORDER = ("cpu", "cuda", "xpu")
 STATUS_MARK = {"passed": "✅", "failed": "❌", "skipped": "⏭️", "error": "💥", "incomplete": "⚠️"}
 STATUS_STYLE = {
     "passed": "green",
@@ -32,50 +31,46 @@ STATUS_STYLE = {
 }
 
 
-def device_rank(device: str) -> int:
-    """Where a device's row goes: cpu, cuda, xpu, then any other."""
-    return DEVICE_ORDER.index(device) if device in DEVICE_ORDER else len(DEVICE_ORDER)
-
-
-def grid(cells: list[dict[str, Any]]) -> tuple[list[str], list[int], dict[tuple[str, int], list[dict]]]:
+def grid(cells: list[CellResult]) -> tuple[list[str], list[int], dict[tuple[str, int], list[CellResult]]]:
     """The device rows, the world-size columns, and the cells of each (device, world size)."""
-    devices = sorted({cell["device"] for cell in cells}, key=device_rank)
-    world_sizes = sorted({cell["world_size"] for cell in cells})
-    cells_at: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    devices = sorted({cell.device for cell in cells}, key=device_rank)
+    world_sizes = sorted({cell.world_size for cell in cells})
+    cells_at: dict[tuple[str, int], list[CellResult]] = {}
     for cell in cells:
-        cells_at.setdefault((cell["device"], cell["world_size"]), []).append(cell)
+        cells_at.setdefault((cell.device, cell.world_size), []).append(cell)
     return devices, world_sizes, cells_at
 
 
-def counts_text(counts: dict[str, int]) -> str:
+def counts_text(counts: TestCounts) -> str:
     """Test counts in pytest's words and order: '2 failed, 1 passed, 3 skipped, 1 error'; 'no tests ran'."""
-    words = [f"{counts[key]} {key}" for key in ("failed", "passed", "skipped") if counts.get(key)]
-    if counts.get("errors"):
-        words.append(_plural(counts["errors"], "error", "errors"))
-    if counts.get("not_run"):
-        words.append(f"{counts['not_run']} not run")
+    words = [f"{n} {word}" for n, word in ((counts.failed, "failed"), (counts.passed, "passed")) if n]
+    if counts.skipped:
+        words.append(f"{counts.skipped} skipped")
+    if counts.errors:
+        words.append(_plural(counts.errors, "error", "errors"))
+    if counts.not_run:
+        words.append(f"{counts.not_run} not run")
     text = ", ".join(words) or "no tests ran"
     # Beside pytest's words, what the harness adds: retried passes, quarantined failures, holding gaps.
-    if counts.get("flaky"):
-        text += f" ({counts['flaky']} flaky)"
-    if counts.get("quarantined"):
-        text += f" ({counts['quarantined']} quarantined failed)"
-    if counts.get("known_gaps"):
-        text += f" (+{counts['known_gaps']} known gap{'s' if counts['known_gaps'] > 1 else ''})"
+    if counts.flaky:
+        text += f" ({counts.flaky} flaky)"
+    if counts.quarantined:
+        text += f" ({counts.quarantined} quarantined failed)"
+    if counts.known_gaps:
+        text += f" (+{counts.known_gaps} known gap{'s' if counts.known_gaps > 1 else ''})"
     return text
 
 
-def cell_text(cell: dict[str, Any]) -> str:
+def cell_text(cell: CellResult) -> str:
     """A cell's entry in the grid: '[axis values ][N nodes: ]status: 1 failed, 2 passed, 1 skipped · 12s'."""
     # A multi-node cell shares its world size's column with the single-node one: say which it is.
-    nodes = cell.get("nodes") or 1
-    words = ["-".join((cell.get("params") or {}).values()), f"{nodes} nodes" if nodes > 1 else ""]
+    words = ["-".join(cell.params.values()), f"{cell.nodes} nodes" if cell.nodes > 1 else ""]
     label = f"{', '.join(word for word in words if word)}: " if any(words) else ""
-    if cell.get("missing"):
+    if cell.missing:
         return f"{label}missing"
-    if cell["status"] == "skipped":
+    if cell.status == "skipped":
         return f"{label}skipped"
-    return f"{label}{cell['status']}: {counts_text(cell['counts'])} · {cell['duration_s']:.1f}s"
+    return f"{label}{cell.status}: {counts_text(cell.counts)} · {cell.duration_s:.1f}s"
 
 
 def render_table(report: ResultsReport) -> Table:
@@ -89,7 +84,7 @@ def render_table(report: ResultsReport) -> Table:
         row = [terminal_text(device)]
         for world_size in world_sizes:
             entries = cells_at.get((device, world_size), [])
-            lines = [terminal_text(cell_text(c), STATUS_STYLE[c["status"]]) for c in entries]
+            lines = [terminal_text(cell_text(c), STATUS_STYLE[c.status]) for c in entries]
             row.append(Text("\n").join(lines) if lines else Text("-"))
         table.add_row(*row)
     return table
@@ -112,23 +107,21 @@ def annotations(report: ResultsReport) -> list[str]:
         where = {"title": f"flaky: {flaky.cell}: {flaky.test}"}
         if flaky.file:
             where.update(file=flaky.file, line=flaky.line)
-        items.append(("error" if report.summary.get("strict") else "warning", message, where))
+        items.append(("error" if report.summary.strict else "warning", message, where))
     quarantine = report.quarantine
     for failure in quarantine.failures:
-        title = f"quarantined: {failure['cell']}: {failure['test']}"
-        message = f"{failure['summary']}\nquarantined: {failure['reason']} ({failure['issue']})"
+        title = f"quarantined: {failure.cell}: {failure.test}"
+        message = f"{failure.summary}\nquarantined: {failure.reason} ({failure.issue})"
         items.append(("warning", message, {"title": title}))
     for line, entry in zip(quarantine.release_lines(), quarantine.release_candidates, strict=True):
-        items.append(("notice", line, {"title": f"quarantine release candidate: {entry['test']}"}))
+        items.append(("notice", line, {"title": f"quarantine release candidate: {entry.test}"}))
     for cell in report.cells:
-        has_failures = any(f.cell == cell["id"] for f in report.failures)
-        if cell["status"] in ("error", "incomplete") and not has_failures:
-            items.append(("error", cell["reason"] or "errored", {"title": f"{cell['id']} errored"}))
-        elif cell["status"] == "skipped" and cell["required"]:
-            kind: AnnotationKind = "error" if report.summary.get("strict") else "warning"
-            items.append(
-                (kind, cell["reason"] or "skipped", {"title": f"required cell {cell['id']} skipped"})
-            )
+        has_failures = any(f.cell == cell.id for f in report.failures)
+        if cell.status in ("error", "incomplete") and not has_failures:
+            items.append(("error", cell.reason or "errored", {"title": f"{cell.id} errored"}))
+        elif cell.status == "skipped" and cell.required:
+            kind: AnnotationKind = "error" if report.summary.strict else "warning"
+            items.append((kind, cell.reason or "skipped", {"title": f"required cell {cell.id} skipped"}))
     for outcome in report.bench:
         for text in [outcome.error, *outcome.incorrect, *(v.message() for v in outcome.violations)]:
             if text:
@@ -143,7 +136,7 @@ def render_markdown(report: ResultsReport, limit_bytes: int = MARKDOWN_LIMIT_BYT
     tail = _left_out_lines(report) + _problem_lines(report) + bench + _environment_lines(report)
     budget = limit_bytes - _size(head) - _size(tail) - 400  # room for the truncation notes
     failure_lines = _failure_lines(report.failures, budget) + _flaky_lines(report.flaky)
-    failure_lines += _quarantine_lines(report)
+    failure_lines += _quarantine_lines(report) + _skip_reason_lines(report.cells)
     lines = head + failure_lines + tail
     text = "\n".join(lines) + "\n"
     if _size([text]) > limit_bytes:
@@ -161,20 +154,20 @@ def _size(lines: list[str]) -> int:
 
 def _head_lines(report: ResultsReport) -> list[str]:
     cells, summary = report.cells, report.summary
-    counts = {status: sum(c["status"] == status for c in cells) for status in STATUS_MARK}
-    missing = sum(bool(c.get("missing")) for c in cells)
+    counts = {status: sum(c.status == status for c in cells) for status in STATUS_MARK}
+    missing = sum(c.missing for c in cells)
     tally = " · ".join(f"{STATUS_MARK[s]} {n} {s}" for s, n in counts.items() if n)
-    if "merged_from" in summary:
+    if summary.merged_from is not None:
         title = "# comm-harness report"
         origin = (
             f"{_plural(len(cells), 'cell', 'cells')} from "
-            f"{_plural(len(summary['merged_from']), 'result directory', 'result directories')}"
+            f"{_plural(len(summary.merged_from), 'result directory', 'result directories')}"
         )
     else:
         title = "# comm-harness results"
-        finished = summary.get("finished") or "-"
-        state = "running" if summary.get("exit_code") is None else f"finished {finished}"
-        matrix, started = markdown_code(summary.get("matrix", "")), markdown_text(summary.get("started"))
+        finished = summary.finished or "-"
+        state = "running" if summary.exit_code is None else f"finished {finished}"
+        matrix, started = markdown_code(summary.matrix), markdown_text(summary.started)
         origin = f"Matrix {matrix} · started {started} · {markdown_text(state)}"
     lines = [
         title,
@@ -182,7 +175,7 @@ def _head_lines(report: ResultsReport) -> list[str]:
         f"{origin} · {tally or 'no cells yet'}"
         + (f" · {missing} missing" if missing else "")
         + f" · exit code {report.exit_code}"
-        + (" · strict" if summary.get("strict") else ""),
+        + (" · strict" if summary.strict else ""),
         "",
     ]
     devices, world_sizes, cells_at = grid(cells)
@@ -197,16 +190,16 @@ def _head_lines(report: ResultsReport) -> list[str]:
             ]
             lines.append(f"| {markdown_text(device, in_table=True)} | " + " | ".join(row) + " |")
         lines.append("")
-    if summary.get("pending"):
-        lines += [f"Not finished: {', '.join(markdown_text(p) for p in summary['pending'])}", ""]
-    notes = summary.get("notes") or []
+    if summary.pending:
+        lines += [f"Not finished: {', '.join(markdown_text(p) for p in summary.pending)}", ""]
+    notes = summary.notes
     for note in notes:
         lines.append(f"- note: {markdown_text(note)}")
     return lines + ([""] if notes else [])
 
 
-def _marked(cell: dict[str, Any]) -> str:
-    return f"{STATUS_MARK[cell['status']]} {markdown_text(cell_text(cell), in_table=True)}"
+def _marked(cell: CellResult) -> str:
+    return f"{STATUS_MARK[cell.status]} {markdown_text(cell_text(cell), in_table=True)}"
 
 
 def _plural(count: int, singular: str, plural: str) -> str:
@@ -261,18 +254,27 @@ def _quarantine_lines(report: ResultsReport) -> list[str]:
     if quarantine.failures:
         lines += ["## Quarantined tests that failed (their cells' verdicts leave them out)", ""]
         lines += [
-            f"- {markdown_text(f['cell'])} · {markdown_code(f['test'])} · {markdown_code(f['summary'])} · "
-            f"quarantined: {markdown_text(f['reason'])} ({markdown_text(f['issue'])})"
+            f"- {markdown_text(f.cell)} · {markdown_code(f.test)} · {markdown_code(f.summary)} · "
+            f"quarantined: {markdown_text(f.reason)} ({markdown_text(f.issue)})"
             for f in quarantine.failures
         ] + [""]
     if quarantine.release_candidates:
         lines += ["## Quarantined tests to release (passed every attempt in every cell of this run)", ""]
         lines += [
-            f"- {markdown_code(e['test'])} · {e['ran']} run(s) · quarantined: {markdown_text(e['reason'])} "
-            f"({markdown_text(e['issue'])})"
+            f"- {markdown_code(e.test)} · {e.ran} run(s) · quarantined: {markdown_text(e.reason)} "
+            f"({markdown_text(e.issue)})"
             for e in quarantine.release_candidates
         ] + [""]
     return lines
+
+
+def _skip_reason_lines(cells: list[CellResult]) -> list[str]:
+    """Per cell with skipped tests, their distinct reasons, most frequent first: '- cell · 3 × reason'."""
+    lines: list[str] = []
+    for cell in cells:
+        ranked = sorted(cell.skip_reasons.items(), key=lambda item: (-item[1], item[0]))
+        lines += [f"- {markdown_text(cell.id)} · {n} × {markdown_text(reason)}" for reason, n in ranked]
+    return ["## Skipped tests, by reason", "", *lines, ""] if lines else []
 
 
 def _left_out_lines(report: ResultsReport) -> list[str]:
@@ -291,21 +293,21 @@ def _fence(lines: list[str]) -> str:
 
 
 def _problem_lines(report: ResultsReport) -> list[str]:
-    problems = [c for c in report.cells if c["status"] in NOT_RUN_STATUSES]
+    problems = [c for c in report.cells if c.status in NOT_RUN_STATUSES]
     if not problems:
         return []
     lines = ["## Skipped, errored and missing cells", "", "| cell | status | required | reason |"]
     lines.append("|---|---|---|---|")
     for cell in problems:
-        status = "missing" if cell.get("missing") else cell["status"]
-        reason = markdown_text(clip((cell["reason"].strip().splitlines() or [""])[0]), in_table=True)
-        cell_id = markdown_text(cell["id"], in_table=True)
-        lines.append(f"| {cell_id} | {status} | {'yes' if cell['required'] else 'no'} | {reason} |")
+        status = "missing" if cell.missing else cell.status
+        reason = markdown_text(clip((cell.reason.strip().splitlines() or [""])[0]), in_table=True)
+        cell_id = markdown_text(cell.id, in_table=True)
+        lines.append(f"| {cell_id} | {status} | {'yes' if cell.required else 'no'} | {reason} |")
     return lines + [""]
 
 
 def _environment_lines(report: ResultsReport) -> list[str]:
-    ran = [c for c in report.cells if c.get("fingerprint")]
+    ran = [c for c in report.cells if c.fingerprint]
     if not ran:
         return []
     lines = [
@@ -315,7 +317,7 @@ def _environment_lines(report: ResultsReport) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for cell in ran:
-        fp = cell["fingerprint"]
+        fp = cell.fingerprint
         gpus = fp.get("nvidia_gpus") or []
         gpu_text = (
             f"{len(gpus)}x {gpus[0].get('name', '?')}"
@@ -333,7 +335,7 @@ def _environment_lines(report: ResultsReport) -> list[str]:
             gpu_text,
             image,
         ]
-        row = [markdown_text(value or "-", in_table=True) for value in [cell["id"], *values]]
+        row = [markdown_text(value or "-", in_table=True) for value in [cell.id, *values]]
         lines.append("| " + " | ".join(row) + " |")
     return lines + [""]
 

@@ -7,7 +7,6 @@ Events arrive from executor threads (the plugin's progress.jsonl, tailed), so ev
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import threading
 import time
@@ -18,11 +17,13 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from harness.config.model import CellResult
-from harness.planning.plan import PlannedCell
-from harness.results.junit import rank_suffix
-from harness.presentation.markdown import STATUS_STYLE, counts_text
 from harness.common.untrusted_text import print_line, terminal_text
+from harness.config.model import QuarantineEntry
+from harness.config.quarantine import entry_of
+from harness.planning.plan import PlannedCell
+from harness.presentation.markdown import STATUS_STYLE, counts_text
+from harness.results.cell_result import CellResult
+from harness.results.junit import rank_suffix
 
 # The build log lines plain output shows: Docker's steps, the wheelhouse and base image, errors.
 BUILD_LINES_SHOWN = ("Step ", "wheelhouse", "comm-harness", "ERROR", "Successfully")
@@ -46,6 +47,8 @@ class CellProgress:
     duration: float | None = None
     reason: str = ""
     last_test_line: str = field(default="", repr=False)
+    # The cell's `quarantine:` entries: a failure of one of their tests is QUARANTINED, not FAILED.
+    quarantine: tuple[QuarantineEntry, ...] = ()
 
     def apply(self, event: dict[str, Any]) -> str | None:
         """Update from one progress event; returns the test's outcome word when the test is done."""
@@ -66,8 +69,12 @@ class CellProgress:
                 known_gap = outcome == "skipped" and event.get("known_gap") is True
                 if known_gap:
                     word = "KNOWN GAP"
+                nodeid = str(event.get("nodeid"))
+                quarantined = outcome == "failed" and entry_of(self.quarantine, nodeid) is not None
+                if quarantined:
+                    word = "QUARANTINED"
                 self.passed += outcome == "passed"
-                self.failed += outcome == "failed"
+                self.failed += outcome == "failed" and not quarantined
                 self.skipped += outcome == "skipped" and not known_gap
                 self.known_gaps += known_gap
                 return word
@@ -103,7 +110,7 @@ def _finish_lines(result: CellResult) -> list[str]:
     counts = result.counts
     if result.status == "skipped":
         return [f"[{result.id}] skipped: {result.reason}"]
-    words = counts_text(dataclasses.asdict(counts))
+    words = counts_text(counts)
     text = f"[{result.id}] {result.status.upper()}: {words} in {result.duration_s:.1f}s"
     if result.status in ("error", "incomplete") and result.reason:
         # A build or runner failure says its cause and its fix in the reason's last lines too.
@@ -122,7 +129,9 @@ class PlainProgress:
 
     def cell_started(self, planned: PlannedCell) -> None:
         with self._lock:
-            self._cells[planned.cell.id] = CellProgress(status="running", started=time.monotonic())
+            self._cells[planned.cell.id] = CellProgress(
+                status="running", started=time.monotonic(), quarantine=planned.cell.quarantine
+            )
             self._print(f"[{planned.cell.id}] started ({planned.executor}: {planned.reason})")
 
     def event(self, cell_id: str, event: dict[str, Any]) -> None:
@@ -170,6 +179,7 @@ class LiveProgress:
         with self._lock:
             cell = self._cells[planned.cell.id]
             cell.status, cell.started = "running", time.monotonic()
+            cell.quarantine = planned.cell.quarantine
             cell.reason = planned.executor or ""
 
     def event(self, cell_id: str, event: dict[str, Any]) -> None:

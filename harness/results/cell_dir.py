@@ -8,12 +8,13 @@ cell's work directory; after the cell ends `harvest_work_dir` copies the expecte
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.config.model import Cell, CellResult, TestCounts
-from harness.config.quarantine import QuarantineTally
+from harness.config.model import Cell
+from harness.results.cell_result import CellResult, TestCounts
 from harness.results.files import (
     CELL_JSON,
     FINGERPRINT_JSON,
@@ -30,7 +31,8 @@ from harness.results.files import (
     read_regular,
     write_json,
 )
-from harness.results.junit import scan_junit
+from harness.results.junit import SkipReasons, scan_junit
+from harness.results.quarantine import QuarantineTally
 
 # pytest's exit codes (pytest.ExitCode) that say something other than "tests ran".
 PYTEST_EXIT_REASONS = {
@@ -109,8 +111,14 @@ def collect_cell_result(
     junit_error = ""
     counts: TestCounts | None = None
     quarantine = QuarantineTally(cell.id, cell.quarantine)
+    skips = SkipReasons()
+
+    def on_case(case: ET.Element, suite: int | None) -> None:
+        quarantine(case, suite)
+        skips(case, suite)
+
     try:
-        counts = quarantine.counts_without(scan_junit(results_dir / JUNIT_XML, quarantine))
+        counts = quarantine.counts_without(scan_junit(results_dir / JUNIT_XML, on_case))
     except FileNotFoundError:
         junit_error = f"no junit.xml (the cell runner exited with code {exit_code})"
     except (OSError, ValueError, UnsafeResultFile) as error:
@@ -145,7 +153,8 @@ def collect_cell_result(
         duration_s=duration,
         results_dir=str(results_dir),
         fingerprint=read_fingerprint(results_dir),
-        quarantine=quarantine.to_json() if counts.total else [],
+        quarantine=quarantine.records() if counts.total else [],
+        skip_reasons=skips.reasons,
     )
 
 
@@ -217,18 +226,14 @@ def write_completion_record(result: CellResult, cell_dir: Path) -> None:
 def read_completion_record(cell_dir: Path) -> CellResult | None:
     """The cell's result.json, or None when it has none (the cell did not finish).
 
-    UnsafeResultFile or ValueError when there is one that is a link or not a result the harness wrote.
+    UnsafeResultFile or ValueError when there is one that is a link or not JSON; ResultFormatError (a
+    ValueError naming the key) when it is JSON but not a result the harness wrote.
     """
     try:
         document = read_json(cell_dir / RESULT_JSON)
     except FileNotFoundError:
         return None
-    if not isinstance(document, dict):
-        raise ValueError(f"{cell_dir / RESULT_JSON}: not an object")
-    try:
-        return CellResult.from_json(document)
-    except TypeError as error:
-        raise ValueError(f"{cell_dir / RESULT_JSON}: {error}") from None
+    return CellResult.from_json(document)
 
 
 def write_cell_json(cell: Cell, cell_dir: Path) -> Path:

@@ -11,14 +11,28 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 from xml.sax.saxutils import quoteattr
 
-from harness.config.model import FAILING_STATUSES, KNOWN_GAP_REASON, NOT_RUN_STATUSES, TestCounts
+from harness.common.untrusted_text import xml_text
+from harness.config.model import KNOWN_GAP_REASON
+from harness.config.quarantine import matches
+from harness.results.cell_result import (
+    FAILING_STATUSES,
+    NOT_RUN_STATUSES,
+    SKIP_REASON_CHARS,
+    SKIP_REASONS_KEPT,
+    SKIP_REASONS_OTHER,
+    CellResult,
+    QuarantineRecord,
+    TestCounts,
+)
 from harness.results.files import (
     HARVESTED_FILES,
     JUNIT_XML,
@@ -27,7 +41,6 @@ from harness.results.files import (
     read_regular,
     replacing,
 )
-from harness.common.untrusted_text import xml_text
 
 TRACEBACK_LINES = 12
 LINE_CHARS = 240
@@ -263,14 +276,71 @@ def failure_of(
     )
 
 
-def junit_failures(cell_id: str, junit_path: Path, limit: int = FAILURE_DETAILS) -> CellFailures:
-    """The failed and errored tests of a junit.xml (details of the first `limit`); none when unreadable."""
+def junit_failures(
+    cell_id: str,
+    junit_path: Path,
+    limit: int = FAILURE_DETAILS,
+    quarantine: Iterable[QuarantineRecord] = (),
+) -> CellFailures:
+    """The failed and errored tests of a junit.xml (details of the first `limit`), quarantined ones left out;
+    none when unreadable."""
     found = CellFailures(cell_id, limit)
+    quarantine = tuple(quarantine)
+
+    def on_case(case: ET.Element, suite: int | None) -> None:
+        quarantine_case(case, quarantine)
+        found(case, suite)
+
     try:
-        scan_junit(junit_path, found)
+        scan_junit(junit_path, on_case)
     except (OSError, ValueError, UnsafeResultFile):
         return CellFailures(cell_id, limit)
     return found
+
+
+def quarantine_case(case: ET.Element, records: Iterable[QuarantineRecord]) -> tuple[int, int]:
+    """Rewrite a failed or errored testcase of a quarantined test (`records`: its cell's) as JUnit readers
+    show a known, allowed failure, as pytest and Surefire write an xfail: a <skipped message="quarantined:
+    reason (issue)">, the failure's text kept in <system-out>. Returns the (failures, errors) it rewrote."""
+    problems = [child for child in case if child.tag in ("failure", "error")]
+    if not problems:
+        return 0, 0
+    node_id = node_id_of(case)
+    record = next((r for r in records if matches(r.test, node_id)), None)
+    if record is None:
+        return 0, 0
+    kept = []
+    for problem in problems:
+        case.remove(problem)
+        text = f"quarantined {problem.tag}: {problem.get('message') or ''}\n{problem.text or ''}"
+        kept.append(text.rstrip())
+    message = xml_text(f"quarantined: {record.reason} ({record.issue})")
+    case.insert(0, ET.Element("skipped", type="quarantined", message=message))
+    output = case.find("system-out")
+    if output is None:
+        output = ET.SubElement(case, "system-out")
+    output.text = "\n".join(kept) + (f"\n{output.text}" if output.text else "")
+    return sum(p.tag == "failure" for p in problems), sum(p.tag == "error" for p in problems)
+
+
+class SkipReasons:
+    """An `OnCase` for a cell's junit.xml: its skipped tests' distinct reasons (first line, clipped), with how
+    many tests gave each; over SKIP_REASONS_KEPT reasons, the rest are counted under one line."""
+
+    def __init__(self) -> None:
+        self.reasons: dict[str, int] = {}
+
+    def __call__(self, case: ET.Element, suite: int | None = None) -> None:
+        skipped = case.find("skipped")
+        if skipped is None or is_known_gap(case):
+            return
+        text = (skipped.get("message") or skipped.text or "").strip()
+        reason = (text.splitlines() or ["no reason given"])[0][:SKIP_REASON_CHARS]
+        if skipped.get("type") == "pytest.xfail":
+            reason = f"xfail: {reason}"
+        if reason not in self.reasons and len(self.reasons) >= SKIP_REASONS_KEPT:
+            reason = SKIP_REASONS_OTHER
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
 
 
 def node_id_of(case: Any) -> str:
@@ -315,7 +385,7 @@ MERGED_TAIL = b"</testsuites>\n"
 _SUITE_ATTRIBUTES = ("tests", "failures", "errors", "skipped", "time", "timestamp", "hostname")
 
 
-def write_merged_junit(cells: list[dict[str, Any]], base: Path, path: Path) -> dict[str, CellFailures]:
+def write_merged_junit(cells: list[CellResult], base: Path, path: Path) -> dict[str, CellFailures]:
     """The merged junit.xml of `cells` at `path`, atomically; each cell's junit.xml is streamed through,
     once: returns the failures of the cells that failed or errored, read on the way.
 
@@ -325,73 +395,80 @@ def write_merged_junit(cells: list[dict[str, Any]], base: Path, path: Path) -> d
     with replacing(path) as stream:
         stream.write(MERGED_HEAD)
         for cell in cells:
-            found[cell["id"]] = append_cell_suite(cell, base, stream)
+            found[cell.id] = append_cell_suite(cell, base, stream)
         stream.write(MERGED_TAIL)
     return found
 
 
-def append_cell_suite(cell: dict[str, Any], base: Path, stream: IO[bytes]) -> CellFailures:
+def append_cell_suite(cell: CellResult, base: Path, stream: IO[bytes]) -> CellFailures:
     """Write `cell`'s <testsuite> (see `write_cell_suite`); returns its failures when it failed or errored,
     and its flaky tests."""
-    found = CellFailures(cell["id"])
+    found = CellFailures(cell.id)
     read = write_cell_suite(cell, base, stream, found)
-    if cell["status"] not in FAILING_STATUSES:
+    if cell.status not in FAILING_STATUSES:
         found.failures, found.left_out = [], 0
     # As `junit_failures`: a junit.xml that breaks off lists no failures, not those before the break.
-    return found if read else CellFailures(cell["id"])
+    return found if read else CellFailures(cell.id)
 
 
 def write_cell_suite(
-    cell: dict[str, Any], base: Path, stream: IO[bytes], on_case: OnCase | None = None
+    cell: CellResult, base: Path, stream: IO[bytes], on_case: OnCase | None = None
 ) -> bool:
-    """Write `cell`'s <testsuite> to `stream` (seekable): the testcases of its junit's first suite, their
-    classname prefixed with the cell id; a cell that did not run gets one skipped or error testcase.
-    `on_case` sees every testcase too, so one read serves both (the run's failures and its junit.xml).
-    Returns whether the cell's junit.xml was read whole."""
-    start = stream.tell()
-    suite_seen = False
+    """Write `cell`'s <testsuite> to `stream`: the testcases of its junit's first suite, their classname
+    prefixed with the cell id, quarantined failures as skips (`quarantine_case`); a cell that did not run
+    gets one skipped or error testcase. `on_case` sees every testcase too (quarantined ones rewritten), so
+    one read serves both (the run's failures and its junit.xml). Returns whether the cell's junit.xml was
+    read whole."""
+    source: dict[str, str] | None = None
+    rewritten = [0, 0]  # quarantined failures and errors written as skips
 
-    def open_suite(source: ET.Element | None) -> None:
-        nonlocal suite_seen
-        suite_seen = source is not None
-        attributes = {"name": xml_text(cell["id"])}
+    def first_suite(element: ET.Element, number: int) -> None:
+        nonlocal source
+        if number == 0:
+            source = {k: v for k in _SUITE_ATTRIBUTES if (v := element.get(k)) is not None}
+
+    # The suite's counts come before its testcases, and quarantined ones change them: the testcases wait
+    # in a spool (memory, then disk) until the counts are known.
+    with tempfile.SpooledTemporaryFile(max_size=8 << 20) as cases:
+
+        def copy_case(case: ET.Element, suite: int | None) -> None:
+            moved = quarantine_case(case, cell.quarantine)
+            if on_case is not None:
+                on_case(case, suite)
+            if suite == 0:
+                rewritten[0] += moved[0]
+                rewritten[1] += moved[1]
+                case.set("classname", f"{cell.id}.{case.get('classname', '')}")
+                cases.write(f"    {element_xml(case)}\n".encode())
+
+        junit = base / cell.results_dir / JUNIT_XML if cell.results_dir else None
+        read = False
+        try:
+            if junit is None:
+                raise FileNotFoundError(JUNIT_XML)
+            scan_junit(junit, copy_case, first_suite)
+            read = True
+        except (OSError, ValueError, UnsafeResultFile):
+            # Unreadable, or not JUnit after all: nothing of it, as if there were no junit.xml.
+            cases.seek(0)
+            cases.truncate()
+            source = None
+        attributes = {"name": xml_text(cell.id)}
         if source is not None:
-            attributes.update({k: v for k in _SUITE_ATTRIBUTES if (v := source.get(k)) is not None})
-        if _not_run_case(cell, suite_seen) is not None:
-            kind = "skipped" if cell["status"] == "skipped" else "errors"
+            attributes.update(source)
+            if any(rewritten):
+                for name, moved in (("failures", rewritten[0]), ("errors", rewritten[1])):
+                    attributes[name] = str(max(0, _as_int(attributes.get(name)) - moved))
+                attributes["skipped"] = str(_as_int(attributes.get("skipped")) + sum(rewritten))
+        extra = _not_run_case(cell, source is not None)
+        if extra is not None:
+            kind = "skipped" if cell.status == "skipped" else "errors"
             for name in ("tests", kind):
                 attributes[name] = str(_as_int(attributes.get(name)) + 1)
         text = " ".join(f"{name}={quoteattr(value)}" for name, value in attributes.items())
         stream.write(f"  <testsuite {text}>\n".encode())
-
-    def first_suite(element: ET.Element, number: int) -> None:
-        if number == 0:
-            open_suite(element)
-
-    def copy_case(case: ET.Element, suite: int | None) -> None:
-        if on_case is not None:
-            on_case(case, suite)
-        if suite == 0:
-            case.set("classname", f"{cell['id']}.{case.get('classname', '')}")
-            stream.write(f"    {element_xml(case)}\n".encode())
-
-    junit = base / cell["results_dir"] / JUNIT_XML if cell.get("results_dir") else None
-    read = False
-    try:
-        if junit is None:
-            raise FileNotFoundError(JUNIT_XML)
-        scan_junit(junit, copy_case, first_suite)
-        read = True
-    except (OSError, ValueError, UnsafeResultFile):
-        # Unreadable, or not JUnit after all: nothing of it, as if there were no junit.xml.
-        stream.seek(start)
-        stream.truncate()
-        suite_seen = False
-    if not suite_seen:
-        stream.seek(start)
-        stream.truncate()
-        open_suite(None)
-    extra = _not_run_case(cell, suite_seen)
+        cases.seek(0)
+        shutil.copyfileobj(cases, stream)
     if extra is not None:
         stream.write(f"    {element_xml(extra)}\n".encode())
     stream.write(b"  </testsuite>\n")
@@ -444,17 +521,17 @@ def _namespaced(element: ET.Element) -> str:
     return text
 
 
-def _not_run_case(cell: dict[str, Any], suite_seen: bool) -> ET.Element | None:
+def _not_run_case(cell: CellResult, suite_seen: bool) -> ET.Element | None:
     """The testcase standing for a cell that did not run (for a skipped one, only without its own junit)."""
-    if cell["status"] not in NOT_RUN_STATUSES or (suite_seen and cell["status"] == "skipped"):
+    if cell.status not in NOT_RUN_STATUSES or (suite_seen and cell.status == "skipped"):
         return None
-    case = ET.Element("testcase", classname=xml_text(cell["id"]), name="cell", time=str(cell["duration_s"]))
+    case = ET.Element("testcase", classname=xml_text(cell.id), name="cell", time=str(cell.duration_s))
     ET.SubElement(
         case,
-        "skipped" if cell["status"] == "skipped" else "error",
+        "skipped" if cell.status == "skipped" else "error",
         # The reason may quote the cell's log: XML cannot hold its control characters.
-        message=xml_text((cell["reason"].splitlines() or [""])[0]),
-    ).text = xml_text(cell["reason"])
+        message=xml_text((cell.reason.splitlines() or [""])[0]),
+    ).text = xml_text(cell.reason)
     return case
 
 
@@ -483,11 +560,11 @@ class MergedJunitFile:
         self._stream = os.fdopen(os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC), "r+b")
         self._suites: dict[str, tuple[int, int]] = {}  # cell id: where its suite starts, its length
 
-    def append(self, cell: dict[str, Any], base: Path) -> CellFailures:
+    def append(self, cell: CellResult, base: Path) -> CellFailures:
         """Append `cell`'s suite (see `write_cell_suite`); returns its failures when it failed or errored."""
         start = self._stream.seek(-len(MERGED_TAIL), 2)
         found = append_cell_suite(cell, base, self._stream)
-        self._suites[cell["id"]] = (start, self._stream.tell() - start)
+        self._suites[cell.id] = (start, self._stream.tell() - start)
         self._stream.write(MERGED_TAIL)
         self._stream.truncate()
         self._stream.flush()

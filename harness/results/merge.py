@@ -14,15 +14,16 @@ and a file that is not what the harness writes is an error (exit 2) naming it an
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Any
 
 from harness.bench.floors import Floor
-from harness.common.errors import EXIT_NO_TESTS, EXIT_OK, EXIT_TEST_FAILURES, ConfigurationError
-from harness.config.model import Cell, CellResult, CellStatus
 from harness.bench.verdict import BenchOutcome, judge_bench
 from harness.results.bench_documents import find_bench_documents
+from harness.common.errors import EXIT_NO_TESTS, EXIT_OK, EXIT_TEST_FAILURES, ConfigurationError
+from harness.config.model import Cell
 from harness.results.cell_dir import read_completion_record
+from harness.results.cell_result import CellResult, CellStatus, ResultFormatError, RunSummary, device_rank
 from harness.results.files import (
     CELL_JSON,
     JUNIT_XML,
@@ -33,16 +34,8 @@ from harness.results.files import (
     read_json,
 )
 from harness.results.junit import read_junit_counts, write_merged_junit
-from harness.presentation.markdown import device_rank
-from harness.results.report import (
-    FORMAT_VERSION,
-    ResultsReport,
-    cell_failures,
-    compute_exit_code,
-    failures_report,
-    now_iso,
-)
-from harness.results.summary import load_summary, summary_cell_problem
+from harness.results.report import ResultsReport, cell_failures, compute_exit_code, failures_report, now_iso
+from harness.results.summary import load_summary
 
 MISSING_REASON = "no results: found in none of the inputs (its job died or uploaded nothing; see its log)"
 _RAN = ("passed", "failed", "error", "incomplete")
@@ -88,16 +81,16 @@ def _not_a_link(child: Path) -> bool:
     return True
 
 
-def _cells_of_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _cells_of_run(run_dir: Path) -> tuple[RunSummary, list[CellResult]]:
     summary = load_summary(run_dir)
     cells = []
-    for index, cell in enumerate(summary["cells"]):
-        cell = dict(cell)
-        if cell.get("results_dir"):
+    for index, cell in enumerate(summary.cells):
+        if cell.results_dir:
             where = f"{run_dir / SUMMARY_JSON}: cells[{index}].results_dir"
-            cell["results_dir"] = str(_below(run_dir, cell["results_dir"], where).resolve())
+            inside = _below(run_dir, cell.results_dir, where).resolve()
+            cell = dataclasses.replace(cell, results_dir=str(inside))
         cells.append(cell)
-    for index, cell_id in enumerate(summary.get("pending") or []):
+    for index, cell_id in enumerate(summary.pending):
         # An interrupted run: the runner wrote cell.json before starting the cell, junit.xml if it finished.
         cell_dir = _below(run_dir, cell_id, f"{run_dir / SUMMARY_JSON}: pending[{index}]", name=True)
         if (cell_dir / CELL_JSON).is_file():
@@ -119,7 +112,7 @@ def _below(run_dir: Path, relative: str, where: str, *, name: bool = False) -> P
         ) from None
 
 
-def _cell_of_dir(cell_dir: Path) -> dict[str, Any]:
+def _cell_of_dir(cell_dir: Path) -> CellResult:
     """A cell directory's result: its completion record, or `incomplete` without one."""
     try:
         cell = Cell.from_json(read_json(cell_dir / CELL_JSON))
@@ -130,6 +123,10 @@ def _cell_of_dir(cell_dir: Path) -> dict[str, Any]:
     source = cell_dir / RESULT_JSON
     try:
         result = read_completion_record(cell_dir)
+    except ResultFormatError as error:
+        raise ConfigurationError(
+            f"{source}: {error}; not a file the harness wrote: rerun the cell, or remove it"
+        ) from None
     except (OSError, ValueError, UnsafeResultFile) as error:
         source = cell_dir / CELL_JSON
         result = _result_of(cell, source, "error", f"its completion record is unusable: {error}")
@@ -139,14 +136,14 @@ def _cell_of_dir(cell_dir: Path) -> dict[str, Any]:
         listed = f"; its junit.xml lists {counts.total} test(s), not judged" if counts else ""
         reason = f"no completion record ({RESULT_JSON}): the run was killed or is still running{listed}"
         result = _result_of(cell, source, "incomplete", reason)
-    data = result.to_json()
-    data["results_dir"] = str(cell_dir.resolve())
-    problem = summary_cell_problem(data)
-    if problem:
+    result.results_dir = str(cell_dir.resolve())
+    # A result made here from cell.json is checked as one read from result.json: the same one validation.
+    try:
+        return CellResult.from_json(result.to_json())
+    except ResultFormatError as error:
         raise ConfigurationError(
-            f"{source}: {problem.lstrip(' .')}; not a file the harness wrote: rerun the cell, or remove it"
-        )
-    return data
+            f"{source}: {error}; not a file the harness wrote: rerun the cell, or remove it"
+        ) from None
 
 
 def _result_of(cell: Cell, source: Path, status: CellStatus, reason: str) -> CellResult:
@@ -156,8 +153,8 @@ def _result_of(cell: Cell, source: Path, status: CellStatus, reason: str) -> Cel
         raise ConfigurationError(f"{source}: not a cell written by the harness ({error}).") from None
 
 
-def _missing_cell(cell: Cell) -> dict[str, Any]:
-    return {**CellResult.of_cell(cell, "error", MISSING_REASON).to_json(), "missing": True}
+def _missing_cell(cell: Cell) -> CellResult:
+    return CellResult.of_cell(cell, "error", MISSING_REASON, missing=True)
 
 
 def merge_results(
@@ -174,29 +171,29 @@ def merge_results(
     """
     floors = floors or []
     inputs = expand_inputs(paths)
-    chosen: dict[str, tuple[dict[str, Any], Path]] = {}
+    chosen: dict[str, tuple[CellResult, Path]] = {}
     notes: list[str] = []
     starts, ends, matrices = [], [], []
     bench: list[BenchOutcome] = []
     for directory in inputs:
         if (directory / SUMMARY_JSON).is_file():
             summary, cells = _cells_of_run(directory)
-            starts.append(summary.get("started"))
-            ends.append(summary.get("finished"))
-            matrices.append(summary.get("matrix"))
+            starts.append(summary.started)
+            ends.append(summary.finished)
+            matrices.append(summary.matrix)
         else:
             cells = [_cell_of_dir(directory)]
         for cell in cells:
-            previous = chosen.get(cell["id"])
+            previous = chosen.get(cell.id)
             if previous is not None:
-                ran_before, ran_now = previous[0]["status"] in _RAN, cell["status"] in _RAN
+                ran_before, ran_now = previous[0].status in _RAN, cell.status in _RAN
                 if ran_before == ran_now:
                     notes.append(
-                        f"{cell['id']} is in {previous[1]} and {directory}; kept the later, {directory}"
+                        f"{cell.id} is in {previous[1]} and {directory}; kept the later, {directory}"
                     )
                 elif ran_before:
                     continue
-            chosen[cell["id"]] = (cell, directory)
+            chosen[cell.id] = (cell, directory)
     # Bench documents anywhere under the directories as named: a qualification folder holds its bench JSON
     # next to the run directory, not inside it.
     seen: set[Path] = set()
@@ -208,37 +205,33 @@ def merge_results(
     cells = [cell for cell, _ in chosen.values()]
     if expected is not None:
         wanted = {cell.id: cell for cell in expected}
-        cells = [cell for cell in cells if cell["id"] in wanted]
-        present = {cell["id"] for cell in cells}
+        cells = [cell for cell in cells if cell.id in wanted]
+        present = {cell.id for cell in cells}
         cells += [_missing_cell(cell) for cell in expected if cell.id not in present]
         order = {cell.id: position for position, cell in enumerate(expected)}
-        cells.sort(key=lambda cell: order[cell["id"]])
+        cells.sort(key=lambda cell: order[cell.id])
     else:
         cells.sort(key=_grid_order)
     bench.sort(key=lambda outcome: (device_rank(outcome.device), outcome.world_size, str(outcome.path)))
     exit_code = compute_exit_code(cells, strict=strict, interrupted=False)
     if exit_code in (EXIT_OK, EXIT_NO_TESTS) and any(outcome.failed for outcome in bench):
         exit_code = EXIT_TEST_FAILURES
-    summary = {
-        "format": FORMAT_VERSION,
-        "matrix": ", ".join(sorted({m for m in matrices if m})),
-        "started": min((s for s in starts if s), default=None),
-        "finished": max((e for e in ends if e), default=now_iso()),
-        "exit_code": exit_code,
-        "strict": strict,
-        "host": {},
-        "cells": cells,
-        "pending": [],
-        "merged_from": [str(directory) for directory in inputs],
-        "notes": notes,
-    }
+    summary = RunSummary(
+        matrix=", ".join(sorted({m for m in matrices if m})),
+        started=min((s for s in starts if s), default=None),
+        finished=max((e for e in ends if e), default=now_iso()),
+        exit_code=exit_code,
+        strict=strict,
+        cells=cells,
+        merged_from=[str(directory) for directory in inputs],
+        notes=notes,
+    )
     scope = None if expected is None else {(cell.device, cell.world_size) for cell in expected}
     known = write_merged_junit(cells, Path("/"), junit) if junit is not None else {}
-    found = (known.get(cell["id"]) or cell_failures(cell, Path("/")) for cell in cells)
+    found = (known.get(cell.id) or cell_failures(cell, Path("/")) for cell in cells)
     return failures_report(summary, found, exit_code, bench=bench, floors=floors, floor_scope=scope)
 
 
-def _grid_order(cell: dict[str, Any]) -> tuple[int, int, str]:
-    return device_rank(cell["device"]), cell["world_size"], cell["id"]
-
+def _grid_order(cell: CellResult) -> tuple[int, int, str]:
+    return device_rank(cell.device), cell.world_size, cell.id
 

@@ -1,8 +1,8 @@
 """The typed report every output is rendered from: cells, their failures, bench outcomes, the exit code.
 
 `harness run` builds one over its own summary after every cell (summary.md), `harness report` and
-`harness qualify` over merged results; `render.py` turns any of them into the terminal table, Markdown and
-GitHub annotations, so all of them say the same thing the same way.
+`harness qualify` over merged results; harness/presentation/markdown.py turns any of them into the terminal
+table, Markdown and GitHub annotations, so all of them say the same thing the same way.
 """
 
 from __future__ import annotations
@@ -15,13 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.bench.floors import Floor
-from harness.common.errors import EXIT_INTERRUPTED, EXIT_NO_TESTS, EXIT_OK, EXIT_STRICT, EXIT_TEST_FAILURES
-from harness.config.model import FAILING_STATUSES, NOT_RUN_STATUSES
 from harness.bench.verdict import BenchOutcome
-from harness.config.quarantine import QuarantineOutcome, quarantine_outcome
+from harness.common.errors import EXIT_INTERRUPTED, EXIT_NO_TESTS, EXIT_OK, EXIT_STRICT, EXIT_TEST_FAILURES
+from harness.results.cell_result import FAILING_STATUSES, NOT_RUN_STATUSES, CellResult, RunSummary
 from harness.results.junit import JUNIT_XML, CellFailures, Failure, junit_failures
-
-FORMAT_VERSION = 1
+from harness.results.quarantine import QuarantineOutcome, quarantine_outcome
 
 
 def now_iso() -> str:
@@ -29,40 +27,39 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def compute_exit_code(cells: Iterable[dict[str, Any]], *, strict: bool, interrupted: bool) -> int:
+def compute_exit_code(cells: Iterable[CellResult], *, strict: bool, interrupted: bool) -> int:
     """130 interrupted; 3 --strict and a required cell did not run to a verdict; 1 failures (and with
     --strict, flaky tests: passed only on a retry); 5 no test executed in any cell (pytest's "no tests ran");
     else 0."""
     cells = list(cells)
     if interrupted:
         return EXIT_INTERRUPTED
-    if strict and any(c["required"] and c["status"] in NOT_RUN_STATUSES for c in cells):
+    if strict and any(c.required and c.status in NOT_RUN_STATUSES for c in cells):
         return EXIT_STRICT
-    if any(c["status"] in FAILING_STATUSES for c in cells):
+    if any(c.status in FAILING_STATUSES for c in cells):
         return EXIT_TEST_FAILURES
-    if strict and any((c.get("counts") or {}).get("flaky") for c in cells):
+    if strict and any(c.counts.flaky for c in cells):
         return EXIT_TEST_FAILURES
     if tests_executed(cells) == 0:
         return EXIT_NO_TESTS
     return EXIT_OK
 
 
-def tests_executed(cells: Iterable[dict[str, Any]]) -> int:
+def tests_executed(cells: Iterable[CellResult]) -> int:
     """Tests that ran to an outcome (passed, failed, errored or quarantined) over all cells; skipped tests and
     holding known gaps' strict xfails ran, but decided nothing, so they are left out."""
-    outcomes = ("passed", "failed", "errors", "quarantined")
-    return sum((c.get("counts") or {}).get(k, 0) for c in cells for k in outcomes)
+    return sum(c.counts.passed + c.counts.failed + c.counts.errors + c.counts.quarantined for c in cells)
 
 
-def nothing_ran_reason(cells: list[dict[str, Any]]) -> str:
+def nothing_ran_reason(cells: list[CellResult]) -> str:
     """The one line that says why a run or report exits 5: which cells were skipped, which ran no test."""
     if not cells:
         return "no test ran: no cell was selected"
-    skipped = [c for c in cells if c["status"] == "skipped"]
+    skipped = [c for c in cells if c.status == "skipped"]
     if len(skipped) == len(cells):
-        reasons = sorted({(c.get("reason") or "no reason given").splitlines()[0] for c in skipped})
+        reasons = sorted({(c.reason or "no reason given").splitlines()[0] for c in skipped})
         return f"no test ran: every cell was skipped ({'; '.join(reasons)})"
-    empty = [c["id"] for c in cells if c["status"] != "skipped"]
+    empty = [c.id for c in cells if c.status != "skipped"]
     return (
         f"no test ran: {', '.join(empty)} collected no test or skipped every one "
         "(check `tests:`, `markers:` and `keyword:` in the matrix, or -k)"
@@ -71,9 +68,9 @@ def nothing_ran_reason(cells: list[dict[str, Any]]) -> str:
 
 @dataclass
 class ResultsReport:
-    """A summary (summary.json's format) with what its cells' files and bench documents say."""
+    """A summary with what its cells' files and bench documents say."""
 
-    summary: dict[str, Any]
+    summary: RunSummary
     failures: list[Failure]
     exit_code: int
     bench: list[BenchOutcome]
@@ -87,8 +84,8 @@ class ResultsReport:
     flaky: list[Failure] = field(default_factory=list)
 
     @property
-    def cells(self) -> list[dict[str, Any]]:
-        return self.summary["cells"]
+    def cells(self) -> list[CellResult]:
+        return self.summary.cells
 
     @property
     def quarantine(self) -> QuarantineOutcome:
@@ -96,20 +93,19 @@ class ResultsReport:
         return quarantine_outcome(self.cells)
 
 
-def cell_failures(cell: dict[str, Any], base: Path) -> CellFailures:
-    """The failed tests of a cell that failed or errored, and its flaky tests, from its junit.xml
-    (results_dir under `base`)."""
-    flaky = bool(cell["counts"].get("flaky"))
-    if (cell["status"] not in FAILING_STATUSES and not flaky) or not cell.get("results_dir"):
-        return CellFailures(cell["id"])
-    found = junit_failures(cell["id"], base / cell["results_dir"] / JUNIT_XML)
-    if cell["status"] not in FAILING_STATUSES:
+def cell_failures(cell: CellResult, base: Path) -> CellFailures:
+    """The failed tests of a cell that failed or errored (quarantined ones left out), and its flaky tests,
+    from its junit.xml (results_dir under `base`)."""
+    if (cell.status not in FAILING_STATUSES and not cell.counts.flaky) or not cell.results_dir:
+        return CellFailures(cell.id)
+    found = junit_failures(cell.id, base / cell.results_dir / JUNIT_XML, quarantine=cell.quarantine)
+    if cell.status not in FAILING_STATUSES:
         found.failures, found.left_out = [], 0
     return found
 
 
 def failures_report(
-    summary: dict[str, Any], of_cells: Iterable[CellFailures], exit_code: int, **fields: Any
+    summary: RunSummary, of_cells: Iterable[CellFailures], exit_code: int, **fields: Any
 ) -> ResultsReport:
     """The report of `summary` with its cells' failures (`fields`: bench, floors, floor_scope)."""
     failures: list[Failure] = []
@@ -125,33 +121,28 @@ def failures_report(
 
 
 def report_of_summary(
-    summary: dict[str, Any], base: Path, known: dict[str, CellFailures] | None = None
+    summary: RunSummary, base: Path, known: dict[str, CellFailures] | None = None
 ) -> ResultsReport:
     """The report of one run's summary, its cells' results_dir relative to `base` (summary.md's view);
     a cell's failures are read from its junit.xml unless `known` has them."""
-    exit_code = summary.get("exit_code")
+    exit_code = summary.exit_code
     if exit_code is None:
-        exit_code = compute_exit_code(summary["cells"], strict=bool(summary.get("strict")), interrupted=False)
+        exit_code = compute_exit_code(summary.cells, strict=summary.strict, interrupted=False)
     known = known or {}
-    found = (known.get(cell["id"]) or cell_failures(cell, base) for cell in summary["cells"])
+    found = (known.get(cell.id) or cell_failures(cell, base) for cell in summary.cells)
     return failures_report(summary, found, exit_code)
 
 
 def missing_required(report: ResultsReport) -> list[str]:
     """Required cells that did not run to a verdict (skipped, errored, incomplete, missing)."""
-    return [c["id"] for c in report.cells if c["required"] and c["status"] in NOT_RUN_STATUSES]
+    return [c.id for c in report.cells if c.required and c.status in NOT_RUN_STATUSES]
 
 
 def report_json(report: ResultsReport, relative_to: Path) -> dict[str, Any]:
     """The summary with failures and bench outcomes; paths relative to `relative_to`."""
-    summary = dict(report.summary)
-    summary["cells"] = [
-        {
-            **cell,
-            "results_dir": os.path.relpath(cell["results_dir"], relative_to) if cell["results_dir"] else "",
-        }
-        for cell in report.cells
-    ]
+    summary = report.summary.to_json()
+    for cell in summary["cells"]:
+        cell["results_dir"] = os.path.relpath(cell["results_dir"], relative_to) if cell["results_dir"] else ""
     summary["failures"] = [failure.to_json() for failure in report.failures]
     summary["failures_left_out"] = report.failures_left_out
     summary["flaky"] = [failure.to_json() for failure in report.flaky]

@@ -19,15 +19,17 @@ from harness.common.errors import EXIT_NO_TESTS, EXIT_STRICT, ConfigurationError
 from harness.running.executors import make_executors, open_docker_executor
 from harness.running.executors.slurm import SlurmOptions
 from harness.config.matrix import Matrix, load_matrix
-from harness.config.model import FAILING_STATUSES, NOT_RUN_STATUSES, Cell, CellResult, Executor
+from harness.config.model import Cell
+from harness.results.cell_result import FAILING_STATUSES, NOT_RUN_STATUSES, CellResult
+from harness.running.executors.protocol import Executor
 from harness.planning.plan import ExecutorChoice, PlannedCell, oversubscription_warnings, plan_cells
 from harness.host.probe import HostCapabilities, probe_host
 from harness.presentation.progress import make_progress_view
 from harness.results.files import LOG_TXT
 from harness.results.junit import Failure
-from harness.presentation.markdown import render_table
+from harness.presentation.markdown import render_markdown, render_table
 from harness.results.report import ResultsReport, nothing_ran_reason
-from harness.results.summary import RunReport, skipped_result
+from harness.results.summary import RunReport
 from harness.running.guardian import RunGuard
 from harness.running.scheduler import CellScheduler, ResourcePool
 from harness.common.untrusted_text import print_line
@@ -122,7 +124,14 @@ def run_plan(plan: MatrixPlan, out: Path, guard: RunGuard, *, jobs: int | None, 
     for note in guard.notes:
         print_line(console, f"note: {note}")
     matrix, host, planned = plan.matrix, plan.host, plan.planned
-    report = RunReport(out, planned, host.to_json(), strict=strict, matrix=str(matrix.path))
+    report = RunReport(
+        out,
+        [p.cell.id for p in planned],
+        host.to_json(),
+        strict=strict,
+        matrix=str(matrix.path),
+        markdown=render_markdown,
+    )
     gpu_ids = {"cuda": [gpu.index for gpu in host.nvidia_gpus], "xpu": list(range(host.intel_gpu_count))}
     pool = ResourcePool(cores=host.cores, gpu_ids=gpu_ids, jobs=jobs)
     executors = make_executors(
@@ -152,7 +161,7 @@ def run_plan(plan: MatrixPlan, out: Path, guard: RunGuard, *, jobs: int | None, 
 
     for p in planned:
         if p.executor is None:
-            on_finish(skipped_result(p))
+            on_finish(p.skipped_result())
     scheduler = CellScheduler(executors, pool, out, view.cell_started, view.event, on_finish)
     # CI cancels jobs with SIGTERM: stop the cells as for Ctrl-C, and still write the summary.
     previous_sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -170,12 +179,12 @@ def run_plan(plan: MatrixPlan, out: Path, guard: RunGuard, *, jobs: int | None, 
     # The reasons were printed as the run started, above every test line: repeat them where the eye lands.
     skipped: dict[str, list[str]] = {}
     for cell in report.cells:
-        if cell["status"] == "skipped":
-            skipped.setdefault(cell.get("reason") or "no reason given", []).append(cell["id"])
+        if cell.status == "skipped":
+            skipped.setdefault(cell.reason or "no reason given", []).append(cell.id)
     for reason, ids in skipped.items():
         print_line(console, f"skipped {', '.join(ids)}: {reason}")
     if exit_code == EXIT_STRICT:
-        missing = [c["id"] for c in report.cells if c["required"] and c["status"] in NOT_RUN_STATUSES]
+        missing = [c.id for c in report.cells if c.required and c.status in NOT_RUN_STATUSES]
         print_line(console, f"--strict: required cells did not run or errored: {', '.join(missing)}")
     if exit_code == EXIT_NO_TESTS:
         print_line(console, nothing_ran_reason(report.cells))
@@ -202,19 +211,19 @@ def print_failures(console: Console, report: ResultsReport, out: Path) -> None:
     for line in [*report.quarantine.failure_lines(), *report.quarantine.release_lines()]:
         print_line(console, line)
     for cell in report.cells:
-        if cell["status"] not in FAILING_STATUSES:
+        if cell.status not in FAILING_STATUSES:
             continue
-        failures = by_cell.get(cell["id"], [])
+        failures = by_cell.get(cell.id, [])
         for failure in failures[:FAILURES_SHOWN_PER_CELL]:
             print_line(console, failure.one_line())
-        more = len(failures) - FAILURES_SHOWN_PER_CELL + report.failures_left_out.get(cell["id"], 0)
+        more = len(failures) - FAILURES_SHOWN_PER_CELL + report.failures_left_out.get(cell.id, 0)
         if more > 0:
-            print_line(console, f"... and {more} more in {cell['id']}")
+            print_line(console, f"... and {more} more in {cell.id}")
         if not failures:
-            reason = (cell["reason"].strip().splitlines() or ["no reason recorded"])[0]
-            print_line(console, f"{cell['status'].upper()} {cell['id']}: {reason}")
-        if cell.get("results_dir"):
-            print_line(console, f"  full log: {out / cell['results_dir'] / LOG_TXT}")
+            reason = (cell.reason.strip().splitlines() or ["no reason recorded"])[0]
+            print_line(console, f"{cell.status.upper()} {cell.id}: {reason}")
+        if cell.results_dir:
+            print_line(console, f"  full log: {out / cell.results_dir / LOG_TXT}")
 
 
 def make_console() -> Console:

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.common.errors import HarnessError
-from harness.config.model import CellResult, Executor, ProgressCallback
+from harness.results.cell_result import CellResult
+from harness.running.executors.protocol import Executor, ProgressCallback
 from harness.planning.plan import PlannedCell
 from harness.results.cell_dir import write_completion_record
 

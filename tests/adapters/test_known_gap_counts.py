@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.presentation.progress import CellProgress
-from harness.results.junit import scan_junit
 from harness.presentation.markdown import cell_text
+from harness.presentation.progress import CellProgress
+from harness.results.cell_result import CellResult
+from harness.results.junit import scan_junit
 
 GAP = '<skipped type="pytest.xfail" message="known gap of vllm on cpu: r"/>'
 JUNIT = f"""<?xml version="1.0" encoding="utf-8"?>
@@ -31,14 +32,21 @@ def test_holding_gaps_are_counted_apart_from_skips_and_other_xfails(tmp_path: Pa
 
 def test_the_grid_says_known_gaps():
     cell = {
+        "id": "cpu-gloo-ws2-vllm",
+        "device": "cpu",
+        "world_size": 2,
         "status": "passed",
+        "reason": "",
+        "required": False,
         "params": {"vllm": "0.33.0"},
         "counts": {"passed": 1, "failed": 0, "errors": 0, "skipped": 2, "known_gaps": 2},
         "duration_s": 3.0,
     }
-    assert cell_text(cell) == "0.33.0: passed: 1 passed, 2 skipped (+2 known gaps) · 3.0s"
+    assert (
+        cell_text(CellResult.from_json(cell)) == "0.33.0: passed: 1 passed, 2 skipped (+2 known gaps) · 3.0s"
+    )
     cell["counts"] = {"passed": 1, "failed": 0, "errors": 0, "skipped": 0}  # a summary from before
-    assert cell_text(cell) == "0.33.0: passed: 1 passed · 3.0s"
+    assert cell_text(CellResult.from_json(cell)) == "0.33.0: passed: 1 passed · 3.0s"
 
 
 def test_the_live_progress_says_known_gap_and_counts_it_apart():

@@ -6,13 +6,13 @@ import xml.etree.ElementTree as ET
 
 from github_runs import run_harness
 
-from harness.config import model
+from harness.config.model import Cell
 from harness.presentation.github_annotations import ANNOTATIONS_PER_KIND, annotation, capped_annotations
-from harness.config.model import Cell, CellResult
+from harness.presentation.markdown import MARKDOWN_LIMIT_BYTES, render_markdown
 from harness.results.cell_dir import write_cell_json, write_completion_record
+from harness.results.cell_result import CellResult, TestCounts
 from harness.results.junit import FAILURE_DETAILS
 from harness.results.merge import merge_results
-from harness.presentation.markdown import MARKDOWN_LIMIT_BYTES, render_markdown
 
 
 def test_annotation_escapes_data_and_properties():
@@ -41,7 +41,7 @@ def write_failed_cell(directory, failures: int, lines_each: int, line_chars: int
         text = f"ranks 0, 3 of 4 failed: boom ```\n{body}\ntests/test_big.py:{index + 1}: AssertionError"
         ET.SubElement(case, "failure", message=text.splitlines()[0]).text = text
     ET.ElementTree(suite).write(directory / "junit.xml", encoding="utf-8", xml_declaration=True)
-    counts = model.TestCounts(failed=failures)
+    counts = TestCounts(failed=failures)
     write_completion_record(CellResult.of_cell(cell, "failed", "failures", counts=counts), directory)
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import model
 from harness.commands.cli import main as harness_main
 from harness.common.errors import EXIT_CONFIG, EXIT_STRICT, EXIT_TEST_FAILURES
-from harness.config.model import Cell, CellResult
+from harness.config.model import Cell
 from harness.results.cell_dir import write_cell_json, write_completion_record
+from harness.results.cell_result import CellResult, TestCounts
 
 MATRIX = """
 version: 1
@@ -134,7 +134,7 @@ def finished_cell_dir(project: Path, junit: str | None = None) -> Path:
     cell_dir = project / "results" / cell.id
     write_cell_json(cell, cell_dir)
     (cell_dir / "junit.xml").write_text(junit if junit is not None else junit_of(3))
-    result = CellResult.of_cell(cell, "passed", counts=model.TestCounts(passed=3), results_dir=str(cell_dir))
+    result = CellResult.of_cell(cell, "passed", counts=TestCounts(passed=3), results_dir=str(cell_dir))
     write_completion_record(result, cell_dir)
     return cell_dir
 

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import model
 from harness.commands.cli import main as harness_main
 from harness.common.errors import EXIT_CONFIG, EXIT_TEST_FAILURES
-from harness.config.model import Cell, CellResult
-from harness.planning.plan import PlannedCell
+from harness.config.model import Cell
+from harness.presentation.markdown import render_markdown
 from harness.results.cell_dir import write_cell_json, write_completion_record
+from harness.results.cell_result import CellResult, TestCounts
 from harness.results.files import MAX_JSON_DEPTH, read_json
 from harness.results.junit import FAILURE_DETAILS, MAX_ELEMENT_DEPTH, element_xml, junit_counts
 from harness.results.summary import RunReport
@@ -72,7 +72,7 @@ def finished_cell(parent: Path, junit: str, cell: Cell | None = None, status: st
     cell_dir = parent / cell.id
     write_cell_json(cell, cell_dir)
     (cell_dir / "junit.xml").write_text(junit)
-    counts = model.TestCounts(failed=junit.count("<failure"))
+    counts = TestCounts(failed=junit.count("<failure"))
     result = CellResult.of_cell(cell, status, "boom", counts=counts, results_dir=str(cell_dir))  # type: ignore[arg-type]
     write_completion_record(result, cell_dir)
     return cell_dir
@@ -87,7 +87,7 @@ def run_dir(tmp_path: Path, cells: list[dict], pending: list[object] | None = No
 
 
 def summary_cell(results_dir: str, **changes: object) -> dict:
-    cell = CellResult.of_cell(make_cell(), "failed", "boom", counts=model.TestCounts(failed=1)).to_json()
+    cell = CellResult.of_cell(make_cell(), "failed", "boom", counts=TestCounts(failed=1)).to_json()
     return {**cell, "results_dir": results_dir, **changes}
 
 
@@ -190,6 +190,9 @@ def test_a_deeply_nested_completion_record_is_refused(tmp_path, capsys):
         ("fingerprint", {"nvidia_gpus": "A100"}, "cells[0].fingerprint.nvidia_gpus"),
         ("counts", {"passed": 1, "failed": "1", "skipped": 0, "errors": 0}, "cells[0].counts.failed"),
         ("duration_s", None, "cells[0].duration_s is null"),
+        ("skip_reasons", {"needs a GPU": "2"}, "cells[0].skip_reasons['needs a GPU'] is a string ('2')"),
+        ("quarantine", [{"test": "t", "reason": "r", "issue": 3}], "cells[0].quarantine[0].issue is an"),
+        ("missing", "yes", "cells[0].missing is a string ('yes'), not true or false"),
     ],
 )
 def test_wrong_types_in_a_summary_are_named(tmp_path, capsys, key, value, named):
@@ -299,7 +302,7 @@ def test_a_64_mib_junit_of_600000_failures_is_reported_within_300_mib(tmp_path):
     cell_dir = tmp_path / "artifacts" / "cpu-gloo-ws2"
     write_cell_json(make_cell(), cell_dir)
     write_big_junit(cell_dir / "junit.xml", 600_000, (64 << 20) - 1)
-    counts = model.TestCounts(failed=600_000)
+    counts = TestCounts(failed=600_000)
     record = CellResult.of_cell(make_cell(), "failed", "boom", counts=counts, results_dir=str(cell_dir))
     write_completion_record(record, cell_dir)
     outputs = ["--json", "r.json", "--junit", "r.xml", "--markdown", "r.md"]
@@ -327,7 +330,9 @@ def test_a_64_mib_junit_of_600000_failures_is_reported_within_300_mib(tmp_path):
 def test_the_run_reads_each_cells_junit_once_and_lists_every_cell_in_plan_order(tmp_path):
     cells = [make_cell(f"cpu-gloo-ws{i}") for i in (1, 2, 3)]
     out = tmp_path / "out"
-    report = RunReport(out, [PlannedCell(c, "local", "") for c in cells], {}, strict=False, matrix="m.yaml")
+    report = RunReport(
+        out, [c.id for c in cells], {}, strict=False, matrix="m.yaml", markdown=render_markdown
+    )
     for cell in reversed(cells):  # finished in the reverse of the plan's order
         cell_dir = finished_cell(out, failed_junit(2, name=cell.id), cell)
         report.add(CellResult.from_json(json.loads((cell_dir / "result.json").read_text())))

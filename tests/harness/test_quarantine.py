@@ -3,18 +3,26 @@ quarantined failures, the run's release candidates, and one real `harness run` o
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 from cli_runs import harness_env, run_harness
+from rich.console import Console
 
 from harness.common.errors import ConfigurationError
 from harness.config.matrix import load_matrix
 from harness.config.model import Cell, QuarantineEntry
-from harness.config.quarantine import matches, quarantine_outcome
+from harness.config.quarantine import matches
+from harness.planning.plan import PlannedCell
+from harness.presentation.progress import PlainProgress
 from harness.results.cell_dir import collect_cell_result
+from harness.results.cell_result import CellResult, QuarantineRecord
+from harness.results.junit import write_merged_junit
+from harness.results.quarantine import quarantine_outcome
 
 FLAKY_SUITE = Path(__file__).resolve().parents[1] / "plugin" / "suites" / "flaky" / "test_flaky.py"
 ISSUE = "https://example.org/issues/36"
@@ -137,8 +145,46 @@ def test_without_quarantine_the_same_failure_fails_the_cell(tmp_path):
     assert cell["status"] == "failed" and cell["quarantine"] == []
 
 
-def _record(test: str, ran: int, failed: int) -> dict:
-    return {"test": test, "reason": "flaky", "issue": ISSUE, "ran": ran, "failed": failed, "failures": []}
+def test_a_quarantined_failure_is_a_skip_in_the_merged_junit_with_its_text_kept(tmp_path):
+    cell = CellResult.from_json(
+        _cell_result(tmp_path, ("test_hangs",), FAILED.format("test_hangs"), FAILED.format("test_other"))
+    )
+    found = write_merged_junit([cell], Path("/"), tmp_path / "merged.xml")
+
+    [suite] = ET.parse(tmp_path / "merged.xml").getroot()
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("2", "1", "1")
+    cases = {case.get("name"): case for case in suite}
+    quarantined = cases["test_hangs"]
+    assert quarantined.find("failure") is None
+    # As JUnit viewers show an xfail (pytest, Surefire): skipped, with why and where it is tracked.
+    assert quarantined.find("skipped").get("message") == f"quarantined: flaky ({ISSUE})"
+    assert "rank 1 of 2 failed: boom" in quarantined.findtext("system-out")
+    assert cases["test_other"].find("failure") is not None
+    # The cell's failures are the real one only: the quarantined one is reported apart.
+    assert [failure.test for failure in found[cell.id].failures] == ["tests/test_q.py::test_other"]
+
+
+def test_the_live_line_of_a_quarantined_failure_says_quarantined():
+    entry = QuarantineEntry("tests/test_q.py::test_hangs", "flaky", ISSUE)
+    cell = Cell("cpu-gloo-ws2", "cpu", "gloo", 2, ("tests",), quarantine=(entry,))
+    console = Console(file=io.StringIO(), width=200)
+    view = PlainProgress(console)
+    view.cell_started(PlannedCell(cell, "local", "on the host"))
+    for name in ("test_hangs[2-gloo]", "test_other"):
+        event = {"event": "report", "nodeid": f"tests/test_q.py::{name}", "when": "call", "outcome": "failed"}
+        view.event(cell.id, event)
+
+    lines = console.file.getvalue().splitlines()
+    assert any("tests/test_q.py::test_hangs[2-gloo] QUARANTINED" in line for line in lines), lines
+    assert any("tests/test_q.py::test_other FAILED" in line for line in lines), lines
+
+
+def _record(test: str, ran: int, failed: int) -> QuarantineRecord:
+    return QuarantineRecord(test, "flaky", ISSUE, ran=ran, failed=failed)
+
+
+def _ran(cell_id: str, status: str, *records: QuarantineRecord) -> CellResult:
+    return CellResult(cell_id, "cpu", 2, status, quarantine=list(records))
 
 
 def test_release_candidates_passed_every_attempt_in_every_cell(tmp_path):
@@ -146,18 +192,21 @@ def test_release_candidates_passed_every_attempt_in_every_cell(tmp_path):
         tmp_path, ("test_flaky", "test_ok"), FLAKY.format("test_flaky"), PASSED.format("test_ok"), exit_code=0
     )
     assert flaky_here["status"] == "passed" and flaky_here["counts"]["quarantined"] == 0
-    other = {
-        "id": "cpu-gloo-ws4",
-        "status": "passed",
-        "quarantine": [_record("tests/test_q.py::test_ok", 1, 0), _record("tests/never_ran.py", 0, 0)],
-    }
-    failed_elsewhere = {"id": "cpu-gloo-ws8", "status": "failed", "quarantine": [_record("a.py::b", 1, 1)]}
-    errored = {"id": "cpu-gloo-ws3", "status": "error", "quarantine": [_record("c.py::d", 1, 0)]}
-    ok_here = {"id": "cpu-gloo-ws6", "status": "passed", "quarantine": [_record("a.py::b", 2, 0)]}
-    outcome = quarantine_outcome([flaky_here, other, failed_elsewhere, errored, ok_here])
+    other = _ran(
+        "cpu-gloo-ws4",
+        "passed",
+        _record("tests/test_q.py::test_ok", 1, 0),
+        _record("tests/never_ran.py", 0, 0),
+    )
+    failed_elsewhere = _ran("cpu-gloo-ws8", "failed", _record("a.py::b", 1, 1))
+    errored = _ran("cpu-gloo-ws3", "error", _record("c.py::d", 1, 0))
+    ok_here = _ran("cpu-gloo-ws6", "passed", _record("a.py::b", 2, 0))
+    outcome = quarantine_outcome(
+        [CellResult.from_json(flaky_here), other, failed_elsewhere, errored, ok_here]
+    )
     # A test that passed only on a retry is still flaky; one that failed in any cell, or whose cell did not
     # run to a verdict, stays; an entry that named no test that ran says nothing.
-    assert [(e["test"], e["ran"]) for e in outcome.release_candidates] == [("tests/test_q.py::test_ok", 2)]
+    assert [(e.test, e.ran) for e in outcome.release_candidates] == [("tests/test_q.py::test_ok", 2)]
     assert [line.split(":")[0] for line in outcome.release_lines()] == ["RELEASE? tests/test_q.py"]
 
 
@@ -193,6 +242,11 @@ def test_a_real_run_passes_a_cell_with_a_quarantined_failure_and_names_a_release
     ]
     markdown = (tmp_path / "out" / "summary.md").read_text()
     assert "(1 quarantined failed)" in markdown and "## Quarantined tests to release" in markdown
+    assert "tests/test_flaky.py::test_always_fails QUARANTINED" in done.stdout
+    assert "test_always_fails FAILED" not in done.stdout
+    merged = ET.parse(tmp_path / "out" / "junit.xml").getroot()
+    [case] = [case for case in merged.iter("testcase") if case.get("name") == "test_always_fails"]
+    assert case.find("failure") is None and case.find("skipped").get("message").startswith("quarantined: ")
     report = run_harness("report", "out", cwd=tmp_path, env=harness_env(GITHUB_ACTIONS="true"))
     assert report.returncode == 0, report.stdout + report.stderr
     lines = report.stdout.splitlines()

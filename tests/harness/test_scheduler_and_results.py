@@ -8,15 +8,16 @@ import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from harness.config.model import Cell, CellResult
-from harness.config.model import TestCounts as Counts  # an alias, or pytest would try to collect it
+from harness.config.model import Cell
 from harness.planning.plan import PlannedCell
+from harness.presentation.markdown import render_markdown
 from harness.results.cell_dir import collect_cell_result
+from harness.results.cell_result import CellResult
+from harness.results.cell_result import TestCounts as Counts  # an alias, or pytest would try to collect it
 from harness.results.junit import node_id_of, read_junit_counts
 from harness.results.merge import merge_results
-from harness.presentation.markdown import render_markdown
 from harness.results.report import compute_exit_code, nothing_ran_reason
-from harness.results.summary import RunReport, load_summary, skipped_result
+from harness.results.summary import RunReport, load_summary
 from harness.running.scheduler import CellScheduler, ResourcePool
 
 
@@ -212,10 +213,9 @@ def test_unreadable_junit_counts_as_missing(tmp_path):
     assert read_junit_counts(tmp_path / "junit.xml") is None
 
 
-def status(s: str, required: bool = False, passed: int | None = None) -> dict:
+def status(s: str, required: bool = False, passed: int | None = None) -> CellResult:
     ran = passed if passed is not None else int(s != "skipped")
-    counts = {"passed": ran, "failed": 0, "skipped": 0, "errors": 0}
-    return {"status": s, "required": required, "counts": counts}
+    return CellResult("c", "cpu", 2, s, required=required, counts=Counts(passed=ran))
 
 
 def test_exit_codes():
@@ -242,9 +242,9 @@ def test_a_run_in_which_no_test_executed_exits_5_and_says_why():
     assert compute_exit_code([*skipped, status("passed")], strict=False, interrupted=False) == 0
     # Failures and --strict come first: they say more.
     assert compute_exit_code(skipped, strict=True, interrupted=False) == 3
-    cells = [dict(c, id=f"c{i}", reason="needs 4 CUDA GPUs") for i, c in enumerate(skipped)]
+    cells = [dataclasses.replace(c, id=f"c{i}", reason="needs 4 CUDA GPUs") for i, c in enumerate(skipped)]
     assert nothing_ran_reason(cells) == "no test ran: every cell was skipped (needs 4 CUDA GPUs)"
-    empty = [dict(status("passed", passed=0), id="cpu-gloo-ws1"), *cells]
+    empty = [dataclasses.replace(status("passed", passed=0), id="cpu-gloo-ws1"), *cells]
     assert nothing_ran_reason(empty).startswith("no test ran: cpu-gloo-ws1 collected no test or skipped")
 
 
@@ -253,8 +253,11 @@ def run_with_a_skipped_cuda_cell(out, *, strict: bool) -> tuple[RunReport, Plann
     out.mkdir()
     ran, skipped = planned("cpu", 2, required=True), planned("cuda", 4, required=True)
     skipped = PlannedCell(skipped.cell, None, "needs 4 CUDA GPUs, this host has 0")
-    report = RunReport(out, [ran, skipped], {"cores": 2}, strict=strict, matrix="matrix.yaml")
-    report.add(skipped_result(skipped))
+    cell_ids = [ran.cell.id, skipped.cell.id]
+    report = RunReport(
+        out, cell_ids, {"cores": 2}, strict=strict, matrix="matrix.yaml", markdown=render_markdown
+    )
+    report.add(skipped.skipped_result())
     return report, ran
 
 
@@ -262,16 +265,15 @@ def test_the_report_is_rewritten_as_cells_finish_and_merges_junit(tmp_path):
     out = tmp_path / "results"
     report, ran = run_with_a_skipped_cuda_cell(out, strict=True)
     partial = load_summary(out)
-    assert partial["pending"] == ["cpu-gloo-ws2"] and partial["exit_code"] is None
+    assert partial.pending == ["cpu-gloo-ws2"] and partial.exit_code is None
     result = collect_cell_result(ran.cell, write_cell_dir(out, failures=1), 1, 2.0, "local")
     report.add(result)
     assert report.finish(interrupted=False) == 3
     summary = load_summary(out / "summary.json")
-    assert [c["id"] for c in summary["cells"]] == ["cpu-gloo-ws2", "cuda-nccl-ws4"]
-    first = summary["cells"][0]
-    for key in ("id", "device", "world_size", "status", "reason", "executor", "counts", "duration_s"):
-        assert key in first
-    assert first["results_dir"] == "cpu-gloo-ws2" and summary["finished"] and summary["strict"] is True
+    assert [c.id for c in summary.cells] == ["cpu-gloo-ws2", "cuda-nccl-ws4"]
+    first = summary.cells[0]
+    assert first == dataclasses.replace(result, results_dir="cpu-gloo-ws2")
+    assert summary.finished and summary.strict is True
     markdown = (out / "summary.md").read_text()
     assert "| cpu | ❌ failed: 1 failed, 1 passed" in markdown and "rank 1: assert 3 == 4" in markdown
     assert "| cuda-nccl-ws4 | skipped | yes | needs 4 CUDA GPUs, this host has 0 |" in markdown
@@ -311,3 +313,48 @@ def test_test_ids_keep_classes_apart_from_the_module_path():
         "tests/test_x.py::TestOuter::TestInner::test_b[1]"
     )
     assert node_id_of(case("", "collection")) == "collection"
+
+
+def test_summary_md_lists_each_cells_skip_reasons_with_counts(tmp_path):
+    skips = [
+        ("a", 'type="pytest.skip" message="needs 2 CUDA GPUs"'),
+        ("b", 'type="pytest.skip" message="needs 2 CUDA GPUs"'),
+        ("c", 'type="pytest.skip" message="[evil](https://x) &lt;img src=x&gt;"'),
+        ("d", 'type="pytest.xfail" message="gloo has no all_to_all"'),
+    ]
+    cases = "".join(
+        f'<testcase classname="tests.test_x" name="{n}"><skipped {m}/></testcase>' for n, m in skips
+    )
+    cell_dir = tmp_path / "out" / "cpu-gloo-ws2"
+    cell_dir.mkdir(parents=True)
+    (cell_dir / "junit.xml").write_text(
+        f'<testsuites><testsuite name="pytest" tests="5" failures="0" errors="0" skipped="4">{cases}'
+        '<testcase classname="tests.test_x" name="e"/></testsuite></testsuites>'
+    )
+    ran = planned("cpu", 2)
+    result = collect_cell_result(ran.cell, cell_dir, 0, 1.0, "local")
+    assert result.skip_reasons == {
+        "needs 2 CUDA GPUs": 2,
+        "[evil](https://x) <img src=x>": 1,
+        "xfail: gloo has no all_to_all": 1,
+    }
+    report = RunReport(
+        tmp_path / "out", [ran.cell.id], {}, strict=False, matrix="m.yaml", markdown=render_markdown
+    )
+    report.add(result)
+    report.finish(interrupted=False)
+
+    section = skip_section((tmp_path / "out" / "summary.md").read_text())
+    # Most frequent first; a reason is the cell's text, so it is shown inert (no link, no HTML).
+    assert section[0] == "- cpu-gloo-ws2 · 2 × needs 2 CUDA GPUs"
+    assert section[1:] == [
+        "- cpu-gloo-ws2 · 1 × `[evil](https://x) <img src=x>`",
+        "- cpu-gloo-ws2 · 1 × xfail: gloo has no all_to_all",
+    ]
+    # The same cell read back by `harness report` says the same.
+    assert skip_section(render_markdown(merge_results([tmp_path / "out"]))) == section
+
+
+def skip_section(markdown: str) -> list[str]:
+    """The lines of a Markdown report's skip reasons."""
+    return markdown.split("## Skipped tests, by reason\n\n")[1].split("\n\n")[0].splitlines()

@@ -12,10 +12,6 @@ from cli_runs import harness_env, run_harness
 from rich.console import Console
 from untrusted_outputs import TERMINAL_CONTROLS, forged_commands, runner_commands
 
-from harness.config import model
-from harness.presentation.github_annotations import annotation
-from harness.config.model import Cell, CellResult
-from harness.results.cell_dir import write_cell_json, write_completion_record
 from harness.common.untrusted_text import (
     annotation_data,
     annotation_property,
@@ -28,6 +24,10 @@ from harness.common.untrusted_text import (
     terminal_text,
     xml_text,
 )
+from harness.config.model import Cell
+from harness.presentation.github_annotations import annotation
+from harness.results.cell_dir import write_cell_json, write_completion_record
+from harness.results.cell_result import CellResult, TestCounts
 
 # Each is something a CI runner, a terminal or a Markdown renderer acts on when passed through as is.
 HOSTILE = [
@@ -165,7 +165,7 @@ def write_hostile_artifacts(directory: Path) -> None:
     ET.SubElement(case, "failure", message=message).text = message + "\ntests/test_x.py:3: AssertionError"
     ET.ElementTree(suite).write(directory / "junit.xml", encoding="utf-8", xml_declaration=True)
     reason = "1 failed\n::add-mask::from-reason"
-    result = CellResult.of_cell(cell, "failed", reason, counts=model.TestCounts(failed=1))
+    result = CellResult.of_cell(cell, "failed", reason, counts=TestCounts(failed=1))
     write_completion_record(result, directory)
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from harness.bench.floors import load_floors
 from harness.cell.runner import build_pytest_command
-from harness.config.model import Cell, CellResult, TestCounts
+from harness.config.model import Cell
 from harness.results.cell_dir import collect_cell_result, write_cell_json, write_completion_record
+from harness.results.cell_result import CellResult, TestCounts
 from harness.results.junit import junit_failures, read_junit_counts
 from harness.results.merge import merge_results
 from harness.results.report import compute_exit_code
@@ -104,12 +105,12 @@ def test_of_two_runs_of_a_cell_the_later_input_wins_and_is_noted(tmp_path):
     second = copy_of_cell(tmp_path / "second", "passed", "the second machine's run")
 
     forward = merge_results([first, second])
-    assert [c["reason"] for c in forward.cells] == ["the second machine's run"]
+    assert [c.reason for c in forward.cells] == ["the second machine's run"]
     assert forward.exit_code == 0
-    assert forward.summary["notes"] == [f"cpu-gloo-ws2 is in {first} and {second}; kept the later, {second}"]
+    assert forward.summary.notes == [f"cpu-gloo-ws2 is in {first} and {second}; kept the later, {second}"]
 
     backward = merge_results([second, first])
-    assert [c["reason"] for c in backward.cells] == ["the first machine's run"]
+    assert [c.reason for c in backward.cells] == ["the first machine's run"]
     assert backward.exit_code == 1
 
 
@@ -118,15 +119,15 @@ def test_a_run_of_a_cell_beats_a_skip_of_it_in_either_order(tmp_path):
     skipped = copy_of_cell(tmp_path / "skipped", "skipped", "needs 2 CUDA GPUs")
     for inputs in ([ran, skipped], [skipped, ran]):
         merged = merge_results(inputs)
-        assert [c["status"] for c in merged.cells] == ["failed"], inputs
-        assert merged.exit_code == 1 and merged.summary["notes"] == []
+        assert [c.status for c in merged.cells] == ["failed"], inputs
+        assert merged.exit_code == 1 and merged.summary.notes == []
 
 
 def test_a_cell_found_in_no_input_is_an_error(tmp_path):
     ran = copy_of_cell(tmp_path / "ran", "passed", "")
     absent = cell(id="cpu-gloo-ws4", world_size=4, required=True)
     merged = merge_results([ran], expected=[cell(required=True), absent])
-    statuses = [(c["id"], c["status"]) for c in merged.cells]
+    statuses = [(c.id, c.status) for c in merged.cells]
     assert statuses == [("cpu-gloo-ws2", "passed"), ("cpu-gloo-ws4", "error")]
     assert merged.exit_code == 1
     assert merge_results([ran], expected=[cell(required=True), absent], strict=True).exit_code == 3
@@ -138,16 +139,15 @@ def test_a_cell_found_in_no_input_is_an_error(tmp_path):
 def test_an_interrupted_strict_run_exits_130_even_with_required_cells_not_run():
     # Ctrl-C of `harness run --strict` leaves required cells skipped or incomplete: that is the
     # interruption's doing, and the shell must see 130, not 3.
-    ran = {"passed": 1}
     cells = [
-        {"status": "passed", "required": True, "counts": ran},
-        {"status": "incomplete", "required": True},
+        CellResult("a", "cpu", 2, "passed", required=True, counts=TestCounts(passed=1)),
+        CellResult("b", "cpu", 4, "incomplete", required=True),
     ]
     assert compute_exit_code(cells, strict=True, interrupted=True) == 130
     assert compute_exit_code(cells, strict=True, interrupted=False) == 3
     optional = [
-        {"status": "skipped", "required": False},
-        {"status": "passed", "required": True, "counts": ran},
+        CellResult("a", "cpu", 2, "skipped", required=False),
+        CellResult("b", "cpu", 4, "passed", required=True, counts=TestCounts(passed=1)),
     ]
     assert compute_exit_code(optional, strict=True, interrupted=False) == 0
 
@@ -175,5 +175,5 @@ def test_a_bench_document_under_its_floor_fails_a_merge_whose_cells_passed(tmp_p
         document = {"settings": {"device": "cpu", "world_size": 2}, "rows": [{**row, "busbw_gbps": busbw}]}
         (results / "bench-cpu-ws2.json").write_text(json.dumps(document))
         merged = merge_results([results], floors=floors)
-        assert [c["status"] for c in merged.cells] == ["passed"]
+        assert [c.status for c in merged.cells] == ["passed"]
         assert merged.exit_code == exit_code, busbw

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.results.compare.changes import CellRow, Change
-from harness.common.errors import ConfigurationError
 from harness.bench.verdict import BenchOutcome, judge_bench
 from harness.results.bench_documents import find_bench_documents
+from harness.common.errors import ConfigurationError
+from harness.results.cell_result import CellResult
+from harness.results.compare.changes import CellRow, Change
 from harness.results.files import JUNIT_XML, SUMMARY_JSON, UnsafeResultFile
 from harness.results.junit import clip, node_id_of, scan_junit
 from harness.results.merge import expand_inputs, merge_results
@@ -35,7 +36,7 @@ class Side:
     """One side: its cells (summary.json's format), each cell's tests (None: no junit.xml), its bench."""
 
     label: str
-    cells: dict[str, dict[str, Any]]
+    cells: dict[str, CellResult]
     tests: dict[str, dict[str, Outcome] | None]
     bench: list[BenchOutcome] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -52,14 +53,14 @@ def load_side(path: Path, label: str) -> Side:
         bench, notes = one_document_per_pair([judge_bench(where, doc, []) for where, doc in documents], path)
         return Side(label, {}, {}, bench, notes)
     report = merge_results([path])
-    cells = {cell["id"]: cell for cell in report.cells}
+    cells = {cell.id: cell for cell in report.cells}
     tests = {cell_id: _cell_tests(cell) for cell_id, cell in cells.items()}
     lacking = {cell_id for cell_id, found in tests.items() if found is None}
-    lacking &= {cell_id for cell_id, cell in cells.items() if cell["status"] in RAN_TO_END}
+    lacking &= {cell_id for cell_id, cell in cells.items() if cell.status in RAN_TO_END}
     if lacking:
-        tests.update(_tests_of_merged_junits(report.summary.get("merged_from") or [], lacking))
+        tests.update(_tests_of_merged_junits(report.summary.merged_from or [], lacking))
     bench, notes = one_document_per_pair(report.bench, path)
-    return Side(label, cells, tests, bench, [*(report.summary.get("notes") or []), *notes])
+    return Side(label, cells, tests, bench, [*report.summary.notes, *notes])
 
 
 def one_document_per_pair(outcomes: list[BenchOutcome], root: Path) -> tuple[list[BenchOutcome], list[str]]:
@@ -102,14 +103,14 @@ def _record(tests: dict[str, Outcome], node_id: str, outcome: Outcome) -> None:
         tests[node_id] = outcome
 
 
-def _cell_tests(cell: dict[str, Any]) -> dict[str, Outcome] | None:
+def _cell_tests(cell: CellResult) -> dict[str, Outcome] | None:
     """The cell's tests from its own junit.xml, or None when it has none (or it cannot be read)."""
-    if not cell.get("results_dir"):
+    if not cell.results_dir:
         return None
     tests: dict[str, Outcome] = {}
     try:
         scan_junit(
-            Path(cell["results_dir"]) / JUNIT_XML,
+            Path(cell.results_dir) / JUNIT_XML,
             lambda case, suite: _record(tests, node_id_of(case), case_outcome(case)),
         )
     except (OSError, ValueError, UnsafeResultFile):
@@ -159,30 +160,30 @@ def compare_cells(base: Side, new: Side) -> tuple[list[CellRow], list[Change]]:
         rows.append(
             CellRow(
                 cell_id,
-                before["status"] if before else "",
-                after["status"] if after else "",
-                dict(before["counts"]) if before else {},
-                dict(after["counts"]) if after else {},
+                before.status if before else "",
+                after.status if after else "",
+                asdict(before.counts) if before else {},
+                asdict(after.counts) if after else {},
             )
         )
         changes += _cell_change(cell_id, before, after)
         base_tests, new_tests = base.tests.get(cell_id), new.tests.get(cell_id)
         if base_tests is not None and new_tests is not None and after is not None:
-            changes += _test_changes(cell_id, base_tests, new_tests, ran_to_end=after["status"] in RAN_TO_END)
+            changes += _test_changes(cell_id, base_tests, new_tests, ran_to_end=after.status in RAN_TO_END)
         elif before is None and new_tests is not None:
             changes += _test_changes(cell_id, {}, new_tests, ran_to_end=False)
     return rows, changes
 
 
-def _cell_change(cell_id: str, before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[Change]:
+def _cell_change(cell_id: str, before: CellResult | None, after: CellResult | None) -> list[Change]:
     if before is None and after is not None:
-        kind = "cell-failed" if after["status"] in ("failed", "error", "incomplete") else "cell-added"
-        return [Change(kind, cell_id, before="", after=after["status"], detail=_reason(after))]
+        kind = "cell-failed" if after.status in ("failed", "error", "incomplete") else "cell-added"
+        return [Change(kind, cell_id, before="", after=after.status, detail=_reason(after))]
     if after is None and before is not None:
-        kind = "cell-lost" if before["status"] in RAN_TO_END else "cell-dropped"
-        return [Change(kind, cell_id, before=before["status"], detail=_reason(before))]
+        kind = "cell-lost" if before.status in RAN_TO_END else "cell-dropped"
+        return [Change(kind, cell_id, before=before.status, detail=_reason(before))]
     assert before is not None and after is not None
-    was, now = before["status"], after["status"]
+    was, now = before.status, after.status
     kind = None
     if was == "passed" and now in ("failed", "error", "incomplete"):
         kind = "cell-failed"
@@ -192,7 +193,7 @@ def _cell_change(cell_id: str, before: dict[str, Any] | None, after: dict[str, A
         kind = "cell-fixed"
     elif was == "skipped" and now in RAN_TO_END:
         kind = "cell-now-runs"
-    elif was == now == "skipped" and before["reason"] != after["reason"]:
+    elif was == now == "skipped" and before.reason != after.reason:
         kind = "reason-changed"
     if kind is None:
         return []
@@ -200,8 +201,8 @@ def _cell_change(cell_id: str, before: dict[str, Any] | None, after: dict[str, A
     return [Change(kind, cell_id, before=was, after=now, detail=detail)]
 
 
-def _reason(cell: dict[str, Any]) -> str:
-    return clip((cell["reason"].strip().splitlines() or [""])[0])
+def _reason(cell: CellResult) -> str:
+    return clip((cell.reason.strip().splitlines() or [""])[0])
 
 
 def _test_changes(
@@ -276,7 +277,7 @@ def environment_changes(base: Side, new: Side) -> list[Change]:
     """One change per fact that differs, naming the cells (and bench documents) it differs in."""
     where: dict[tuple[str, str, str], list[str]] = {}
     pairs = [
-        (cell_id, base.cells[cell_id].get("fingerprint"), new.cells[cell_id].get("fingerprint"))
+        (cell_id, base.cells[cell_id].fingerprint, new.cells[cell_id].fingerprint)
         for cell_id in base.cells
         if cell_id in new.cells
     ]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from harness.common.errors import ConfigurationError
 from harness.running.executors.local import LocalExecutor
-from harness.config.model import Executor
+from harness.running.executors.protocol import Executor
 
 if TYPE_CHECKING:  # imported when used: a node task (-m harness.running.executors.slurm_node) must not load it first
     from harness.running.executors.slurm import SlurmOptions

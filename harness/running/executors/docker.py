@@ -42,7 +42,9 @@ from harness.running.executors.gpu_access import GpuAccess, gpu_access, runtime_
 from harness.running.executors.progress_reader import ProgressReader
 from harness.running.executors.running import RunningCells
 from harness.running.images import build_command, build_image, find_image, recipe_for
-from harness.config.model import Cell, CellResult, CellStatus, ImageSpec, ProgressCallback
+from harness.config.model import Cell, ImageSpec
+from harness.results.cell_result import CellResult, CellStatus
+from harness.running.executors.protocol import ProgressCallback
 from harness.host.probe import engine_runtimes, find_intel_render_nodes
 from harness.results.bounded_log import BoundedLog
 from harness.results.cell_dir import collect_cell_result, prepare_cell_dir

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.config.model import Cell, CellResult
+from harness.config.model import Cell
+from harness.results.cell_result import CellResult
 from harness.results.cell_dir import collect_cell_result
 from harness.results.files import harvest_work_dir
 

@@ -23,7 +23,9 @@ import psutil
 from harness.host.cgroups import CGROUP_ENV, RunCgroup, run_cgroup
 from harness.running.executors.progress_reader import ProgressReader
 from harness.running.executors.running import RunningCells
-from harness.config.model import Cell, CellResult, ProgressCallback
+from harness.config.model import Cell
+from harness.results.cell_result import CellResult
+from harness.running.executors.protocol import ProgressCallback
 from harness.results.bounded_log import BoundedLog
 from harness.results.cell_dir import collect_cell_result, prepare_cell_dir
 from harness.results.files import CELL_JSON, LOG_TXT, PROGRESS_JSONL, harvest_work_dir

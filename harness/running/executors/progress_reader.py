@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from types import TracebackType
 
-from harness.config.model import ProgressCallback
+from harness.running.executors.protocol import ProgressCallback
 
 CHUNK_BYTES = 1 << 20
 

@@ -33,7 +33,9 @@ from harness.running.executors.progress_reader import ProgressReader
 from harness.running.executors.running import RunningCells
 from harness.running.executors.slurm_jobs import JobState, SlurmError, cancel, job_name, job_state, submit
 from harness.running.executors.slurm_node import NODE_EXIT_JSON, NODE_LOG, node_work_dir
-from harness.config.model import Cell, CellResult, ProgressCallback, SlurmSpec
+from harness.config.model import Cell, SlurmSpec
+from harness.results.cell_result import CellResult
+from harness.running.executors.protocol import ProgressCallback
 from harness.results.bounded_log import BoundedLog
 from harness.results.cell_dir import collect_cell_result, prepare_cell_dir
 from harness.results.files import (
