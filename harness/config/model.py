@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 Device = Literal["cpu", "cuda", "xpu"]
 # incomplete: the cell's directory has no completion record (its run was killed); an error, never a pass.
@@ -249,10 +249,21 @@ class CellResult:
 ProgressCallback = Callable[[str, dict[str, Any]], None]
 
 
+_E = TypeVar("_E", bound="Executor")
+
+
 class Executor(Protocol):
-    """Runs one cell to completion and never leaves a process or container behind."""
+    """Runs one cell to completion and never leaves a process or container behind.
+
+    Everything the runner asks of an executor; executors subclass it for the defaults of what they have
+    nothing to do for. A context manager: leaving the `with` closes it, however the run ended.
+    """
 
     name: str
+
+    def start(self) -> list[str]:
+        """Get ready for a run (end what a dead harness left); notes for the user. Nothing by default."""
+        return []
 
     def run(
         self,
@@ -267,3 +278,9 @@ class Executor(Protocol):
 
     def close(self) -> None:
         """Stop anything still running and release what the executor holds (containers, ...)."""
+
+    def __enter__(self: _E) -> _E:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

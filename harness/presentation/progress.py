@@ -18,11 +18,11 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from harness.common.untrusted_text import print_line, terminal_text
 from harness.config.model import CellResult
 from harness.planning.plan import PlannedCell
-from harness.results.junit import rank_suffix
 from harness.presentation.markdown import STATUS_STYLE, counts_text
-from harness.common.untrusted_text import print_line, terminal_text
+from harness.results.junit import rank_suffix
 
 # The build log lines plain output shows: Docker's steps, the wheelhouse and base image, errors.
 BUILD_LINES_SHOWN = ("Step ", "wheelhouse", "comm-harness", "ERROR", "Successfully")
@@ -81,7 +81,8 @@ class CellProgress:
 
 
 class ProgressView(Protocol):
-    """What the run command tells the user as cells start, progress and finish."""
+    """What the run command tells the user as cells start, progress and finish; a context manager whose
+    exit closes it (a live table stops redrawing)."""
 
     def cell_started(self, planned: PlannedCell) -> None: ...
 
@@ -90,6 +91,12 @@ class ProgressView(Protocol):
     def cell_finished(self, result: CellResult) -> None: ...
 
     def close(self) -> None: ...
+
+    def __enter__(self) -> ProgressView:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def cause_suffix(event: dict[str, Any]) -> str:
@@ -112,7 +119,7 @@ def _finish_lines(result: CellResult) -> list[str]:
     return [text]
 
 
-class PlainProgress:
+class PlainProgress(ProgressView):
     """One line per test and per finished cell, for CI logs."""
 
     def __init__(self, console: Console) -> None:
@@ -152,7 +159,7 @@ class PlainProgress:
         print_line(self._console, line)
 
 
-class LiveProgress:
+class LiveProgress(ProgressView):
     """A rich live table of every cell, refreshed a few times a second."""
 
     def __init__(self, console: Console, planned: list[PlannedCell]) -> None:

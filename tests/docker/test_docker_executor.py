@@ -13,17 +13,10 @@ from typing import Any
 
 import pytest
 
-from harness.running.executors.docker import (
-    LABEL,
-    LABEL_HOST,
-    LABEL_PID,
-    LABEL_RUN,
-    DockerExecutor,
-    container_user,
-    remove_stale_containers,
-)
 from harness.config.model import Cell, ImageSpec
 from harness.host.probe import find_intel_render_nodes
+from harness.running.containers import LABEL, LABEL_HOST, LABEL_PID, LABEL_RUN, remove_stale_containers
+from harness.running.executors.docker import DockerExecutor, container_user
 
 pytestmark = pytest.mark.docker
 
