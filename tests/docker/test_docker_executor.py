@@ -226,8 +226,5 @@ def test_run_offline_builds_missing_images_without_a_registry(docker_client: Any
     from harness.running.runs import plan_matrix
 
     matrix = Path(__file__).resolve().parents[2] / "matrix.yaml"
-    docker = plan_matrix(matrix, executor="docker", offline=offline).docker
-    try:
-        assert isinstance(docker, DockerExecutor) and docker.offline is offline
-    finally:
-        docker.close()
+    with plan_matrix(matrix, executor="docker", offline=offline) as plan:
+        assert isinstance(plan.docker, DockerExecutor) and plan.docker.offline is offline
