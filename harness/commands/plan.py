@@ -25,8 +25,7 @@ def handle(args: argparse.Namespace) -> int:
     with plan_matrix(
         resolve_matrix_path(args.matrix), args.cell, executor=args.executor, offline=args.offline
     ) as plan:
-        pass  # planning asked the Docker executor which images exist; nothing runs
-    matrix, host, planned = plan.matrix, plan.host, plan.planned
+        matrix, host, planned = plan.matrix, plan.host, plan.planned
     console = make_console()
     if args.json:
         document = {
