@@ -172,7 +172,7 @@ MUTATIONS = (
       '        if True:',
       "a container whose removal Docker already runs fails the clean-up (docker-py's race)", GUARDIAN),
     M("removal_stops_at_first_error", "harness/running/containers.py",
-      "        except Exception as error:  # docker.errors.APIError, or the engine went away: try the others\n"
+      "        except Exception as error:  # an APIError, or the engine went away: try the others\n"
       "            errors.append(error)\n",
       "        except Exception:\n            raise\n",
       "one container the engine fails to remove keeps the rest of the run's", GUARDIAN),

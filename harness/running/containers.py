@@ -97,7 +97,7 @@ def remove_containers(containers: Iterable[Any]) -> list[str]:
         try:
             remove_container(container)
             removed.append(container.name)
-        except Exception as error:  # docker.errors.APIError, or the engine went away: try the others
+        except Exception as error:  # an APIError, or the engine went away: try the others
             errors.append(error)
     if errors:
         raise errors[0]
