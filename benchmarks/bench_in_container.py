@@ -23,11 +23,12 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from harness.config.matrix import load_matrix  # noqa: E402
+from harness.running.containers import connect_engine  # noqa: E402
 from harness.running.executors.docker import (  # noqa: E402
     RESULTS_MOUNT,
     DockerExecutor,
     confinement_options,
-    connect_engine,
     container_environment,
     container_user,
     device_options,
@@ -35,7 +36,6 @@ from harness.running.executors.docker import (  # noqa: E402
     with_image_library_path,
 )
 from harness.running.images import recipe_for  # noqa: E402
-from harness.config.matrix import load_matrix  # noqa: E402
 
 
 def bench_command(python: str, args: argparse.Namespace, json_path: str) -> list[str]:

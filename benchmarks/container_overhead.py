@@ -27,10 +27,11 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from harness.running.executors.docker import DockerExecutor, connect_engine, project_mounts  # noqa: E402
+from harness.config.model import Cell, ImageSpec  # noqa: E402
+from harness.running.containers import connect_engine  # noqa: E402
+from harness.running.executors.docker import DockerExecutor, project_mounts  # noqa: E402
 from harness.running.executors.local import LocalExecutor  # noqa: E402
 from harness.running.images import build_image, recipe_for  # noqa: E402
-from harness.config.model import Cell, ImageSpec  # noqa: E402
 
 CELL_TESTS = ("tests/docker/cells/cell_collectives.py",)
 

@@ -29,29 +29,25 @@ import psutil
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from harness.running.guardian import (  # noqa: E402
-    RUN_RECORD,
-    pid_alive,
-    processes_of_run,
+from harness.common.errors import DockerUnavailableError  # noqa: E402
+from harness.host.processes import pid_alive  # noqa: E402
+from harness.running.containers import (  # noqa: E402
+    containers_of_run,
+    engine_client,
     remove_containers_of_run,
 )
+from harness.running.guardian import RUN_RECORD, processes_of_run  # noqa: E402
 
 HANGING_TEST = "import time\n\n\ndef test_hangs():\n    time.sleep(3600)\n"
 DAEMON_TEST = REPO_ROOT / "tests" / "harness" / "data" / "detached_daemon.py"
 GIVE_UP_S = 60.0
 
 
-def containers_of_run(run_id: str) -> int:
+def containers_left(run_id: str) -> int:
     try:
-        import docker
-
-        client = docker.from_env(timeout=10)
-        return len(
-            client.containers.list(
-                all=True, filters={"label": f"comm-harness.run={run_id}"}, ignore_removed=True
-            )
-        )
-    except Exception:
+        with engine_client(timeout_s=10) as client:
+            return len(containers_of_run(client, run_id))
+    except DockerUnavailableError:  # no engine: no container of the run
         return 0
 
 
@@ -113,16 +109,16 @@ def probe_kill_9(executor: str, root: Path) -> dict[str, float | int | str | boo
             return {"executor": executor, "probe": "kill-9", "error": "the daemon never started"}
         time.sleep(0.05)
     run_id = json.loads((root / "out" / RUN_RECORD).read_text())["run_id"]
-    before = len(processes_of_run(run_id)), containers_of_run(run_id)
+    before = len(processes_of_run(run_id)), containers_left(run_id)
     harness.kill()
     harness.wait()
     killed = time.monotonic()
-    while processes_of_run(run_id) or containers_of_run(run_id) or pid_alive(daemon):
+    while processes_of_run(run_id) or containers_left(run_id) or pid_alive(daemon):
         if time.monotonic() - killed > GIVE_UP_S:
             break
         time.sleep(0.05)
     seconds = time.monotonic() - killed
-    left = len(processes_of_run(run_id)), containers_of_run(run_id), pid_alive(daemon)
+    left = len(processes_of_run(run_id)), containers_left(run_id), pid_alive(daemon)
     result: dict[str, float | int | str | bool] = {
         "executor": executor,
         "probe": "kill-9",

@@ -14,7 +14,7 @@ import argparse
 import shutil
 import time
 
-from harness.running.executors.docker import connect_engine
+from harness.running.containers import connect_engine
 from harness.running.images import build_image, cache_dir, recipe_for
 
 

@@ -6,10 +6,10 @@ import argparse
 from pathlib import Path
 
 from harness.common.errors import ConfigurationError
-from harness.running.executors.slurm import SlurmOptions
 from harness.config.matrix import Matrix
 from harness.config.model import Cell
-from harness.running.runs import make_console
+from harness.presentation.console import make_console
+from harness.running.executors.slurm import SlurmOptions
 
 __all__ = [
     "add_matrix_arguments",

@@ -12,11 +12,11 @@ from rich.table import Table
 
 from harness.commands import make_console
 from harness.common.errors import ConfigurationError
-from harness.running.executors.docker import connect_engine
-from harness.running.images import DEVICE_IMAGES, ImageRecipe, build_image, find_image, recipe_for
+from harness.common.untrusted_text import print_line
 from harness.config.matrix import load_matrix
 from harness.config.model import ImageSpec
-from harness.common.untrusted_text import print_line
+from harness.running.containers import connect_engine
+from harness.running.images import DEVICE_IMAGES, ImageRecipe, build_image, find_image, recipe_for
 
 DEFAULT_MATRIX = Path("matrix.yaml")
 

@@ -22,11 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     """Print the plan; exit 0 (configuration errors exit 2 through HarnessError)."""
-    plan = plan_matrix(
+    with plan_matrix(
         resolve_matrix_path(args.matrix), args.cell, executor=args.executor, offline=args.offline
-    )
-    plan.close()
-    matrix, host, planned = plan.matrix, plan.host, plan.planned
+    ) as plan:
+        matrix, host, planned = plan.matrix, plan.host, plan.planned
     console = make_console()
     if args.json:
         document = {

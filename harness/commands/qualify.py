@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from harness.bench.floors import applicable, load_floors
+from harness.commands.bench import bench_for_qualification
 from harness.commands import (
     add_matrix_arguments,
     make_console,
@@ -19,16 +20,16 @@ from harness.commands import (
     slurm_options,
 )
 from harness.common.errors import EXIT_INTERRUPTED, ConfigurationError
-from harness.config.matrix import load_matrix
 from harness.common.output_paths import check_output_dir
-from harness.commands.bench import bench_for_qualification
-from harness.results.merge import merge_results
+from harness.common.untrusted_text import print_line
+from harness.config.matrix import load_matrix
 from harness.presentation.markdown import render_markdown
+from harness.presentation.problems import print_bench_problems
+from harness.results.merge import merge_results
 from harness.results.report import missing_required, report_json
 from harness.results.summary import load_summary
 from harness.running.guardian import RunGuard
 from harness.running.runs import plan_matrix, run_plan
-from harness.common.untrusted_text import print_line
 
 QUALIFICATION_JSON = "qualification.json"
 QUALIFICATION_MD = "qualification.md"
@@ -74,15 +75,17 @@ def handle(args: argparse.Namespace) -> int:
     check_output_dir(args.out, "--out")
     for stale in args.out.glob("bench-*.json"):
         stale.unlink()
-    with RunGuard(args.out) as guard:
-        plan = plan_matrix(
+    with (
+        RunGuard(args.out) as guard,
+        plan_matrix(
             matrix.path,
             [cell.id for cell in required],
             executor=args.executor,
             offline=args.offline,
             run_id=guard.run_id,
             slurm_options=slurm_options(args),
-        )
+        ) as plan,
+    ):
         if run_plan(plan, args.out, guard, jobs=args.jobs, strict=True) == EXIT_INTERRUPTED:
             return EXIT_INTERRUPTED
     console = make_console()
@@ -108,10 +111,7 @@ def handle(args: argparse.Namespace) -> int:
     document = report_json(report, args.out.resolve())
     document.update(qualified=report.exit_code == 0, floors_file=str(floors_path) if floors else None)
     (args.out / QUALIFICATION_JSON).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    for outcome in report.bench:
-        for line in [outcome.error, *outcome.incorrect, *(v.message() for v in outcome.violations)]:
-            if line:
-                print_line(console, f"BENCH {outcome.device} ws{outcome.world_size}: {line}")
+    print_bench_problems(console, report)
     verdict = "QUALIFIED" if report.exit_code == 0 else "NOT QUALIFIED"
     if missing_required(report):
         verdict += f" (required cells not passed for want of running: {', '.join(missing_required(report))})"

@@ -8,21 +8,22 @@ from pathlib import Path
 
 from harness.bench.floors import load_floors
 from harness.commands import make_console, selected_cells
-from harness.common.errors import EXIT_NO_TESTS, EXIT_STRICT, ConfigurationError
-from harness.presentation.github_annotations import in_github_actions
+from harness.common.errors import ConfigurationError
+from harness.common.output_paths import check_output_file
+from harness.common.untrusted_text import print_line
 from harness.config.matrix import load_matrix
 from harness.config.model import Cell
-from harness.common.output_paths import check_output_file
-from harness.results.files import write_new
-from harness.results.merge import merge_results
+from harness.presentation.github_annotations import in_github_actions
 from harness.presentation.markdown import (
     MARKDOWN_LIMIT_BYTES,
     annotations,
     render_markdown,
     render_table,
 )
-from harness.results.report import ResultsReport, missing_required, nothing_ran_reason, report_json
-from harness.common.untrusted_text import print_line
+from harness.presentation.problems import print_problems
+from harness.results.files import write_new
+from harness.results.merge import merge_results
+from harness.results.report import ResultsReport, report_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -104,7 +105,7 @@ def write_outputs(
 
 
 def print_report(report: ResultsReport) -> None:
-    """The table and one line per failure on stdout; GitHub annotations too when run in Actions.
+    """The table and what went wrong on stdout; GitHub annotations too when run in Actions.
 
     Everything but the table's frame comes from the results read: each line goes through `print_line`.
     """
@@ -112,23 +113,7 @@ def print_report(report: ResultsReport) -> None:
     console.print(render_table(report))
     for note in report.summary.notes:
         print_line(console, f"note: {note}")
-    for failure in report.failures:
-        print_line(console, failure.one_line())
-    for flaky in report.flaky:
-        print_line(console, flaky.flaky_line())
-    for line in [*report.quarantine.failure_lines(), *report.quarantine.release_lines()]:
-        print_line(console, line)
-    for cell_id, count in report.failures_left_out.items():
-        print_line(console, f"… and {count} more failed tests of {cell_id}: see its junit.xml")
-    for outcome in report.bench:
-        for line in [outcome.error, *outcome.incorrect, *(v.message() for v in outcome.violations)]:
-            if line:
-                print_line(console, f"BENCH {outcome.device} ws{outcome.world_size}: {line}")
-    if report.exit_code == EXIT_STRICT:
-        missing = ", ".join(missing_required(report))
-        print_line(console, f"--strict: required cells did not pass or run: {missing}")
-    if report.exit_code == EXIT_NO_TESTS:
-        print_line(console, nothing_ran_reason(report.cells))
+    print_problems(console, report)
     if in_github_actions():
         # Workflow commands must reach stdout unwrapped and unstyled; `annotation` escaped the cells' words.
         for line in annotations(report):

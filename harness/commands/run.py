@@ -67,8 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace) -> int:
     """Plan, run, report; returns 0, 1 (failures), 3 (--strict), 5 (no test ran) or 130 (interrupted)."""
     check_output_dir(args.out, "--out")
-    with RunGuard(args.out) as guard:
-        plan = plan_matrix(
+    with (
+        RunGuard(args.out) as guard,
+        plan_matrix(
             resolve_matrix_path(args.matrix),
             args.cell,
             executor=args.executor,
@@ -76,7 +77,8 @@ def handle(args: argparse.Namespace) -> int:
             run_id=guard.run_id,
             slurm_options=slurm_options(args),
             pytest_args=args.pytest_args,
-        )
+        ) as plan,
+    ):
         overrides = {"repeat": args.repeat, **({"retries": args.retries} if args.retries is not None else {})}
         plan.planned = [
             dataclasses.replace(planned, cell=dataclasses.replace(planned.cell, **overrides))

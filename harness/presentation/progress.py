@@ -88,7 +88,8 @@ class CellProgress:
 
 
 class ProgressView(Protocol):
-    """What the run command tells the user as cells start, progress and finish."""
+    """What the run command tells the user as cells start, progress and finish; a context manager whose
+    exit closes it (a live table stops redrawing)."""
 
     def cell_started(self, planned: PlannedCell) -> None: ...
 
@@ -97,6 +98,12 @@ class ProgressView(Protocol):
     def cell_finished(self, result: CellResult) -> None: ...
 
     def close(self) -> None: ...
+
+    def __enter__(self) -> ProgressView:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def cause_suffix(event: dict[str, Any]) -> str:
@@ -119,7 +126,7 @@ def _finish_lines(result: CellResult) -> list[str]:
     return [text]
 
 
-class PlainProgress:
+class PlainProgress(ProgressView):
     """One line per test and per finished cell, for CI logs."""
 
     def __init__(self, console: Console) -> None:
@@ -161,7 +168,7 @@ class PlainProgress:
         print_line(self._console, line)
 
 
-class LiveProgress:
+class LiveProgress(ProgressView):
     """A rich live table of every cell, refreshed a few times a second."""
 
     def __init__(self, console: Console, planned: list[PlannedCell]) -> None:

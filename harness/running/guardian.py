@@ -3,11 +3,11 @@
 `harness run` writes OUT/.harness-run.json (its pid, host, run id and the run's cgroup) and starts
 `python -m harness.running.guardian` in a session of its own, holding a pipe to its stdin. Every process of a
 local cell is in the run's cgroup where the host gives one (harness.host.cgroups) and carries HARNESS_RUN_ID;
-every container has the label comm-harness.run; every Slurm job is named comm-harness.<run id>. When the
-harness ends, it says so and the guardian exits; when the harness dies (kill -9, a crash), the pipe closes
-and the guardian cancels the run's Slurm jobs, kills the run's cgroup and every process that carries the
-run's id and removes the run's containers, within a second or two. A later run
-into the same OUT that finds the record of a dead run ends its leftovers the same way, in case the
+every container has the run's label (harness.running.containers); every Slurm job is named
+comm-harness.<run id>. When the harness ends, it says so and the guardian exits; when the harness dies
+(kill -9, a crash), the pipe closes and the guardian cancels the run's Slurm jobs, kills the run's cgroup
+and every process that carries the run's id and removes the run's containers, within a second or two. A
+later run into the same OUT that finds the record of a dead run ends its leftovers the same way, in case the
 guardian died too; one that finds a live run refuses to mix its results with it.
 """
 
@@ -27,13 +27,14 @@ from typing import Any
 
 import psutil
 
-from harness.host.cgroups import end_cgroup, is_run_cgroup, run_cgroup
 from harness.common.errors import ConfigurationError
+from harness.host.cgroups import end_cgroup, is_run_cgroup, run_cgroup
+from harness.host.processes import running
 from harness.results.files import UnsafeResultFile, read_json, write_json
+from harness.running.containers import remove_containers_of_run
 
 RUN_RECORD = ".harness-run.json"
 RUN_ID_ENV = "HARNESS_RUN_ID"
-CONTAINER_RUN_LABEL = "comm-harness.run"
 DONE = b"done\n"
 KILL_ROUNDS_S = 5.0
 
@@ -67,24 +68,7 @@ def with_descendants(processes: list[psutil.Process]) -> list[psutil.Process]:
             found.update((child.pid, child) for child in process.children(recursive=True))
         except psutil.Error:
             continue
-    return [process for process in found.values() if _running(process)]
-
-
-def _running(process: psutil.Process) -> bool:
-    try:
-        return process.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def pid_alive(pid: int | None) -> bool:
-    """Process `pid` is running, as opposed to gone or a zombie waiting to be reaped."""
-    if pid is None:
-        return False
-    try:
-        return _running(psutil.Process(pid))
-    except psutil.Error:
-        return False
+    return [process for process in found.values() if running(process)]
 
 
 def kill_processes_of_run(run_id: str) -> int:
@@ -104,33 +88,6 @@ def kill_processes_of_run(run_id: str) -> int:
                 pass
         psutil.wait_procs(found, timeout=0.5)
     return len(killed)
-
-
-def remove_containers_of_run(run_id: str) -> int:
-    """Remove the run's containers; 0 when no Docker engine answers (then there are none to remove)."""
-    try:
-        import docker
-
-        client = docker.from_env(timeout=10)
-        containers = client.containers.list(
-            all=True, filters={"label": f"{CONTAINER_RUN_LABEL}={run_id}"}, ignore_removed=True
-        )
-    except Exception:  # no SDK, no engine: nothing of ours can be running there
-        return 0
-    removed = 0
-    for container in containers:
-        try:
-            container.remove(force=True)
-            removed += 1
-        except Exception:  # removed meanwhile, or removal in progress: either way it is going
-            pass
-    # Multi-node cells' private networks, once their containers are gone.
-    try:
-        for network in client.networks.list(filters={"label": f"{CONTAINER_RUN_LABEL}={run_id}"}):
-            network.remove()
-    except Exception:  # removed meanwhile, or the engine went away: nothing more to do
-        pass
-    return removed
 
 
 def end_leftovers(run_id: str, cgroup: Path | None = None) -> str:

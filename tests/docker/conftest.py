@@ -21,7 +21,7 @@ CELLS = "tests/docker/cells"
 def docker_client() -> Iterator[Any]:
     """A client of a Docker engine that answers; without one, fail in CI (CI=true) and skip elsewhere."""
     from harness.common.errors import DockerUnavailableError
-    from harness.running.executors.docker import connect_engine
+    from harness.running.containers import connect_engine
 
     try:
         client = connect_engine()
@@ -46,7 +46,8 @@ def cpu_image(docker_client: Any) -> str:
 @pytest.fixture
 def executor(docker_client: Any, cpu_image: str) -> Iterator[Any]:
     """A DockerExecutor for one test; after it, no container of this process may be left."""
-    from harness.running.executors.docker import LABEL_PID, DockerExecutor
+    from harness.running.containers import LABEL_PID
+    from harness.running.executors.docker import DockerExecutor
 
     with DockerExecutor(REPO_ROOT, offline=True, client=docker_client) as docker_executor:
         yield docker_executor

@@ -13,6 +13,10 @@ import pytest
 
 from harness.commands.cli import main as harness_main
 from harness.common.errors import ConfigurationError, DockerUnavailableError
+from harness.config.model import Cell, ImageSpec
+from harness.host.probe import HostCapabilities
+from harness.planning.plan import plan_cells
+from harness.running.containers import connect_engine
 from harness.running.executors.docker import (
     HARNESS_MOUNT,
     HARNESS_PACKAGE,
@@ -21,7 +25,6 @@ from harness.running.executors.docker import (
     DockerExecutor,
     closed_to,
     confinement_options,
-    connect_engine,
     container_environment,
     container_name,
     container_user,
@@ -32,9 +35,6 @@ from harness.running.executors.docker import (
 )
 from harness.running.executors.docker_nodes import node_environment, store_port
 from harness.running.images import OFFLINE_BASE_IMAGE, recipe_for
-from harness.config.model import Cell, ImageSpec
-from harness.planning.plan import plan_cells
-from harness.host.probe import HostCapabilities
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 from test_docker_executor import ProgressRecorder, make_cell
 
-from harness.running.executors.docker import DockerExecutor
 from harness.config.model import ImageSpec
-from harness.running.guardian import CONTAINER_RUN_LABEL, RUN_RECORD
+from harness.running.containers import LABEL_RUN
+from harness.running.executors.docker import DockerExecutor
+from harness.running.guardian import RUN_RECORD
 
 pytestmark = [pytest.mark.docker, pytest.mark.e2e]
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -80,7 +81,7 @@ def test_kill_9_of_the_harness_leaves_no_container_within_10_s(
             assert time.monotonic() < deadline and harness.poll() is None, "the cell never started"
             time.sleep(0.2)
         run_id = json.loads((tmp_path / "out" / RUN_RECORD).read_text())["run_id"]
-        mine = {"label": f"{CONTAINER_RUN_LABEL}={run_id}"}
+        mine = {"label": f"{LABEL_RUN}={run_id}"}
         assert docker_client.containers.list(filters=mine)
     finally:
         harness.kill()

@@ -13,17 +13,10 @@ from typing import Any
 
 import pytest
 
-from harness.running.executors.docker import (
-    LABEL,
-    LABEL_HOST,
-    LABEL_PID,
-    LABEL_RUN,
-    DockerExecutor,
-    container_user,
-    remove_stale_containers,
-)
 from harness.config.model import Cell, ImageSpec
 from harness.host.probe import find_intel_render_nodes
+from harness.running.containers import LABEL, LABEL_HOST, LABEL_PID, LABEL_RUN, remove_stale_containers
+from harness.running.executors.docker import DockerExecutor, container_user
 
 pytestmark = pytest.mark.docker
 
@@ -233,8 +226,5 @@ def test_run_offline_builds_missing_images_without_a_registry(docker_client: Any
     from harness.running.runs import plan_matrix
 
     matrix = Path(__file__).resolve().parents[2] / "matrix.yaml"
-    docker = plan_matrix(matrix, executor="docker", offline=offline).docker
-    try:
-        assert isinstance(docker, DockerExecutor) and docker.offline is offline
-    finally:
-        docker.close()
+    with plan_matrix(matrix, executor="docker", offline=offline) as plan:
+        assert isinstance(plan.docker, DockerExecutor) and plan.docker.offline is offline

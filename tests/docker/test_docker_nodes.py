@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from test_docker_executor import make_cell
 
-from harness.running.executors.docker import LABEL_NODE, LABEL_RUN, DockerExecutor
+from harness.running.containers import LABEL_NODE, LABEL_RUN
+from harness.running.executors.docker import DockerExecutor
 
 pytestmark = [pytest.mark.docker, pytest.mark.e2e]
 

@@ -168,7 +168,7 @@ def test_a_host_environment_imported_as_a_base_runs_its_own_torch(tmp_path: Path
     import subprocess
     import sys
 
-    from harness.running.executors.docker import connect_engine
+    from harness.running.containers import connect_engine
     from harness.running.images import import_host_environment
 
     venv = tmp_path / "host-env"

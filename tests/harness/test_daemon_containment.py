@@ -22,6 +22,7 @@ import psutil
 import pytest
 from cli_runs import harness_env, run_harness
 
+from harness.config.model import Cell
 from harness.host.cgroups import (
     cell_cgroup,
     end_cgroup,
@@ -31,10 +32,10 @@ from harness.host.cgroups import (
     run_cgroup,
     writable_cgroups,
 )
+from harness.host.processes import pid_alive
 from harness.running.executors import local
 from harness.running.executors.local import LocalExecutor
-from harness.config.model import Cell
-from harness.running.guardian import RUN_RECORD, pid_alive, processes_of_run
+from harness.running.guardian import RUN_RECORD, processes_of_run
 
 DATA = Path(__file__).parent / "data"
 DAEMON_TEST = DATA / "detached_daemon.py"

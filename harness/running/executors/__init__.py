@@ -4,14 +4,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.common.errors import ConfigurationError
-from harness.running.executors.local import LocalExecutor
 from harness.running.executors.protocol import Executor
+from harness.running.executors.local import LocalExecutor
 
-if TYPE_CHECKING:  # imported when used: a node task (-m harness.running.executors.slurm_node) must not load it first
+# Imported when used: a node task (-m harness.running.executors.slurm_node) must not load them first.
+if TYPE_CHECKING:
+    from harness.running.executors.docker import DockerExecutor
     from harness.running.executors.slurm import SlurmOptions
 
 
@@ -21,8 +24,9 @@ def open_docker_executor(
     matrix_dir: Path | None = None,
     offline: bool = False,
     run_id: str | None = None,
-) -> Executor:
-    """A DockerExecutor for the project; ConfigurationError when the SDK or the engine is missing.
+) -> DockerExecutor:
+    """A DockerExecutor for the project (a context manager: it holds an engine client); ConfigurationError
+    when the SDK or the engine is missing.
 
     `matrix_dir`: the matrix's directory, inside `project_root` (default: the same). `offline`: images it
     has to build get a debootstrap base and a host wheelhouse (no registry needed).
@@ -36,7 +40,8 @@ def open_docker_executor(
     return DockerExecutor(project_root, matrix_dir=matrix_dir, offline=offline, run_id=run_id)
 
 
-def make_executors(
+def open_executors(
+    resources: ExitStack,
     names: Iterable[str],
     matrix_dir: Path,
     docker: Executor | None = None,
@@ -45,20 +50,21 @@ def make_executors(
     slurm_options: SlurmOptions | None = None,
 ) -> dict[str, Executor]:
     """One executor per name the plan uses ("local", "docker", "slurm"), reusing the Docker executor of
-    planning.
+    planning; each is entered on `resources` as it is made, so that unwinding it closes every one.
 
     Local cells and Slurm jobs run in `matrix_dir`; containers mount `project_root` (default: `matrix_dir`);
     `slurm_options`: the command line's --slurm-*."""
     executors: dict[str, Executor] = {}
     for name in sorted(set(names)):
         if name == "local":
-            executors[name] = LocalExecutor(matrix_dir, run_id=run_id)
+            executor: Executor = LocalExecutor(matrix_dir, run_id=run_id)
         elif name == "slurm":
             from harness.running.executors.slurm import SlurmExecutor
 
-            executors[name] = SlurmExecutor(matrix_dir, run_id=run_id, options=slurm_options)
+            executor = SlurmExecutor(matrix_dir, run_id=run_id, options=slurm_options)
         else:
-            executors[name] = docker or open_docker_executor(
+            executor = docker or open_docker_executor(
                 project_root or matrix_dir, matrix_dir=matrix_dir, run_id=run_id or None
             )
+        executors[name] = resources.enter_context(executor)
     return executors

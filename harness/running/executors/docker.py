@@ -20,7 +20,6 @@ from __future__ import annotations
 import grp
 import os
 import re
-import socket
 import stat
 import threading
 import time
@@ -29,6 +28,22 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from harness.common.errors import ConfigurationError, DockerUnavailableError, HarnessError
+from harness.config.model import Cell, ImageSpec
+from harness.results.cell_result import CellResult, CellStatus
+from harness.running.executors.protocol import Executor, ProgressCallback
+from harness.host.probe import engine_runtimes, find_intel_render_nodes
+from harness.results.bounded_log import BoundedLog
+from harness.results.cell_dir import collect_cell_result, prepare_cell_dir
+from harness.results.files import LOG_TXT, PROGRESS_JSONL, WORK_DIR, harvest_work_dir
+from harness.running.containers import (
+    LABEL_NODE,
+    cell_labels,
+    connect_engine,
+    containers_of_run,
+    remove_container,
+    remove_containers,
+    remove_stale_containers,
+)
 from harness.running.executors.docker_nodes import (
     HOLDER_COMMAND,
     NodeContainers,
@@ -41,27 +56,14 @@ from harness.running.executors.docker_nodes import (
 from harness.running.executors.gpu_access import GpuAccess, gpu_access, runtime_access
 from harness.running.executors.progress_reader import ProgressReader
 from harness.running.executors.running import RunningCells
+from harness.running.guardian import RUN_ID_ENV
 from harness.running.images import build_command, build_image, find_image, recipe_for
-from harness.config.model import Cell, ImageSpec
-from harness.results.cell_result import CellResult, CellStatus
-from harness.running.executors.protocol import ProgressCallback
-from harness.host.probe import engine_runtimes, find_intel_render_nodes
-from harness.results.bounded_log import BoundedLog
-from harness.results.cell_dir import collect_cell_result, prepare_cell_dir
-from harness.results.files import LOG_TXT, PROGRESS_JSONL, WORK_DIR, harvest_work_dir
-from harness.running.guardian import CONTAINER_RUN_LABEL, RUN_ID_ENV
 
 REPO_MOUNT = "/repo"
 RESULTS_MOUNT = "/results"
 # Where the harness package is mounted when the project root (the matrix's directory) does not hold it.
 HARNESS_MOUNT = "/opt/comm-harness"
 HARNESS_PACKAGE = Path(__file__).resolve().parents[2]
-LABEL = "comm-harness"
-LABEL_CELL = "comm-harness.cell"
-LABEL_RUN = CONTAINER_RUN_LABEL
-LABEL_PID = "comm-harness.pid"
-LABEL_HOST = "comm-harness.host"
-LABEL_NODE = "comm-harness.node"
 # How long a cell may take to wind down after SIGINT (pytest then still writes junit.xml) before SIGKILL:
 # seconds on a loaded host, and a cell that is quick about it is not kept waiting.
 INTERRUPT_GRACE_S = 20.0
@@ -80,26 +82,6 @@ INHERITED_ENV = frozenset({
     "OMP_NUM_THREADS", "CUDA_LAUNCH_BLOCKING", "CUDA_DEVICE_MAX_CONNECTIONS", "ZE_ENABLE_PCI_ID_DEVICE_ORDER",
     "PYTHONFAULTHANDLER",
 })  # fmt: skip
-
-
-def connect_engine(timeout_s: float = 60.0) -> Any:
-    """A Docker client, or DockerUnavailableError saying why none answers."""
-    try:
-        import docker
-    except ImportError:
-        raise DockerUnavailableError(
-            "the docker Python package is not installed: pip install 'docker>=7'"
-        ) from None
-    try:
-        client = docker.from_env(timeout=timeout_s)
-        client.ping()
-    except Exception as error:  # the SDK raises DockerException, requests' errors or OSError
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-        raise DockerUnavailableError(
-            f"no Docker engine answers ({first_line}).\n"
-            "Start one (`bash .ci/docker-engine.sh`, or `dockerd`) or point DOCKER_HOST at one."
-        ) from None
-    return client
 
 
 def container_environment(
@@ -261,45 +243,6 @@ def container_name(run_id: str, cell_id: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_.-]", "_", f"comm-harness-{run_id}-{cell_id}")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale_containers(client: Any) -> list[str]:
-    """Remove labelled containers whose harness process on this host is gone; returns their names."""
-    hostname = socket.gethostname()
-    removed = []
-    for container in client.containers.list(all=True, filters={"label": LABEL}, ignore_removed=True):
-        labels = container.labels
-        if labels.get(LABEL_HOST) not in (None, hostname):
-            continue  # another host's harness shares this engine: its liveness is not ours to judge
-        pid = labels.get(LABEL_PID, "")
-        if pid.isdigit() and _pid_alive(int(pid)):
-            continue
-        _remove_quietly(container)
-        removed.append(container.name)
-    return removed
-
-
-def _remove_quietly(container: Any) -> None:
-    import docker.errors
-
-    try:
-        container.remove(force=True)
-    except docker.errors.NotFound:
-        pass
-    except docker.errors.APIError as error:
-        # "removal already in progress" is the one benign conflict; anything else must be seen.
-        if "already in progress" not in str(error):
-            raise
-
-
 class _RunningContainer:
     """One cell's container, and why the harness stopped it if it did."""
 
@@ -345,8 +288,9 @@ class _RunningContainer:
             pass  # it exited between two calls: what we wanted
 
 
-class DockerExecutor:
-    """Runs cells in containers of their device's image; use as a context manager or call close()."""
+class DockerExecutor(Executor):
+    """Runs cells in containers of their device's image; use as a context manager (it holds an engine
+    client and the containers of its run)."""
 
     name = "docker"
 
@@ -366,16 +310,22 @@ class DockerExecutor:
         self._working_dir = (PurePosixPath(REPO_MOUNT) / inside.as_posix()).as_posix()
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self.offline = offline
+        # A client passed in is the caller's to close; one connected here is closed with the executor.
+        self._own_client = client is None
         self._client = client or connect_engine()
+        self._closed = False
         self._running = RunningCells()
         self._lock = threading.Lock()
         self._build_locks: dict[str, threading.Lock] = {}
         self._build_failures: dict[str, str] = {}
         self._runtimes: tuple[str, ...] | None = None
 
-    def remove_stale_containers(self) -> list[str]:
-        """Remove containers dead harnesses on this host left (when a run starts, never when planning)."""
-        return remove_stale_containers(self._client)
+    def start(self) -> list[str]:
+        """Remove the containers dead harnesses on this host left (when a run starts, never when planning)."""
+        return [
+            f"removed container {name}, left by a harness that died"
+            for name in remove_stale_containers(self._client)
+        ]
 
     @staticmethod
     def engine_status() -> tuple[bool, str]:
@@ -499,7 +449,7 @@ class DockerExecutor:
             return running.exit_code(), running.stop_reason or _out_of_memory_reason(cell, running)
         finally:
             self._running.remove(cell.id)
-            _remove_quietly(container)
+            remove_container(container)
 
     def _create_container(
         self,
@@ -528,7 +478,7 @@ class DockerExecutor:
             working_dir=self._working_dir,
             volumes=project_mounts(self.project_root, work_dir),
             environment=environment,
-            labels={**self._labels(cell), **(extra_labels or {})},
+            labels={**cell_labels(self.run_id, cell.id), **(extra_labels or {})},
             user="{}:{}".format(*container_user()),
             # An init as PID 1 forwards SIGINT to the runner and reaps orphaned rank processes.
             init=True,
@@ -543,21 +493,12 @@ class DockerExecutor:
             image.id,
             HOLDER_COMMAND,
             name=name,
-            labels=self._labels(cell),
+            labels=cell_labels(self.run_id, cell.id),
             user="{}:{}".format(*container_user()),
             init=True,
             network_mode="host" if network_host else "none",
             **confinement_options(cell),
         )
-
-    def _labels(self, cell: Cell) -> dict[str, str]:
-        return {
-            LABEL: "1",
-            LABEL_CELL: cell.id,
-            LABEL_RUN: self.run_id,
-            LABEL_PID: str(os.getpid()),
-            LABEL_HOST: socket.gethostname(),
-        }
 
     def _run_nodes(
         self, cell: Cell, image: Any, results_dir: Path, gpu_ids: list[int], log: BoundedLog
@@ -601,7 +542,7 @@ class DockerExecutor:
             thread.start()
             return thread
 
-        nodes = NodeContainers(cell, create_holder, create_node, stream, _remove_quietly)
+        nodes = NodeContainers(cell, create_holder, create_node, stream, remove_container)
         self._running.add(cell.id, nodes)
         try:
             with nodes:
@@ -647,17 +588,16 @@ class DockerExecutor:
         self._running.stop_all("interrupted")
 
     def close(self) -> None:
-        """Stop running cells and remove every container this executor created."""
-        self.interrupt()
-        mine = {"label": f"{LABEL_RUN}={self.run_id}"}
-        for container in self._client.containers.list(all=True, filters=mine, ignore_removed=True):
-            _remove_quietly(container)
-
-    def __enter__(self) -> DockerExecutor:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+        """Stop running cells, remove every container of the run, release the engine client; once."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.interrupt()
+            remove_containers(containers_of_run(self._client, self.run_id))
+        finally:
+            if self._own_client:
+                self._client.close()
 
 
 def _out_of_memory_reason(cell: Cell, running: _RunningContainer) -> str:

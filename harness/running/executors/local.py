@@ -20,15 +20,17 @@ from typing import IO
 
 import psutil
 
-from harness.host.cgroups import CGROUP_ENV, RunCgroup, run_cgroup
-from harness.running.executors.progress_reader import ProgressReader
-from harness.running.executors.running import RunningCells
 from harness.config.model import Cell
+
 from harness.results.cell_result import CellResult
-from harness.running.executors.protocol import ProgressCallback
+
+from harness.running.executors.protocol import Executor, ProgressCallback
+from harness.host.cgroups import CGROUP_ENV, RunCgroup, run_cgroup
 from harness.results.bounded_log import BoundedLog
 from harness.results.cell_dir import collect_cell_result, prepare_cell_dir
 from harness.results.files import CELL_JSON, LOG_TXT, PROGRESS_JSONL, harvest_work_dir
+from harness.running.executors.progress_reader import ProgressReader
+from harness.running.executors.running import RunningCells
 from harness.running.guardian import RUN_ID_ENV, new_run_id
 
 # How long a cell may take to wind down after SIGINT (pytest then still writes junit.xml) before SIGKILL:
@@ -128,7 +130,7 @@ def kill_process_tree(process: subprocess.Popen[bytes]) -> int:
     return len(others)
 
 
-class LocalExecutor:
+class LocalExecutor(Executor):
     """Runs cells as subprocesses of the harness, in the project root."""
 
     name = "local"
@@ -139,8 +141,12 @@ class LocalExecutor:
         self._running = RunningCells()
         path, self._no_cgroup = run_cgroup(run_id or new_run_id())
         self._cgroup = RunCgroup(path) if path is not None else None
-        # Said once per run (run_plan prints executors' notes) and in every cell's log.
+        # Said once as the run starts (`start`) and in every cell's log.
         self.notes: list[str] = [] if self._cgroup else [no_cgroup_note(self._no_cgroup)]
+
+    def start(self) -> list[str]:
+        """Why local cells run without a cgroup, where they do."""
+        return list(self.notes)
 
     def _make_cell_cgroup(self, cell: Cell, log: BoundedLog) -> Path | None:
         """The cell's cgroup, or None (said in the log) where the host refuses one."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from harness.config.model import Cell
 from harness.results.cell_result import CellResult
@@ -13,11 +13,21 @@ from harness.results.cell_result import CellResult
 # the plugin's progress file ({"event": "start"|"report", "nodeid": ..., ...}).
 ProgressCallback = Callable[[str, dict[str, Any]], None]
 
+_E = TypeVar("_E", bound="Executor")
+
 
 class Executor(Protocol):
-    """Runs one cell to completion and never leaves a process or container behind."""
+    """Runs one cell to completion and never leaves a process or container behind.
+
+    Everything the runner asks of an executor; executors subclass it for the defaults of what they have
+    nothing to do for. A context manager: leaving the `with` closes it, however the run ended.
+    """
 
     name: str
+
+    def start(self) -> list[str]:
+        """Get ready for a run (end what a dead harness left); notes for the user. Nothing by default."""
+        return []
 
     def run(
         self,
@@ -32,3 +42,9 @@ class Executor(Protocol):
 
     def close(self) -> None:
         """Stop anything still running and release what the executor holds (containers, ...)."""
+
+    def __enter__(self: _E) -> _E:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

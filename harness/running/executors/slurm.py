@@ -28,14 +28,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.common.errors import ConfigurationError
-from harness.running.executors.docker_nodes import node_dir, with_node_result
-from harness.running.executors.progress_reader import ProgressReader
-from harness.running.executors.running import RunningCells
-from harness.running.executors.slurm_jobs import JobState, SlurmError, cancel, job_name, job_state, submit
-from harness.running.executors.slurm_node import NODE_EXIT_JSON, NODE_LOG, node_work_dir
 from harness.config.model import Cell, SlurmSpec
 from harness.results.cell_result import CellResult
-from harness.running.executors.protocol import ProgressCallback
+from harness.running.executors.protocol import Executor, ProgressCallback
 from harness.results.bounded_log import BoundedLog
 from harness.results.cell_dir import collect_cell_result, prepare_cell_dir
 from harness.results.files import (
@@ -50,6 +45,11 @@ from harness.results.files import (
     remove_tree,
     write_new,
 )
+from harness.running.executors.docker_nodes import node_dir, with_node_result
+from harness.running.executors.progress_reader import ProgressReader
+from harness.running.executors.running import RunningCells
+from harness.running.executors.slurm_jobs import JobState, SlurmError, cancel, job_name, job_state, submit
+from harness.running.executors.slurm_node import NODE_EXIT_JSON, NODE_LOG, node_work_dir
 
 PACKAGE_PARENT = Path(__file__).resolve().parents[3]
 BATCH_SCRIPT = "slurm-job.sh"
@@ -208,7 +208,7 @@ class _SubmittedJob:
         cancel(self.job_id)
 
 
-class SlurmExecutor:
+class SlurmExecutor(Executor):
     """Submits each cell as a Slurm job from this host and collects its results when it ends."""
 
     name = "slurm"
