@@ -7,9 +7,11 @@ Settings resolve defaults < device < include entry; `env` maps are merged in tha
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import fnmatch
+import functools
 import importlib.util
 import itertools
 import json
@@ -224,6 +226,15 @@ def select_cells(cells: Iterable[Cell], patterns: Iterable[str]) -> list[Cell]:
 def _load_schema() -> dict[str, Any]:
     text = resources.files("harness").joinpath("resources/matrix.schema.json").read_text(encoding="utf-8")
     return json.loads(text)
+
+
+@functools.cache
+def ci_placement_keys() -> tuple[str, ...]:
+    """The device keys that say where generated CI runs a device's cells (`runs_on`, `buildkite`, ...): those
+    the schema marks `x-ci-placement`, so that a CI system is added in the schema and its harness/ci module
+    alone; the core passes them on as `Cell.ci_placement` without reading them."""
+    device = _load_schema()["$defs"]["device"]["properties"]
+    return tuple(name for name, node in device.items() if node.get("x-ci-placement"))
 
 
 # How alike a wrong name and a known one must be (difflib's ratio) for "did you mean": one wrong letter of
@@ -622,11 +633,9 @@ def _freeze(draft: _Draft, device_config: dict[str, Any], path: Path) -> Cell:
         cores=settings["cores"],
         retries=int(settings["retries"]),
         image=image,
-        runs_on=tuple(device_config.get("runs_on") or ()),
-        buildkite_agents={
-            name: str(value) for name, value in device_config.get("buildkite", {}).get("agents", {}).items()
+        ci_placement={
+            key: copy.deepcopy(device_config[key]) for key in ci_placement_keys() if key in device_config
         },
-        gitlab_tags=tuple(device_config.get("gitlab", {}).get("tags", ())),
         executor=device_config.get("executor", ""),
         slurm=SlurmSpec.from_json(device_config["slurm"]) if "slurm" in device_config else None,
         source=f"{path.name}:{draft.line}",

@@ -72,7 +72,9 @@ def test_settings_resolve_defaults_then_device_then_include(project):
         and cpu.image.shm_size == "2g"
         and cpu.image.build_args == {"TORCH_VERSION": "2.13.0"}
     )
-    assert cpu.runs_on == ("ubuntu-latest",)
+    # CI placement is the device's CI keys as written, for harness/ci/<system>.py to read; none: empty.
+    assert cpu.ci_placement == {"runs_on": ["ubuntu-latest"]}
+    assert cells["cuda-nccl-ws2-plain"].ci_placement == {}
     # The include entry without an axis value updates both flavours of cuda ws2, and only them.
     assert cells["cuda-nccl-ws2-plain"].required and cells["cuda-nccl-ws2-spicy"].env["EXTRA"] == "x"
     assert not cells["cuda-nccl-ws4-plain"].required and cells["cuda-nccl-ws4-plain"].test_timeout_s == 30
