@@ -68,6 +68,12 @@ class DeviceCommunicatorBase:
         self.all2all_backend = resolve_all2all_backend(self.platform, all2all_backend)
         self.all2all_manager: All2AllManagerBase = create_all2all_manager(self)
 
+    @property
+    def group_calls(self) -> GroupCalls:
+        """The collectives this communicator issues on its group (group_calls.py): what the uneven ways of
+        uneven_rows.py take, and what benchmarks/communicators/ times them with."""
+        return self._calls
+
     # -- set-up hooks ---------------------------------------------------------------------------------
 
     def _device_for(self, device: torch.device) -> torch.device:

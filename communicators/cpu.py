@@ -21,7 +21,7 @@ class CpuCommunicator(DeviceCommunicatorBase):
         # gloo's all_gather takes equal sizes only, and even padded it measured 3-10x slower on 2 cores.
         # Each rank sends its rows to every peer and receives theirs straight into their blocks, all in
         # flight at once: faster than one broadcast per rank at every size measured
-        # (benchmarks/bench_gloo_all2all.py --gather-rows, bench_findings.md).
+        # (benchmarks/communicators/bench_gloo_all2all.py --gather-rows, bench_findings.md).
         out = new_rows(rows, split.total)
         blocks = out.split(split.sizes)
         works = []

@@ -11,8 +11,9 @@ from communicators.uneven_rows import GATHER_WAYS, LIST_GATHER_WAYS, SCATTER_WAY
 
 MIB = 1 << 20
 # Which way an uneven collective takes, by the bytes gathered (or the input's bytes for a reduce-scatter),
-# from benchmarks/bench_gatherv_strategies.py on 2 x H200 (qualification/2026-11-30-h200-x2-peer-push/,
-# shares in proportion to rank + 1 and mildly uneven alike; busbw in GB/s, times per call).
+# from benchmarks/communicators/bench_gatherv_strategies.py on 2 x H200
+# (qualification/2026-11-30-h200-x2-peer-push/, shares in proportion to rank + 1 and mildly uneven alike;
+# busbw in GB/s, times per call).
 #
 # Where the ranks can read and write each other's GPU memory (one host, peer_memory.py):
 # - All-gather: the peer push below 8 MiB (every rank stores its rows into every rank's workspace with one

@@ -1,10 +1,10 @@
 """Collectives issued on the ProcessGroup itself, without torch.distributed's Python wrapper.
 
-On NCCL a collective below a few MiB is host-bound: a raw `torch.distributed` call costs 25-45 us of host
-time on an H200 host, more than the GPU needs, so every microsecond of Python shows in its time
-(benchmarks/bench_findings.md). The wrapper (`dist.all_gather_single` and friends) spends about 2 us of
-that re-checking what the communicator has already checked, building an options object and resolving the
-group, which is as much as the communicator's own work. Calling the group's method directly, with options
+On NCCL a collective below a few MiB is host-bound: a raw `torch.distributed` call costs 25-45 us of host time
+on an H200 host, more than the GPU needs, so every microsecond of Python shows in its time
+(benchmarks/communicators/bench_findings.md). The wrapper (`dist.all_gather_single` and friends) spends about
+2 us of that re-checking what the communicator has already checked, building an options object and resolving
+the group, which is as much as the communicator's own work. Calling the group's method directly, with options
 built once, makes a communicator call cost no more host time than a raw torch.distributed call.
 
 The wrapper still runs wherever it does more than check: under torch.compile (Dynamo maps it to functional
@@ -56,10 +56,10 @@ class GroupCalls:
         # NCCL runs a coalesced all-gather as one all-gather per tensor inside one NCCL group. gloo flattens
         # the list into one buffer of the first tensor's dtype: mixed dtypes come back garbled, silently
         # (torch 2.13, found by this package's tests), so elsewhere the list gathers tensor by tensor.
-        self._coalesces = "nccl" in str(dist.get_backend(group))
+        self.coalesces = "nccl" in str(dist.get_backend(group))
         # NCCL's reduce writes only the root's buffer; gloo's (ring) reduce writes every rank's for large
         # tensors, so elsewhere a non-root rank reduces a copy when its tensor must stay as it was.
-        self.reduce_reads_only_at_peers = self._coalesces
+        self.reduce_reads_only_at_peers = self.coalesces
         self._all_gather_options = _blocking(c10d.AllgatherOptions())
         self._reduce_scatter_options = _blocking(c10d.ReduceScatterOptions())
         self._all_reduce_options = _blocking(c10d.AllreduceOptions())
@@ -96,7 +96,7 @@ class GroupCalls:
 
     def all_gather_coalesced(self, outs: list[torch.Tensor], rows: list[torch.Tensor]) -> None:
         """Several equal-size all-gathers as one group call: on NCCL one group launch, not one per tensor."""
-        if self._coalesces and self._direct_all(rows):
+        if self.coalesces and self._direct_all(rows):
             _wait(self._all_gather_coalesced(outs, rows, self._all_gather_options))
         else:
             for out, tensor in zip(outs, rows, strict=True):
@@ -188,7 +188,7 @@ class GroupCalls:
         """The group calls that `issue` makes, as one NCCL group on NCCL's stream; `meanwhile` runs on the
         caller's stream in the mean time, before that stream waits for the group. Elsewhere (gloo) the
         calls run one by one, asynchronously, and are waited for after `meanwhile`."""
-        coalesced = self._coalesces and device.type != "cpu"
+        coalesced = self.coalesces and device.type != "cpu"
         if coalesced:
             self.group._start_coalescing(device)
         works = issue()

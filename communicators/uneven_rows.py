@@ -2,8 +2,9 @@
 
 NCCL has no uneven all-gather or reduce-scatter. torch.distributed's list forms run one broadcast (reduce) per
 rank inside one NCCL group, and on 2 x H200 the grouped broadcasts reached 106 GB/s busbw at 1 GiB where the
-equal all_gather reaches 269 (benchmarks/bench_findings.md). The ways here, which `benchmarks/
-bench_gatherv_strategies.py` times side by side and `UnevenPolicy` chooses among by size:
+equal all_gather reaches 269 (benchmarks/communicators/bench_findings.md). The ways here, which
+`benchmarks/communicators/bench_gatherv_strategies.py` times side by side and `UnevenPolicy` chooses among
+by size:
 
 - grouped: torch.distributed's list form (one NCCL group of broadcasts or reduces): one launch, the least
   host time, the best below a few MiB;
@@ -151,9 +152,9 @@ def _aligned_blocks(tensors: list[torch.Tensor], split: RowSplit) -> list[torch.
 
     This runs on the pace-setting rank of every small uneven dispatch without peer memory, where each
     tensor operation costs host time, views included (2-4 us each on the lent H200 hosts,
-    benchmarks/host_op_costs.py): with mixed dtypes the foreach copy loops over the tensors in C++, which
-    costs as much as the byte views that would let it run one kernel (37-38 us against 39-40 for the whole
-    alignment there), without their stride traps."""
+    benchmarks/communicators/host_op_costs.py): with mixed dtypes the foreach copy loops over the tensors in
+    C++, which costs as much as the byte views that would let it run one kernel (37-38 us against 39-40 for
+    the whole alignment there), without their stride traps."""
     longest = max(split.sizes)
     if split.own == longest:
         return tensors

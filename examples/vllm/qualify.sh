@@ -30,6 +30,6 @@ for cell in "$results"/*/; do
         [ -f "$cell/$file" ] && cp "$cell/$file" "$record/$name"/
     done
 done
-"$python" -m harness.presentation.conformance_table "$results" --out "$record/conformance.md" \
+"$python" -m harness.commands.cli conformance "$results" --out "$record/conformance.md" \
     --title "vLLM $version communicators: comm-harness conformance"
 exit $status

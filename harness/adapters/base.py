@@ -86,9 +86,13 @@ class CommunicatorAdapter(Protocol):
     name: str
     description: str
     known_gaps: tuple[KnownGap, ...]
-    # Optional, not part of the protocol's checked members: `promises`, the optional promises the
-    # implementation makes beyond what every communicator must do (correct results, no hang, clear errors),
-    # named in OPTIONAL_PROMISES. A test of one checks it only where it is made; none when absent.
+    # Optional, not part of the protocol's checked members (an engine's adapter written before them still
+    # loads):
+    # - `promises`, the optional promises the implementation makes beyond what every communicator must do
+    #   (correct results, no hang, clear errors), named in OPTIONAL_PROMISES. A test of one checks it only
+    #   where it is made; none when absent.
+    # - `backend_names()`, the all2all backend names its communicators accept, answered without importing
+    #   the engine (the matrix loader asks it); None, or no such method: it cannot say, nothing is checked.
 
     def platforms(self, device: str) -> tuple[TargetPlatform, ...]:
         """The platforms whose logic runs on `device`; more than one parametrizes the suite over them."""
@@ -107,3 +111,10 @@ class CommunicatorAdapter(Protocol):
     def version(self) -> str | None:
         """The implementation's version, for reports (None when it is not installed)."""
         ...
+
+
+def all2all_backend_names(adapter: CommunicatorAdapter) -> tuple[str, ...] | None:
+    """The all2all backend names `adapter`'s implementation accepts, or None when it does not say."""
+    backend_names = getattr(adapter, "backend_names", None)
+    names = backend_names() if backend_names is not None else None
+    return tuple(names) if names is not None else None

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import importlib.util
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.adapters.base import KnownGap, TargetPlatform
@@ -27,6 +30,25 @@ class CommHarnessAdapter:
 
     def preload(self) -> None:
         importlib.import_module("communicators")
+
+    def backend_names(self) -> tuple[str, ...] | None:
+        """Every name of the package's all2all backend table (communicators/backends.py), without torch.
+
+        The communicators package imports torch on import (seconds); the table module is plain data, so it
+        is loaded on its own from the package's directory. None when the package is not importable here.
+        """
+        package = importlib.util.find_spec("communicators")
+        if package is None or not package.submodule_search_locations:
+            return None
+        location = Path(next(iter(package.submodule_search_locations))) / "backends.py"
+        spec = importlib.util.spec_from_file_location("_comm_harness_backend_table", location)
+        if spec is None or spec.loader is None:
+            return None
+        module = importlib.util.module_from_spec(spec)
+        # dataclasses resolves the module by name while building the table's classes.
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        return tuple(module.valid_all2all_backend_names())
 
     def create(self, env: DistEnv, platform: TargetPlatform, all2all_backend: str, group: Any = None) -> Any:
         from communicators import create_communicator

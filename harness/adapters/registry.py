@@ -16,7 +16,7 @@ import importlib
 import importlib.metadata
 from typing import Any
 
-from harness.adapters.base import CommunicatorAdapter
+from harness.adapters.base import OPTIONAL_PROMISES, CommunicatorAdapter
 
 ENTRY_POINT_GROUP = "comm_harness.communicators"
 DEFAULT_COMMUNICATOR = "comm-harness"
@@ -64,5 +64,12 @@ def load_adapter(name: str) -> CommunicatorAdapter:
         raise BrokenAdapterError(
             f"communicator adapter {name!r} ({location}) is a {type(adapter).__name__}, not an adapter: "
             "it needs name, description, known_gaps, platforms(), preload(), create() and version()"
+        )
+    # A promise no test knows (a typo) would leave its test skipped as "not promised", silently.
+    unknown = sorted(set(getattr(adapter, "promises", ())) - OPTIONAL_PROMISES)
+    if unknown:
+        raise BrokenAdapterError(
+            f"communicator adapter {name!r} ({location}) promises {', '.join(map(repr, unknown))}, which no "
+            f"test checks; the optional promises are: {', '.join(sorted(OPTIONAL_PROMISES))}"
         )
     return adapter

@@ -40,8 +40,9 @@ GPU_ITERS = (20, 500)
 # Where the communicator is timed against raw torch.distributed on a GPU below this size (host-bound), each
 # side is judged by its best of this many times the repeats: the best of 7 of two identical paths read
 # -45 to +56 % now and then on the lent H200 hosts (3 of 72 estimates at 1-4 MiB above the floors' 5 %), the
-# best of 21 -32 to +3.4 % on that lease (benchmarks/overhead_estimators.py, qualification/2026-11-30-h200-
-# x2-peer-push/); on the next lease a bench run still read +16 % at 1 MiB: steadier, not steady.
+# best of 21 -32 to +3.4 % on that lease (benchmarks/harness/overhead_estimators.py,
+# qualification/2026-11-30-h200-x2-peer-push/); on the next lease a bench run still read +16 % at 1 MiB:
+# steadier, not steady.
 HOST_BOUND_BYTES = 16 * MIB
 OVERHEAD_REPEAT_FACTOR = 3
 

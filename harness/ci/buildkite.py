@@ -30,13 +30,16 @@ def _uploaded_as_is(command: str) -> str:
 def cell_step(job: CellJob) -> dict[str, Any]:
     """The command step that runs one cell on an agent with its device's tags and keeps its results."""
     cell = job.cell
-    if not cell.buildkite_agents:
+    # The matrix's `buildkite: {agents: {...}}` of the cell's device; a tag's value may be a number.
+    agents = cell.ci_placement.get("buildkite", {}).get("agents", {})
+    agents = {name: str(value) for name, value in agents.items()}
+    if not agents:
         hint = "naming the queue of agents with its hardware"
         raise no_place_to_run(cell, "Buildkite agents", "buildkite: {agents: {queue: ...}}", hint)
     step: dict[str, Any] = {
         "key": step_key(cell.id),
         "label": cell.id,
-        "agents": dict(cell.buildkite_agents),
+        "agents": agents,
         "commands": [_uploaded_as_is(command) for command in job.commands()],
         "artifact_paths": [f"{job.results_dir}/**/*"],
         "timeout_in_minutes": job.timeout_minutes,

@@ -19,13 +19,14 @@ _CACHE_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 def matrix_entry(job: CellJob) -> dict[str, Any]:
     """One `include` entry: what a cell job needs to pick its runner, load its image and run the cell."""
     cell = job.cell
-    if not cell.runs_on:
+    runs_on: list[str] = cell.ci_placement.get("runs_on", [])
+    if not runs_on:
         hint = "e.g. [ubuntu-latest] for cpu, [self-hosted, linux, gpu-nvidia] for cuda"
         raise no_place_to_run(cell, "runner labels", "runs_on: [...]", hint)
-    hosted = SELF_HOSTED not in cell.runs_on
+    hosted = SELF_HOSTED not in runs_on
     return {
         "cell": cell.id,
-        "runs-on": list(cell.runs_on),
+        "runs-on": list(runs_on),
         "device": cell.device,
         "backend": cell.backend,
         "world_size": cell.world_size,

@@ -21,12 +21,14 @@ MAX_NEEDS = 50
 def cell_job(job: CellJob) -> dict[str, Any]:
     """The job that runs one cell on a runner with its device's tags and keeps its results."""
     cell = job.cell
-    if not cell.gitlab_tags:
+    # The matrix's `gitlab: {tags: [...]}` of the cell's device (schema-checked: tags is a non-empty list).
+    tags: list[str] = cell.ci_placement.get("gitlab", {}).get("tags", [])
+    if not tags:
         hint = "naming the tags of runners with its hardware and a Docker engine"
         raise no_place_to_run(cell, "GitLab runner tags", "gitlab: {tags: [...]}", hint)
     entry: dict[str, Any] = {
         "stage": CELLS_STAGE,
-        "tags": list(cell.gitlab_tags),
+        "tags": list(tags),
         "timeout": f"{job.timeout_minutes} minutes",
         "script": job.commands(),
         "artifacts": {

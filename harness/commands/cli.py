@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "harness.commands.report",
     "harness.commands.qualify",
     "harness.commands.compare",
+    "harness.commands.conformance",
 ]
 
 # The commands that hand arguments after `--` to every cell's pytest.

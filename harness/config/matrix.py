@@ -7,14 +7,14 @@ Settings resolve defaults < device < include entry; `env` maps are merged in tha
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import fnmatch
-import importlib.util
+import functools
 import itertools
 import json
 import re
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -24,9 +24,14 @@ from typing import Any
 import jsonschema
 import yaml
 
+from harness.adapters.base import all2all_backend_names
+from harness.adapters.registry import (
+    DEFAULT_COMMUNICATOR,
+    BrokenAdapterError,
+    UnknownCommunicatorError,
+    load_adapter,
+)
 from harness.common.errors import ConfigurationError
-from harness.config.model import BACKEND_OF_DEVICE, Cell, ImageSpec, QuarantineEntry, SlurmSpec
-from harness.config.quarantine import issue_problem, pattern_problem
 from harness.common.yaml_locations import (
     KeyPath,
     duplicate_keys,
@@ -34,6 +39,8 @@ from harness.common.yaml_locations import (
     line_of,
     parse_yaml_with_nodes,
 )
+from harness.config.model import BACKEND_OF_DEVICE, Cell, ImageSpec, QuarantineEntry, SlurmSpec
+from harness.config.quarantine import issue_problem, pattern_problem
 
 # Settings a cell inherits from `defaults`, its device and its include entries.
 CELL_SETTINGS = (
@@ -146,9 +153,9 @@ def load_matrix(path: str | Path) -> Matrix:
     _check_backends(data, problems)
     if schema_ok:
         axes = {name: tuple(str(v) for v in values) for name, values in (data.get("axes") or {}).items()}
-        _check_axis_values(axes, problems)
         quarantine = _quarantine(data.get("quarantine") or [], problems)
         cells = [dataclasses.replace(cell, quarantine=quarantine) for cell in _expand(data, axes, problems)]
+        _check_all2all_backends(cells, axes, problems)
     problems.raise_if_any()
     floors = (data.get("bench") or {}).get("floors")
     return Matrix(
@@ -224,6 +231,15 @@ def select_cells(cells: Iterable[Cell], patterns: Iterable[str]) -> list[Cell]:
 def _load_schema() -> dict[str, Any]:
     text = resources.files("harness").joinpath("resources/matrix.schema.json").read_text(encoding="utf-8")
     return json.loads(text)
+
+
+@functools.cache
+def ci_placement_keys() -> tuple[str, ...]:
+    """The device keys that say where generated CI runs a device's cells (`runs_on`, `buildkite`, ...): those
+    the schema marks `x-ci-placement`, so that a CI system is added in the schema and its harness/ci module
+    alone; the core passes them on as `Cell.ci_placement` without reading them."""
+    device = _load_schema()["$defs"]["device"]["properties"]
+    return tuple(name for name, node in device.items() if node.get("x-ci-placement"))
 
 
 # How alike a wrong name and a known one must be (difflib's ratio) for "did you mean": one wrong letter of
@@ -507,39 +523,55 @@ def _check_axis_references(draft: _Draft, device_config: dict[str, Any], problem
                 )
 
 
-def known_all2all_backends() -> list[str]:
-    """Every name of the all2all backend table (communicators/backends.py), without importing torch.
-
-    The communicators package imports torch on import (seconds); the table module is plain data, so it
-    is loaded on its own from the package's directory.
-    """
-    package = importlib.util.find_spec("communicators")
-    if package is None or not package.submodule_search_locations:
-        return []
-    location = Path(next(iter(package.submodule_search_locations))) / "backends.py"
-    spec = importlib.util.spec_from_file_location("_comm_harness_backend_table", location)
-    if spec is None or spec.loader is None:
-        return []
-    module = importlib.util.module_from_spec(spec)
-    # dataclasses resolves the module by name while building the table's classes.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return list(module.valid_all2all_backend_names())
+def communicator_of(cell: Cell) -> str:
+    """The implementation under test in `cell`: its `communicator` axis value, a `--dist-communicator` of its
+    pytest_args (which comes after it on the cell's command line, so it wins), else comm-harness's own."""
+    name = cell.params.get("communicator", DEFAULT_COMMUNICATOR)
+    args = list(cell.pytest_args)
+    for index, arg in enumerate(args):
+        if arg == "--dist-communicator" and index + 1 < len(args):
+            name = args[index + 1]
+        elif arg.startswith("--dist-communicator="):
+            name = arg.partition("=")[2]
+    return name
 
 
-def _check_axis_values(axes: dict[str, tuple[str, ...]], problems: _Problems) -> None:
-    """An all2all_backend axis names backends of the table: a typo would fail every communicator test."""
+def _backend_names_of(communicator: str) -> tuple[str, ...] | None:
+    """What the adapter of `communicator` says its all2all backend names are; None when it cannot say or
+    does not load here (an engine's adapter may be installed only in the cells' image)."""
+    try:
+        return all2all_backend_names(load_adapter(communicator))
+    except (UnknownCommunicatorError, BrokenAdapterError):
+        return None
+
+
+def _check_all2all_backends(
+    cells: list[Cell], axes: dict[str, tuple[str, ...]], problems: _Problems
+) -> None:
+    """A cell's all2all_backend is one its implementation's adapter knows: a typo would fail every
+    communicator test. Each implementation is asked about its own cells only."""
     values = axes.get("all2all_backend")
     if not values:
         return
-    known = known_all2all_backends()
-    for index, value in enumerate(values):
-        if known and str(value) not in known:
-            did_you_mean = did_you_mean_text(str(value), known)
-            problems.add(
-                ["axes", "all2all_backend", index],
-                f"{value!r} is not an all2all backend{did_you_mean}; known: {', '.join(known)}",
-            )
+    known: dict[str, tuple[str, ...] | None] = {}
+    wrong: dict[tuple[str, str], list[str]] = {}
+    for cell in cells:
+        value = cell.params.get("all2all_backend")
+        communicator = communicator_of(cell)
+        if communicator not in known:
+            known[communicator] = _backend_names_of(communicator)
+        names = known[communicator]
+        # A value outside the axis (an include entry's) is reported by _check_axis_keys already.
+        if value in values and names is not None and value not in names:
+            wrong.setdefault((value, communicator), []).append(cell.id)
+    for (value, communicator), ids in wrong.items():
+        names = known[communicator] or ()
+        did_you_mean = did_you_mean_text(value, names)
+        problems.add(
+            ["axes", "all2all_backend", values.index(value)],
+            f"{value!r} is not an all2all backend of {communicator}{did_you_mean} (cells {', '.join(ids)}); "
+            f"known: {', '.join(names)}",
+        )
 
 
 def _check_axis_keys(
@@ -622,11 +654,9 @@ def _freeze(draft: _Draft, device_config: dict[str, Any], path: Path) -> Cell:
         cores=settings["cores"],
         retries=int(settings["retries"]),
         image=image,
-        runs_on=tuple(device_config.get("runs_on") or ()),
-        buildkite_agents={
-            name: str(value) for name, value in device_config.get("buildkite", {}).get("agents", {}).items()
+        ci_placement={
+            key: copy.deepcopy(device_config[key]) for key in ci_placement_keys() if key in device_config
         },
-        gitlab_tags=tuple(device_config.get("gitlab", {}).get("tags", ())),
         executor=device_config.get("executor", ""),
         slurm=SlurmSpec.from_json(device_config["slurm"]) if "slurm" in device_config else None,
         source=f"{path.name}:{draft.line}",

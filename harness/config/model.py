@@ -114,10 +114,9 @@ class Cell:
     # The plugin's --dist-repeat (harness run --repeat): every distributed test this many times, a flake hunt.
     repeat: int = 1
     image: ImageSpec | None = None
-    runs_on: tuple[str, ...] = ()
-    # Where the cell runs on Buildkite (agent tags, e.g. {"queue": "gpu"}) and on GitLab CI (runner tags).
-    buildkite_agents: dict[str, str] = field(default_factory=dict)
-    gitlab_tags: tuple[str, ...] = ()
+    # Where generated CI runs the cell: its device's CI keys as the matrix wrote them (schema-checked), keyed
+    # by the matrix key (`runs_on`, `buildkite`, `gitlab`); each harness/ci/<system>.py reads its own.
+    ci_placement: dict[str, Any] = field(default_factory=dict)
     # Where the cell was declared, for error messages: "matrix.yaml:12".
     source: str = ""
     nodes: int = 1
@@ -140,7 +139,7 @@ class Cell:
         image = data.pop("image", None)
         slurm = data.pop("slurm", None)
         data["quarantine"] = tuple(QuarantineEntry(**entry) for entry in data.get("quarantine", ()))
-        for key in ("tests", "pytest_args", "runs_on", "gitlab_tags"):
+        for key in ("tests", "pytest_args"):
             data[key] = tuple(data.get(key, ()))
         return cls(
             image=ImageSpec.from_json(image) if image else None,

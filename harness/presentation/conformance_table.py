@@ -1,6 +1,6 @@
 """The conformance table of a run: operation x platform x world size, pass / known gap (reason) / FAIL.
 
-    python -m harness.presentation.conformance_table RESULTS_DIR [--out FILE] [--title TEXT]
+    harness conformance RESULTS_DIR [--out FILE] [--title TEXT]    (harness/commands/conformance.py)
 
 Reads the merged junit.xml `harness run` wrote (one testsuite per cell, named by cell id) and writes Markdown
 a maintainer can paste into an issue: one row per operation, one column per platform and world size, each
@@ -11,18 +11,16 @@ tests that use the communicator fixture and ran).
 
 from __future__ import annotations
 
-import argparse
 import re
-import sys
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.adapters.base import strip_platform_id
+from harness.common.untrusted_text import markdown_code, markdown_text
 from harness.config.model import KNOWN_GAP_REASON
 from harness.results.junit import read_junit_root
-from harness.common.untrusted_text import markdown_code, markdown_text
 
 # First match wins: the operation a test exercises, from words in its name.
 OPERATIONS: tuple[tuple[str, str], ...] = (
@@ -177,35 +175,3 @@ def _one(outcome: Outcome | None, notes: dict[str, int]) -> str:
     if outcome.status in ("known gap", "xfail"):
         return f"{outcome.status} [{notes[outcome.reason]}]"
     return outcome.status
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m harness.presentation.conformance_table", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("results", type=Path, help="a `harness run --out` directory (its merged junit.xml)")
-    parser.add_argument("--out", type=Path, default=None, help="write the Markdown here (default: stdout)")
-    parser.add_argument("--title", default="Conformance", help="the table's heading")
-    args = parser.parse_args(argv)
-    junit = args.results / "junit.xml"
-    if not junit.is_file():
-        print(f"{junit}: no merged junit.xml; give the directory `harness run --out` wrote", file=sys.stderr)
-        return 2
-    try:
-        outcomes = read_outcomes(junit)
-    except ValueError as error:
-        print(error, file=sys.stderr)
-        return 2
-    if not outcomes:
-        print(f"{junit}: no conformance tests (ids ending in a platform, e.g. [cpu])", file=sys.stderr)
-        return 2
-    text = render_table(outcomes, args.title)
-    if args.out is None:
-        sys.stdout.write(text)
-    else:
-        args.out.write_text(text, encoding="utf-8")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

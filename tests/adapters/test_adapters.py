@@ -57,6 +57,36 @@ def test_an_entry_point_to_something_else_is_a_broken_adapter(monkeypatch):
         load_adapter("missing")
 
 
+class PromisingAdapter:
+    name, description, known_gaps = "promising", "promises what no test checks", ()
+    promises = frozenset({"all_reduce_inplace"})
+
+    def platforms(self, device):
+        return (TargetPlatform(device),)
+
+    def preload(self):
+        pass
+
+    def create(self, env, platform, all2all_backend, group=None):
+        raise AssertionError("not created")
+
+    def version(self):
+        return None
+
+
+PROMISING = PromisingAdapter()
+
+
+def test_a_promise_no_test_checks_is_a_broken_adapter(monkeypatch):
+    # A misspelt promise would otherwise skip its test as "not promised", silently.
+    monkeypatch.setitem(BUILTIN_ADAPTERS, "promising", f"{__name__}:PROMISING")
+    with pytest.raises(
+        BrokenAdapterError,
+        match="promises 'all_reduce_inplace', which no test checks; .*: all_reduce_in_place",
+    ):
+        load_adapter("promising")
+
+
 def test_platform_ids_and_emulation_labels():
     assert (TargetPlatform("cpu").id, TargetPlatform("cpu").emulation_label) == ("cpu", None)
     xpu = TargetPlatform("xpu", emulated_on="cpu")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.presentation.conformance_table import main, read_outcomes, render_table
+from harness.commands.cli import main
+from harness.presentation.conformance_table import read_outcomes, render_table
 
 
 def _case(name: str, platform: str | None, outcome: str = "") -> str:
@@ -63,8 +64,12 @@ def test_the_table_has_a_row_per_operation_and_numbered_gap_notes(tmp_path: Path
 
 
 def test_the_command_writes_the_file_and_rejects_a_directory_without_results(tmp_path: Path, capsys):
-    assert main([str(tmp_path)]) == 2
-    assert "no merged junit.xml" in capsys.readouterr().err
+    assert main(["conformance", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("harness conformance: error: ") and "no merged junit.xml" in error
     (tmp_path / "junit.xml").write_text(JUNIT)
-    assert main([str(tmp_path), "--out", str(tmp_path / "table.md"), "--title", "vLLM 0.33.0"]) == 0
+    assert (
+        main(["conformance", str(tmp_path), "--out", str(tmp_path / "table.md"), "--title", "vLLM 0.33.0"])
+        == 0
+    )
     assert (tmp_path / "table.md").read_text().startswith("# vLLM 0.33.0\n")

@@ -91,7 +91,8 @@ def test_host_bound_gpu_sizes_get_more_iterations_and_repeats() -> None:
 
 def test_host_bound_gpu_overhead_pairs_take_three_times_the_repeats() -> None:
     # The communicator against raw torch.distributed, judged by each side's best repeat: on a GPU below
-    # 16 MiB the best of 7 is not steady enough for the floors' 5 % (benchmarks/overhead_estimators.py).
+    # 16 MiB the best of 7 is not steady enough for the floors' 5 %
+    # (benchmarks/harness/overhead_estimators.py).
     options = build_options(device="cuda", world_size=2)
     assert options.repeats_for(1 << 20, with_overhead=True) == 21
     assert options.repeats_for(1 << 20, with_overhead=False) == 7

@@ -7,6 +7,7 @@ measurement.
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -14,13 +15,20 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+# benchmarks/harness/: the harness's own measurements; benchmarks/communicators/: the communicators' design
+# studies. Paths relative to benchmarks/.
 SCRIPTS = sorted(
-    path.name for path in BENCHMARKS.glob("*.py") if 'if __name__ == "__main__"' in path.read_text()
+    str(path.relative_to(BENCHMARKS))
+    for path in BENCHMARKS.glob("*/*.py")
+    if 'if __name__ == "__main__"' in path.read_text()
 )
 
 
 def test_every_benchmark_script_is_found() -> None:
-    assert "plugin_overhead.py" in SCRIPTS and "containment_probes.py" in SCRIPTS
+    assert "harness/plugin_overhead.py" in SCRIPTS and "harness/containment_probes.py" in SCRIPTS
+    assert "communicators/bench_gatherv_strategies.py" in SCRIPTS
+    # Every script is in one of the two groups: none left at the top beside the shared helper.
+    assert [path.name for path in BENCHMARKS.glob("*.py")] == ["forked_ranks.py"]
 
 
 @pytest.mark.e2e
@@ -42,3 +50,58 @@ def test_every_benchmark_script_starts() -> None:
         if process.returncode != 0 or "usage:" not in stdout:
             broken[script] = stderr.strip().splitlines()[-1:] or [f"exit code {process.returncode}"]
     assert not broken, broken
+
+
+# Private names a script may use that are not this project's: torch's MultiProcessTestCase is driven through
+# `_spawn_processes` (its own tests' setUp does the same), and torch/os/sys internals reached as modules.
+FOREIGN_PRIVATE_NAMES = {"_spawn_processes"}
+FOREIGN_MODULES = {"torch", "os", "sys"}
+COMMUNICATORS = BENCHMARKS.parent / "communicators"
+
+
+def private_names_reached(path: Path) -> set[str]:
+    """The `_names` a script reads off something (`x._name`), not counting those it defines itself, torch's
+    or the standard library's."""
+    tree = ast.parse(path.read_text())
+    own = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.ClassDef)}
+    # Attributes a script's own classes set on themselves (`self._x = ...`).
+    own |= {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.ctx, ast.Store)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "self"
+    }
+    reached = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute) or not node.attr.startswith("_") or node.attr.startswith("__"):
+            continue
+        root = node.value
+        while isinstance(root, ast.Attribute):
+            root = root.value
+        if isinstance(root, ast.Name) and root.id in FOREIGN_MODULES:
+            continue
+        if node.attr not in own and node.attr not in FOREIGN_PRIVATE_NAMES:
+            reached.add(node.attr)
+    return reached
+
+
+def test_no_harness_measurement_reaches_into_private_attributes() -> None:
+    reached = {script: private_names_reached(BENCHMARKS / script) for script in SCRIPTS}
+    assert {
+        script: names for script, names in reached.items() if names and script.startswith("harness/")
+    } == {}
+
+
+def test_the_design_studies_reach_only_row_hooks_the_communicators_define() -> None:
+    # A design study times or swaps the communicators' row primitives, the hooks each platform's subclass
+    # overrides (communicators/base.py): it fails only when run, so a renamed hook must fail here.
+    defined = set()
+    for path in COMMUNICATORS.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        defined |= {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
+    studies = [script for script in SCRIPTS if script.startswith("communicators/")]
+    reached = {script: private_names_reached(BENCHMARKS / script) for script in studies}
+    assert {script: names - defined for script, names in reached.items() if names - defined} == {}
+    assert reached["communicators/bench_gloo_all2all.py"] >= {"_all_gatherv_rows", "_reduce_scatterv_rows"}

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from cli_runs import REPO_ROOT
 
+from harness.adapters.base import TargetPlatform
+from harness.adapters.registry import BUILTIN_ADAPTERS
 from harness.cell.runner import build_pytest_command
 from harness.common.errors import ConfigurationError
 from harness.config.matrix import did_you_mean_text, load_matrix, select_cells
@@ -72,7 +74,9 @@ def test_settings_resolve_defaults_then_device_then_include(project):
         and cpu.image.shm_size == "2g"
         and cpu.image.build_args == {"TORCH_VERSION": "2.13.0"}
     )
-    assert cpu.runs_on == ("ubuntu-latest",)
+    # CI placement is the device's CI keys as written, for harness/ci/<system>.py to read; none: empty.
+    assert cpu.ci_placement == {"runs_on": ["ubuntu-latest"]}
+    assert cells["cuda-nccl-ws2-plain"].ci_placement == {}
     # The include entry without an axis value updates both flavours of cuda ws2, and only them.
     assert cells["cuda-nccl-ws2-plain"].required and cells["cuda-nccl-ws2-spicy"].env["EXTRA"] == "x"
     assert not cells["cuda-nccl-ws4-plain"].required and cells["cuda-nccl-ws4-plain"].test_timeout_s == 30
@@ -258,6 +262,75 @@ def test_unknown_backend_name_is_listed_with_the_choices(project):
         """
     )
     assert "devices.xpu.backend: unknown value 'ccl'; choose one of: gloo, nccl, xccl" in problems_of(path)
+
+
+class TwoBackendAdapter:
+    """An engine's adapter that names its own all2all backends (what `backend_names()` is asked)."""
+
+    name = "twobackends"
+    description = "an engine with backends 'ring' and 'tree'"
+    known_gaps = ()
+
+    def platforms(self, device):
+        return (TargetPlatform(device),)
+
+    def preload(self):
+        pass
+
+    def create(self, env, platform, all2all_backend, group=None):
+        raise AssertionError("loading a matrix creates no communicator")
+
+    def version(self):
+        return None
+
+    def backend_names(self):
+        return ("ring", "tree")
+
+
+TWO_BACKENDS = TwoBackendAdapter()
+ALL2ALL_MATRIX = """
+version: 1
+defaults: {{tests: [tests]}}
+axes:
+  communicator: [{communicator}]
+  all2all_backend: [{backends}]
+devices:
+  cpu: {{world_sizes: [2]}}
+"""
+
+
+def test_each_cells_all2all_backend_is_checked_by_its_own_implementations_adapter(project, monkeypatch):
+    monkeypatch.setitem(BUILTIN_ADAPTERS, "twobackends", f"{__name__}:TWO_BACKENDS")
+    # 'ring' is the engine's, not comm-harness's; 'naive' is comm-harness's, not the engine's. The include
+    # entry adds a cell without a communicator value: comm-harness's own.
+    matrix = ALL2ALL_MATRIX.format(communicator="twobackends", backends="ring, naive")
+    path = project(matrix + "include:\n  - {device: cpu, world_size: 3, all2all_backend: ring}\n")
+    message = problems_of(path)
+    assert (
+        f"{path}:5: axes.all2all_backend[0]: 'ring' is not an all2all backend of comm-harness "
+        "(cells cpu-gloo-ws3-ring); known: allgather_reducescatter," in message
+    )
+    assert (
+        f"{path}:5: axes.all2all_backend[1]: 'naive' is not an all2all backend of twobackends "
+        "(cells cpu-gloo-ws2-twobackends-naive); known: ring, tree" in message
+    )
+    assert "2 problems" in message
+    ids = load_matrix(project(ALL2ALL_MATRIX.format(communicator="twobackends", backends="ring, tree"))).ids
+    assert ids == ["cpu-gloo-ws2-twobackends-ring", "cpu-gloo-ws2-twobackends-tree"]
+
+
+def test_an_implementation_that_cannot_name_its_backends_is_not_checked(project):
+    # vLLM's names are its release's own (importing vLLM would tell): its cells take any name; the same name
+    # in a comm-harness cell is still an error; pytest_args may pick the implementation too.
+    path = project(ALL2ALL_MATRIX.format(communicator="vllm", backends="pplxx"))
+    assert load_matrix(path).ids == ["cpu-gloo-ws2-vllm-pplxx"]
+    ours = ALL2ALL_MATRIX.format(communicator="x", backends="pplxx").replace("communicator:", "other:")
+    expected = "'pplxx' is not an all2all backend of comm-harness (did you mean 'pplx'?)"
+    assert expected in problems_of(project(ours))
+    by_option = ours.replace(
+        "tests: [tests]", "tests: [tests], pytest_args: [--forked, --dist-communicator, vllm]"
+    )
+    assert load_matrix(project(by_option)).ids == ["cpu-gloo-ws2-x-pplxx"]
 
 
 def test_duplicate_ids_duplicate_keys_and_dead_rules_are_caught(project):

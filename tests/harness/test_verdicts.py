@@ -1,7 +1,7 @@
 """The harness's own verdicts on synthetic inputs: a cell judged from its exit code and junit.xml (`<error>`
 testcases included), two machines' copies of a cell merged, --strict against an interruption, and the
 per-test timeout a cell's pytest is given. Each test here was seen to fail with the one-line bug it names
-planted (benchmarks/harness_mutation_check.py plants them all)."""
+planted (benchmarks/harness/harness_mutation_check.py plants them all)."""
 
 from __future__ import annotations
 

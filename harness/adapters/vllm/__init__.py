@@ -118,6 +118,11 @@ class VllmAdapter:
                 f"{type(error).__name__}: {error}"
             ) from error
 
+    def backend_names(self) -> tuple[str, ...] | None:
+        """None: the names are each release's own (its `All2AllBackend` type), known only by importing vLLM
+        (minutes, and often not installed where a matrix is read); a wrong one fails the cell's tests."""
+        return None
+
     def create(self, env: DistEnv, platform: TargetPlatform, all2all_backend: str, group: Any = None) -> Any:
         from harness.adapters.vllm.communicator import VllmCommunicator
 

@@ -122,10 +122,6 @@ class VllmCommunicator:
         with state.tokens_per_rank(sizes):
             return state.ep_communicator.combine(hidden_states)
 
-    def build_all2all(self) -> None:
-        """Build vLLM's parallel state now (it is otherwise built at the first all2all call)."""
-        self._parallel_state()
-
     def destroy(self) -> None:
         self._impl.destroy()
         if self._state is not None:

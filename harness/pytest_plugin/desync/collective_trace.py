@@ -12,9 +12,9 @@ it sees what the backend ran whatever the Python entry point (also functional co
 which this trace misses), but only the rank itself can dump it. The pytest process would need a thread in
 every rank to answer, and a rank hung with the GIL held, stopped or dead answers nothing. On gloo its
 entries never leave the state "scheduled" (only `retired` marks a finished one), and it must be on before
-the group is created. Host cost per blocking call (benchmarks/collective_trace_overhead.py, CPU time of the
-process, 2 shared cores at load average 10-20): +2.2 to +10 us for this trace on torch's fake group, where
-a call costs only its Python (3.8-9.4 us untraced); on a one-rank gloo all_reduce of 34-39 us, +4.2 and
+the group is created. Host cost per blocking call (benchmarks/harness/collective_trace_overhead.py, CPU time
+of the process, 2 shared cores at load average 10-20): +2.2 to +10 us for this trace on torch's fake group,
+where a call costs only its Python (3.8-9.4 us untraced); on a one-rank gloo all_reduce of 34-39 us, +4.2 and
 +9.3 us for this trace against +8.8 and +10.1 us for the Flight Recorder in the same runs. The lowest
 figures are the closest to an idle core: cheap enough to be on by default, and `--dist-trace-collectives
 off` removes it for a run that times host overhead.
@@ -206,6 +206,18 @@ def _wrap_process_group_methods() -> None:
     for work_class in _with_subclasses(Work):
         if "wait" in vars(work_class):
             work_class.wait = _traced_wait(vars(work_class)["wait"])
+
+
+def wrapped_methods() -> dict[type, tuple[str, ...]]:
+    """What the trace replaces: each class with the names of its own methods it wraps (ProcessGroup's
+    collectives, the `wait` of every Work class that defines one); benchmarks swap them to time the trace."""
+    from torch._C._distributed_c10d import ProcessGroup, Work
+
+    found = {ProcessGroup: tuple(name for name in _METHODS if name in vars(ProcessGroup))}
+    for work_class in _with_subclasses(Work):
+        if "wait" in vars(work_class):
+            found[work_class] = ("wait",)
+    return found
 
 
 def _with_subclasses(cls: type) -> list[type]:

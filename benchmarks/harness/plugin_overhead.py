@@ -4,10 +4,10 @@ Each variant is a real pytest run over N generated tests whose body is one all_r
 the JUnit `time` of each test (setup + call + teardown), and the figure is its median. Plain, non-distributed
 tests in the same run give pytest's own per-test floor.
 
-    python benchmarks/plugin_overhead.py                        # CPU, gloo, world size 4
-    python benchmarks/plugin_overhead.py --device cuda --world-size 4 --no-mptc
-    python benchmarks/plugin_overhead.py --variants reuse --fixtures --plugin-from /tmp/main-checkout
-    python benchmarks/plugin_overhead.py --variants reuse --fixtures --rounds 3 \
+    python benchmarks/harness/plugin_overhead.py                        # CPU, gloo, world size 4
+    python benchmarks/harness/plugin_overhead.py --device cuda --world-size 4 --no-mptc
+    python benchmarks/harness/plugin_overhead.py --variants reuse --fixtures --plugin-from /tmp/main-checkout
+    python benchmarks/harness/plugin_overhead.py --variants reuse --fixtures --rounds 3 \
         --plugin-from /tmp/before --plugin-from .
 
 `--fixtures` gives every test what real suites have: numpy and hypothesis imported, an autouse fixture that
@@ -33,7 +33,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 # Multicast/NVLS set-up fails on the lent H200 machines; every process the benchmark starts gets these.
 GPU_ENV = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
 

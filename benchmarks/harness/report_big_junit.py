@@ -4,7 +4,7 @@ Lays out a finished cell directory (cell.json, result.json, junit.xml just under
 and times `harness report DIR` in a child process, plain and with --json/--junit/--markdown, printing the
 exit code, wall time, peak RSS of the child and how many lines it printed. The bar: 15 s and 300 MiB.
 
-    PYTHONPATH=. python benchmarks/report_big_junit.py [--failures 600000] [--mib 64]
+    PYTHONPATH=. python benchmarks/harness/report_big_junit.py [--failures 600000] [--mib 64]
 
 PYTHONPATH picks the checkout measured (e.g. a `git worktree` of main for the "before" figure).
 """

@@ -5,7 +5,7 @@ call, and the communicator's overhead is its Python. This script isolates that P
 or not: one rank on torch's "fake" process group, whose collectives return at once, times each call the
 way the bench's overhead rows compare them (raw calls allocate their output, as the communicator must).
 
-    python benchmarks/bench_python_cost.py [--calls 20000] [--repeats 7]
+    python benchmarks/communicators/bench_python_cost.py [--calls 20000] [--repeats 7]
 
 Prints the best-of-repeats microseconds per call, side by side, and the difference.
 """

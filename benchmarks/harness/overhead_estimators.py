@@ -12,19 +12,24 @@ the bench's sampling and prints, per round, three estimates from the same sample
 - paired: the median over repeats of the ratio of the two calls timed next to each other in that repeat;
 - best of 21: each side's best repeat over three rounds together (the bench's estimate, 3x the repeats).
 
-    python benchmarks/overhead_estimators.py --device cuda --world-size 2 --rounds 4
+    python benchmarks/harness/overhead_estimators.py --device cuda --world-size 2 --rounds 4
 """
 
 from __future__ import annotations
 
 import statistics
+import sys
+from pathlib import Path
 
 import torch
-from forked_ranks import join_group, run_rank_script
 
 OPS = ("all_reduce", "all_gather", "reduce_scatter", "broadcast")
 SIZES = (256 << 10, 1 << 20, 4 << 20)
 REPEATS = 7
+
+# Run as `python benchmarks/<group>/<script>.py`: the checkout's root, for benchmarks/forked_ranks.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from benchmarks.forked_ranks import join_group, run_rank_script  # noqa: E402
 
 
 def estimates(comm: list[float], raw: list[float]) -> dict[str, float]:

@@ -7,7 +7,7 @@
 #      requirements from .whl/ (carried wheels for the machine's Python);
 #   4. the default matrix's cuda ws1 cell with --executor local and --executor docker (GPU access: devices,
 #      chosen by `auto` on an engine without the nvidia runtime), counts side by side;
-#   5. the bench at ws1 on the host and in the cell's container (benchmarks/bench_in_container.py).
+#   5. the bench at ws1 on the host and in the cell's container (benchmarks/harness/bench_in_container.py).
 # Everything lands in one tarball under $OUT. Each step is timed; a failing step does not stop the rest.
 set -uo pipefail
 out=${OUT:-/tmp/cuda-docker-out}
@@ -46,6 +46,6 @@ for executor in ("local", "docker"):
         print(executor, "no summary:", error)
 PY
 cp "$work/docker/cuda-nccl-ws1/fingerprint.json" "$work/fingerprint-container.json" 2>/dev/null
-TAIL=40 step bench timeout 420 python3 benchmarks/bench_in_container.py --world-size 1 --out "$work/bench"
+TAIL=40 step bench timeout 420 python3 benchmarks/harness/bench_in_container.py --world-size 1 --out "$work/bench"
 tar -C "$work" -czf "$out/cuda-docker.tgz" --exclude='*/work' .
 cp "$work/steps.txt" "$work/counts.txt" "$out/" 2>/dev/null

@@ -12,10 +12,10 @@ applies one mutation, runs those files
 modified, and the unmutated files must pass first. A mutation marked e2e can only be shown end to end (its
 `why_e2e` says why); the rest must be killed by the everyday tier.
 
-    python benchmarks/harness_mutation_check.py                          # every mutation
-    python benchmarks/harness_mutation_check.py --only merge_keeps_older --json out.json
-    python benchmarks/harness_mutation_check.py --suite-from /tmp/old    # an older tests/, same code
-    python benchmarks/harness_mutation_check.py --whole-tier             # the whole everyday tier per mutant
+    python benchmarks/harness/harness_mutation_check.py                          # every mutation
+    python benchmarks/harness/harness_mutation_check.py --only merge_keeps_older --json out.json
+    python benchmarks/harness/harness_mutation_check.py --suite-from /tmp/old    # an older tests/, same code
+    python benchmarks/harness/harness_mutation_check.py --whole-tier            # the everyday tier per mutant
 
 `--suite-from` takes tests/ from another checkout (`git worktree add /tmp/old REV`): the kill rate of that
 suite on the same bugs (test files it lacks are left out; a mutation with none left survives).

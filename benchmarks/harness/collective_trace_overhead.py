@@ -1,4 +1,4 @@
-"""Host cost per collective of the plugin's collective trace (harness/pytest_plugin/desync/collective_trace.py).
+"""Host cost per collective of the plugin's collective trace (pytest_plugin/desync/collective_trace.py).
 
 Two measurements, each with and without the trace, alternated so that drifting load hits both alike:
 
@@ -9,7 +9,7 @@ Two measurements, each with and without the trace, alternated so that drifting l
    Flight Recorder (TORCH_FR_BUFFER_SIZE) beside it for comparison: each variant in a fresh process, since
    the recorder is switched on when the group is created.
 
-    python benchmarks/collective_trace_overhead.py [--calls 20000] [--repeats 7] [--gloo]
+    python benchmarks/harness/collective_trace_overhead.py [--calls 20000] [--repeats 7] [--gloo]
 
 Prints the best-of-repeats microseconds per call (CPU time of the process) and the difference.
 """
@@ -29,7 +29,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch._C._distributed_c10d import ProcessGroup, Work
 
 from harness.pytest_plugin.desync import collective_trace
 
@@ -39,24 +38,16 @@ class TraceSwitch:
 
     def __init__(self, path: Path) -> None:
         # The class's own entries: getattr would give pybind's unbound functions, which do not bind `self`.
-        names = [name for name in collective_trace._METHODS if name in vars(ProcessGroup)]
-        original = {name: vars(ProcessGroup)[name] for name in names}
-        works = [cls for cls in collective_trace._with_subclasses(Work) if "wait" in vars(cls)]
-        original_wait = {cls: vars(cls)["wait"] for cls in works}
+        wrapped = [(cls, name) for cls, names in collective_trace.wrapped_methods().items() for name in names]
+        original = {(cls, name): vars(cls)[name] for cls, name in wrapped}
         collective_trace.set_trace_path(path)
         collective_trace.start_test(True)
-        self._traced = (
-            {name: vars(ProcessGroup)[name] for name in names},
-            {cls: vars(cls)["wait"] for cls in works},
-        )
-        self._original = (original, original_wait)
+        self._traced = {(cls, name): vars(cls)[name] for cls, name in wrapped}
+        self._original = original
 
     def set(self, on: bool) -> None:
-        methods, waits = self._traced if on else self._original
-        for name, method in methods.items():
-            setattr(ProcessGroup, name, method)
-        for cls, wait in waits.items():
-            cls.wait = wait
+        for (cls, name), method in (self._traced if on else self._original).items():
+            setattr(cls, name, method)
 
 
 def per_call_us(call: Callable[[], object], calls: int, repeats: int) -> float:

@@ -7,14 +7,20 @@ trip with combine, hidden 4096, top-k 8, bf16, at 64 / 512 / 4096 tokens per ran
 against the other way first. At uneven sizes, per tensor (NCCL's way today) against the CPU
 communicator's packing of the small tensors into one byte buffer.
 
-    python benchmarks/bench_dispatch_grouping.py --device cuda --world-size 2
+    python benchmarks/communicators/bench_dispatch_grouping.py --device cuda --world-size 2
 """
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import torch
 import torch.distributed as dist
-from forked_ranks import join_group, run_rank_script
+
+# Run as `python benchmarks/<group>/<script>.py`: the checkout's root, for benchmarks/forked_ranks.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from benchmarks.forked_ranks import join_group, run_rank_script  # noqa: E402
 
 TOKENS = (64, 512, 4096)
 HIDDEN, TOPK = 4096, 8
@@ -38,7 +44,7 @@ def padded_group_gather(comm, rows: list[torch.Tensor], sizes: list[int]) -> lis
             tensor = grown
         padded.append(tensor)
     gathered = [tensor.new_empty((n * longest, *tensor.shape[1:])) for tensor in padded]
-    comm._calls.all_gather_coalesced(gathered, padded)
+    comm.group_calls.all_gather_coalesced(gathered, padded)
     return [
         torch.cat([out.view(n, longest, *out.shape[1:])[r, : sizes[r]] for r in range(n)]) for out in gathered
     ]
@@ -54,8 +60,8 @@ def time_tokens(comm, tokens: int, clock, repeats: int, kind: str) -> list[float
     """
     from harness.bench.timing import time_interleaved
 
-    calls, device, n, rank = comm._calls, comm.device, comm.world_size, comm.rank
-    coalesces = calls._coalesces
+    calls, device, n, rank = comm.group_calls, comm.device, comm.world_size, comm.rank
+    coalesces = calls.coalesces
     sizes = [tokens + r * (tokens // 4) for r in range(n)] if kind == "uneven" else [tokens] * n
     hidden = torch.randn(sizes[rank], HIDDEN, device=device).to(torch.bfloat16)
     weights = torch.rand(sizes[rank], TOPK, device=device)
@@ -65,7 +71,7 @@ def time_tokens(comm, tokens: int, clock, repeats: int, kind: str) -> list[float
         if way == "padded group":
             return padded_group_gather(comm, [hidden, weights, ids], sizes)
         comm.packs_row_lists = way == "packed"
-        calls._coalesces = way == "grouped" and coalesces
+        calls.coalesces = way == "grouped" and coalesces
         return list(comm.dispatch(hidden, weights, ids, sizes))
 
     def round_trip(way: str) -> torch.Tensor:
@@ -80,7 +86,7 @@ def time_tokens(comm, tokens: int, clock, repeats: int, kind: str) -> list[float
     candidates += [lambda way=way: round_trip(way) for way in ways]
     iters = max(10, min(200, 20480 // tokens))
     times = time_interleaved(clock, candidates, warmup=3, iters=iters, repeats=repeats)
-    calls._coalesces, comm.packs_row_lists = coalesces, False
+    calls.coalesces, comm.packs_row_lists = coalesces, False
     return [seconds * 1e6 for (seconds,) in times]
 
 
@@ -94,7 +100,7 @@ def rank_main(rank: int, world_size: int, device_type: str, store_path: str, rep
     comm.packs_row_lists = False
     clock = DeviceClock(device)
     if rank == 0:
-        print(f"coalesced gathers on this backend: {comm._calls._coalesces}")
+        print(f"coalesced gathers on this backend: {comm.group_calls.coalesces}")
     for kind, ways in WAYS.items():
         if rank == 0:
             header = ["tokens"] + [f"dispatch {w}" for w in ways] + [f"round trip {w}" for w in ways]

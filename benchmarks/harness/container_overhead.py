@@ -9,8 +9,8 @@ and, for scale, the bare container lifecycle: create, start, exit and remove a c
 with the same mounts and options. The image is built (or found) before timing starts; building is not
 part of the figures.
 
-    python benchmarks/container_overhead.py                      # world size 2, 3 repetitions
-    python benchmarks/container_overhead.py --world-size 4 --repeat 5 --out results/container_overhead.json
+    python benchmarks/harness/container_overhead.py                      # world size 2, 3 repetitions
+    python benchmarks/harness/container_overhead.py --world-size 4 --repeat 5 --out results/overhead.json
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
 from harness.config.model import Cell, ImageSpec  # noqa: E402

@@ -5,16 +5,21 @@ torch.distributed and of the communicator, with the host clock only (no synchron
 the same with a synchronize at the end. On NCCL below a few MiB a call is host-bound: the first figure is
 what the bench's overhead rows see.
 
-    python benchmarks/bench_host_overhead.py --device cuda --world-size 2
+    python benchmarks/communicators/bench_host_overhead.py --device cuda --world-size 2
 """
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from forked_ranks import join_group, run_rank_script
+
+# Run as `python benchmarks/<group>/<script>.py`: the checkout's root, for benchmarks/forked_ranks.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from benchmarks.forked_ranks import join_group, run_rank_script  # noqa: E402
 
 
 def cases_at(mib: int, comm: object, world_size: int, device: torch.device) -> dict[str, object]:

@@ -7,8 +7,8 @@ size, so this script asks whether more, smaller ops in the same group, or NCCL's
 (set them in the environment: they are read at communicator creation), move more. Prints busbw per way and
 size, the slowest rank's median of repeats (harness.bench.timing); every result is checked first.
 
-    python benchmarks/p2p_split_probe.py
-    NCCL_MIN_NCHANNELS=32 VARIANT=minch32 python benchmarks/p2p_split_probe.py --sizes-mib 64,256
+    python benchmarks/communicators/p2p_split_probe.py
+    NCCL_MIN_NCHANNELS=32 VARIANT=minch32 python benchmarks/communicators/p2p_split_probe.py --sizes-mib 64
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks.forked_ranks import join_group, run_forked_ranks  # noqa: E402
 from communicators.group_calls import GroupCalls  # noqa: E402
 from communicators.tensor_layout import RowSplit, new_rows, row_split  # noqa: E402

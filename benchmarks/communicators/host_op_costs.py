@@ -8,22 +8,27 @@ behind): tensor allocation and views, the copy kernels, the peer workspace's vie
 calls; then the communicator's calls against the ways they pick, and a cProfile of the communicator's
 uneven dispatch and combine on the shorter rank (the one that sets the pace).
 
-    python benchmarks/host_op_costs.py --device cuda --world-size 2 --tokens 64
+    python benchmarks/communicators/host_op_costs.py --device cuda --world-size 2 --tokens 64
 """
 
 from __future__ import annotations
 
 import cProfile
 import pstats
+import sys
 import time
+from pathlib import Path
 
 import torch
-from forked_ranks import join_group, run_rank_script
 
 HIDDEN = 4096
 TOPK = 8
 CALLS = 400
 EQ_DISPATCH, UN_DISPATCH = "equal dispatch (communicator)", "uneven dispatch (communicator)"
+
+# Run as `python benchmarks/<group>/<script>.py`: the checkout's root, for benchmarks/forked_ranks.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from benchmarks.forked_ranks import join_group, run_rank_script  # noqa: E402
 
 
 def host_us(call, calls: int = CALLS) -> float:
@@ -68,14 +73,14 @@ def rank_main(rank: int, world_size: int, device_type: str, store_path: str, tok
     device = join_group(rank, world_size, device_type, store_path)
     clock = DeviceClock(device)
     comm = create_communicator(device)
-    calls = comm._calls
+    calls = comm.group_calls
     equal, mild = [tokens] * world_size, mild_shares(tokens * world_size, world_size)
     split = row_split(tuple(mild), world_size, rank)
     eq_inputs = token_inputs(tokens, HIDDEN, TOPK, rank, torch.bfloat16, device)
     un_inputs = token_inputs(mild[rank], HIDDEN, TOPK, rank, torch.bfloat16, device)
     hidden = un_inputs[0]
     gathered = torch.ones(sum(mild), HIDDEN, dtype=torch.bfloat16, device=device)
-    peer = comm._calls.peer_workspace.usable(device)
+    peer = comm.group_calls.peer_workspace.usable(device)
     longest = max(mild)
     blocks = [new_rows(t, longest) for t in un_inputs]
     outs = [new_rows(t, 2 * longest) for t in un_inputs]

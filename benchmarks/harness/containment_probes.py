@@ -10,7 +10,7 @@ watched too. Two more local probes run that test to its normal end ("cell-ends")
 killing its own cell runner ("runner-killed"), and report whether the daemon outlived the run; after
 the kill -9 probe, a second run into the same --out says whether it works and ends what is left.
 
-    python benchmarks/containment_probes.py [--repeat 3] [--executor local --executor docker]
+    python benchmarks/harness/containment_probes.py [--repeat 3] [--executor local --executor docker]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psutil
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
 from harness.common.errors import DockerUnavailableError  # noqa: E402
@@ -83,7 +83,8 @@ def start_harness(executor: str, root: Path, then: str) -> subprocess.Popen[byte
         "DAEMON_THEN": then,
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "harness.commands.cli", "run", "--executor", executor, "--offline", "--out", "out"],
+        [sys.executable, "-m", "harness.commands.cli", "run"]
+        + ["--executor", executor, "--offline", "--out", "out"],
         cwd=root,
         env=env,
         stdout=subprocess.PIPE,

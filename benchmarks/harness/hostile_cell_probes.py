@@ -8,7 +8,7 @@
 - deep-tree: a test leaves a 3000-deep directory chain, a chmod 000 directory and read-only files in
   /results; whether work/ is removed and whether a later run into the same directory works.
 
-    python benchmarks/hostile_cell_probes.py [--probe setuid --probe gateway --probe deep-tree]
+    python benchmarks/harness/hostile_cell_probes.py [--probe setuid --probe gateway --probe deep-tree]
 
 Run as root (the usual CI case) on a host with a Docker engine and the cpu image built.
 """
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
 # The Docker tests' own helpers: the cells as they make them, the host listener, another uid's attempts.
@@ -35,8 +35,8 @@ sys.path.insert(0, str(REPO_ROOT / "tests" / "docker"))
 from test_docker_executor import junit_property, make_cell  # noqa: E402
 from test_hostile_cells import HostListener, host_addresses, try_as_other_user  # noqa: E402
 
-from harness.running.executors.docker import DockerExecutor  # noqa: E402
 from harness.results.files import remove_tree  # noqa: E402
+from harness.running.executors.docker import DockerExecutor  # noqa: E402
 
 
 def describe(path: Path) -> str:

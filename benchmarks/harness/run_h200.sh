@@ -24,7 +24,7 @@ grep -v " PASSED " "$work/cells.log" | tail -25
 # PLUGIN_OVERHEAD=0 and BENCH_WORLD_SIZES="4" trim the run to what a short device budget allows.
 if [ "${PLUGIN_OVERHEAD:-1}" = 1 ]; then
     echo "== plugin overhead, world size $gpus"
-    python3 benchmarks/plugin_overhead.py --device cuda --world-size "$gpus" --no-mptc --fork-tests 5 \
+    python3 benchmarks/harness/plugin_overhead.py --device cuda --world-size "$gpus" --no-mptc --fork-tests 5 \
         --json "$work/plugin_overhead-cuda-ws$gpus.json" 2>&1 | tail -12
 fi
 for ws in ${BENCH_WORLD_SIZES:-2 4 8}; do
@@ -39,16 +39,16 @@ done
 # and the same without a collective behind it (the Python alone); HOST_OVERHEAD=0 leaves them out.
 if [ "${HOST_OVERHEAD:-1}" = 1 ] && [ "$gpus" -ge 2 ]; then
     echo "== host time per call, world size 2"
-    timeout 120 python3 benchmarks/bench_host_overhead.py --device cuda --world-size 2 \
+    timeout 120 python3 benchmarks/communicators/bench_host_overhead.py --device cuda --world-size 2 \
         > "$work/host_overhead-ws2.txt" 2>&1
     echo "host overhead exit code $?"
-    timeout 60 python3 benchmarks/bench_python_cost.py > "$work/python_cost.txt" 2>&1
+    timeout 60 python3 benchmarks/communicators/bench_python_cost.py > "$work/python_cost.txt" 2>&1
     tail -5 "$work/python_cost.txt"
 fi
-# Uneven collectives three ways (benchmarks/bench_findings.md): the data a size threshold would need.
+# Uneven collectives three ways (benchmarks/communicators/bench_findings.md): the data a size threshold would need.
 if [ "${GATHERV_STRATEGIES:-1}" = 1 ] && [ "$gpus" -ge 2 ]; then
     echo "== uneven collectives three ways, world size $gpus"
-    timeout 200 python3 benchmarks/bench_gatherv_strategies.py --device cuda --world-size "$gpus" \
+    timeout 200 python3 benchmarks/communicators/bench_gatherv_strategies.py --device cuda --world-size "$gpus" \
         > "$work/gatherv_strategies-ws$gpus.txt" 2>&1
     echo "gatherv strategies exit code $?"
 fi

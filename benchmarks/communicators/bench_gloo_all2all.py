@@ -3,9 +3,9 @@
 Dispatch is `all_gatherv` of a list [hidden, weights, ids]; combine is `reduce_scatterv`. For each pair of
 candidate implementations (patched into CpuCommunicator in this process before `harness bench` forks its
 ranks), run the bench's dispatch+combine against the naive reference and print naive time / AgRs time per
-token count. Findings: benchmarks/bench_findings.md.
+token count. Findings: benchmarks/communicators/bench_findings.md.
 
-    PYTHONPATH=. python benchmarks/bench_gloo_all2all.py --world-sizes 2,4 --json /tmp/all2all.json
+    PYTHONPATH=. python benchmarks/communicators/bench_gloo_all2all.py --world-sizes 2,4 --json /tmp/a2a.json
 """
 
 from __future__ import annotations

@@ -6,19 +6,24 @@ scheme, what the host calls and what the device runs: the profiler's operator ta
 device time per kernel, the NCCL kernels' and barriers' time including their wait for the peer), and the
 device's busy time against the round trip's wall time on each rank.
 
-    python benchmarks/dispatch_profile.py --device cuda --world-size 2 --tokens 64
+    python benchmarks/communicators/dispatch_profile.py --device cuda --world-size 2 --tokens 64
 """
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
 import torch
-from forked_ranks import join_group, run_rank_script
 
 HIDDEN = 4096
 TOPK = 8
 ITERS = 30
+
+# Run as `python benchmarks/<group>/<script>.py`: the checkout's root, for benchmarks/forked_ranks.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from benchmarks.forked_ranks import join_group, run_rank_script  # noqa: E402
 
 
 def rank_main(rank: int, world_size: int, device_type: str, store_path: str, tokens: int) -> None:
@@ -42,9 +47,9 @@ def rank_main(rank: int, world_size: int, device_type: str, store_path: str, tok
         "equal (communicator)": lambda: comm.combine(comm.dispatch(*eq_inputs, equal)[0], equal),
         "uneven (communicator)": lambda: comm.combine(comm.dispatch(*un_inputs, mild)[0], mild),
     }
-    if comm._calls.peer_workspace.usable(device):
+    if comm.group_calls.peer_workspace.usable(device):
         schemes["uneven (padded_window + peer_add, direct)"] = lambda: SCATTER_WAYS["peer_add"](
-            LIST_GATHER_WAYS["padded_window"](un_inputs, split, comm._calls)[0], split, comm._calls
+            LIST_GATHER_WAYS["padded_window"](un_inputs, split, comm.group_calls)[0], split, comm.group_calls
         )
     for name, round_trip in schemes.items():
         for _ in range(10):

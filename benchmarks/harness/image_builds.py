@@ -5,7 +5,7 @@ when the tag is present, `--fresh-wheelhouse` downloads the wheelhouse again ins
 then prints the seconds it took and the image's size. Without `--rebuild`, a present image costs its
 cache check only, which is the figure for a second build.
 
-    python benchmarks/image_builds.py cpu cuda --rebuild --fresh-wheelhouse
+    python benchmarks/harness/image_builds.py cpu cuda --rebuild --fresh-wheelhouse
 """
 
 from __future__ import annotations

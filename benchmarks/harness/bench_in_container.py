@@ -5,8 +5,8 @@ GPUs and confined exactly as a cuda cell's container is (the matrix's image.gpus
 device nodes and driver libraries passed by the harness; no capability, no network), and prints each
 collective's busbw at each size for both with their ratio. Both JSON documents are written to --out.
 
-    python benchmarks/bench_in_container.py --world-size 1 --out results/bench-in-container
-    python benchmarks/bench_in_container.py --world-size 1 --sizes 1M,64M,1G --ops all_reduce,all_gather
+    python benchmarks/harness/bench_in_container.py --world-size 1 --out results/bench-in-container
+    python benchmarks/harness/bench_in_container.py --world-size 1 --sizes 1M,64M,1G --ops all_reduce
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
 from harness.config.matrix import load_matrix  # noqa: E402

@@ -11,15 +11,16 @@ against the expected tensor before timing; times are the slowest rank's, median 
 Then MoE dispatch (hidden states bf16, weights f32, ids i64 as one list) and combine at 64 / 512 / 4096
 tokens per rank: equal sizes against the mild pattern with the same total, each way of gathering the list.
 
-    python benchmarks/bench_gatherv_strategies.py --device cuda --world-size 2
+    python benchmarks/communicators/bench_gatherv_strategies.py --device cuda --world-size 2
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import torch
-from forked_ranks import join_group, run_rank_script
 
 SIZES_KIB = (256, 1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20)
 CPU_SIZES_KIB = (256, 1 << 10, 4 << 10)
@@ -29,6 +30,10 @@ TOPK = 8
 # Ways to leave out (UNEVEN_SKIP=window_grouped,...), e.g. where a probe found one unsupported;
 # "collectives" leaves out the whole sweep of single collectives (dispatch and combine only).
 SKIPPED = frozenset(filter(None, os.environ.get("UNEVEN_SKIP", "").split(",")))
+
+# Run as `python benchmarks/<group>/<script>.py`: the checkout's root, for benchmarks/forked_ranks.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from benchmarks.forked_ranks import join_group, run_rank_script  # noqa: E402
 
 
 def shares_of(pattern: str, count: int, world_size: int) -> list[int]:
@@ -48,7 +53,7 @@ def usable_ways(comm, table: dict) -> list[str]:
     """The ways of `table` that run on this communicator's group."""
     from communicators.uneven_rows import ways_that_run
 
-    return ways_that_run(table, comm.world_size, comm._calls.peer_workspace.usable(comm.device))
+    return ways_that_run(table, comm.world_size, comm.group_calls.peer_workspace.usable(comm.device))
 
 
 def gather_calls(comm, rows: torch.Tensor, sizes: list[int], ways: list[str]) -> dict[str, object]:
@@ -56,7 +61,7 @@ def gather_calls(comm, rows: torch.Tensor, sizes: list[int], ways: list[str]) ->
     from communicators.uneven_rows import GATHER_WAYS
 
     split = row_split(tuple(sizes), comm.world_size, comm.rank)
-    calls = {name: (lambda way=GATHER_WAYS[name]: way(rows, split, comm._calls)) for name in ways}
+    calls = {name: (lambda way=GATHER_WAYS[name]: way(rows, split, comm.group_calls)) for name in ways}
     calls["communicator"] = lambda: comm.all_gatherv(rows, dim=0, sizes=sizes)
     return calls
 
@@ -66,7 +71,7 @@ def scatter_calls(comm, full: torch.Tensor, sizes: list[int], ways: list[str]) -
     from communicators.uneven_rows import SCATTER_WAYS
 
     split = row_split(tuple(sizes), comm.world_size, comm.rank)
-    calls = {name: (lambda way=SCATTER_WAYS[name]: way(full, split, comm._calls)) for name in ways}
+    calls = {name: (lambda way=SCATTER_WAYS[name]: way(full, split, comm.group_calls)) for name in ways}
     calls["communicator"] = lambda: comm.reduce_scatterv(full, dim=0, sizes=sizes)
     return calls
 
@@ -192,13 +197,13 @@ def dispatch_calls(
     }
     for way in list_ways:
         calls[f"uneven dispatch (list {way})"] = lambda way=way: LIST_GATHER_WAYS[way](
-            un_inputs, split, comm._calls
+            un_inputs, split, comm.group_calls
         )
     calls["equal combine"] = lambda: comm.combine(gathered_hidden, equal)
     calls["uneven combine (communicator)"] = lambda: comm.combine(gathered_hidden, mild)
     for way in scatter_ways:
         calls[f"uneven combine ({way})"] = lambda way=way: SCATTER_WAYS[way](
-            gathered_hidden, split, comm._calls
+            gathered_hidden, split, comm.group_calls
         )
     calls["equal round trip"] = lambda: comm.combine(comm.dispatch(*eq_inputs, equal)[0], equal)
     calls["uneven round trip (communicator)"] = lambda: comm.combine(comm.dispatch(*un_inputs, mild)[0], mild)
@@ -208,7 +213,7 @@ def dispatch_calls(
         for combine in dict.fromkeys(combines):
             calls[f"uneven round trip (list {way} + {combine})"] = lambda way=way, combine=combine: (
                 SCATTER_WAYS[combine](
-                    LIST_GATHER_WAYS[way](un_inputs, split, comm._calls)[0], split, comm._calls
+                    LIST_GATHER_WAYS[way](un_inputs, split, comm.group_calls)[0], split, comm.group_calls
                 )
             )
     for name in [name for name in calls if name.startswith("uneven dispatch")]:

@@ -5,7 +5,7 @@ over N synthetic cells, each with a junit.xml of T tests of which F fail, and pr
 first and last adds, their total and the peak RSS. Main re-parsed every cell's junit.xml after each
 cell (quadratic); the figure to compare is the total, and whether the last adds cost more than the first.
 
-    PYTHONPATH=. python benchmarks/run_records.py [--cells 200] [--tests 1000] [--failures 10]
+    PYTHONPATH=. python benchmarks/harness/run_records.py [--cells 200] [--tests 1000] [--failures 10]
 
 PYTHONPATH picks the checkout measured (e.g. a `git worktree` of main for the "before" figure).
 """

@@ -1,7 +1,7 @@
 """How long the whole conformance suite (tests/communicators) takes at one world size and Hypothesis profile.
 
-    python benchmarks/conformance_suite_time.py                        # ws4, profile ci, 1 run
-    python benchmarks/conformance_suite_time.py --world-size 3 --runs 3 --profile deep
+    python benchmarks/harness/conformance_suite_time.py                        # ws4, profile ci, 1 run
+    python benchmarks/harness/conformance_suite_time.py --world-size 3 --runs 3 --profile deep
 
 Prints, per run, the wall time, the CPU time of pytest and its ranks (user + sys, which other load on the
 machine inflates far less than wall time) and the load average before the run, then the slowest tests.
@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run_once(world_size: int, profile: str, durations: int) -> tuple[float, float, str]:

@@ -10,10 +10,10 @@ counts the mutation as killed at N when that run fails (a hang counts too: the p
 turns it into a failure). The real tree is never modified. The unmutated copy must pass first, or the
 counts would mean nothing.
 
-    python benchmarks/mutation_check.py                       # ws 2, 3, 4, every mutation
-    python benchmarks/mutation_check.py --repo /work/main     # the suite of another checkout
-    python benchmarks/mutation_check.py --world-sizes 3 --only recv_default_peer --json out.json
-    python benchmarks/mutation_check.py --suite-from /tmp/old --jobs 4   # an older suite, same code
+    python benchmarks/harness/mutation_check.py                       # ws 2, 3, 4, every mutation
+    python benchmarks/harness/mutation_check.py --repo /work/main     # the suite of another checkout
+    python benchmarks/harness/mutation_check.py --world-sizes 3 --only recv_default_peer --json out.json
+    python benchmarks/harness/mutation_check.py --suite-from /tmp/old --jobs 4   # an older suite, same code
 
 `--suite-from` takes tests/communicators from another checkout (e.g. `git worktree add /tmp/old REV`) and
 runs it against this checkout's code and mutations: the kill rate of two suites on the same bugs.
@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
