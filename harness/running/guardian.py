@@ -28,11 +28,11 @@ from typing import Any
 import psutil
 
 from harness.host.cgroups import end_cgroup, is_run_cgroup, run_cgroup
+from harness.common.contract import RUN_ID_ENV
 from harness.common.errors import ConfigurationError
 from harness.results.files import UnsafeResultFile, read_json, write_json
 
 RUN_RECORD = ".harness-run.json"
-RUN_ID_ENV = "HARNESS_RUN_ID"
 CONTAINER_RUN_LABEL = "comm-harness.run"
 DONE = b"done\n"
 KILL_ROUNDS_S = 5.0

@@ -12,7 +12,8 @@ import psutil
 
 from harness.running.executors.local import cell_environment, kill_process_tree
 from harness.config.model import Cell
-from harness.running.guardian import RUN_ID_ENV, processes_of_run
+from harness.common.contract import RUN_ID_ENV
+from harness.running.guardian import processes_of_run
 
 # Starts a grandchild in a session of its own (as a daemonising test helper would), prints its pid, waits.
 ESCAPES_THE_GROUP = """

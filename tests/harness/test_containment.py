@@ -22,7 +22,8 @@ from cli_runs import HANGING_TEST, harness_env, run_harness
 
 from harness.running.executors.local import LocalExecutor
 from harness.config.model import Cell
-from harness.running.guardian import RUN_ID_ENV, RUN_RECORD, processes_of_run
+from harness.common.contract import RUN_ID_ENV
+from harness.running.guardian import RUN_RECORD, processes_of_run
 
 pytestmark = pytest.mark.e2e
 

@@ -28,6 +28,7 @@ import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from harness.common.contract import IMAGE_DIGEST_ENV, IMAGE_ENV, RUN_ID_ENV
 from harness.common.errors import ConfigurationError, DockerUnavailableError, HarnessError
 from harness.running.executors.docker_nodes import (
     HOLDER_COMMAND,
@@ -47,7 +48,7 @@ from harness.host.probe import engine_runtimes, find_intel_render_nodes
 from harness.results.bounded_log import BoundedLog
 from harness.results.cell_dir import collect_cell_result, prepare_cell_dir
 from harness.results.files import LOG_TXT, PROGRESS_JSONL, WORK_DIR, harvest_work_dir
-from harness.running.guardian import CONTAINER_RUN_LABEL, RUN_ID_ENV
+from harness.running.guardian import CONTAINER_RUN_LABEL
 
 REPO_MOUNT = "/repo"
 RESULTS_MOUNT = "/results"
@@ -514,7 +515,7 @@ class DockerExecutor:
         """Create (not start) a confined container running the cell runner on `work_dir` (at /results)."""
         tag = image.tags[0] if image.tags else image.id
         environment = container_environment(cell, gpu_ids, run_id=self.run_id)
-        environment.update({"HARNESS_IMAGE": tag, "HARNESS_IMAGE_DIGEST": image.id, **(extra_env or {})})
+        environment.update({IMAGE_ENV: tag, IMAGE_DIGEST_ENV: image.id, **(extra_env or {})})
         access = self.gpu_access(cell, gpu_ids) if cell.device == "cuda" else None
         if access is not None:
             environment = with_image_library_path({**environment, **access.env}, image)

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.cell.runner import NODE_RANK_ENV
+from harness.common.contract import NODE_RANK_ENV
 from harness.running.executors.docker_nodes import node_dir
 from harness.config.model import Cell
 from harness.results.bounded_log import BoundedLog
