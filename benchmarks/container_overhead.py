@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from harness.running.executors.docker import DockerExecutor, connect_engine, project_mounts  # noqa: E402
 from harness.running.executors.local import LocalExecutor  # noqa: E402
 from harness.running.images import build_image, recipe_for  # noqa: E402
+from harness.common.progress_events import Started, parse_event_line  # noqa: E402
 from harness.config.model import Cell, ImageSpec  # noqa: E402
 
 CELL_TESTS = ("tests/docker/cells/cell_collectives.py",)
@@ -52,9 +53,9 @@ def benchmark_cell(world_size: int) -> Cell:
 def first_test_start(progress: Path) -> float | None:
     """The wall-clock time of the first test's start event, or None when no test started."""
     for line in progress.read_text().splitlines():
-        event = json.loads(line)
-        if event.get("event") == "start":
-            return float(event["time"])
+        event = parse_event_line(line)
+        if isinstance(event, Started) and event.time is not None:
+            return event.time
     return None
 
 

@@ -9,10 +9,11 @@ Nothing after `matrix.py` reads raw YAML.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
+
+from harness.common.progress_events import ProgressCallback
 
 Device = Literal["cpu", "cuda", "xpu"]
 # incomplete: the cell's directory has no completion record (its run was killed); an error, never a pass.
@@ -242,11 +243,6 @@ class CellResult:
         if result.status not in ("passed", "failed", "skipped", "error", "incomplete"):
             raise ValueError(f"unknown status {result.status!r}")
         return result
-
-
-# Called by executors as the cell makes progress: (cell id, event) where event is one JSON line of
-# the plugin's progress file ({"event": "start"|"report", "nodeid": ..., ...}).
-ProgressCallback = Callable[[str, dict[str, Any]], None]
 
 
 class Executor(Protocol):

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.common.errors import HarnessError
-from harness.config.model import CellResult, Executor, ProgressCallback
+from harness.common.progress_events import ProgressCallback
+from harness.config.model import CellResult, Executor
 from harness.planning.plan import PlannedCell
 from harness.results.cell_dir import write_completion_record
 

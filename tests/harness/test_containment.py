@@ -20,6 +20,7 @@ import psutil
 import pytest
 from cli_runs import HANGING_TEST, harness_env, run_harness
 
+from harness.common.progress_events import ProgressEvent, Reported
 from harness.running.executors.local import LocalExecutor
 from harness.config.model import Cell
 from harness.common.contract import RUN_ID_ENV
@@ -151,8 +152,8 @@ def test_ctrl_c_keeps_the_finished_tests_every_time(tmp_path: Path, request: pyt
     for attempt in range(10):
         passed = threading.Semaphore(0)
 
-        def on_progress(cell_id: str, event: dict[str, Any], passed=passed) -> None:
-            if (event.get("event"), event.get("when"), event.get("outcome")) == ("report", "call", "passed"):
+        def on_progress(cell_id: str, event: ProgressEvent, passed=passed) -> None:
+            if isinstance(event, Reported) and (event.when, event.outcome) == ("call", "passed"):
                 passed.release()
 
         results: list[Any] = []

@@ -43,7 +43,8 @@ from harness.running.executors.gpu_access import GpuAccess, gpu_access, runtime_
 from harness.running.executors.progress_reader import ProgressReader
 from harness.running.executors.running import RunningCells
 from harness.running.images import build_command, build_image, find_image, recipe_for
-from harness.config.model import Cell, CellResult, CellStatus, ImageSpec, ProgressCallback
+from harness.common.progress_events import BuildLine, ProgressCallback
+from harness.config.model import Cell, CellResult, CellStatus, ImageSpec
 from harness.host.probe import engine_runtimes, find_intel_render_nodes
 from harness.results.bounded_log import BoundedLog
 from harness.results.cell_dir import collect_cell_result, prepare_cell_dir
@@ -457,7 +458,7 @@ class DockerExecutor:
             def log_line(line: str) -> None:
                 log.write(f"[build] {line}\n".encode())
                 log.flush()
-                on_progress(cell.id, {"event": "build", "line": line})
+                on_progress(cell.id, BuildLine(line))
 
             try:
                 build_image(self._client, recipe, offline=self.offline, log=log_line)

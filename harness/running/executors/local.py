@@ -24,7 +24,8 @@ from harness.common.contract import CELL_CGROUP_ENV, RUN_ID_ENV
 from harness.host.cgroups import RunCgroup, run_cgroup
 from harness.running.executors.progress_reader import ProgressReader
 from harness.running.executors.running import RunningCells
-from harness.config.model import Cell, CellResult, ProgressCallback
+from harness.common.progress_events import ProgressCallback
+from harness.config.model import Cell, CellResult
 from harness.results.bounded_log import BoundedLog
 from harness.results.cell_dir import collect_cell_result, prepare_cell_dir
 from harness.results.files import CELL_JSON, LOG_TXT, PROGRESS_JSONL, harvest_work_dir

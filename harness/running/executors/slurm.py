@@ -33,7 +33,8 @@ from harness.running.executors.progress_reader import ProgressReader
 from harness.running.executors.running import RunningCells
 from harness.running.executors.slurm_jobs import JobState, SlurmError, cancel, job_name, job_state, submit
 from harness.running.executors.slurm_node import NODE_EXIT_JSON, NODE_LOG, node_work_dir
-from harness.config.model import Cell, CellResult, ProgressCallback, SlurmSpec
+from harness.common.progress_events import ProgressCallback
+from harness.config.model import Cell, CellResult, SlurmSpec
 from harness.results.bounded_log import BoundedLog
 from harness.results.cell_dir import collect_cell_result, prepare_cell_dir
 from harness.results.files import (
