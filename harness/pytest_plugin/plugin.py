@@ -22,7 +22,6 @@ from harness.pytest_plugin.forked.reports import CrashLinesFromForkedChildren
 from harness.pytest_plugin.reuse.fresh_ranks import FreshRankTally
 from harness.pytest_plugin.launcher import run_in_fresh_ranks
 from harness.pytest_plugin.nodes import node_options, serve_node_store
-from harness.pytest_plugin.options import declare_options
 from harness.pytest_plugin.outcomes import Verdict
 from harness.pytest_plugin.progress_writer import ProgressWriter
 from harness.pytest_plugin.rank_warnings import WarningsFromForkedChildren, reissue_for_item, session_filters
@@ -107,7 +106,7 @@ _STATE = pytest.StashKey[PluginState]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    declare_options(parser)
+    options.declare_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
