@@ -23,6 +23,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
+from harness.common.contract import IMAGE_ENV  # noqa: E402
 from harness.config.matrix import load_matrix  # noqa: E402
 from harness.running.containers import connect_engine  # noqa: E402
 from harness.running.executors.docker import (  # noqa: E402
@@ -66,7 +67,7 @@ def run_in_container(args: argparse.Namespace, out: Path) -> tuple[float, str]:
     gpu_ids = list(range(args.world_size))
     access = executor.gpu_access(cell, gpu_ids)
     environment = with_image_library_path(
-        {**container_environment(cell, gpu_ids), **access.env, "HARNESS_IMAGE": image.tags[0]}, image
+        {**container_environment(cell, gpu_ids), **access.env, IMAGE_ENV: image.tags[0]}, image
     )
     out.mkdir(parents=True, exist_ok=True)
     uid, gid = container_user()

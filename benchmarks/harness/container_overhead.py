@@ -27,6 +27,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
+from harness.common.progress_events import Started, parse_event_line  # noqa: E402
 from harness.config.model import Cell, ImageSpec  # noqa: E402
 from harness.running.containers import connect_engine  # noqa: E402
 from harness.running.executors.docker import DockerExecutor, project_mounts  # noqa: E402
@@ -53,9 +54,9 @@ def benchmark_cell(world_size: int) -> Cell:
 def first_test_start(progress: Path) -> float | None:
     """The wall-clock time of the first test's start event, or None when no test started."""
     for line in progress.read_text().splitlines():
-        event = json.loads(line)
-        if event.get("event") == "start":
-            return float(event["time"])
+        event = parse_event_line(line)
+        if isinstance(event, Started) and event.time is not None:
+            return event.time
     return None
 
 

@@ -137,8 +137,8 @@ MUTATIONS = (
       "--strict fails on optional cells that did not run", JUDGING),
     # -- timeouts
     M("per_test_timeout_is_cells", "harness/cell/runner.py",
-      '        f"{cell.test_timeout_s:g}",',
-      '        f"{cell.timeout_s:g}",',
+      "            options.TIMEOUT: cell.test_timeout_s,",
+      "            options.TIMEOUT: cell.timeout_s,",
       "each test gets the cell's timeout instead of the per-test one",
       ("tests/harness/test_verdicts.py", "tests/harness/test_cell_environment.py",
        "tests/harness/test_matrix.py")),

@@ -25,10 +25,19 @@ from typing import Any
 
 import psutil
 
-from harness.host.cgroups import CGROUP_ENV, join_cgroup
-from harness.host.fingerprint import collect_fingerprint
+from harness.common.contract import (
+    CELL_CGROUP_ENV,
+    CELL_ENV,
+    DEVICE_ENV,
+    NODE_RANK_ENV,
+    TIMEOUT_SOURCE_ENV,
+    WORLD_SIZE_ENV,
+    param_env,
+)
 from harness.config.model import Cell
-from harness.pytest_plugin.rank_processes import TIMEOUT_SOURCE_ENV
+from harness.host.cgroups import join_cgroup
+from harness.host.fingerprint import collect_fingerprint
+from harness.pytest_plugin import options
 from harness.results.files import (
     FINGERPRINT_JSON,
     JUNIT_XML,
@@ -38,9 +47,6 @@ from harness.results.files import (
 )
 
 PLUGIN_MODULE = "harness.pytest_plugin.plugin"
-# Set by an executor that runs one node of a multi-node cell here (a container per node); absent, every
-# node of the cell is emulated in this one runner.
-NODE_RANK_ENV = "HARNESS_NODE_RANK"
 EXIT_RUNNER_USAGE = 4  # pytest's own code for a usage error; the executor reports the log tail
 # Every rank of a cell runs on one host (or in one container, whose network is its loopback alone).
 MASTER_ADDR = "127.0.0.1"
@@ -68,33 +74,28 @@ def build_pytest_command(
         "-o",
         f"cache_dir={results_dir / PYTEST_CACHE_DIR}",
         "-ra",
-        "--dist-device",
-        cell.device,
-        "--dist-world-size",
-        str(cell.world_size),
-        "--dist-timeout",
-        f"{cell.test_timeout_s:g}",
-        "--dist-progress",
-        str(results_dir / PROGRESS_JSONL),
         "--junitxml",
         str(results_dir / JUNIT_XML),
         "-o",
         f"junit_suite_name={cell.id}",
     ]
-    if cell.nodes > 1:
-        command += ["--dist-nodes", str(cell.nodes)]
-        if node_rank is not None:
-            command += ["--dist-node-rank", node_rank]
-    if "all2all_backend" in cell.params:
-        command += ["--dist-all2all-backend", cell.params["all2all_backend"]]
-    if cell.check_collectives:
-        command.append("--dist-check-collectives")
-    if cell.retries:
-        command += ["--dist-retries", str(cell.retries)]
-    if cell.repeat > 1:
-        command += ["--dist-repeat", str(cell.repeat)]
-    if "communicator" in cell.params:
-        command += ["--dist-communicator", cell.params["communicator"]]
+    # None leaves an option out (the plugin's default); the shape and the timeout are always spelled out,
+    # so the log's command line says what the cell ran with.
+    command += options.command_line(
+        {
+            options.DEVICE: cell.device,
+            options.WORLD_SIZE: cell.world_size,
+            options.NODES: cell.nodes if cell.nodes > 1 else None,
+            options.NODE_RANK: node_rank if cell.nodes > 1 else None,
+            options.TIMEOUT: cell.test_timeout_s,
+            options.ALL2ALL_BACKEND: cell.params.get("all2all_backend"),
+            options.CHECK_COLLECTIVES: cell.check_collectives,
+            options.COMMUNICATOR: cell.params.get("communicator"),
+            options.RETRIES: cell.retries or None,
+            options.REPEAT: cell.repeat if cell.repeat > 1 else None,
+            options.PROGRESS: results_dir / PROGRESS_JSONL,
+        }
+    )
     command += list(cell.pytest_args)
     if cell.markers:
         command += ["-m", cell.markers]
@@ -122,9 +123,9 @@ def cell_shape_environment(cell: Cell, environ: dict[str, str] | None = None) ->
         "WORLD_SIZE": str(cell.world_size),
         "LOCAL_WORLD_SIZE": str(cell.world_size // max(1, cell.nodes)),
         **master,
-        "HARNESS_CELL": cell.id,
-        "HARNESS_DEVICE": cell.device,
-        "HARNESS_WORLD_SIZE": str(cell.world_size),
+        CELL_ENV: cell.id,
+        DEVICE_ENV: cell.device,
+        WORLD_SIZE_ENV: str(cell.world_size),
     }
 
 
@@ -135,8 +136,7 @@ def build_pytest_environment(cell: Cell, results_dir: Path) -> dict[str, str]:
     env.update(cell_shape_environment(cell))
     env.update(cell.env)
     for key, value in cell.params.items():
-        env[f"HARNESS_PARAM_{key.upper()}"] = value
-    env["HARNESS_CELL_ID"] = cell.id
+        env[param_env(key)] = value
     # A hang's message names the matrix key that set the per-test timeout, not the plugin's option.
     env[TIMEOUT_SOURCE_ENV] = f"test_timeout in {cell.source.rpartition(':')[0] or 'the matrix'}"
     return env
@@ -157,7 +157,7 @@ def contain_own_descendants(cell_id: str) -> None:
     As subreaper, every orphan below this runner (a double-forked daemon) is re-parented here instead of
     to PID 1, so it stays among this runner's descendants, which the runner kills when the cell ends.
     """
-    cgroup = os.environ.pop(CGROUP_ENV, "")
+    cgroup = os.environ.pop(CELL_CGROUP_ENV, "")
     if cgroup:
         try:
             join_cgroup(Path(cgroup))

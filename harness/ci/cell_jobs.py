@@ -21,9 +21,9 @@ from pathlib import Path
 
 import harness
 from harness.common.errors import ConfigurationError
-from harness.running.images import DEVICE_IMAGES, ImageRecipe, recipe_for
 from harness.config.matrix import Matrix
 from harness.config.model import Cell
+from harness.running.images import DEVICE_IMAGES, ImageRecipe, recipe_for
 
 RESULTS_DIR = "results"
 REPORT_DIR = "report"

@@ -7,15 +7,15 @@ import json
 from pathlib import Path
 
 from harness.commands import make_console
+from harness.common.errors import ConfigurationError
+from harness.common.output_paths import check_output_file
+from harness.common.untrusted_text import print_line
+from harness.presentation.compare import MARKDOWN_LIMIT_BYTES, render_markdown, terminal_tables, verdict_line
 from harness.results.compare import compare
 from harness.results.compare.bench_rows import DEFAULT_THRESHOLD
 from harness.results.compare.changes import KINDS, AllowRule
-from harness.presentation.compare import MARKDOWN_LIMIT_BYTES, render_markdown, terminal_tables, verdict_line
-from harness.common.errors import ConfigurationError
-from harness.common.output_paths import check_output_file
-from harness.results.records import resolve_results
 from harness.results.files import write_new
-from harness.common.untrusted_text import print_line
+from harness.results.records import resolve_results
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 from harness.bench.floors import applicable, load_floors
-from harness.commands.bench import bench_for_qualification
 from harness.commands import (
     add_matrix_arguments,
     make_console,
@@ -19,6 +18,7 @@ from harness.commands import (
     resolve_matrix_path,
     slurm_options,
 )
+from harness.commands.bench import bench_for_qualification
 from harness.common.errors import EXIT_INTERRUPTED, ConfigurationError
 from harness.common.output_paths import check_output_dir
 from harness.common.untrusted_text import print_line

@@ -23,7 +23,6 @@ import threading
 import time
 from pathlib import Path
 
-CGROUP_ENV = "HARNESS_CELL_CGROUP"
 RUN_CGROUP_PREFIX = "comm-harness-"
 MOUNTINFO = Path("/proc/self/mountinfo")
 OWN_CGROUPS = Path("/proc/self/cgroup")

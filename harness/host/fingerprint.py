@@ -17,6 +17,8 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from harness.common.contract import GPU_ACCESS_ENV, IMAGE_DIGEST_ENV, IMAGE_ENV
+
 # Variables that change how collectives behave; recorded so two runs can be compared.
 RECORDED_ENV_PREFIXES = (
     "NCCL_",
@@ -151,7 +153,7 @@ def toolchain_facts() -> dict[str, Any]:
 def collect_fingerprint() -> dict[str, Any]:
     """Everything recorded in a cell's fingerprint.json."""
     gpus, _ = query_nvidia_gpus()
-    if not gpus and os.environ.get("HARNESS_GPU_ACCESS"):
+    if not gpus and os.environ.get(GPU_ACCESS_ENV):
         gpus, _ = query_nvml_gpus()
     return {
         "hostname": socket.gethostname(),
@@ -159,10 +161,10 @@ def collect_fingerprint() -> dict[str, Any]:
         **toolchain_facts(),
         "nvidia_driver": gpus[0].driver_version if gpus else None,
         "nvidia_gpus": [asdict(gpu) for gpu in gpus],
-        "image_digest": os.environ.get("HARNESS_IMAGE_DIGEST"),
-        "image": os.environ.get("HARNESS_IMAGE"),
+        "image_digest": os.environ.get(IMAGE_DIGEST_ENV),
+        "image": os.environ.get(IMAGE_ENV),
         # How a container got its GPUs (harness/running/executors/gpu_access.py); None on the host.
-        "gpu_access": os.environ.get("HARNESS_GPU_ACCESS"),
+        "gpu_access": os.environ.get(GPU_ACCESS_ENV),
         "env": {
             name: value
             for name, value in sorted(os.environ.items())

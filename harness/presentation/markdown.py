@@ -12,8 +12,8 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from harness.presentation.bench_markdown import bench_markdown
 from harness.common.untrusted_text import markdown_block_line, markdown_code, markdown_text, terminal_text
+from harness.presentation.bench_markdown import bench_markdown
 from harness.presentation.github_annotations import AnnotationKind, capped_annotations
 from harness.results.cell_result import NOT_RUN_STATUSES, CellResult, TestCounts, device_rank
 from harness.results.junit import Failure, clip

@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from harness.common.progress_events import BuildLine, Collected, ProgressEvent, Reported, Started
 from harness.common.untrusted_text import print_line, terminal_text
 from harness.config.model import QuarantineEntry
 from harness.config.quarantine import entry_of
@@ -46,30 +47,28 @@ class CellProgress:
     started: float | None = None
     duration: float | None = None
     reason: str = ""
-    last_test_line: str = field(default="", repr=False)
     # The cell's `quarantine:` entries: a failure of one of their tests is QUARANTINED, not FAILED.
     quarantine: tuple[QuarantineEntry, ...] = ()
 
-    def apply(self, event: dict[str, Any]) -> str | None:
+    def apply(self, event: ProgressEvent) -> str | None:
         """Update from one progress event; returns the test's outcome word when the test is done."""
-        kind = event.get("event")
-        if kind == "build":
-            self.current = f"building the image: {event.get('line', '')}"
-        elif kind == "collected":
-            self.total = int(event.get("count", 0))
-        elif kind == "start":
-            self.current = str(event.get("nodeid", ""))
-        elif kind == "report":
-            when, outcome = event.get("when"), event.get("outcome")
+        if isinstance(event, BuildLine):
+            self.current = f"building the image: {event.line}"
+        elif isinstance(event, Collected):
+            self.total = event.count
+        elif isinstance(event, Started):
+            self.current = event.nodeid
+        elif isinstance(event, Reported):
+            when, outcome = event.when, event.outcome
             if when == "call" or (when == "setup" and outcome != "passed"):
                 self.done += 1
-                word = {"passed": "PASSED", "failed": "FAILED", "skipped": "SKIPPED"}.get(str(outcome), "?")
+                word = {"passed": "PASSED", "failed": "FAILED", "skipped": "SKIPPED"}[outcome]
                 if when == "setup" and outcome == "failed":
                     word = "ERROR"
-                known_gap = outcome == "skipped" and event.get("known_gap") is True
+                known_gap = outcome == "skipped" and event.known_gap
                 if known_gap:
                     word = "KNOWN GAP"
-                nodeid = str(event.get("nodeid"))
+                nodeid = event.nodeid
                 quarantined = outcome == "failed" and entry_of(self.quarantine, nodeid) is not None
                 if quarantined:
                     word = "QUARANTINED"
@@ -93,7 +92,7 @@ class ProgressView(Protocol):
 
     def cell_started(self, planned: PlannedCell) -> None: ...
 
-    def event(self, cell_id: str, event: dict[str, Any]) -> None: ...
+    def event(self, cell_id: str, event: ProgressEvent) -> None: ...
 
     def cell_finished(self, result: CellResult) -> None: ...
 
@@ -106,9 +105,9 @@ class ProgressView(Protocol):
         self.close()
 
 
-def cause_suffix(event: dict[str, Any]) -> str:
+def cause_suffix(event: Reported) -> str:
     """' [ranks 0, 1 of 2]: cause' for a failed test's event, as `harness report` words it; else ''."""
-    message = str(event.get("message") or "")
+    message = event.message or ""
     return f"{rank_suffix(message)}: {message}" if message else ""
 
 
@@ -141,19 +140,17 @@ class PlainProgress(ProgressView):
             )
             self._print(f"[{planned.cell.id}] started ({planned.executor}: {planned.reason})")
 
-    def event(self, cell_id: str, event: dict[str, Any]) -> None:
+    def event(self, cell_id: str, event: ProgressEvent) -> None:
         with self._lock:
             progress = self._cells.setdefault(cell_id, CellProgress(status="running"))
-            if event.get("event") == "build":
+            if isinstance(event, BuildLine):
                 # One line per build step and per wheelhouse/base-image action, not Docker's every line.
-                line = str(event.get("line", ""))
-                if line.startswith(BUILD_LINES_SHOWN):
-                    self._print(f"[{cell_id}] build: {line}")
+                if event.line.startswith(BUILD_LINES_SHOWN):
+                    self._print(f"[{cell_id}] build: {event.line}")
                 return
             word = progress.apply(event)
-            if word is not None:
-                duration = float(event.get("duration") or 0.0)
-                line = f"[{cell_id}] {progress.counter()} {event.get('nodeid')} {word} {duration:.2f}s"
+            if word is not None and isinstance(event, Reported):
+                line = f"[{cell_id}] {progress.counter()} {event.nodeid} {word} {event.duration:.2f}s"
                 self._print(line + cause_suffix(event))
 
     def cell_finished(self, result: CellResult) -> None:
@@ -189,12 +186,12 @@ class LiveProgress(ProgressView):
             cell.quarantine = planned.cell.quarantine
             cell.reason = planned.executor or ""
 
-    def event(self, cell_id: str, event: dict[str, Any]) -> None:
+    def event(self, cell_id: str, event: ProgressEvent) -> None:
         with self._lock:
             word = self._cells.setdefault(cell_id, CellProgress(status="running")).apply(event)
-        if word not in (None, "PASSED", "SKIPPED", "KNOWN GAP"):
+        if isinstance(event, Reported) and word not in (None, "PASSED", "SKIPPED", "KNOWN GAP"):
             # Printed above the live table, where it stays once the table moves on.
-            print_line(self._console, f"[{cell_id}] {event.get('nodeid')} {word}{cause_suffix(event)}")
+            print_line(self._console, f"[{cell_id}] {event.nodeid} {word}{cause_suffix(event)}")
 
     def cell_finished(self, result: CellResult) -> None:
         with self._lock:

@@ -1,7 +1,8 @@
 """The distributed pytest plugin: each test that asks for `dist_env` runs its body on N forked rank processes.
 
 Which process runs which file:
-- `plugin.py`: the pytest process (options, markers, hooks, fixtures).
+- `plugin.py`: the pytest process (markers, hooks, fixtures; options declared from `options.py`).
+- `options.py`: the `--dist-*` options as one table, which the cell runner builds its command line from too.
 - `launcher.py`: the pytest process, or its pytest-forked child; forks fresh ranks for one test (fork mode).
 - `workers.py`: the pytest process; keeps rank workers alive across tests (reuse mode).
 - `carried_state.py`: the pytest process; what fixtures set up that reuse workers take on (env, cwd, RNG).

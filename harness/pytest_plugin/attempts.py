@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from _pytest.junitxml import xml_key  # where pytest keeps its junit.xml writer (LogXML)
 
-from harness.pytest_plugin.outcomes import Verdict
 from harness.common.untrusted_text import xml_text
+from harness.pytest_plugin.outcomes import Verdict
 
 # On the call report, when there was more than one attempt: ((number, status, message, seconds), ...).
 ATTEMPTS_ATTRIBUTE = "comm_harness_attempts"

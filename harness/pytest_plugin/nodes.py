@@ -19,14 +19,14 @@ import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from harness.common.contract import NODES_EMULATED_ENV
+
 if TYPE_CHECKING:
     from harness.pytest_plugin.settings import DistSettings
 
 # The variables that limit a process to some of the host's GPUs, by device.
 VISIBLE_DEVICES_ENV = {"cuda": "CUDA_VISIBLE_DEVICES", "xpu": "ZE_AFFINITY_MASK"}
 DEFAULT_MASTER_ADDR = "127.0.0.1"
-# Set on the ranks of emulated nodes: tests can tell that all nodes share one host (and its hostname).
-EMULATED_ENV = "HARNESS_NODES_EMULATED"
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def emulated_node_env(place: NodePlace, device: str, environ: dict[str, str]) ->
     """
     if place.nodes == 1:
         return {}
-    env = {EMULATED_ENV: "1"}
+    env = {NODES_EMULATED_ENV: "1"}
     if device == "cuda":
         # NCCL tells hosts apart by hostname and boot id, both shared here; a host id per node overrides them.
         env["NCCL_HOSTID"] = f"{socket.gethostname()}-node{place.node_rank}"

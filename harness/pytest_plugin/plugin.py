@@ -7,7 +7,6 @@ as usual, then `pytest_pyfunc_call` runs its body on the ranks (`launcher.py` or
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 from dataclasses import dataclass, field
@@ -16,22 +15,21 @@ from typing import Any
 import pytest
 
 from harness.adapters.base import TargetPlatform
-from harness.adapters.registry import DEFAULT_COMMUNICATOR
-from harness.config.model import BACKEND_OF_DEVICE
-from harness.pytest_plugin.attempts import AttemptPolicy, AttemptReports, keep_attempts
 from harness.common.dist_env import PendingCommunicator, PendingDistEnv
+from harness.pytest_plugin import options
+from harness.pytest_plugin.attempts import AttemptPolicy, AttemptReports, keep_attempts
 from harness.pytest_plugin.forked.reports import CrashLinesFromForkedChildren
-from harness.pytest_plugin.reuse.fresh_ranks import FreshRankTally
 from harness.pytest_plugin.launcher import run_in_fresh_ranks
 from harness.pytest_plugin.nodes import node_options, serve_node_store
 from harness.pytest_plugin.outcomes import Verdict
 from harness.pytest_plugin.progress_writer import ProgressWriter
 from harness.pytest_plugin.rank_warnings import WarningsFromForkedChildren, reissue_for_item, session_filters
+from harness.pytest_plugin.reuse.fresh_ranks import FreshRankTally
 from harness.pytest_plugin.reuse.reuse_check import UNSEEN_BY_REUSE_MODE, compare_modes
+from harness.pytest_plugin.reuse.workers import WorkerPool
 from harness.pytest_plugin.settings import DistSettings, resolve_reuse
 from harness.pytest_plugin.targets import INTERNALS_MARKER, TargetHooks, requested_platform, select_target
 from harness.pytest_plugin.uncaptured_output import keep_uncaptured_output
-from harness.pytest_plugin.reuse.workers import WorkerPool
 
 # Modules that rank bodies commonly import lazily. A fresh fork re-imports whatever the pytest process has
 # not: torch.testing.assert_close's first call imports torch.distributed.tensor, 2.3 s on every rank of every
@@ -108,103 +106,7 @@ _STATE = pytest.StashKey[PluginState]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("comm-harness", "distributed tests on forked ranks (comm-harness)")
-    group.addoption(
-        "--dist-device",
-        choices=sorted(BACKEND_OF_DEVICE),
-        default="cpu",
-        help="device of the ranks: cpu (gloo), cuda (nccl), xpu (xccl). Default: cpu.",
-    )
-    group.addoption(
-        "--dist-world-size",
-        type=_positive_int,
-        default=1,
-        metavar="N",
-        help="number of ranks each distributed test runs on. Default: 1.",
-    )
-    group.addoption(
-        "--dist-nodes",
-        type=_positive_int,
-        default=1,
-        metavar="N",
-        help="split the world size evenly over N nodes (dist_env.node_rank, local_rank); alone, all nodes "
-        "are emulated on this host. Default: 1.",
-    )
-    group.addoption(
-        "--dist-node-rank",
-        type=_node_rank,
-        default=None,
-        metavar="K",
-        help="run only node K's ranks here; they meet the other nodes' through node 0's store at "
-        "MASTER_ADDR:MASTER_PORT (node 0 serves it). Default: every node here.",
-    )
-    group.addoption(
-        "--dist-timeout",
-        type=_positive_float,
-        default=120.0,
-        metavar="SECONDS",
-        help="per distributed test; then the ranks' stacks are reported and the ranks killed. Default: 120.",
-    )
-    group.addoption(
-        "--dist-reuse",
-        choices=["auto", "on", "off", "check"],
-        default="auto",
-        help="keep rank workers and their process group alive across tests (auto: on for cuda/xpu, off for "
-        "cpu). Fixtures' environment, cwd, sys.path, RNG states and process switches are carried to them; a "
-        "test whose fixtures changed what cannot be carried runs on fresh ranks. check: run each test on "
-        "fresh ranks and on the workers, and fail it where the outcomes differ (proves a suite reuse-safe).",
-    )
-    group.addoption(
-        "--dist-all2all-backend",
-        default="allgather_reducescatter",
-        metavar="NAME",
-        help="all2all backend the communicator fixture asks for. Default: allgather_reducescatter.",
-    )
-    group.addoption(
-        "--dist-check-collectives",
-        action="store_true",
-        default=False,
-        help="before every collective, ranks compare op, shapes and dtypes (TORCH_DISTRIBUTED_DEBUG=DETAIL) "
-        "and a mismatch fails the test at once instead of hanging until the timeout. Costs a round trip per "
-        "collective.",
-    )
-    group.addoption(
-        "--dist-trace-collectives",
-        choices=["on", "off"],
-        default="on",
-        help="each rank traces its collectives, and a failed or timed-out test's report opens with which "
-        "rank went astray in which call. Default: on.",
-    )
-    group.addoption(
-        "--dist-communicator",
-        default=DEFAULT_COMMUNICATOR,
-        metavar="NAME",
-        help="implementation the communicator fixture gives: an adapter built in (comm-harness, vllm) or "
-        "registered under the entry-point group comm_harness.communicators. Default: comm-harness.",
-    )
-    group.addoption(
-        "--dist-retries",
-        type=_non_negative_int,
-        default=0,
-        metavar="N",
-        help="run a distributed test that failed (a rank failed, died or outlived --dist-timeout) again on "
-        "fresh ranks, up to N more times; one that then passes is reported flaky, every attempt's failure "
-        "kept. Default: 0.",
-    )
-    group.addoption(
-        "--dist-repeat",
-        type=_positive_int,
-        default=1,
-        metavar="N",
-        help="run every distributed test N times on fresh ranks and print how often each failed, with its "
-        "distinct failures (a flake hunt); a test that failed some of them is flaky. Default: 1.",
-    )
-    group.addoption(
-        "--dist-progress",
-        default=None,
-        metavar="FILE",
-        help="append one JSON line per test start and report to FILE, as it happens.",
-    )
+    options.declare_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -219,36 +121,36 @@ def pytest_configure(config: pytest.Config) -> None:
         f"{INTERNALS_MARKER}(why): the test reads comm-harness internals; other --dist-communicator "
         "targets skip it.",
     )
-    device = config.getoption("dist_device")
-    world_size = config.getoption("dist_world_size")
-    node_rank = config.getoption("dist_node_rank")
+    device = config.getoption(options.DEVICE.dest)
+    world_size = config.getoption(options.WORLD_SIZE.dest)
+    node_rank = config.getoption(options.NODE_RANK.dest)
     try:
-        nodes = node_options(config.getoption("dist_nodes"), node_rank, world_size, dict(os.environ))
+        nodes = node_options(config.getoption(options.NODES.dest), node_rank, world_size, dict(os.environ))
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
     state = PluginState(
         settings=DistSettings(
             device=device,
             world_size=world_size,
-            timeout_s=config.getoption("dist_timeout"),
+            timeout_s=config.getoption(options.TIMEOUT.dest),
             # One node of several: fork mode, so that every node's ranks meet per test under one store key;
             # reuse workers restart on failures only some nodes see.
-            reuse=resolve_reuse(config.getoption("dist_reuse"), device) and node_rank is None,
-            check_reuse=config.getoption("dist_reuse") == "check" and node_rank is None,
-            all2all_backend=config.getoption("dist_all2all_backend"),
-            trace_collectives=config.getoption("dist_trace_collectives") == "on",
-            check_collectives=config.getoption("dist_check_collectives"),
-            communicator=config.getoption("dist_communicator"),
+            reuse=resolve_reuse(config.getoption(options.REUSE.dest), device) and node_rank is None,
+            check_reuse=config.getoption(options.REUSE.dest) == "check" and node_rank is None,
+            all2all_backend=config.getoption(options.ALL2ALL_BACKEND.dest),
+            trace_collectives=config.getoption(options.TRACE_COLLECTIVES.dest) == "on",
+            check_collectives=config.getoption(options.CHECK_COLLECTIVES.dest),
+            communicator=config.getoption(options.COMMUNICATOR.dest),
             **nodes,
         ),
         pytest_pid=os.getpid(),
-        attempts=AttemptPolicy(config.getoption("dist_retries"), config.getoption("dist_repeat")),
+        attempts=AttemptPolicy(config.getoption(options.RETRIES.dest), config.getoption(options.REPEAT.dest)),
     )
     config.pluginmanager.register(AttemptReports(config, state.attempts.repeat), "comm_harness_attempts")
     target = select_target(state.settings.communicator, device)
     config.pluginmanager.register(TargetHooks(target, state.settings.world_size), "comm_harness_target")
     state.node_store = serve_node_store(state.settings)
-    progress_path = config.getoption("dist_progress")
+    progress_path = config.getoption(options.PROGRESS.dest)
     progress = ProgressWriter(progress_path) if progress_path else None
     if progress is not None:
         config.pluginmanager.register(progress, "comm_harness_progress")
@@ -398,46 +300,6 @@ def _marker_sizes(item: pytest.Item, marker: pytest.Mark) -> tuple[int, ...]:
             f"e.g. world_size(2, 4); got world_size{sizes!r}"
         )
     return sizes
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or a positive integer, got {text!r}")
-    return value
-
-
-def _node_rank(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a node rank (0, 1, ...), got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
 
 
 @pytest.hookimpl(trylast=True)

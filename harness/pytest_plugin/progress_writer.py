@@ -1,18 +1,24 @@
 """`--dist-progress FILE`, in the main pytest process: a JSON line per test start and per report, at once.
 
-The harness's progress reader (harness/running/executors/progress_reader.py) follows the file while the cell runs;
-the first event says how many tests were collected, so the live view can show "12/40".
+The one writer of the file; its events are harness/common/progress_events.py's. The harness's progress reader
+(harness/running/executors/progress_reader.py) follows the file while the cell runs; the first event says how
+many tests were collected, so the live view can show "12/40".
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from typing import Any
 
 import pytest
 
+from harness.common.progress_events import (
+    Collected,
+    RanOnFreshRanks,
+    Reported,
+    Started,
+    event_line,
+)
 from harness.config.model import KNOWN_GAP_REASON
 
 MESSAGE_CHARS = 480
@@ -37,34 +43,30 @@ class ProgressWriter:
         self._pid = os.getpid()
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self._write({"event": "collected", "count": len(session.items), "time": time.time()})
-
-    def write(self, event: dict[str, Any]) -> None:
-        """One more line, from another part of the plugin (e.g. a test that ran on fresh ranks)."""
-        self._write(event)
+        self.write(Collected(len(session.items), time.time()))
 
     def pytest_runtest_logstart(self, nodeid: str) -> None:
-        self._write({"event": "start", "nodeid": nodeid, "time": time.time()})
+        self.write(Started(nodeid, time.time()))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        event = {
-            "event": "report",
-            "nodeid": report.nodeid,
-            "when": report.when,
-            "outcome": report.outcome,
-            "duration": report.duration,
-        }
-        if report.failed:
-            event["message"] = failure_message(report)
-        elif report.skipped and str(getattr(report, "wasxfail", "")).startswith(KNOWN_GAP_REASON):
-            event["known_gap"] = True
-        self._write(event)
+        known_gap = report.skipped and str(getattr(report, "wasxfail", "")).startswith(KNOWN_GAP_REASON)
+        self.write(
+            Reported(
+                report.nodeid,
+                str(report.when),
+                report.outcome,
+                duration=report.duration,
+                message=failure_message(report) if report.failed else None,
+                known_gap=bool(known_gap),
+            )
+        )
 
     def pytest_unconfigure(self) -> None:
         self._file.close()
 
-    def _write(self, event: dict[str, Any]) -> None:
+    def write(self, event: Collected | Started | Reported | RanOnFreshRanks) -> None:
+        """One more line; other parts of the plugin write theirs here too (a test that ran on fresh ranks)."""
         # Forks of pytest inherit this file; only the main process may write, or lines would repeat.
         if os.getpid() == self._pid:
-            self._file.write(json.dumps(event) + "\n")
+            self._file.write(event_line(event) + "\n")
             self._file.flush()

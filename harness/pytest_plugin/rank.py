@@ -15,22 +15,22 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
-from harness.pytest_plugin.desync import collective_trace
-from harness.pytest_plugin.reuse.carried_state import ForkTimeState
 from harness.common.dist_env import DistEnv
-from harness.pytest_plugin.lifetime import die_with_parent, flush_stdio
+from harness.pytest_plugin.desync import collective_trace
 from harness.pytest_plugin.desync.native_stacks import allow_native_stack_dumps
+from harness.pytest_plugin.desync.trace_file import trace_path_of
+from harness.pytest_plugin.lifetime import die_with_parent, flush_stdio
 from harness.pytest_plugin.nodes import enter_node, rendezvous_store
 from harness.pytest_plugin.outcomes import RankOutcome
 from harness.pytest_plugin.rank_warnings import record_warnings, restore_session_filters
-from harness.pytest_plugin.settings import DistSettings
-from harness.pytest_plugin.targets import create_on_rank, factory_on_rank
-from harness.pytest_plugin.desync.trace_file import trace_path_of
+from harness.pytest_plugin.reuse.carried_state import ForkTimeState
 from harness.pytest_plugin.reuse.worker_state import (
     WorkerState,
     apply_instance_attributes,
     with_fresh_monkeypatches,
 )
+from harness.pytest_plugin.settings import DistSettings
+from harness.pytest_plugin.targets import create_on_rank, factory_on_rank
 
 if TYPE_CHECKING:
     import torch

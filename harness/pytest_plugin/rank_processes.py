@@ -12,19 +12,17 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+from harness.common.contract import TIMEOUT_SOURCE_ENV
 from harness.pytest_plugin import rank as rank_process
-from harness.pytest_plugin.lifetime import flush_stdio
 from harness.pytest_plugin.desync.native_stacks import dump_native_stacks
-from harness.pytest_plugin.outcomes import TIMED_OUT, RankOutcome, RankProblem, describe_exit
 from harness.pytest_plugin.desync.trace_file import RankTrace, read_trace, trace_path_of
+from harness.pytest_plugin.lifetime import flush_stdio
+from harness.pytest_plugin.outcomes import TIMED_OUT, RankOutcome, RankProblem, describe_exit
 
 # rank_main(rank, results, requests): the body of one rank process; requests is None unless asked for.
 RankMain = Callable[[int, Connection, "Connection | None"], None]
 
 _STACK_DUMP_WAIT_S = 3.0
-# Where the per-test timeout was set, as a hang's message names it: the harness's cell runner sets it to the
-# matrix key ("test_timeout in matrix.yaml"); run by hand, it is pytest's option.
-TIMEOUT_SOURCE_ENV = "HARNESS_TEST_TIMEOUT_SOURCE"
 _EXIT_AFTER_EOF_WAIT_S = 5.0
 
 

@@ -7,12 +7,12 @@ cell's work directory; after the cell ends `harvest_work_dir` copies the expecte
 
 from __future__ import annotations
 
-import json
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.common.progress_events import Collected, Reported, Started, parse_event_line
 from harness.config.model import Cell
 from harness.results.cell_result import CellResult, TestCounts
 from harness.results.files import (
@@ -198,21 +198,15 @@ def read_progress(results_dir: Path) -> ProgressSoFar:
         return progress
     started: dict[str, None] = {}
     for line in data.splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(event, dict):
-            continue
-        kind, nodeid = event.get("event"), str(event.get("nodeid", ""))
-        if kind == "collected" and isinstance(event.get("count"), int):
-            progress.collected = event["count"]
-        elif kind == "start":
-            started[nodeid] = None
-        elif kind == "report" and event.get("when") == "teardown":
-            started.pop(nodeid, None)
+        event = parse_event_line(line)
+        if isinstance(event, Collected):
+            progress.collected = event.count
+        elif isinstance(event, Started):
+            started[event.nodeid] = None
+        elif isinstance(event, Reported) and event.when == "teardown":
+            started.pop(event.nodeid, None)
             progress.finished += 1
-            progress.last_finished = nodeid
+            progress.last_finished = event.nodeid
     progress.running = next(reversed(started), "") if started else ""
     return progress
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from harness.bench.floors import Floor
 from harness.bench.verdict import BenchOutcome, judge_bench
-from harness.results.bench_documents import find_bench_documents
 from harness.common.errors import EXIT_NO_TESTS, EXIT_OK, EXIT_TEST_FAILURES, ConfigurationError
 from harness.config.model import Cell
+from harness.results.bench_documents import find_bench_documents
 from harness.results.cell_dir import read_completion_record
 from harness.results.cell_result import CellResult, CellStatus, ResultFormatError, RunSummary, device_rank
 from harness.results.files import (

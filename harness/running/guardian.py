@@ -27,6 +27,7 @@ from typing import Any
 
 import psutil
 
+from harness.common.contract import RUN_ID_ENV
 from harness.common.errors import ConfigurationError
 from harness.host.cgroups import end_cgroup, is_run_cgroup, run_cgroup
 from harness.host.processes import running
@@ -34,7 +35,6 @@ from harness.results.files import UnsafeResultFile, read_json, write_json
 from harness.running.containers import remove_containers_of_run
 
 RUN_RECORD = ".harness-run.json"
-RUN_ID_ENV = "HARNESS_RUN_ID"
 DONE = b"done\n"
 KILL_ROUNDS_S = 5.0
 

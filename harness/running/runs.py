@@ -23,13 +23,13 @@ from rich.console import Console
 from harness.common.errors import ConfigurationError
 from harness.config.matrix import Matrix, load_matrix
 from harness.config.model import Cell
-from harness.results.cell_result import CellResult
 from harness.host.probe import HostCapabilities, probe_host
 from harness.planning.plan import ExecutorChoice, PlannedCell, oversubscription_warnings, plan_cells
 from harness.presentation.console import make_console
+from harness.presentation.markdown import render_markdown
 from harness.presentation.progress import make_progress_view
 from harness.presentation.run_summary import print_run_end, print_run_start
-from harness.presentation.markdown import render_markdown
+from harness.results.cell_result import CellResult
 from harness.results.summary import RunReport
 from harness.running.executors import open_docker_executor, open_executors
 from harness.running.executors.slurm import SlurmOptions

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.common.errors import HarnessError
-from harness.results.cell_result import CellResult
-from harness.running.executors.protocol import Executor, ProgressCallback
+from harness.common.progress_events import ProgressCallback
 from harness.planning.plan import PlannedCell
 from harness.results.cell_dir import write_completion_record
+from harness.results.cell_result import CellResult
+from harness.running.executors.protocol import Executor
 
 CellCallback = Callable[[PlannedCell], None]
 ResultCallback = Callable[[CellResult], None]

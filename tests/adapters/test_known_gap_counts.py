@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.common.progress_events import Reported
 from harness.presentation.markdown import cell_text
 from harness.presentation.progress import CellProgress
 from harness.results.cell_result import CellResult
@@ -51,7 +52,6 @@ def test_the_grid_says_known_gaps():
 
 def test_the_live_progress_says_known_gap_and_counts_it_apart():
     cell = CellProgress()
-    report = {"event": "report", "when": "call", "outcome": "skipped"}
-    assert cell.apply({**report, "known_gap": True}) == "KNOWN GAP"
-    assert cell.apply(report) == "SKIPPED"
+    assert cell.apply(Reported("t.py::test_gap", "call", "skipped", known_gap=True)) == "KNOWN GAP"
+    assert cell.apply(Reported("t.py::test_skip", "call", "skipped")) == "SKIPPED"
     assert (cell.known_gaps, cell.skipped) == (1, 1)

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from harness.config.model import Cell, ImageSpec
 from harness.running.executors.docker import DockerExecutor
 from harness.running.images import DEVICE_IMAGES, build_image, find_image, recipe_for
-from harness.config.model import Cell, ImageSpec
 
 pytestmark = [pytest.mark.docker, pytest.mark.cuda_image, pytest.mark.e2e]
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from harness.common.progress_events import ProgressEvent, Started
 from harness.config.model import Cell, ImageSpec
 from harness.host.probe import find_intel_render_nodes
 from harness.running.containers import LABEL, LABEL_HOST, LABEL_PID, LABEL_RUN, remove_stale_containers
@@ -51,12 +52,12 @@ def junit_property(junit: Path, name: str) -> Any:
 
 class ProgressRecorder:
     def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
+        self.events: list[ProgressEvent] = []
         self.first_start = threading.Event()
 
-    def __call__(self, cell_id: str, event: dict[str, Any]) -> None:
+    def __call__(self, cell_id: str, event: ProgressEvent) -> None:
         self.events.append(event)
-        if event.get("event") == "start":
+        if isinstance(event, Started):
             self.first_start.set()
 
 
@@ -75,7 +76,7 @@ def test_passing_cell_runs_in_a_container(
     assert result.fingerprint["image_digest"] == docker_client.images.get(cpu_image).id
     assert result.fingerprint["hostname"] != socket.gethostname()
     assert result.fingerprint["executable"].startswith("/opt/venv/")
-    started = [event["nodeid"] for event in progress.events if event.get("event") == "start"]
+    started = [event.nodeid for event in progress.events if isinstance(event, Started)]
     assert len(started) == 2 and all("cell_collectives.py::" in nodeid for nodeid in started)
     log = (tmp_path / cell.id / "log.txt").read_text()
     assert "2 passed" in log

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from test_docker_executor import make_cell
 
+from harness.common.progress_events import ProgressEvent, Started
 from harness.running.containers import LABEL_NODE, LABEL_RUN
 from harness.running.executors.docker import DockerExecutor
 
@@ -27,8 +28,8 @@ class WhenTestsStart:
         self.thread: threading.Thread | None = None
         self.seen: dict[str, Any] = {}
 
-    def __call__(self, cell_id: str, event: dict[str, Any]) -> None:
-        if event.get("event") == "start" and not self._started:
+    def __call__(self, cell_id: str, event: ProgressEvent) -> None:
+        if isinstance(event, Started) and not self._started:
             self._started = True
             self.thread = threading.Thread(target=self._action, args=(self.seen,))
             self.thread.start()

@@ -15,19 +15,19 @@ from typing import Any
 
 import pytest
 
+from harness.common.contract import GPU_ACCESS_ENV
 from harness.common.errors import ConfigurationError
+from harness.config.model import Cell, ImageSpec
+from harness.host.probe import HostCapabilities, NvidiaGpu
+from harness.planning.plan import gpu_access_mode, plan_cells
 from harness.running.executors.docker import confinement_options, device_options, with_image_library_path
 from harness.running.executors.gpu_access import (
     CONTAINER_DRIVER_LIBS,
-    ENV_GPU_ACCESS,
     device_nodes,
     devices_access,
     driver_mounts,
     gpu_access,
 )
-from harness.config.model import Cell, ImageSpec
-from harness.planning.plan import gpu_access_mode, plan_cells
-from harness.host.probe import HostCapabilities, NvidiaGpu
 
 
 def fake_dev(root: Path, gpus: int, *, uvm_tools: bool = True, caps: int = 2) -> Path:
@@ -172,14 +172,14 @@ def test_devices_access_gives_nodes_and_read_only_libraries_and_no_device_reques
     assert all(mount["ReadOnly"] and mount["Type"] == "bind" for mount in options["mounts"])
     assert options["privileged"] is False and options["cap_drop"] == ["ALL"] and "cap_add" not in options
     assert access.env["LD_LIBRARY_PATH"].startswith(CONTAINER_DRIVER_LIBS)
-    assert "devices" in access.env[ENV_GPU_ACCESS] and "GPUs 1" in access.env[ENV_GPU_ACCESS]
+    assert "devices" in access.env[GPU_ACCESS_ENV] and "GPUs 1" in access.env[GPU_ACCESS_ENV]
 
 
 def test_runtime_access_is_a_device_request_for_the_cell_s_gpus() -> None:
     access = gpu_access("runtime", [2, 3], None, ["runc"])
 
     (request,) = access.create_options()["device_requests"]
-    assert request["DeviceIDs"] == ["2", "3"] and "runtime" in access.env[ENV_GPU_ACCESS]
+    assert request["DeviceIDs"] == ["2", "3"] and "runtime" in access.env[GPU_ACCESS_ENV]
 
 
 def test_the_image_s_own_library_path_is_kept_after_the_driver_s() -> None:

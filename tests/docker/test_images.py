@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from harness.common.errors import ConfigurationError
+from harness.config.model import ImageSpec
 from harness.running.images import (
     LABEL_INSTALL_STAGE,
     OFFLINE_BASE_IMAGE,
@@ -27,7 +28,6 @@ from harness.running.images import (
     find_image,
     recipe_for,
 )
-from harness.config.model import ImageSpec
 
 pytestmark = pytest.mark.docker
 

@@ -10,9 +10,10 @@ import time
 
 import psutil
 
-from harness.running.executors.local import cell_environment, kill_process_tree
+from harness.common.contract import RUN_ID_ENV
 from harness.config.model import Cell
-from harness.running.guardian import RUN_ID_ENV, processes_of_run
+from harness.running.executors.local import cell_environment, kill_process_tree
+from harness.running.guardian import processes_of_run
 
 # Starts a grandchild in a session of its own (as a daemonising test helper would), prints its pid, waits.
 ESCAPES_THE_GROUP = """

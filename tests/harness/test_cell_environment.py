@@ -6,8 +6,8 @@ import socket
 from pathlib import Path
 
 from harness.cell.runner import build_pytest_environment
-from harness.running.executors.local import LocalExecutor
 from harness.config.model import Cell
+from harness.running.executors.local import LocalExecutor
 
 # A suite that starts its own ranks (as PyTorch's MultiProcessTestCase does) reads the shape from torchrun's
 # variables; this one checks them from a test that does not use dist_env.

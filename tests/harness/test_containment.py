@@ -20,9 +20,11 @@ import psutil
 import pytest
 from cli_runs import HANGING_TEST, harness_env, run_harness
 
-from harness.running.executors.local import LocalExecutor
+from harness.common.contract import RUN_ID_ENV
+from harness.common.progress_events import ProgressEvent, Reported
 from harness.config.model import Cell
-from harness.running.guardian import RUN_ID_ENV, RUN_RECORD, processes_of_run
+from harness.running.executors.local import LocalExecutor
+from harness.running.guardian import RUN_RECORD, processes_of_run
 
 pytestmark = pytest.mark.e2e
 
@@ -150,8 +152,8 @@ def test_ctrl_c_keeps_the_finished_tests_every_time(tmp_path: Path, request: pyt
     for attempt in range(10):
         passed = threading.Semaphore(0)
 
-        def on_progress(cell_id: str, event: dict[str, Any], passed=passed) -> None:
-            if (event.get("event"), event.get("when"), event.get("outcome")) == ("report", "call", "passed"):
+        def on_progress(cell_id: str, event: ProgressEvent, passed=passed) -> None:
+            if isinstance(event, Reported) and (event.when, event.outcome) == ("call", "passed"):
                 passed.release()
 
         results: list[Any] = []

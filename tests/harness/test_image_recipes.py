@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from harness.common.errors import ConfigurationError
-from harness.running.images import HARNESS_CONTEXT_DIR, _assemble_context, recipe_for
 from harness.config.model import ImageSpec
+from harness.running.images import HARNESS_CONTEXT_DIR, _assemble_context, recipe_for
 
 DOCKERFILE = "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY greeting.txt /opt/greeting.txt\n"
 

@@ -9,10 +9,10 @@ import sys
 import pytest
 
 from harness.common.errors import DockerUnavailableError
-from harness.host.fingerprint import NvidiaGpu, query_nvidia_gpus
 from harness.config.matrix import load_matrix
-from harness.planning.plan import plan_cells
+from harness.host.fingerprint import NvidiaGpu, query_nvidia_gpus
 from harness.host.probe import HostCapabilities, count_cores, find_intel_render_nodes, probe_torch
+from harness.planning.plan import plan_cells
 
 CPU_TORCH = {"torch": "2.13.0+cpu", "torch_cuda": None, "gloo_available": True, "nccl_available": False}
 CUDA_TORCH = {"torch": "2.11.0+cu130", "torch_cuda": "13.0", "gloo_available": True, "nccl_available": True}

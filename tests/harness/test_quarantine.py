@@ -14,6 +14,7 @@ from cli_runs import harness_env, run_harness
 from rich.console import Console
 
 from harness.common.errors import ConfigurationError
+from harness.common.progress_events import Reported
 from harness.config.matrix import load_matrix
 from harness.config.model import Cell, QuarantineEntry
 from harness.config.quarantine import matches

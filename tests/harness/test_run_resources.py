@@ -11,9 +11,9 @@ import pytest
 
 import harness.running.executors as executors_module
 from harness.config.matrix import load_matrix
-from harness.running.executors.protocol import Executor
 from harness.host.probe import HostCapabilities
 from harness.planning.plan import plan_cells
+from harness.running.executors.protocol import Executor
 from harness.running.runs import MatrixPlan, run_plan
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

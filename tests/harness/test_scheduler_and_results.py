@@ -8,6 +8,7 @@ import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from harness.common.progress_events import Collected, Reported, Started, event_line
 from harness.config.model import Cell
 from harness.planning.plan import PlannedCell
 from harness.presentation.markdown import render_markdown
@@ -87,7 +88,7 @@ class RecordingExecutor:
             self.held |= set(gpu_ids)
             self.running += 1
             self.most_at_once = max(self.most_at_once, self.running)
-        on_progress(cell.id, {"event": "report", "nodeid": "t", "when": "call", "outcome": "passed"})
+        on_progress(cell.id, Reported("t", "call", "passed"))
         threading.Event().wait(0.05)
         with self.lock:
             self.held -= set(gpu_ids)
@@ -192,18 +193,18 @@ def test_an_error_names_the_running_test_or_else_the_last_one_that_finished(tmp_
     cell = planned("cpu", 2).cell
     directory = write_cell_dir(tmp_path)
     events = [
-        {"event": "collected", "count": 2},
-        {"event": "start", "nodeid": "tests/t.py::test_a"},
-        {"event": "report", "nodeid": "tests/t.py::test_a", "when": "teardown"},
-        {"event": "start", "nodeid": "tests/t.py::test_b"},
+        Collected(2),
+        Started("tests/t.py::test_a"),
+        Reported("tests/t.py::test_a", "teardown", "passed"),
+        Started("tests/t.py::test_b"),
     ]
     progress = directory / "progress.jsonl"
-    progress.write_text("".join(json.dumps(event) + "\n" for event in events))
+    progress.write_text("".join(event_line(event) + "\n" for event in events))
     running = collect_cell_result(cell, directory, 1, 1.0, "docker", "node 1 of 2 exited with code 137")
     assert running.reason.endswith("while running tests/t.py::test_b (1 of 2 tests finished, 1 not run)")
     # A node killed mid-test can fail the test on the other nodes before the harness sees the node go.
-    teardown = {"event": "report", "nodeid": "tests/t.py::test_b", "when": "teardown"}
-    progress.write_text("".join(json.dumps(event) + "\n" for event in [*events, teardown]))
+    teardown = Reported("tests/t.py::test_b", "teardown", "failed", message="node 1 is gone")
+    progress.write_text("".join(event_line(event) + "\n" for event in [*events, teardown]))
     after = collect_cell_result(cell, directory, 1, 1.0, "docker", "node 1 of 2 exited with code 137")
     assert after.reason.endswith("after tests/t.py::test_b (2 of 2 tests finished, 0 not run)")
 

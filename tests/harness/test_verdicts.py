@@ -10,6 +10,7 @@ from pathlib import Path
 
 from harness.bench.floors import load_floors
 from harness.cell.runner import build_pytest_command
+from harness.common.progress_events import Collected, Reported, event_line
 from harness.config.model import Cell
 from harness.results.cell_dir import collect_cell_result, write_cell_json, write_completion_record
 from harness.results.cell_result import CellResult, TestCounts
@@ -78,10 +79,10 @@ def test_an_error_testcase_fails_the_cell_even_when_pytest_said_0(tmp_path):
 
 def test_a_cell_stopped_early_counts_the_tests_it_never_ran(tmp_path):
     directory = cell_dir_with(tmp_path, CLEAN_JUNIT)
-    events = [{"event": "collected", "count": 5}] + [
-        {"event": "report", "nodeid": f"tests/test_x.py::test_{name}", "when": "teardown"} for name in "ab"
+    events = [Collected(5)] + [
+        Reported(f"tests/test_x.py::test_{name}", "teardown", "passed") for name in "ab"
     ]
-    (directory / "progress.jsonl").write_text("".join(json.dumps(event) + "\n" for event in events))
+    (directory / "progress.jsonl").write_text("".join(event_line(event) + "\n" for event in events))
     # junit.xml says 3 finished, progress 2: the larger is what ran; 5 collected leaves 2 never run.
     result = collect_cell_result(cell(), directory, -9, 1.0, "local", "cell timed out after 9s")
     assert result.status == "error" and result.counts.not_run == 2

@@ -112,7 +112,31 @@ def test_shapes_that_may_differ_are_no_mismatch():
 
 def test_calls_dropped_from_a_ring_are_not_missing():
     full = [trace(r, call(1), call(2), call(3)) for r in (0, 1, 2)]
-    assert headline([*full, trace(3, call(3), dropped=2)]) is None
+    findings = analyse([*full, trace(3, call(3), dropped=2)], {r: hung() for r in range(4)})
+    assert findings is not None and findings.verdict == ()
+    # The table does not call them "not entered": rank 3 no longer knows.
+    rows = findings.table.splitlines()
+    assert rows[0].endswith("(* in it, ! failed, - not entered, ? fell out of the rank's ring)")
+    assert [row.split()[-1] for row in rows[2:]] == ["?", "?", "8]"]
+
+
+def test_a_verdict_on_a_ring_that_dropped_calls_says_how_much_of_the_rank_it_saw():
+    in_step = [trace(r, call(1), call(2), call(3, state="entered")) for r in (0, 2, 3)]
+    astray = trace(1, call(2), call(3, op="broadcast", state="entered"), dropped=40)
+    findings = analyse([*in_step, astray], {r: hung() for r in range(4)})
+    assert findings is not None
+    assert findings.verdict == (
+        "desync: rank 1 never entered all_reduce #3 of group WORLD (ranks 0, 2, 3 wait in it); "
+        "rank 1 is in broadcast #3",
+        "rank 1's trace holds its last 2 calls; 40 older ones fell out of the ring",
+    )
+
+
+def test_a_ring_that_kept_every_call_adds_nothing_to_the_verdict():
+    in_step = [trace(r, call(1), call(2, state="entered")) for r in (0, 2, 3)]
+    findings = analyse([*in_step, trace(1, call(1), call(2, op="barrier", state="entered"))], {})
+    assert findings is not None and len(findings.verdict) == 1
+    assert "fell out" not in findings.table
 
 
 def test_no_trace_no_findings():

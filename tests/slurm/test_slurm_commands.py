@@ -10,6 +10,10 @@ from pathlib import Path
 import pytest
 
 from harness.common.errors import ConfigurationError, SlurmUnavailableError
+from harness.config.matrix import load_matrix
+from harness.config.model import Cell, SlurmSpec
+from harness.host.probe import HostCapabilities
+from harness.planning.plan import plan_cells
 from harness.running.executors.slurm import (
     SlurmOptions,
     batch_script,
@@ -24,10 +28,6 @@ from harness.running.executors.slurm_jobs import (
     parse_sacct_line,
     parse_scontrol_job,
 )
-from harness.config.matrix import load_matrix
-from harness.config.model import Cell, SlurmSpec
-from harness.planning.plan import plan_cells
-from harness.host.probe import HostCapabilities
 
 JOB_DIR = Path("/shared/run/cell")
 PROJECT = Path("/repo")

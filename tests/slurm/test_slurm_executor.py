@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 from conftest import CELLS, REPO_ROOT, jobs_named
 
+from harness.common.progress_events import ProgressEvent, Started
+from harness.config.model import Cell
 from harness.running.executors.slurm import SlurmExecutor
 from harness.running.executors.slurm_jobs import job_name
-from harness.config.model import Cell
 from harness.running.guardian import RUN_RECORD
 
 pytestmark = pytest.mark.slurm
@@ -45,8 +46,8 @@ class WhenTestsStart:
         self._action = action
         self.thread: threading.Thread | None = None
 
-    def __call__(self, cell_id: str, event: dict[str, Any]) -> None:
-        if event.get("event") == "start" and self.thread is None:
+    def __call__(self, cell_id: str, event: ProgressEvent) -> None:
+        if isinstance(event, Started) and self.thread is None:
             self.thread = threading.Thread(target=self._action)
             self.thread.start()
 
@@ -59,14 +60,14 @@ def the_job(executor: SlurmExecutor) -> str:
 def test_a_two_node_cell_passes_as_one_allocation_of_two_nodes(
     executor: SlurmExecutor, tmp_path: Path
 ) -> None:
-    events: list[str] = []
+    events: list[ProgressEvent] = []
     cell = make_cell("nodes", "cell_collectives.py", world_size=4, nodes=2)
 
-    result = executor.run(cell, tmp_path / cell.id, [], lambda _, event: events.append(event.get("event")))
+    result = executor.run(cell, tmp_path / cell.id, [], lambda _, event: events.append(event))
 
     assert result.status == "passed", result.reason
     assert (result.counts.passed, result.counts.failed) == (2, 0)
-    assert "start" in events  # progress came while the job ran
+    assert any(isinstance(event, Started) for event in events)  # progress came while the job ran
     log = (tmp_path / cell.id / "log.txt").read_text()
     assert "COMPLETED on n1,n2" in log
     assert "world size 4 over 2 nodes (this is node 0)" in log

@@ -13,6 +13,8 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from harness.common.contract import param_env
+
 # The communicator class each platform gets from vLLM's platform (Platform.get_device_communicator_cls).
 COMMUNICATOR_CLASSES: dict[str, str] = {
     "cpu": "vllm.distributed.device_communicators.cpu_communicator.CpuCommunicator",
@@ -35,7 +37,7 @@ class VersionMismatch(UserWarning):
 def declared_version() -> str | None:
     """The vLLM version the cell declares: the matrix's `vllm` axis or setting (HARNESS_PARAM_VLLM), else
     COMM_HARNESS_VLLM_VERSION; None when nothing declares one."""
-    return os.environ.get("HARNESS_PARAM_VLLM") or os.environ.get("COMM_HARNESS_VLLM_VERSION") or None
+    return os.environ.get(param_env("vllm")) or os.environ.get("COMM_HARNESS_VLLM_VERSION") or None
 
 
 def select_cpu_target() -> None:

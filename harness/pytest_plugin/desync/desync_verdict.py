@@ -10,6 +10,8 @@ group in the test); the first number at which they disagree is the finding:
   or no longer in the test body).
 
 The reference is the majority; without one (two ranks, or an even split), the side of the lowest rank.
+A rank's trace is a ring of its last calls: when older ones fell out, the verdict says so, and the table shows
+"?" (not "-") where that rank's calls are no longer known.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ P2P_OPS = frozenset({"send", "recv", "recv_anysource"})
 WORLD = "WORLD"
 # At most this many sequence numbers per group in the table: the first disagreement and what follows it.
 TABLE_ROWS = 12
+FORGOTTEN = "?"  # the table's cell for a call that fell out of a rank's ring
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,20 @@ def analyse(
             last = _last_call(traced.get(rank))
             if situation.running and situation.location and (last is None or last.state != "entered"):
                 verdict.append(f"rank {rank} is not in a collective: it is in {situation.location}")
+    if verdict:
+        # After the finding, never before it: the first line stays the headline.
+        verdict += _ring_overflows(traced)
     return CollectiveFindings(tuple(verdict), _table(traced, disagreements))
+
+
+def _ring_overflows(traced: Mapping[int, RankTrace]) -> list[str]:
+    """A line per rank whose ring dropped older calls: the verdict saw only that rank's last ones."""
+    return [
+        f"rank {rank}'s trace holds its last {len(trace.calls)} calls; {trace.dropped} older ones fell out "
+        "of the ring"
+        for rank, trace in sorted(traced.items())
+        if trace.dropped
+    ]
 
 
 def innermost_test_frame(stack: str, roots: Iterable[str] = ()) -> str | None:
@@ -353,6 +369,11 @@ def _table(traced: Mapping[int, RankTrace], disagreements: Mapping[str, int]) ->
         seqs = sorted({seq for by_seq in cells.values() for seq in by_seq})
         if not seqs:
             continue
+        for rank in columns:
+            if traced[rank].dropped:
+                # Before its oldest call still in the ring, a rank's calls are unknown, not missing.
+                oldest = min(cells[rank], default=seqs[-1] + 1)
+                cells[rank].update({seq: FORGOTTEN for seq in seqs if seq < oldest})
         first = disagreements.get(group, seqs[-1] - TABLE_ROWS + 1)
         start = max(0, next((i for i, seq in enumerate(seqs) if seq >= first - 2), 0))
         start = min(start, max(0, len(seqs) - TABLE_ROWS)) if group not in disagreements else start
@@ -364,7 +385,9 @@ def _table(traced: Mapping[int, RankTrace], disagreements: Mapping[str, int]) ->
             more.append(f"({start} earlier not shown)")
         if start + TABLE_ROWS < len(seqs):
             more.append(f"({len(seqs) - start - TABLE_ROWS} later not shown)")
-        title = f"collectives of group {group} per rank (* in it, ! failed, - not entered)"
+        forgotten = any(cells[rank].get(seq) == FORGOTTEN for rank in columns for seq in shown)
+        legend = "* in it, ! failed, - not entered" + (", ? fell out of the rank's ring" if forgotten else "")
+        title = f"collectives of group {group} per rank ({legend})"
         blocks.append("\n".join([title, *_aligned([header, *rows]), *more]))
     pending = [
         f"rank {rank}: in {call.name} of group {call.group} {call.signature}".rstrip()

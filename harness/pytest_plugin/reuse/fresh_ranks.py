@@ -8,9 +8,11 @@ from typing import Protocol
 
 import pytest
 
+from harness.common.progress_events import RanOnFreshRanks
+
 
 class _EventWriter(Protocol):
-    def write(self, event: dict[str, object]) -> None: ...
+    def write(self, event: RanOnFreshRanks) -> None: ...
 
 
 class FreshRankTally:
@@ -32,7 +34,7 @@ class FreshRankTally:
         self.fresh[nodeid] = reason
         self._kinds[kind] += 1
         if self._progress is not None:
-            self._progress.write({"event": "fresh_ranks", "nodeid": nodeid, "kind": kind, "reason": reason})
+            self._progress.write(RanOnFreshRanks(nodeid, kind, reason))
 
     def restarted(self, why: str) -> None:
         self.restarts[why] += 1

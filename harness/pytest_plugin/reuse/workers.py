@@ -21,21 +21,26 @@ from typing import Any
 import pytest
 from _pytest.monkeypatch import MonkeyPatch
 
-from harness.pytest_plugin.reuse.carried_state import ForkTimeState, FreshMonkeyPatch, capture, take_fork_time_state
-from harness.pytest_plugin.reuse.fresh_ranks import FreshRankTally
 from harness.pytest_plugin.launcher import EXIT_AFTER_REPORT_S, GRACE_AFTER_FAILURE_S
-from harness.pytest_plugin.reuse.module_watch import ModuleWatch
 from harness.pytest_plugin.outcomes import Verdict, judge
-from harness.pytest_plugin.reuse.process_switches import Switches
 from harness.pytest_plugin.rank import serve_tests
 from harness.pytest_plugin.rank_processes import RankProcesses
-from harness.pytest_plugin.settings import DistSettings
+from harness.pytest_plugin.reuse.carried_state import (
+    ForkTimeState,
+    FreshMonkeyPatch,
+    capture,
+    take_fork_time_state,
+)
+from harness.pytest_plugin.reuse.fresh_ranks import FreshRankTally
+from harness.pytest_plugin.reuse.module_watch import ModuleWatch
+from harness.pytest_plugin.reuse.process_switches import Switches
 from harness.pytest_plugin.reuse.uncarried import (
     ClassWatch,
     environment_read_at_start,
     monkeypatched_beyond_environ,
     summarise,
 )
+from harness.pytest_plugin.settings import DistSettings
 
 # Fixtures whose values in the pytest process are placeholders, replaced on every rank.
 RANK_FIXTURES = ("dist_env", "communicator", "communicator_factory")

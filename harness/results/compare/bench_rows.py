@@ -49,8 +49,8 @@ import numpy
 from harness.bench.bandwidth import COLLECTIVES
 from harness.bench.dispatch_combine import NAIVE_REFERENCE
 from harness.bench.options import DISPATCH_COMBINE, format_size
-from harness.bench.verdict import BenchOutcome
 from harness.bench.results import DOCUMENT_SCHEMA
+from harness.bench.verdict import BenchOutcome
 from harness.common.errors import ConfigurationError
 from harness.results.compare.changes import BenchRow, Change
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.bench.verdict import BenchOutcome, judge_bench
-from harness.results.bench_documents import find_bench_documents
 from harness.common.errors import ConfigurationError
+from harness.results.bench_documents import find_bench_documents
 from harness.results.cell_result import CellResult
 from harness.results.compare.changes import CellRow, Change
 from harness.results.files import JUNIT_XML, SUMMARY_JSON, UnsafeResultFile

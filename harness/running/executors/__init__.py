@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.common.errors import ConfigurationError
-from harness.running.executors.protocol import Executor
 from harness.running.executors.local import LocalExecutor
+from harness.running.executors.protocol import Executor
 
 # Imported when used: a node task (-m harness.running.executors.slurm_node) must not load them first.
 if TYPE_CHECKING:

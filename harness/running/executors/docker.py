@@ -27,13 +27,14 @@ import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from harness.common.contract import IMAGE_DIGEST_ENV, IMAGE_ENV, RUN_ID_ENV
 from harness.common.errors import ConfigurationError, DockerUnavailableError, HarnessError
+from harness.common.progress_events import BuildLine, ProgressCallback
 from harness.config.model import Cell, ImageSpec
-from harness.results.cell_result import CellResult, CellStatus
-from harness.running.executors.protocol import Executor, ProgressCallback
 from harness.host.probe import engine_runtimes, find_intel_render_nodes
 from harness.results.bounded_log import BoundedLog
 from harness.results.cell_dir import collect_cell_result, prepare_cell_dir
+from harness.results.cell_result import CellResult, CellStatus
 from harness.results.files import LOG_TXT, PROGRESS_JSONL, WORK_DIR, harvest_work_dir
 from harness.running.containers import (
     LABEL_NODE,
@@ -55,8 +56,8 @@ from harness.running.executors.docker_nodes import (
 )
 from harness.running.executors.gpu_access import GpuAccess, gpu_access, runtime_access
 from harness.running.executors.progress_reader import ProgressReader
+from harness.running.executors.protocol import Executor
 from harness.running.executors.running import RunningCells
-from harness.running.guardian import RUN_ID_ENV
 from harness.running.images import build_command, build_image, find_image, recipe_for
 
 REPO_MOUNT = "/repo"
@@ -408,7 +409,7 @@ class DockerExecutor(Executor):
             def log_line(line: str) -> None:
                 log.write(f"[build] {line}\n".encode())
                 log.flush()
-                on_progress(cell.id, {"event": "build", "line": line})
+                on_progress(cell.id, BuildLine(line))
 
             try:
                 build_image(self._client, recipe, offline=self.offline, log=log_line)
@@ -466,7 +467,7 @@ class DockerExecutor(Executor):
         """Create (not start) a confined container running the cell runner on `work_dir` (at /results)."""
         tag = image.tags[0] if image.tags else image.id
         environment = container_environment(cell, gpu_ids, run_id=self.run_id)
-        environment.update({"HARNESS_IMAGE": tag, "HARNESS_IMAGE_DIGEST": image.id, **(extra_env or {})})
+        environment.update({IMAGE_ENV: tag, IMAGE_DIGEST_ENV: image.id, **(extra_env or {})})
         access = self.gpu_access(cell, gpu_ids) if cell.device == "cuda" else None
         if access is not None:
             environment = with_image_library_path({**environment, **access.env}, image)

@@ -33,9 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.common.contract import NODE_RANK_ENV
 from harness.config.model import Cell
-from harness.results.cell_result import CellResult
 from harness.results.cell_dir import collect_cell_result
+from harness.results.cell_result import CellResult
 from harness.results.files import harvest_work_dir
 
 # The cell's own network namespace: a fixed port cannot collide with another cell's.
@@ -52,7 +53,7 @@ POLL_S = 0.5
 def node_environment(cell: Cell, node_rank: int, store_port: int = NODE_STORE_PORT) -> dict[str, str]:
     """What node `node_rank`'s container adds to a single-node cell's environment."""
     return {
-        "HARNESS_NODE_RANK": str(node_rank),
+        NODE_RANK_ENV: str(node_rank),
         "NODE_RANK": str(node_rank),
         "WORLD_SIZE": str(cell.world_size),
         "LOCAL_WORLD_SIZE": str(cell.ranks_per_node),

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.common.contract import GPU_ACCESS_ENV
 from harness.common.errors import ConfigurationError
 from harness.planning.plan import gpu_access_mode
 
@@ -38,7 +39,6 @@ SHARED_NODES = ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools")
 DRIVER_LIBRARY = re.compile(
     r"^lib(cuda|cudadebugger|nvidia-(ml|ptxjitcompiler|nvvm|gpucomp|cfg|opencl|allocator|nvjitlink))\.so"
 )
-ENV_GPU_ACCESS = "HARNESS_GPU_ACCESS"
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def runtime_access(gpu_ids: list[int]) -> GpuAccess:
     return GpuAccess(
         "runtime",
         device_requests=(request,),
-        env={ENV_GPU_ACCESS: f"runtime: the engine's nvidia runtime, GPUs {ids}"},
+        env={GPU_ACCESS_ENV: f"runtime: the engine's nvidia runtime, GPUs {ids}"},
         description=f"runtime (the engine's nvidia runtime, GPUs {ids})",
     )
 
@@ -188,7 +188,7 @@ def devices_access(
         mounts=mounts,
         env={
             "LD_LIBRARY_PATH": f"{CONTAINER_DRIVER_LIBS}:{CONTAINER_DRIVER_DIR}/lib",
-            ENV_GPU_ACCESS: description,
+            GPU_ACCESS_ENV: description,
         },
         description=description,
     )

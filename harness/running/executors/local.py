@@ -20,18 +20,18 @@ from typing import IO
 
 import psutil
 
+from harness.common.contract import CELL_CGROUP_ENV, RUN_ID_ENV
+from harness.common.progress_events import ProgressCallback
 from harness.config.model import Cell
-
-from harness.results.cell_result import CellResult
-
-from harness.running.executors.protocol import Executor, ProgressCallback
-from harness.host.cgroups import CGROUP_ENV, RunCgroup, run_cgroup
+from harness.host.cgroups import RunCgroup, run_cgroup
 from harness.results.bounded_log import BoundedLog
 from harness.results.cell_dir import collect_cell_result, prepare_cell_dir
+from harness.results.cell_result import CellResult
 from harness.results.files import CELL_JSON, LOG_TXT, PROGRESS_JSONL, harvest_work_dir
 from harness.running.executors.progress_reader import ProgressReader
+from harness.running.executors.protocol import Executor
 from harness.running.executors.running import RunningCells
-from harness.running.guardian import RUN_ID_ENV, new_run_id
+from harness.running.guardian import new_run_id
 
 # How long a cell may take to wind down after SIGINT (pytest then still writes junit.xml) before SIGKILL:
 # seconds on a loaded host, and a cell that is quick about it is not kept waiting.
@@ -177,7 +177,7 @@ class LocalExecutor(Executor):
             env = cell_environment(cell, gpu_ids, run_id=self.run_id)
             cgroup = self._make_cell_cgroup(cell, log)
             if cgroup is not None:
-                env[CGROUP_ENV] = str(cgroup)
+                env[CELL_CGROUP_ENV] = str(cgroup)
             process = subprocess.Popen(
                 command,
                 cwd=self.project_root,

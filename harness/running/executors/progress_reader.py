@@ -1,15 +1,18 @@
-"""Follow a cell's progress.jsonl (written by the pytest plugin) and hand each event to a callback."""
+"""Follow a cell's progress.jsonl (written by the pytest plugin) and hand each event, typed, to a callback.
+
+The one reader that follows the file; each line is decoded by harness/common/progress_events.py, which skips
+what is not one of the plugin's events (the file is the cell's, written by untrusted test code).
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import threading
 from pathlib import Path
 from types import TracebackType
 
-from harness.running.executors.protocol import ProgressCallback
+from harness.common.progress_events import ProgressCallback, parse_event_line
 
 CHUNK_BYTES = 1 << 20
 
@@ -59,9 +62,6 @@ class ProgressReader:
         complete = chunk[:end]
         self._offset += len(complete)
         for line in complete.splitlines():
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(event, dict):
+            event = parse_event_line(line)
+            if event is not None:
                 self._callback(self._cell_id, event)

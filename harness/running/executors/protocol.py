@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
+from harness.common.progress_events import ProgressCallback
 from harness.config.model import Cell
 from harness.results.cell_result import CellResult
-
-# Called by executors as the cell makes progress: (cell id, event) where event is one JSON line of
-# the plugin's progress file ({"event": "start"|"report", "nodeid": ..., ...}).
-ProgressCallback = Callable[[str, dict[str, Any]], None]
 
 _E = TypeVar("_E", bound="Executor")
 

@@ -28,11 +28,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.common.errors import ConfigurationError
+from harness.common.progress_events import ProgressCallback
 from harness.config.model import Cell, SlurmSpec
-from harness.results.cell_result import CellResult
-from harness.running.executors.protocol import Executor, ProgressCallback
 from harness.results.bounded_log import BoundedLog
 from harness.results.cell_dir import collect_cell_result, prepare_cell_dir
+from harness.results.cell_result import CellResult
 from harness.results.files import (
     HARVESTED_FILES,
     LOG_TXT,
@@ -47,6 +47,7 @@ from harness.results.files import (
 )
 from harness.running.executors.docker_nodes import node_dir, with_node_result
 from harness.running.executors.progress_reader import ProgressReader
+from harness.running.executors.protocol import Executor
 from harness.running.executors.running import RunningCells
 from harness.running.executors.slurm_jobs import JobState, SlurmError, cancel, job_name, job_state, submit
 from harness.running.executors.slurm_node import NODE_EXIT_JSON, NODE_LOG, node_work_dir

@@ -20,11 +20,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.cell.runner import NODE_RANK_ENV
-from harness.running.executors.docker_nodes import node_dir
+from harness.common.contract import NODE_RANK_ENV
 from harness.config.model import Cell
 from harness.results.bounded_log import BoundedLog
 from harness.results.files import CELL_JSON, WORK_DIR, read_json, write_json
+from harness.running.executors.docker_nodes import node_dir
 
 NODE_LOG = "slurm-node.log"
 NODE_EXIT_JSON = "node-exit.json"
