@@ -103,8 +103,9 @@ def qualification_manifest(
     today: date,
 ) -> dict[str, Any]:
     """The manifest of a `harness qualify` run: its `command`, the cells (summary entries) and bench
-    verdicts it merged and its exit code; the machine from the fingerprints of the cells that ran."""
-    ran = [cell for cell in cells if cell.get("executor")]
+    verdicts it merged and its exit code; the machine and devices from the fingerprints of the cells that
+    ran (a missing cell has none)."""
+    ran = [cell for cell in cells if cell.get("fingerprint")]
     facts: dict[str, str] = {}
     for cell in ran:
         for key, value in environment_facts(cell.get("fingerprint") or {}).items():
@@ -183,13 +184,22 @@ def records_table(records: dict[str, dict[str, Any]]) -> str:
         links = [f"`{old}`" for old in manifest["supersedes"]]
         if name in superseded_by:
             links.append(f"superseded by `{superseded_by[name]}`")
-        commit = f"`{manifest['commit']}`" if manifest["commit"] else "-"
+        commit = f"`{manifest['commit'][:7]}`" if manifest["commit"] else "-"
+        if manifest.get("commit_source") in _COMMIT_SOURCE_NOTES:
+            commit += f" ({_COMMIT_SOURCE_NOTES[manifest['commit_source']]})"
         where = markdown_text(manifest["machine"]["description"], in_table=True)
         lines.append(
             f"| `{name}/` | {manifest['verdict']} | {commit} | {manifest['summary']} "
             f"| {where} | {'; '.join(links) or '-'} |"
         )
     return "\n".join([TABLE_START, *lines, TABLE_END])
+
+
+# How the table qualifies a commit that is not exactly the one that ran.
+_COMMIT_SOURCE_NOTES = {
+    "checkout with uncommitted changes": "with uncommitted changes",
+    "newest commit adding its files": "or earlier: the newest commit adding its files",
+}
 
 
 def readme_with_table(readme: str, table: str) -> str:
