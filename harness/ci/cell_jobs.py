@@ -11,7 +11,6 @@ under results/ and merges them with `harness report results --strict`.
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import shlex
 from collections.abc import Iterable
@@ -19,10 +18,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-import harness
 from harness.common.errors import ConfigurationError
 from harness.config.matrix import Matrix
 from harness.config.model import Cell
+from harness.host.checkout import HARNESS_DISTRIBUTION, harness_version
 from harness.running.images import DEVICE_IMAGES, ImageRecipe, recipe_for
 
 RESULTS_DIR = "results"
@@ -31,16 +30,7 @@ REPORT_DIR = "report"
 JOB_ENV = {"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONUNBUFFERED": "1"}
 
 
-HARNESS_DISTRIBUTION = "comm-harness"
 PYTHON_PROJECT_FILES = ("pyproject.toml", "setup.py")
-
-
-def harness_version() -> str:
-    """The version of the harness writing the pipeline (the checkout's when it is not installed)."""
-    try:
-        return importlib.metadata.version(HARNESS_DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:
-        return harness.__version__
 
 
 def is_harness_checkout(directory: Path) -> bool:
@@ -231,4 +221,3 @@ class ReportJob:
         """The harness with the CPU build of torch: the report needs no device."""
         cpu = DEVICE_IMAGES["cpu"].build_args
         return install_commands(cpu["TORCH_VERSION"], cpu["TORCH_INDEX_URL"], [self.harness_install])
-

@@ -1,4 +1,5 @@
-"""`harness qualify [MATRIX]`: release qualification on this host, recorded in qualification.json and .md.
+"""`harness qualify [MATRIX]`: release qualification on this host, recorded in qualification.json and .md,
+and described by the record's manifest, record.json (harness/results/records.py).
 
 Thin by design: `harness run --strict` on the required cells, then (with --bench) `harness bench` once per
 device and world size that ran, then `harness report`'s merge over the results directory with the floors.
@@ -8,6 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 from harness.bench.floors import applicable, load_floors
@@ -23,9 +27,11 @@ from harness.common.errors import EXIT_INTERRUPTED, ConfigurationError
 from harness.common.output_paths import check_output_dir
 from harness.common.untrusted_text import print_line
 from harness.config.matrix import load_matrix
+from harness.host.checkout import checkout_of, harness_version
 from harness.presentation.markdown import render_markdown
 from harness.presentation.problems import print_bench_problems
 from harness.results.merge import merge_results
+from harness.results.records import check_record_names, qualification_manifest, write_manifest
 from harness.results.report import missing_required, report_json
 from harness.results.summary import load_summary
 from harness.running.guardian import RunGuard
@@ -58,11 +64,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="bandwidth floors to meet (implies --bench; default: the matrix's bench.floors)",
     )
+    parser.add_argument(
+        "--supersedes",
+        action="append",
+        default=[],
+        metavar="RECORD",
+        help="a record under qualification/ this one replaces, named in its record.json (repeatable)",
+    )
     parser.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
     """Run, bench, record; the exit code of the merged qualification report."""
+    supersedes = check_record_names(args.supersedes, "--supersedes")
     matrix = load_matrix(resolve_matrix_path(args.matrix))
     bench = args.bench or args.floors is not None
     floors_path = args.floors or matrix.floors
@@ -111,6 +125,17 @@ def handle(args: argparse.Namespace) -> int:
     document = report_json(report, args.out.resolve())
     document.update(qualified=report.exit_code == 0, floors_file=str(floors_path) if floors else None)
     (args.out / QUALIFICATION_JSON).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    manifest = qualification_manifest(
+        report.cells,
+        report.bench,
+        report.exit_code,
+        command=shlex.join(["harness", *sys.argv[1:]]),
+        checkout=checkout_of(matrix.path.parent),
+        harness_version=harness_version(),
+        supersedes=supersedes,
+        today=datetime.now(timezone.utc).date(),
+    )
+    write_manifest(args.out, manifest)
     print_bench_problems(console, report)
     verdict = "QUALIFIED" if report.exit_code == 0 else "NOT QUALIFIED"
     if missing_required(report):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 from github_runs import run_harness, write_project
+
+from harness.results.records import load_manifest
 
 pytestmark = pytest.mark.e2e
 
@@ -51,6 +54,15 @@ def test_qualify_runs_required_cells_benches_and_judges_floors(tmp_path):
     # A floor for a device and world size outside the qualified cells is not this record's business.
     assert "not measured: cuda ws4" not in markdown
     assert "NOT QUALIFIED" in done.stdout
+    # The record's manifest: valid, its verdict the exit code's; not a git checkout, so no commit.
+    manifest = load_manifest(tmp_path / "q")
+    assert manifest["verdict"] == "not qualified" and manifest["commit"] is None
+    assert manifest["commands"] == [
+        "harness qualify matrix.yaml --executor local --out q --quick --floors floors.yaml"
+    ]
+    assert manifest["devices"] == ["cpu"] and manifest["supersedes"] == []
+    assert manifest["machine"]["torch"] == record["cells"][0]["fingerprint"]["torch"]
+    assert "bench cpu ws1: " in manifest["summary"] and "floor miss(es)" in manifest["summary"]
 
     # The same results judged again by `harness report`, as the qualify workflow's last job does.
     (tmp_path / "lenient.yaml").write_text(LENIENT_FLOORS)
@@ -99,3 +111,34 @@ def test_qualify_leaves_out_the_bench_at_world_size_1_unless_a_floor_names_it(tm
     assert "cpu world size 1 left out: nothing crosses a link" in done.stdout
     assert not list((tmp_path / "q").glob("bench-*.json"))
     assert "QUALIFIED" in done.stdout and "NOT QUALIFIED" not in done.stdout
+
+
+def test_qualify_writes_the_record_manifest_with_the_commit_that_ran_and_what_it_supersedes(tmp_path):
+    write_project(tmp_path, QUALIFY_MATRIX)
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    for step in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "the project"]):
+        subprocess.run([*git, *step], check=True, capture_output=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout
+    done = run_harness(
+        "qualify", "matrix.yaml", "--executor", "local", "--out", "q", "--supersedes", "2026-11-30-h200-x2",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    manifest = load_manifest(tmp_path / "q")
+    assert manifest["verdict"] == "qualified" and manifest["supersedes"] == ["2026-11-30-h200-x2"]
+    assert (manifest["commit"], manifest["commit_source"]) == (head.strip(), "checkout")
+    assert manifest["summary"].endswith("cpu-gloo-ws1 passed; qualified, exit 0")
+    assert manifest["harness_version"] and manifest["machine"]["description"].startswith("no GPU, torch ")
+
+    (tmp_path / "matrix.yaml").write_text(QUALIFY_MATRIX + "# changed\n")
+    again = run_harness("qualify", "matrix.yaml", "--executor", "local", "--out", "q2", cwd=tmp_path)
+    assert again.returncode == 0 and load_manifest(tmp_path / "q2")["commit_source"] == (
+        "checkout with uncommitted changes"
+    )
+
+
+def test_qualify_refuses_a_supersedes_that_names_no_record_before_anything_runs(tmp_path):
+    write_project(tmp_path, QUALIFY_MATRIX)
+    done = run_harness("qualify", "matrix.yaml", "--supersedes", "../old", "--out", "q", cwd=tmp_path)
+    assert done.returncode == 2 and "--supersedes '../old': not a record's name" in done.stderr
+    assert not (tmp_path / "q").exists()

@@ -172,7 +172,7 @@ def test_the_live_line_of_a_quarantined_failure_says_quarantined():
     view = PlainProgress(console)
     view.cell_started(PlannedCell(cell, "local", "on the host"))
     for name in ("test_hangs[2-gloo]", "test_other"):
-        event = {"event": "report", "nodeid": f"tests/test_q.py::{name}", "when": "call", "outcome": "failed"}
+        event = Reported(nodeid=f"tests/test_q.py::{name}", when="call", outcome="failed")
         view.event(cell.id, event)
 
     lines = console.file.getvalue().splitlines()
