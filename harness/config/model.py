@@ -33,7 +33,8 @@ class ImageSpec:
     packages: tuple[str, ...] = ()
     requirements: tuple[str, ...] = ()
     wheelhouse: str | None = None
-    # cuda: how a container gets its GPUs (harness/running/executors/gpu_access.py): "auto", "runtime", "devices";
+    # cuda: how a container gets its GPUs (harness/running/executors/gpu_access.py): "auto", "runtime",
+    # "devices";
     # and, for "devices", the host folder holding the driver's libraries (None: the harness finds them).
     gpus: str = "auto"
     driver_dir: str | None = None

@@ -1,6 +1,7 @@
 """The environment a cell ran in: Python, torch and its backends, GPUs and driver — without initialising CUDA.
 
-Runs inside the cell's environment (the host or the container). `python -m harness.host.fingerprint` prints the
+Runs inside the cell's environment (the host or the container). `python -m harness.host.fingerprint` prints
+the
 same facts as JSON; the host probe uses that to keep torch out of the harness process.
 """
 

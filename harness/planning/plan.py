@@ -17,7 +17,8 @@ from harness.host.probe import HostCapabilities
 from harness.results.cell_result import CellResult
 
 ExecutorChoice = Literal["auto", "local", "docker", "slurm"]
-# How a cuda cell's container gets its GPUs (the matrix's image.gpus; harness/running/executors/gpu_access.py).
+# How a cuda cell's container gets its GPUs (the matrix's image.gpus;
+# harness/running/executors/gpu_access.py).
 GPU_ACCESS_MODES = ("auto", "runtime", "devices")
 # (image present, reason naming the tag and how to build it): DockerExecutor.image_status.
 ImageCheck = Callable[[Cell], tuple[bool, str]]

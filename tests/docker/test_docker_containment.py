@@ -21,6 +21,8 @@ from harness.running.containers import LABEL_RUN
 from harness.running.executors.docker import DockerExecutor
 from harness.running.guardian import RUN_RECORD
 
+HARNESS = [sys.executable, "-m", "harness.commands.cli"]
+
 pytestmark = [pytest.mark.docker, pytest.mark.e2e]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,7 +72,7 @@ def test_kill_9_of_the_harness_leaves_no_container_within_10_s(
         f"  cpu: {{world_sizes: [1], image: {{dockerfile: {REPO_ROOT}/docker/cpu.Dockerfile}}}}\n"
     )
     harness = subprocess.Popen(
-        [sys.executable, "-m", "harness.commands.cli", "run", "--executor", "docker", "--offline", "--out", "out"],
+        [*HARNESS, "run", "--executor", "docker", "--offline", "--out", "out"],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

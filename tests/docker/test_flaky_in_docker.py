@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+HARNESS = [sys.executable, "-m", "harness.commands.cli"]
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FLAKY_SUITE = REPO_ROOT / "tests" / "plugin" / "suites" / "flaky" / "test_flaky.py"
 MATRIX = """\
@@ -39,7 +41,7 @@ def test_a_test_that_fails_once_and_one_that_hangs_once_are_flaky_in_a_container
     tmp_path.chmod(0o755)  # as root, the cell runs as nobody and must read the project it is given
 
     done = subprocess.run(
-        [sys.executable, "-m", "harness.commands.cli", "run", "matrix.yaml", "--executor", "docker", "--out", "out"],
+        [*HARNESS, "run", "matrix.yaml", "--executor", "docker", "--out", "out"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -25,6 +25,8 @@ from harness.results.files import MAX_JSON_DEPTH, read_json
 from harness.results.junit import FAILURE_DETAILS, MAX_ELEMENT_DEPTH, element_xml, junit_counts
 from harness.results.summary import RunReport
 
+HARNESS = [sys.executable, "-m", "harness.commands.cli"]
+
 SECRET = "host secret, never to be read"
 
 
@@ -313,7 +315,7 @@ def test_a_64_mib_junit_of_600000_failures_is_reported_within_300_mib(tmp_path):
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)"
     )
     done = subprocess.run(
-        [sys.executable, "-c", measure, sys.executable, "-m", "harness.commands.cli", "report", cell_dir, *outputs],
+        [sys.executable, "-c", measure, *HARNESS, "report", cell_dir, *outputs],
         cwd=tmp_path,
         capture_output=True,
     )

@@ -83,9 +83,11 @@ def layer_violations() -> list[str]:
 
 
 def test_every_module_is_in_a_layer():
-    top_level = {p.stem if p.suffix == ".py" else p.name for p in HARNESS_DIR.iterdir() if p.name != "__pycache__"}
+    top_level = {
+        p.stem if p.suffix == ".py" else p.name for p in HARNESS_DIR.iterdir() if p.name != "__pycache__"
+    }
     stray = top_level - set(LAYERS) - {"__init__", "resources", "__main__"}
-    assert not stray, f"harness/ holds {sorted(stray)} outside every layer: put each into one (README.md, Layout)"
+    assert not stray, f"harness/ holds {sorted(stray)} outside every layer: put each in one (README: Layout)"
 
 
 def test_no_layer_imports_one_above_it():

@@ -12,7 +12,9 @@ from harness.results.junit import Failure
 from harness.results.report import ResultsReport
 
 
-def cell(cell_id: str, status: str, reason: str = "", results_dir: str = "", required: bool = False) -> CellResult:
+def cell(
+    cell_id: str, status: str, reason: str = "", results_dir: str = "", required: bool = False
+) -> CellResult:
     device, _, rest = cell_id.partition("-")
     world_size = int(rest.rpartition("-ws")[2])
     return CellResult(

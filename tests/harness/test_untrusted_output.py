@@ -21,6 +21,8 @@ import pytest
 from cli_runs import REPO_ROOT, harness_env, run_harness
 from untrusted_outputs import TERMINAL_CONTROLS, forged_commands, runner_commands
 
+HARNESS = [sys.executable, "-m", "harness.commands.cli"]
+
 pytestmark = pytest.mark.e2e
 
 HOSTILE_CELL = REPO_ROOT / "tests" / "harness" / "hostile" / "cell_hostile_text.py"
@@ -84,7 +86,7 @@ def test_the_live_view_shows_a_timed_out_markup_id_and_finishes_the_summary(host
     primary, secondary = pty.openpty()
     started = time.monotonic()
     harness = subprocess.Popen(
-        [sys.executable, "-m", "harness.commands.cli", "run", "--executor", "local", "--cell", "*hangs", "--out", "o"],
+        [*HARNESS, "run", "--executor", "local", "--cell", "*hangs", "--out", "o"],
         cwd=hostile_project,
         env=env,
         stdin=secondary,

@@ -1,4 +1,4 @@
-"""harness/common/untrusted_text.py on a corpus of hostile strings, and `harness report` on hostile artifacts."""
+"""harness/common/untrusted_text.py on hostile strings, and `harness report` on hostile artifacts."""
 
 from __future__ import annotations
 

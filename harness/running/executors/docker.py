@@ -183,7 +183,8 @@ def confinement_options(cell: Cell) -> dict[str, Any]:
 def device_options(cell: Cell, gpu_ids: list[int], access: GpuAccess | None = None) -> dict[str, Any]:
     """containers.create() options that give the cell its devices and nothing more (never privileged).
 
-    A cuda cell's GPUs come as `access` says (harness/running/executors/gpu_access.py); None: the NVIDIA runtime.
+    A cuda cell's GPUs come as `access` says (harness/running/executors/gpu_access.py); None: the NVIDIA
+    runtime.
     """
     import docker.types
 
@@ -504,7 +505,8 @@ class DockerExecutor(Executor):
     def _run_nodes(
         self, cell: Cell, image: Any, results_dir: Path, gpu_ids: list[int], log: BoundedLog
     ) -> tuple[list[int], str]:
-        """Run a multi-node cell (harness/running/executors/docker_nodes.py); (each node's exit code, stop reason)."""
+        """Run a multi-node cell (harness/running/executors/docker_nodes.py); (each node's exit code, stop
+        reason)."""
         base_name = container_name(self.run_id, cell.id)
         work_dirs = [results_dir / WORK_DIR] + [
             prepare_cell_dir(cell, node_dir(results_dir, rank)).resolve() for rank in range(1, cell.nodes)

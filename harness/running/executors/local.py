@@ -1,6 +1,7 @@
 """Runs a cell on this host: `python -m harness.cell.runner` in its own process group, output teed to log.txt.
 
-The cell's cgroup is the unit of cleanup where the host gives one (harness.host.cgroups): on timeout, Ctrl-C or
+The cell's cgroup is the unit of cleanup where the host gives one (harness.host.cgroups): on timeout, Ctrl-C
+or
 a normal end, every process in it is killed, however it detached, so no process outlives its cell. The
 process group, the runner's descendants (it is their child subreaper) and HARNESS_RUN_ID are killed too,
 and are all there is without a cgroup. The runner kills its descendants itself when the harness dies (it
