@@ -11,6 +11,7 @@ second is the testcase's time less the first. Prints the medians per mode.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import subprocess
@@ -52,7 +53,7 @@ def run_mode(mode: str, suite: Path, state: Path, tests: int, world_size: int) -
         "--dist-reuse", mode, f"--junitxml={junit}",
     ]
     env = {"RETRY_TESTS": str(tests), "RETRY_STATE": str(state), "RETRY_MODE": mode, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, env={**__import__("os").environ, **env}, capture_output=True, text=True)
+    done = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"{mode}: pytest exited {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
     pairs = []
@@ -67,7 +68,9 @@ def run_mode(mode: str, suite: Path, state: Path, tests: int, world_size: int) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tests", type=int, default=20)
     parser.add_argument("--world-size", type=int, default=2)
     args = parser.parse_args()
@@ -82,7 +85,8 @@ def main() -> None:
             first = statistics.median(p[0] for p in pairs)
             second = statistics.median(p[1] for p in pairs)
             label = {"off": "fork", "on": "reuse"}[mode]
-            print(f"{label:6} {first * 1e3:11.1f} ms {second * 1e3:12.1f} ms {(second - first) * 1e3:+12.1f} ms")
+            delta = (second - first) * 1e3
+            print(f"{label:6} {first * 1e3:11.1f} ms {second * 1e3:12.1f} ms {delta:+12.1f} ms")
 
 
 if __name__ == "__main__":

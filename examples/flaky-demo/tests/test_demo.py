@@ -1,4 +1,4 @@
-"""A demo suite for the merged junit.xml in a viewer: a pass, a flaky test, a quarantined failure, a real failure."""
+"""The merged junit.xml in a viewer: a pass, a flaky test, a quarantined failure, a real failure."""
 import os
 from pathlib import Path
 
