@@ -9,6 +9,7 @@ import sys
 import warnings
 from typing import Any
 
+from harness.pytest_plugin.rank_warnings import restore_session_filters
 from harness.pytest_plugin.reuse.carried_state import (
     CarriedState,
     ForkTimeState,
@@ -17,7 +18,6 @@ from harness.pytest_plugin.reuse.carried_state import (
     pending_accelerator_seeds,
 )
 from harness.pytest_plugin.reuse.process_switches import Switches
-from harness.pytest_plugin.rank_warnings import restore_session_filters
 
 
 class WorkerState:

@@ -21,21 +21,26 @@ from typing import Any
 import pytest
 from _pytest.monkeypatch import MonkeyPatch
 
-from harness.pytest_plugin.reuse.carried_state import ForkTimeState, FreshMonkeyPatch, capture, take_fork_time_state
-from harness.pytest_plugin.reuse.fresh_ranks import FreshRankTally
 from harness.pytest_plugin.launcher import EXIT_AFTER_REPORT_S, GRACE_AFTER_FAILURE_S
-from harness.pytest_plugin.reuse.module_watch import ModuleWatch
 from harness.pytest_plugin.outcomes import Verdict, judge
-from harness.pytest_plugin.reuse.process_switches import Switches
 from harness.pytest_plugin.rank import serve_tests
 from harness.pytest_plugin.rank_processes import RankProcesses
-from harness.pytest_plugin.settings import DistSettings
+from harness.pytest_plugin.reuse.carried_state import (
+    ForkTimeState,
+    FreshMonkeyPatch,
+    capture,
+    take_fork_time_state,
+)
+from harness.pytest_plugin.reuse.fresh_ranks import FreshRankTally
+from harness.pytest_plugin.reuse.module_watch import ModuleWatch
+from harness.pytest_plugin.reuse.process_switches import Switches
 from harness.pytest_plugin.reuse.uncarried import (
     ClassWatch,
     environment_read_at_start,
     monkeypatched_beyond_environ,
     summarise,
 )
+from harness.pytest_plugin.settings import DistSettings
 
 # Fixtures whose values in the pytest process are placeholders, replaced on every rank.
 RANK_FIXTURES = ("dist_env", "communicator", "communicator_factory")
@@ -59,16 +64,27 @@ class WorkerPool:
         self._workdir: str | None = None
         self._fork_time: ForkTimeState | None = None
         self._closed_because: str | None = None  # why the last workers went: the next fork is a restart
+        # Whether the last test's check found module attributes, modules or switches the workers lack: only
+        # then does the next test compare before its fixtures run (the check after them finds all the rest).
+        self._differed = False
 
     @property
     def pids(self) -> list[int]:
         return self._ranks.pids if self._ranks else []
 
     def prepare(self, item: pytest.Function) -> None:
-        """Before the test's fixtures: fork workers if there are none, or again if the test's namespaces no
-        longer match the workers' (a module- or class-scoped fixture set a module attribute)."""
+        """Before the test's fixtures: fork workers if there are none, or again if the last test's check found
+        differences that are still there (a module- or class-scoped fixture set a module attribute).
+
+        Only then: the watch costs about as much before the fixtures as after them, and the check after them
+        (`payload`) finds whatever differs, whenever it was changed. A change made outside any test's set-up
+        (in a teardown, in a plain test's body) thus sends the next distributed test to fresh ranks, and the
+        one after it gets new workers."""
         self._filters_before_fixtures = {item.nodeid: list(warnings.filters)}
         if self._ranks is not None:
+            if not self._differed:
+                return
+            self._differed = False
             why = self._differs_from_workers(item)
             if not why:
                 return
@@ -94,14 +110,15 @@ class WorkerPool:
             return None, "tests without workers", "no workers were forked before the test's fixtures ran"
         attributes, new_modules = self._modules.changes()
         changed = self._classes.changed_attributes(item) + attributes
+        assert self._switches is not None
+        switches, uncarriable = self._switches.changed(self._switch_base)
+        self._differed = bool(changed or new_modules or uncarriable)
         if changed:
             reason = summarise("fixtures changed module attributes the workers do not have", changed)
             return None, "module attributes set by fixtures", reason
         if new_modules:
             reason = summarise("fixtures imported modules the workers do not have", new_modules)
             return None, "modules imported by fixtures", reason
-        assert self._switches is not None
-        switches, uncarriable = self._switches.changed(self._switch_base)
         if uncarriable:
             reason = summarise("fixtures changed process switches that cannot be carried", uncarriable)
             return None, "process switches set by fixtures", reason
