@@ -1,7 +1,8 @@
 """Per-test cost of trivial distributed tests: torch's MultiProcessTestCase vs the plugin (fork, reuse modes).
 
 Each variant is a real pytest run over N generated tests whose body is one all_reduce; the per-test time is
-the JUnit `time` of each test (setup + call + teardown), and the figure is its median. Plain, non-distributed
+the duration pytest reports for each test (setup + call + teardown, as JUnit's `time`, but not rounded to the
+millisecond), and the figure is its median. Plain, non-distributed
 tests in the same run give pytest's own per-test floor.
 
     python benchmarks/plugin_overhead.py                        # CPU, gloo, world size 4
@@ -34,7 +35,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -71,6 +71,23 @@ def test_plain_{i}():
     assert torch.ones(4)[0].item() == 1
 """
 
+# Loaded with -p in every run: each test's setup + call + teardown durations, unrounded, in run order. Named
+# pytest_*: reuse mode's module watch leaves pytest's plugins alone, so it costs the same in every checkout.
+TIMES_PLUGIN = """
+import json, os
+
+_durations = {}
+
+
+def pytest_runtest_logreport(report):
+    _durations[report.nodeid] = _durations.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session):
+    with open(os.environ["PLUGIN_OVERHEAD_DURATIONS"], "w") as out:
+        json.dump(_durations, out)
+"""
+
 MPTC_TESTS = """
 import torch, torch.distributed as dist
 from torch.testing._internal.common_distributed import MultiProcessTestCase
@@ -105,7 +122,7 @@ for _i in range({count}):
 
 @dataclass
 class Figures:
-    """Per-test JUnit times of one variant."""
+    """Per-test times of one variant."""
 
     variant: str
     tests: int
@@ -215,9 +232,11 @@ def main() -> int:
 
 def _run(work: Path, variant: str, test_file: str, extra: list[str], plugin_from: Path | None) -> Figures:
     """One pytest run; `plugin_from`: the checkout whose plugin it loads (None: no plugin)."""
-    junit = work / f"{test_file}.xml"
+    durations = work / f"{test_file}.durations.json"
+    (work / "pytest_plugin_overhead_times.py").write_text(TIMES_PLUGIN)
     root = plugin_from or REPO_ROOT
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    env["PLUGIN_OVERHEAD_DURATIONS"] = str(durations)
     for key, value in GPU_ENV.items():
         env.setdefault(key, value)
     command = [
@@ -228,7 +247,8 @@ def _run(work: Path, variant: str, test_file: str, extra: list[str], plugin_from
         "-q",
         "-p",
         "no:cacheprovider",
-        f"--junitxml={junit}",
+        "-p",
+        "pytest_plugin_overhead_times",
     ]
     if plugin_from is not None and not _plugin_installed():
         command += ["-p", "harness.pytest_plugin.plugin"]
@@ -240,10 +260,8 @@ def _run(work: Path, variant: str, test_file: str, extra: list[str], plugin_from
             f"{variant}: pytest failed (exit {done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
         )
     dist_times, plain_times = [], []
-    for case in ET.parse(junit).getroot().iter("testcase"):
-        (plain_times if case.get("name", "").startswith("test_plain") else dist_times).append(
-            float(case.get("time", 0))
-        )
+    for nodeid, seconds in json.loads(durations.read_text()).items():
+        (plain_times if "::test_plain" in nodeid else dist_times).append(seconds)
     return Figures(
         variant=variant,
         tests=len(dist_times),
@@ -290,7 +308,7 @@ def _plugin_installed() -> bool:
 
 
 def _print_table(args: argparse.Namespace, figures: list[Figures]) -> None:
-    print(f"\nTrivial all_reduce tests, {args.device}, world size {args.world_size} (JUnit time per test)\n")
+    print(f"\nTrivial all_reduce tests, {args.device}, world size {args.world_size} (time per test)\n")
     header = (
         f"{'variant':32} {'tests':>5} {'median':>10} {'first':>10} {'max':>10} {'plain test':>11} {'wall':>8}"
     )
