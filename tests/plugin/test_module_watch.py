@@ -15,6 +15,8 @@ import pytest
 from harness.pytest_plugin.reuse import module_watch
 from harness.pytest_plugin.reuse.module_watch import ModuleWatch
 
+pytest_plugins = ["pytester"]
+
 needs_tags = pytest.mark.skipif(module_watch._VERSION_OFFSET is None, reason="this interpreter keeps no tags")
 
 
@@ -95,3 +97,24 @@ def test_each_dicts_version_tag_is_read_in_one_call_as_python_sees_it() -> None:
     after = read()
     assert after[:2] == before[:2] and after[2] != before[2]
     assert len(module_watch._tag_reader([{}])()) == 1, "one dict: still a tuple"
+
+
+def test_hypothesis_pytest_plugin_state_is_the_workers_too(pytester: pytest.Pytester, run_pytest) -> None:
+    # hypothesis's plugin sets running_under_pytest in each test's call phase, after the workers were forked.
+    pytester.makepyfile(
+        test_suite="""
+import hypothesis
+
+
+def test_one(dist_env):
+    assert hypothesis.core.running_under_pytest  # as on fresh ranks, forked in the call phase
+
+
+def test_two(dist_env):
+    assert hypothesis.core.running_under_pytest
+"""
+    )
+    run = run_pytest("--dist-world-size=2", "--dist-reuse=on")
+    assert set(run.outcomes.values()) == {"passed"}, run.output
+    assert "0 of 2 distributed tests ran on fresh ranks" in run.output, run.output
+    assert "forked again" not in run.output, run.output

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pickle
 import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -89,7 +90,7 @@ class WorkerPool:
             if not why:
                 return
             self.close(why)
-        self._start(item.session.items)
+        self._start(item.session)
 
     def _differs_from_workers(self, item: pytest.Function) -> str:
         """Why pytest's process no longer matches the workers outside any test's fixtures ("" if it does)."""
@@ -182,12 +183,14 @@ class WorkerPool:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
 
-    def _start(self, session_items: list[pytest.Item]) -> None:
+    def _start(self, session: pytest.Session) -> None:
         import torch.distributed  # noqa: F401  imported once here, not once in every worker
 
         if self._closed_because is not None:
             self._tally.restarted(self._closed_because)
-        items = {item.nodeid: item for item in session_items if isinstance(item, pytest.Function)}
+        self._differed = False
+        _as_hypothesis_sets_it_for_each_test(session.config)
+        items = {item.nodeid: item for item in session.items if isinstance(item, pytest.Function)}
         fork_time = take_fork_time_state(self.settings.device)
         self._classes.take_base(item for item in items.values() if "dist_env" in item.fixturenames)
         self._switches = Switches()  # first: building the probes may import what they read
@@ -202,6 +205,15 @@ class WorkerPool:
                 items, self.settings, rank, store_path, results, requests, self._warning_filters, fork_time
             )
         )
+
+
+def _as_hypothesis_sets_it_for_each_test(config: pytest.Config) -> None:
+    """hypothesis's pytest plugin sets `hypothesis.core.running_under_pytest` (a failure message's wording) in
+    every test's call phase, after its fixtures: fresh ranks, forked then, see it set. So must the workers,
+    forked before the first test's call; and the module watch then sees no rebinding at the first test."""
+    core = sys.modules.get("hypothesis.core")
+    if core is not None and config.pluginmanager.has_plugin("hypothesispytest"):
+        core.running_under_pytest = True
 
 
 def _unpicklable(values: dict[str, Any], carried: Any) -> str:
