@@ -1,7 +1,8 @@
 """Per-test cost of trivial distributed tests: torch's MultiProcessTestCase vs the plugin (fork, reuse modes).
 
 Each variant is a real pytest run over N generated tests whose body is one all_reduce; the per-test time is
-the JUnit `time` of each test (setup + call + teardown), and the figure is its median. Plain, non-distributed
+the duration pytest reports for each test (setup + call + teardown, as JUnit's `time`, but not rounded to the
+millisecond), and the figure is its median. Plain, non-distributed
 tests in the same run give pytest's own per-test floor.
 
     python benchmarks/harness/plugin_overhead.py                        # CPU, gloo, world size 4
@@ -9,12 +10,16 @@ tests in the same run give pytest's own per-test floor.
     python benchmarks/harness/plugin_overhead.py --variants reuse --fixtures --plugin-from /tmp/main-checkout
     python benchmarks/harness/plugin_overhead.py --variants reuse --fixtures --rounds 3 \
         --plugin-from /tmp/before --plugin-from .
+    python benchmarks/plugin_overhead.py --variants reuse --fixtures --rounds 3 \
+        --baseline-ref 68ac6e6 --baseline-ref main
 
 `--fixtures` gives every test what real suites have: numpy and hypothesis imported, an autouse fixture that
 sets an environment variable through monkeypatch, a seeded torch RNG and tmp_path; `--plugin-from` measures
-another checkout's plugin (the code before a change) with this script. Given twice or more, the checkouts
-run side by side in one run, alternating round by round (`--rounds`), so that a machine's changing load
-falls on both; the table ends with each checkout's median over the rounds.
+another checkout's plugin (the code before a change) with this script, and `--baseline-ref` the plugin of a
+git revision of this repository (its `harness/` exported to the run's temporary folder), next to this
+checkout's. Given two checkouts or more, they run side by side in one run, alternating round by round
+(`--rounds`), so that a machine's changing load falls on all; the table ends with each checkout's median over
+the rounds.
 """
 
 from __future__ import annotations
@@ -24,12 +29,12 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -66,6 +71,23 @@ def test_plain_{i}():
     assert torch.ones(4)[0].item() == 1
 """
 
+# Loaded with -p in every run: each test's setup + call + teardown durations, unrounded, in run order. Named
+# pytest_*: reuse mode's module watch leaves pytest's plugins alone, so it costs the same in every checkout.
+TIMES_PLUGIN = """
+import json, os
+
+_durations = {}
+
+
+def pytest_runtest_logreport(report):
+    _durations[report.nodeid] = _durations.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session):
+    with open(os.environ["PLUGIN_OVERHEAD_DURATIONS"], "w") as out:
+        json.dump(_durations, out)
+"""
+
 MPTC_TESTS = """
 import torch, torch.distributed as dist
 from torch.testing._internal.common_distributed import MultiProcessTestCase
@@ -100,7 +122,7 @@ for _i in range({count}):
 
 @dataclass
 class Figures:
-    """Per-test JUnit times of one variant."""
+    """Per-test times of one variant."""
 
     variant: str
     tests: int
@@ -109,6 +131,9 @@ class Figures:
     max_s: float
     plain_median_s: float | None
     wall_s: float
+    # User + system CPU time of pytest and its ranks for the whole run: less swayed by a loaded machine's
+    # waiting than the per-test times, and it counts the ranks' work that overlaps the next test's set-up.
+    cpu_s: float
 
 
 def main() -> int:
@@ -135,16 +160,23 @@ def main() -> int:
         help="checkout whose harness package (plugin) is measured; repeat to compare. Default: this one.",
     )
     parser.add_argument(
+        "--baseline-ref",
+        action="append",
+        default=[],
+        help="git revision whose plugin runs beside this checkout's (or --plugin-from's); repeatable",
+    )
+    parser.add_argument(
         "--rounds", type=int, default=1, help="runs of each variant per checkout, alternating"
     )
     parser.add_argument("--json", type=Path, default=Path("results/plugin_overhead.json"))
     args = parser.parse_args()
-    roots = [root.resolve() for root in args.plugin_from or [REPO_ROOT]]
     backend = {"cpu": "gloo", "cuda": "nccl", "xpu": "xccl"}[args.device]
     dist_args = [f"--dist-device={args.device}", f"--dist-world-size={args.world_size}"]
     figures: list[Figures] = []
     with tempfile.TemporaryDirectory(prefix="plugin-overhead-") as workdir:
         work = Path(workdir)
+        roots = {ref: _export_revision(ref, work / "revisions") for ref in args.baseline_ref}
+        roots.update({_label(root): root.resolve() for root in args.plugin_from or [REPO_ROOT]})
         if not args.no_mptc and args.variants == "all":
             (work / "test_mptc.py").write_text(
                 MPTC_TESTS.format(
@@ -171,8 +203,8 @@ def main() -> int:
                 PLUGIN_TESTS.format(world_size=args.world_size, fixtures=fixtures, tests=tests)
             )
             for _ in range(args.rounds):
-                for root in roots:
-                    label = f"{variant} @{root.name}" if len(roots) > 1 else variant
+                for checkout, root in roots.items():
+                    label = f"{variant} @{checkout}" if len(roots) > 1 else variant
                     figures.append(_run(work, label, name, [*dist_args, *extra], root))
     _print_table(args, figures)
     if len(roots) > 1 or args.rounds > 1:
@@ -184,7 +216,7 @@ def main() -> int:
                 "device": args.device,
                 "backend": backend,
                 "fixtures": args.fixtures,
-                "plugin_from": [str(root) for root in roots],
+                "plugin_from": {checkout: str(root) for checkout, root in roots.items()},
                 "rounds": args.rounds,
                 "world_size": args.world_size,
                 "cpus": os.cpu_count(),
@@ -200,9 +232,11 @@ def main() -> int:
 
 def _run(work: Path, variant: str, test_file: str, extra: list[str], plugin_from: Path | None) -> Figures:
     """One pytest run; `plugin_from`: the checkout whose plugin it loads (None: no plugin)."""
-    junit = work / f"{test_file}.xml"
+    durations = work / f"{test_file}.durations.json"
+    (work / "pytest_plugin_overhead_times.py").write_text(TIMES_PLUGIN)
     root = plugin_from or REPO_ROOT
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    env["PLUGIN_OVERHEAD_DURATIONS"] = str(durations)
     for key, value in GPU_ENV.items():
         env.setdefault(key, value)
     command = [
@@ -213,22 +247,21 @@ def _run(work: Path, variant: str, test_file: str, extra: list[str], plugin_from
         "-q",
         "-p",
         "no:cacheprovider",
-        f"--junitxml={junit}",
+        "-p",
+        "pytest_plugin_overhead_times",
     ]
     if plugin_from is not None and not _plugin_installed():
         command += ["-p", "harness.pytest_plugin.plugin"]
-    started = time.monotonic()
+    started, cpu_before = time.monotonic(), _children_cpu_s()
     done = subprocess.run([*command, *extra], cwd=work, env=env, capture_output=True, text=True)
-    wall = time.monotonic() - started
+    wall, cpu = time.monotonic() - started, _children_cpu_s() - cpu_before
     if done.returncode != 0:
         sys.exit(
             f"{variant}: pytest failed (exit {done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
         )
     dist_times, plain_times = [], []
-    for case in ET.parse(junit).getroot().iter("testcase"):
-        (plain_times if case.get("name", "").startswith("test_plain") else dist_times).append(
-            float(case.get("time", 0))
-        )
+    for nodeid, seconds in json.loads(durations.read_text()).items():
+        (plain_times if "::test_plain" in nodeid else dist_times).append(seconds)
     return Figures(
         variant=variant,
         tests=len(dist_times),
@@ -237,7 +270,37 @@ def _run(work: Path, variant: str, test_file: str, extra: list[str], plugin_from
         max_s=max(dist_times),
         plain_median_s=statistics.median(plain_times) if plain_times else None,
         wall_s=wall,
+        cpu_s=cpu,
     )
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _export_revision(ref: str, under: Path) -> Path:
+    """`harness/` as it is at git revision `ref`, written under `under` (no worktree is registered)."""
+    commit = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", f"{ref}^{{commit}}"],
+        capture_output=True,
+        text=True,
+    )
+    if commit.returncode != 0:
+        sys.exit(f"--baseline-ref {ref}: not a revision of {REPO_ROOT}: {commit.stderr.strip()}")
+    root = under / commit.stdout.strip()
+    root.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "archive", "--format=tar", commit.stdout.strip(), "harness"],
+        capture_output=True,
+        check=True,
+    )
+    subprocess.run(["tar", "-x", "-C", str(root)], input=archive.stdout, check=True)
+    return root
+
+
+def _label(root: Path) -> str:
+    return "this checkout" if root.resolve() == REPO_ROOT else root.resolve().name
 
 
 def _plugin_installed() -> bool:
@@ -245,7 +308,7 @@ def _plugin_installed() -> bool:
 
 
 def _print_table(args: argparse.Namespace, figures: list[Figures]) -> None:
-    print(f"\nTrivial all_reduce tests, {args.device}, world size {args.world_size} (JUnit time per test)\n")
+    print(f"\nTrivial all_reduce tests, {args.device}, world size {args.world_size} (time per test)\n")
     header = (
         f"{'variant':32} {'tests':>5} {'median':>10} {'first':>10} {'max':>10} {'plain test':>11} {'wall':>8}"
     )
@@ -273,14 +336,18 @@ def _print_table(args: argparse.Namespace, figures: list[Figures]) -> None:
 
 
 def _print_side_by_side(figures: list[Figures]) -> None:
-    """Each variant's median per-test time over its rounds (the median of the runs' medians)."""
-    runs: dict[str, list[float]] = {}
+    """Each variant's median per-test time over its rounds (the median of the runs' medians), and its CPU
+    time per distributed test (the median over the rounds of a run's CPU time over its distributed tests,
+    start-up and plain tests included: what differs between checkouts is theirs)."""
+    runs: dict[str, list[Figures]] = {}
     for f in figures:
-        runs.setdefault(f.variant, []).append(f.median_s)
-    print("\nOver the rounds (median of the runs' medians; each run's median, in ms):")
-    for variant, medians in runs.items():
-        each = ", ".join(f"{m * 1e3:.1f}" for m in medians)
-        print(f"  {variant:44} {statistics.median(medians) * 1e3:7.1f} ms   ({each})")
+        runs.setdefault(f.variant, []).append(f)
+    print("\nOver the rounds (median of the runs' medians, each run's median; CPU per test, in ms):")
+    for variant, each in runs.items():
+        medians = ", ".join(f"{f.median_s * 1e3:.1f}" for f in each)
+        median = statistics.median(f.median_s for f in each) * 1e3
+        cpu = statistics.median(f.cpu_s / f.tests for f in each)
+        print(f"  {variant:44} {median:7.1f} ms   ({medians})   CPU {cpu * 1e3:6.1f} ms")
 
 
 if __name__ == "__main__":

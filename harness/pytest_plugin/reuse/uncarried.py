@@ -21,47 +21,29 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable
 from types import ModuleType
-from typing import Any
 
 import pytest
 from _pytest.monkeypatch import MonkeyPatch
 
+from harness.pytest_plugin.reuse.module_watch import NamespaceCopy, differences
+
 _LISTED = 3  # changes named per reason; the rest are counted
-
-
-@dataclass
-class _NamespaceCopy:
-    """One namespace's attributes at a moment: names and value identities for the fast comparison, and the
-    values themselves, held so that no id can be reused by a new object while it is compared against."""
-
-    names: tuple[str, ...]
-    ids: tuple[int, ...]
-    values: dict[str, Any]
-
-    @classmethod
-    def of(cls, namespace: Mapping[str, Any]) -> _NamespaceCopy:
-        values = dict(namespace)
-        return cls(tuple(values), tuple(map(id, values.values())), values)
-
-    def same_as(self, namespace: Mapping[str, Any]) -> bool:
-        return tuple(namespace) == self.names and tuple(map(id, namespace.values())) == self.ids
 
 
 class ClassWatch:
     """Each distributed test's class namespace at the workers' fork, and the check (modules: module_watch)."""
 
     def __init__(self) -> None:
-        self._base: dict[str, _NamespaceCopy] = {}
+        self._base: dict[str, NamespaceCopy] = {}
 
     def take_base(self, items: Iterable[pytest.Function]) -> None:
         """At a fork: every class of these tests as the new workers inherit it."""
         self._base = {}
         for item in items:
             if item.cls is not None:
-                self._base.setdefault(_label(item.cls), _NamespaceCopy.of(vars(item.cls)))
+                self._base.setdefault(_label(item.cls), NamespaceCopy.of(vars(item.cls)))
 
     def changed_attributes(self, item: pytest.Function) -> list[str]:
         """'module.Class.name (set|rebound|deleted)' for each attribute of the test's class that differs from
@@ -72,7 +54,7 @@ class ClassWatch:
         base = self._base.get(label)
         if base is None or base.same_as(vars(item.cls)):
             return []
-        return _differences(label, base.values, dict(vars(item.cls)))
+        return differences(label, base.values, dict(vars(item.cls)))
 
 
 def monkeypatched_beyond_environ(item: pytest.Function) -> list[str]:
@@ -121,19 +103,6 @@ def summarise(what: str, changes: list[str]) -> str:
     return f"{what}: {listed}{more}"
 
 
-def _differences(label: str, base: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    changes = []
-    for name in base.keys() | now.keys():
-        before, after = base.get(name, _ABSENT), now.get(name, _ABSENT)
-        if before is after or isinstance(after, ModuleType):
-            continue
-        if after is _ABSENT and isinstance(before, ModuleType):
-            continue
-        what = "set" if before is _ABSENT else "deleted" if after is _ABSENT else "rebound"
-        changes.append(f"{label}.{name} ({what})")
-    return sorted(changes)
-
-
 def _label(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
@@ -146,6 +115,3 @@ def _describe(target: object) -> str:
     if target is sys.modules:
         return "sys.modules"
     return f"<{type(target).__name__} object>"
-
-
-_ABSENT = object()

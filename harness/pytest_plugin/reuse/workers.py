@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pickle
 import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -64,21 +65,32 @@ class WorkerPool:
         self._workdir: str | None = None
         self._fork_time: ForkTimeState | None = None
         self._closed_because: str | None = None  # why the last workers went: the next fork is a restart
+        # Whether the last test's check found module attributes, modules or switches the workers lack: only
+        # then does the next test compare before its fixtures run (the check after them finds all the rest).
+        self._differed = False
 
     @property
     def pids(self) -> list[int]:
         return self._ranks.pids if self._ranks else []
 
     def prepare(self, item: pytest.Function) -> None:
-        """Before the test's fixtures: fork workers if there are none, or again if the test's namespaces no
-        longer match the workers' (a module- or class-scoped fixture set a module attribute)."""
+        """Before the test's fixtures: fork workers if there are none, or again if the last test's check found
+        differences that are still there (a module- or class-scoped fixture set a module attribute).
+
+        Only then: the watch costs about as much before the fixtures as after them, and the check after them
+        (`payload`) finds whatever differs, whenever it was changed. A change made outside any test's set-up
+        (in a teardown, in a plain test's body) thus sends the next distributed test to fresh ranks, and the
+        one after it gets new workers."""
         self._filters_before_fixtures = {item.nodeid: list(warnings.filters)}
         if self._ranks is not None:
+            if not self._differed:
+                return
+            self._differed = False
             why = self._differs_from_workers(item)
             if not why:
                 return
             self.close(why)
-        self._start(item.session.items)
+        self._start(item.session)
 
     def _differs_from_workers(self, item: pytest.Function) -> str:
         """Why pytest's process no longer matches the workers outside any test's fixtures ("" if it does)."""
@@ -99,14 +111,15 @@ class WorkerPool:
             return None, "tests without workers", "no workers were forked before the test's fixtures ran"
         attributes, new_modules = self._modules.changes()
         changed = self._classes.changed_attributes(item) + attributes
+        assert self._switches is not None
+        switches, uncarriable = self._switches.changed(self._switch_base)
+        self._differed = bool(changed or new_modules or uncarriable)
         if changed:
             reason = summarise("fixtures changed module attributes the workers do not have", changed)
             return None, "module attributes set by fixtures", reason
         if new_modules:
             reason = summarise("fixtures imported modules the workers do not have", new_modules)
             return None, "modules imported by fixtures", reason
-        assert self._switches is not None
-        switches, uncarriable = self._switches.changed(self._switch_base)
         if uncarriable:
             reason = summarise("fixtures changed process switches that cannot be carried", uncarriable)
             return None, "process switches set by fixtures", reason
@@ -170,12 +183,14 @@ class WorkerPool:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
 
-    def _start(self, session_items: list[pytest.Item]) -> None:
+    def _start(self, session: pytest.Session) -> None:
         import torch.distributed  # noqa: F401  imported once here, not once in every worker
 
         if self._closed_because is not None:
             self._tally.restarted(self._closed_because)
-        items = {item.nodeid: item for item in session_items if isinstance(item, pytest.Function)}
+        self._differed = False
+        _as_hypothesis_sets_it_for_each_test(session.config)
+        items = {item.nodeid: item for item in session.items if isinstance(item, pytest.Function)}
         fork_time = take_fork_time_state(self.settings.device)
         self._classes.take_base(item for item in items.values() if "dist_env" in item.fixturenames)
         self._switches = Switches()  # first: building the probes may import what they read
@@ -190,6 +205,15 @@ class WorkerPool:
                 items, self.settings, rank, store_path, results, requests, self._warning_filters, fork_time
             )
         )
+
+
+def _as_hypothesis_sets_it_for_each_test(config: pytest.Config) -> None:
+    """hypothesis's pytest plugin sets `hypothesis.core.running_under_pytest` (a failure message's wording) in
+    every test's call phase, after its fixtures: fresh ranks, forked then, see it set. So must the workers,
+    forked before the first test's call; and the module watch then sees no rebinding at the first test."""
+    core = sys.modules.get("hypothesis.core")
+    if core is not None and config.pluginmanager.has_plugin("hypothesispytest"):
+        core.running_under_pytest = True
 
 
 def _unpicklable(values: dict[str, Any], carried: Any) -> str:

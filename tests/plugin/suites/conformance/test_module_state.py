@@ -41,3 +41,21 @@ def test_monkeypatched_function(dist_env, patched_function):
 
 def test_function_is_back(dist_env):
     assert helpers.greeting() == "hello"
+
+
+@pytest.fixture
+def leaves_a_module_attribute():
+    yield
+    helpers.LEFT_BEHIND = "by a teardown"
+
+
+def test_teardown_leaves_a_module_attribute(dist_env, leaves_a_module_attribute):
+    assert not hasattr(helpers, "LEFT_BEHIND")
+
+
+def test_sees_what_a_teardown_left(dist_env):
+    assert helpers.LEFT_BEHIND == "by a teardown"
+
+
+def test_sees_what_a_teardown_left_again(dist_env):
+    assert helpers.LEFT_BEHIND == "by a teardown"
