@@ -202,8 +202,7 @@ MUTATIONS = (
     Mutation(
         "widest_from_data",
         "communicators/base.py",
-        "        widest = max(range(len(rows)), key=lambda i: math.prod(rows[i].shape[1:]) * "
-        "rows[i].element_size())",
+        "        widest = max(range(len(rows)), key=lambda i: row_bytes(rows[i]))",
         "        widest = max(range(len(rows)), key=lambda i: rows[i].numel() * rows[i].element_size())",
         "the widest tensor chosen from the data, which zero-size ranks see differently",
     ),
@@ -268,8 +267,14 @@ MUTATIONS = (
 
 
 def copy_tree(source: Path, target: Path) -> None:
-    """The files a suite run needs, without caches, results or the git directory."""
-    ignore = shutil.ignore_patterns(".git", "__pycache__", "results", "*.egg-info", ".ruff_cache")
+    """The files a suite run needs, without caches, the checkout's results/ or the git directory."""
+    caches = shutil.ignore_patterns(".git", "__pycache__", "*.egg-info", ".ruff_cache")
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        # Only the top-level results/ (a run's output, .gitignore's /results/): harness/results/ is code.
+        outputs = {"results"} if Path(directory) == source else set()
+        return caches(directory, names) | (outputs & set(names))
+
     shutil.copytree(source, target, ignore=ignore, symlinks=True)
 
 

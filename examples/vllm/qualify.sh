@@ -4,7 +4,7 @@
 #
 # Runs the cells of examples/vllm/matrix.yaml whose `vllm` axis is VERSION (or those CELLS names; EXECUTOR, default auto: in that
 # version's image when it is built; otherwise on the host with PYTHON, an interpreter with vLLM VERSION
-# installed, README "Qualifying vLLM"), then keeps in RECORD_DIR what the record needs: the run's summary,
+# installed, docs/qualifying.md "Qualifying vLLM"), then keeps in RECORD_DIR what the record needs: the run's summary,
 # its merged JUnit XML, each cell's cell.json, fingerprint.json and log.txt, and conformance.md generated from
 # the JUnit XML. The results directory is kept (RECORD_DIR/results), so the log paths the run prints stay valid.
 # Exit code: the run's (0 when every cell passed, known gaps holding as strict xfails).

@@ -74,7 +74,7 @@ class KnownGap:
         return not self.match or re.search(self.match, failure_text) is not None
 
 
-# all_reduce_in_place: all_reduce of a contiguous tensor sums into it and returns it (comm-harness's README);
+# all_reduce_in_place: all_reduce of a contiguous tensor sums into it and returns it (docs/qualifying.md);
 # vLLM's GroupCoordinator documents the opposite ("we always make the all-reduce operation out-of-place").
 OPTIONAL_PROMISES = frozenset({"all_reduce_in_place"})
 

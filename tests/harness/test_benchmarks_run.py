@@ -8,6 +8,7 @@ measurement.
 from __future__ import annotations
 
 import ast
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -105,3 +106,39 @@ def test_the_design_studies_reach_only_row_hooks_the_communicators_define() -> N
     reached = {script: private_names_reached(BENCHMARKS / script) for script in studies}
     assert {script: names - defined for script, names in reached.items() if names - defined} == {}
     assert reached["communicators/bench_gloo_all2all.py"] >= {"_all_gatherv_rows", "_reduce_scatterv_rows"}
+
+
+def test_every_planted_bug_still_matches_the_code_it_mutates(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The mutation checks refuse a mutation whose line is not found exactly once, but only when run (minutes
+    # per mutant): a refactor that rewrites a mutated line must fail here, naming the mutation to update.
+    monkeypatch.syspath_prepend(str(BENCHMARKS / "harness"))
+    communicators = importlib.import_module("mutation_check")
+    harness = importlib.import_module("harness_mutation_check")
+    for script in (communicators, harness):  # --only picks mutations by name, and results are keyed by it
+        names = [m.name for m in script.MUTATIONS]
+        assert len(set(names)) == len(names), script.__file__
+    times_found = {
+        m.name: (m.path, (BENCHMARKS.parent / m.path).read_text().count(m.before))
+        for m in [*communicators.MUTATIONS, *harness.MUTATIONS]
+    }
+    assert {name: found for name, found in times_found.items() if found[1] != 1} == {}
+    # A test file (or FILE::NAME) a harness mutation names but the suite lost is left out of its run.
+    lost = {
+        m.name: sorted(set(m.tests) - set(harness.files_of(m, BENCHMARKS.parent, whole_tier=False)))
+        for m in harness.MUTATIONS
+    }
+    assert {name: tests for name, tests in lost.items() if tests} == {}
+
+
+def test_a_mutant_tree_keeps_harness_results(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # The copy leaves out a run's output (the checkout's results/), not harness/results/, the code that judges
+    # a cell: without it every mutant and the unmutated baseline failed to import.
+    monkeypatch.syspath_prepend(str(BENCHMARKS / "harness"))
+    copy_tree = importlib.import_module("mutation_check").copy_tree
+    checkout = tmp_path / "checkout"
+    for path in ("results/run-1/cell.json", "harness/results/merge.py", "harness/__pycache__/x.pyc"):
+        (checkout / path).parent.mkdir(parents=True, exist_ok=True)
+        (checkout / path).write_text("")
+    copy_tree(checkout, tmp_path / "copy")
+    copied = {str(p.relative_to(tmp_path / "copy")) for p in (tmp_path / "copy").rglob("*") if p.is_file()}
+    assert copied == {"harness/results/merge.py"}

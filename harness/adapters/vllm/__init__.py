@@ -30,7 +30,7 @@ from harness.adapters.vllm.engine_shim import VersionMismatch, declared_version
 if TYPE_CHECKING:
     from harness.common.dist_env import DistEnv
 
-# The release the README's install lines and the image default to.
+# The release examples/vllm/vllm-cpu.Dockerfile's VLLM_VERSION defaults to.
 DEFAULT_VERSION = "0.33.0"
 GAPS_ENV = "COMM_HARNESS_KNOWN_GAPS"
 DEFAULT_GAP_FILE = Path(__file__).resolve().parents[3] / "examples" / "vllm" / "known-gaps.yaml"
@@ -98,7 +98,7 @@ class VllmAdapter:
             raise RuntimeError(
                 f"vLLM is not installed in {sys.executable}: pip install --no-deps "
                 f"vllm=={declared_version() or DEFAULT_VERSION} "
-                "and the packages its communicators import (README, 'Qualifying vLLM')"
+                "and the packages its communicators import (docs/qualifying.md, 'Qualifying vLLM')"
             )
         from harness.adapters.vllm import engine_shim
 

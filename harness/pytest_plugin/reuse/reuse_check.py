@@ -12,7 +12,7 @@ from __future__ import annotations
 from harness.pytest_plugin.outcomes import Verdict
 
 # Written under reuse mode's summary line (not in check mode): what reuse mode neither carries nor detects
-# (README, "Neither carried nor detected"), so that a report from reuse mode says what it could not see.
+# (docs/plugin.md, "Neither carried nor detected"), so a report from reuse mode says what it could not see.
 UNSEEN_BY_REUSE_MODE = (
     "comm-harness reuse mode cannot see what fixtures change in place (an object's contents: a list appended "
     "to, a logger's level) or open resources they hand over (a file descriptor, a socket); "
