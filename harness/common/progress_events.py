@@ -20,6 +20,8 @@ from typing import Any, ClassVar
 TEXT_CHARS = 2000
 WHEN = ("setup", "call", "teardown")
 OUTCOMES = ("passed", "failed", "skipped")
+# Above any world size a cell can have: an Interrupted event naming more ranks is not the plugin's.
+MAX_WORLD_SIZE = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,23 @@ class RanOnFreshRanks:
 
 
 @dataclass(frozen=True)
+class Interrupted:
+    """pytest was interrupted (Ctrl-C) in a distributed test: the ranks that had finished its body, and not.
+
+    `locations` and `stacks` go with `running`, rank for rank: the innermost frame of test code
+    ("tests/x.py:12 test_hang") and the Python stack each still-running rank was in ("" when unknown).
+    """
+
+    KIND: ClassVar[str] = "interrupted"
+    nodeid: str
+    world_size: int
+    running: tuple[int, ...]
+    finished: tuple[int, ...]
+    locations: tuple[str, ...] = ()
+    stacks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class BuildLine:
     """A line of the image build a container cell waits for (made by the harness, not the plugin)."""
 
@@ -71,12 +90,14 @@ class BuildLine:
     line: str
 
 
-ProgressEvent = Collected | Started | Reported | RanOnFreshRanks | BuildLine
+ProgressEvent = Collected | Started | Reported | RanOnFreshRanks | Interrupted | BuildLine
+# What the plugin writes to progress.jsonl.
+PluginEvent = Collected | Started | Reported | RanOnFreshRanks | Interrupted
 # Called by executors as the cell makes progress, with the cell's id.
 ProgressCallback = Callable[[str, ProgressEvent], None]
 
 
-def event_line(event: Collected | Started | Reported | RanOnFreshRanks) -> str:
+def event_line(event: PluginEvent) -> str:
     """The event as one line of progress.jsonl (no newline)."""
     fields = dataclasses.asdict(event)
     if isinstance(event, Reported):
@@ -88,7 +109,7 @@ def event_line(event: Collected | Started | Reported | RanOnFreshRanks) -> str:
     return json.dumps({"event": event.KIND, **fields})
 
 
-def parse_event_line(line: bytes | str) -> Collected | Started | Reported | RanOnFreshRanks | None:
+def parse_event_line(line: bytes | str) -> PluginEvent | None:
     """The plugin's event on one line of progress.jsonl; None for a line that is not one (skipped)."""
     try:
         document = json.loads(line)
@@ -122,7 +143,40 @@ def parse_event_line(line: bytes | str) -> Collected | Started | Reported | RanO
         )
     if kind == RanOnFreshRanks.KIND:
         return RanOnFreshRanks(nodeid, _text(document.get("kind")) or "", _text(document.get("reason")) or "")
+    if kind == Interrupted.KIND:
+        return _interrupted(nodeid, document)
     return None
+
+
+def _interrupted(nodeid: str, document: dict[str, Any]) -> Interrupted | None:
+    world_size = document.get("world_size")
+    if type(world_size) is not int or not 0 < world_size <= MAX_WORLD_SIZE:
+        return None
+    running = _ranks(document.get("running"), world_size)
+    finished = _ranks(document.get("finished"), world_size)
+    if running is None or finished is None or set(running) & set(finished):
+        return None
+    locations = _texts(document.get("locations"), len(running))
+    stacks = _texts(document.get("stacks"), len(running))
+    if locations is None or stacks is None:
+        return None
+    return Interrupted(nodeid, world_size, running, finished, locations, stacks)
+
+
+def _ranks(value: object, world_size: int) -> tuple[int, ...] | None:
+    """Distinct ranks below `world_size`, or None when `value` is not such a list."""
+    if not isinstance(value, list) or not all(type(rank) is int and 0 <= rank < world_size for rank in value):
+        return None
+    return tuple(value) if len(set(value)) == len(value) else None
+
+
+def _texts(value: object, most: int) -> tuple[str, ...] | None:
+    """At most `most` strings (clipped); a missing list is no texts."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > most or not all(isinstance(text, str) for text in value):
+        return None
+    return tuple(text[:TEXT_CHARS] for text in value)
 
 
 def _text(value: object) -> str | None:

@@ -14,7 +14,7 @@ from harness.pytest_plugin.lifetime import die_with_parent
 from harness.pytest_plugin.nodes import ranks_of_node
 from harness.pytest_plugin.outcomes import Verdict, judge
 from harness.pytest_plugin.rank import run_one_test
-from harness.pytest_plugin.rank_processes import RankProcesses
+from harness.pytest_plugin.rank_processes import RankProcesses, RanksInterrupted
 from harness.pytest_plugin.settings import DistSettings
 
 # Once a rank has failed, the others are probably blocked in a collective that will never complete.
@@ -49,9 +49,16 @@ def run_in_fresh_ranks(item: pytest.Function, settings: DistSettings, pytest_pid
                     item, settings, here[index], rendezvous, results
                 )
             )
-            outcomes, problems = ranks.collect(
-                deadline, settings.timeout_s, min(GRACE_AFTER_FAILURE_S, settings.timeout_s)
-            )
+            try:
+                outcomes, problems = ranks.collect(
+                    deadline, settings.timeout_s, min(GRACE_AFTER_FAILURE_S, settings.timeout_s)
+                )
+            except RanksInterrupted as interrupted:
+                raise RanksInterrupted(
+                    settings.world_size,
+                    [here[rank] for rank in interrupted.finished],
+                    {here[rank]: stack for rank, stack in interrupted.stacks.items()},
+                ) from None
             traces = ranks.traces()
             ranks.wait_for_exit(EXIT_AFTER_REPORT_S)
     # RankProcesses numbers its processes from 0; on node k they are ranks here[0], here[1], ... The traces

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +24,8 @@ from harness.pytest_plugin.forked.reports import CrashLinesFromForkedChildren
 from harness.pytest_plugin.launcher import run_in_fresh_ranks
 from harness.pytest_plugin.nodes import node_options, serve_node_store
 from harness.pytest_plugin.outcomes import Verdict
-from harness.pytest_plugin.progress_writer import ProgressWriter
+from harness.pytest_plugin.progress_writer import ProgressWriter, interrupted_event
+from harness.pytest_plugin.rank_processes import RanksInterrupted
 from harness.pytest_plugin.rank_warnings import WarningsFromForkedChildren, reissue_for_item, session_filters
 from harness.pytest_plugin.reuse.fresh_ranks import FreshRankTally
 from harness.pytest_plugin.reuse.reuse_check import UNSEEN_BY_REUSE_MODE, compare_modes
@@ -36,6 +39,9 @@ from harness.pytest_plugin.uncaptured_output import keep_uncaptured_output
 # test. Imported once here, before any fork, every rank inherits them. None of them touches a device.
 # getpass: tmp_path imports it at its first use; imported later, reuse mode would fork its workers again.
 PRELOADED_FOR_RANKS = ("torch.distributed.tensor", "communicators", "getpass")
+# How long pytest waits for its forked child to report an interrupted test's ranks (their stacks take up to
+# 3 s); the harness kills the cell 20 s after its Ctrl-C.
+FORKED_CHILD_INTERRUPT_WAIT_S = 8.0
 
 
 @dataclass
@@ -208,7 +214,13 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     if not is_distributed(pyfuncitem):
         return None
     state = pyfuncitem.config.stash[_STATE]
-    verdict = state.run_attempts(pyfuncitem)
+    try:
+        verdict = state.run_attempts(pyfuncitem)
+    except RanksInterrupted as interrupted:
+        progress = pyfuncitem.config.pluginmanager.get_plugin("comm_harness_progress")
+        if progress is not None:
+            progress.write(interrupted_event(pyfuncitem.nodeid, interrupted), from_any_process=True)
+        raise
     # Before the verdict: a failed test's warnings belong in the summary too.
     in_forked_child = os.getpid() != state.pytest_pid
     errors = reissue_for_item(pyfuncitem, verdict.warnings, state.settings.world_size, in_forked_child)
@@ -300,6 +312,20 @@ def _marker_sizes(item: pytest.Item, marker: pytest.Mark) -> tuple[int, ...]:
             f"e.g. world_size(2, 4); got world_size{sizes!r}"
         )
     return sizes
+
+
+def pytest_keyboard_interrupt() -> None:
+    """Ctrl-C reached pytest, which under --forked waits for pytest-forked's child running the test: pass it
+    on, so that the child says which ranks were still in the test (`RanksInterrupted`) before pytest ends."""
+    import multiprocessing
+
+    children = multiprocessing.active_children()
+    for child in children:
+        if child.pid is not None:
+            os.kill(child.pid, signal.SIGINT)
+    give_up = time.monotonic() + FORKED_CHILD_INTERRUPT_WAIT_S
+    for child in children:
+        child.join(max(0.0, give_up - time.monotonic()))
 
 
 @pytest.hookimpl(trylast=True)

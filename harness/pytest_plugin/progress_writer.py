@@ -13,15 +13,21 @@ import time
 import pytest
 
 from harness.common.progress_events import (
+    TEXT_CHARS,
     Collected,
-    RanOnFreshRanks,
+    Interrupted,
+    PluginEvent,
     Reported,
     Started,
     event_line,
 )
 from harness.config.model import KNOWN_GAP_REASON
+from harness.pytest_plugin.desync.desync_verdict import innermost_test_frame
+from harness.pytest_plugin.rank_processes import RanksInterrupted
 
 MESSAGE_CHARS = 480
+# A stack's innermost frames come first: its end (pytest's frames are cut already) is what a reader drops.
+STACK_CHARS = TEXT_CHARS
 
 
 def failure_message(report: pytest.TestReport) -> str:
@@ -64,9 +70,26 @@ class ProgressWriter:
     def pytest_unconfigure(self) -> None:
         self._file.close()
 
-    def write(self, event: Collected | Started | Reported | RanOnFreshRanks) -> None:
-        """One more line; other parts of the plugin write theirs here too (a test that ran on fresh ranks)."""
-        # Forks of pytest inherit this file; only the main process may write, or lines would repeat.
-        if os.getpid() == self._pid:
+    def write(self, event: PluginEvent, *, from_any_process: bool = False) -> None:
+        """One more line; other parts of the plugin write theirs here too (a test that ran on fresh ranks).
+
+        Forks of pytest inherit this file; only the main process writes, or lines would repeat, unless
+        `from_any_process`: an event that only the process running the ranks knows and writes once (under
+        --forked, pytest-forked's child). Each line is flushed whole, so a fork inherits no buffered line.
+        """
+        if from_any_process or os.getpid() == self._pid:
             self._file.write(event_line(event) + "\n")
             self._file.flush()
+
+
+def interrupted_event(nodeid: str, interrupted: RanksInterrupted) -> Interrupted:
+    """The progress event of a test interrupted (Ctrl-C) while some of its ranks were still running."""
+    stacks = [interrupted.stacks[rank] for rank in interrupted.running]
+    return Interrupted(
+        nodeid,
+        interrupted.world_size,
+        tuple(interrupted.running),
+        tuple(interrupted.finished),
+        locations=tuple(innermost_test_frame(stack, roots=[os.getcwd()]) or "" for stack in stacks),
+        stacks=tuple(stack[-STACK_CHARS:] for stack in stacks),
+    )

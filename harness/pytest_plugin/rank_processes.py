@@ -26,6 +26,23 @@ _STACK_DUMP_WAIT_S = 3.0
 _EXIT_AFTER_EOF_WAIT_S = 5.0
 
 
+class RanksInterrupted(KeyboardInterrupt):
+    """KeyboardInterrupt while ranks were running a test: which had reported, and the stacks of the others.
+
+    Ranks are numbered as `RankProcesses` numbers its processes (0 .. its world_size - 1).
+    """
+
+    def __init__(self, world_size: int, finished: list[int], stacks: dict[int, str]) -> None:
+        super().__init__()
+        self.world_size = world_size
+        self.finished = sorted(finished)
+        self.stacks = stacks  # rank -> Python stack, for every rank still running
+
+    @property
+    def running(self) -> list[int]:
+        return sorted(self.stacks)
+
+
 class RankProcesses:
     """`world_size` ranks forked from this process into a process group of their own.
 
@@ -98,29 +115,20 @@ class RankProcesses:
     ) -> tuple[list[RankOutcome], list[RankProblem]]:
         """Wait for one outcome per rank until `deadline` (monotonic); once a rank fails or dies, the others
         get `grace_s` more. Ranks still running then are dumped (Python stacks, and native ones if py-spy is
-        installed) and killed, and become problems."""
+        installed) and killed, and become problems. KeyboardInterrupt meanwhile becomes RanksInterrupted."""
         waiting = {conn: rank for rank, conn in enumerate(self._results)}
         outcomes: list[RankOutcome] = []
         ended: list[int] = []
-        stop_at = deadline
-        first_trouble: int | None = None
-        while waiting:
-            remaining = stop_at - time.monotonic()
-            if remaining <= 0:
-                break
-            for conn in wait(list(waiting), remaining):
-                rank = waiting.pop(conn)
-                try:
-                    outcome = conn.recv()
-                except (EOFError, OSError):
-                    ended.append(rank)
-                    trouble = True
-                else:
-                    outcomes.append(outcome)
-                    trouble = outcome.status != "passed"
-                if trouble and first_trouble is None:
-                    first_trouble = rank
-                    stop_at = min(deadline, time.monotonic() + grace_s)
+        try:
+            stop_at, first_trouble = self._wait_for_outcomes(waiting, outcomes, ended, deadline, grace_s)
+        except KeyboardInterrupt:
+            # Ctrl-C (the cell runner's SIGINT): say which ranks were still in the test, and where.
+            still_running = sorted(waiting.values())
+            raise RanksInterrupted(
+                self.world_size,
+                [rank for rank in range(self.world_size) if rank not in still_running],
+                self.dump_stacks(still_running),
+            ) from None
         problems = [
             RankProblem(rank, describe_exit(self._wait_exit(rank)), self._read_stack(rank) or None)
             for rank in ended
@@ -140,6 +148,37 @@ class RankProcesses:
             ]
             self.kill()
         return sorted(outcomes, key=lambda o: o.rank), problems
+
+    def _wait_for_outcomes(
+        self,
+        waiting: dict[Connection, int],
+        outcomes: list[RankOutcome],
+        ended: list[int],
+        deadline: float,
+        grace_s: float,
+    ) -> tuple[float, int | None]:
+        """`collect`'s wait: moves each rank out of `waiting` as it reports (`outcomes`) or dies (`ended`);
+        returns when it stopped waiting and the first rank that failed or died."""
+        stop_at = deadline
+        first_trouble: int | None = None
+        while waiting:
+            remaining = stop_at - time.monotonic()
+            if remaining <= 0:
+                break
+            for conn in wait(list(waiting), remaining):
+                rank = waiting.pop(conn)
+                try:
+                    outcome = conn.recv()
+                except (EOFError, OSError):
+                    ended.append(rank)
+                    trouble = True
+                else:
+                    outcomes.append(outcome)
+                    trouble = outcome.status != "passed"
+                if trouble and first_trouble is None:
+                    first_trouble = rank
+                    stop_at = min(deadline, time.monotonic() + grace_s)
+        return stop_at, first_trouble
 
     def dump_stacks(self, ranks: list[int]) -> dict[int, str]:
         """Make each rank write its Python stack (faulthandler on SIGUSR1) and read them back."""

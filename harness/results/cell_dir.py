@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.common.progress_events import Collected, Reported, Started, parse_event_line
+from harness.common.progress_events import Collected, Interrupted, Reported, Started, parse_event_line
 from harness.config.model import Cell
 from harness.results.cell_result import CellResult, TestCounts
 from harness.results.files import (
@@ -129,7 +129,7 @@ def collect_cell_result(
         reason = "the cell's results were tampered with: " + "; ".join(refused)
     elif reason:
         status = "error"
-        reason += progress.where_it_stopped()
+        reason += progress.where_it_stopped() + progress.interrupted_stacks()
     elif counts is None:
         status = "error"
         reason = f"{junit_error}\nlog tail:\n{log_tail(results_dir)}"
@@ -173,13 +173,18 @@ class ProgressSoFar:
     # The test that finished last: where the cell got to when none was running any more (a node killed
     # mid-test can fail the test on the other nodes before the harness sees the node go).
     last_finished: str = ""
+    # pytest was interrupted in the running test while some of its ranks were still in it.
+    interrupted: Interrupted | None = None
 
     def where_it_stopped(self) -> str:
         """' while running tests/x.py::t (3 of 10 tests finished, 7 not run)', ' after tests/x.py::t (...)'
-        when no test was running, or '' when unknown."""
+        when no test was running, ' in tests/x.py::t: rank 1 of 2 still running, ... (...)' when pytest said
+        which ranks were still in it, or '' when unknown."""
         if self.collected is None and not (self.running or self.last_finished):
             return ""
-        if self.running:
+        if self.interrupted is not None:
+            text = f" in {self.running}: {_ranks_still_running(self.interrupted)}"
+        elif self.running:
             text = f" while running {self.running}"
         else:
             text = f" after {self.last_finished}" if self.last_finished else ""
@@ -187,6 +192,41 @@ class ProgressSoFar:
             left = max(0, self.collected - self.finished)
             text += f" ({self.finished} of {self.collected} tests finished, {left} not run)"
         return text
+
+    def interrupted_stacks(self) -> str:
+        """The Python stacks of the ranks still running when pytest was interrupted, one section a rank."""
+        if self.interrupted is None:
+            return ""
+        event = self.interrupted
+        return "".join(
+            f"\n---- rank {rank} of {event.world_size} when interrupted; its stack ----\n{stack.rstrip()}"
+            for rank, stack in zip(event.running, event.stacks, strict=False)
+            if stack.strip()
+        )
+
+
+def _ranks_still_running(event: Interrupted) -> str:
+    """'rank 1 of 2 still running, in tests/t.py:6 test_hang (rank 0 finished the test body)'."""
+    if not event.running:
+        return f"all {event.world_size} ranks had finished the test body"
+    where = dict(zip(event.running, event.locations, strict=False))
+    where = {rank: location for rank, location in where.items() if location}
+    if len(event.running) == 1:
+        rank = event.running[0]
+        text = f"rank {rank} of {event.world_size} still running"
+        text += f", in {where[rank]}" if rank in where else ""
+    else:
+        text = f"ranks {_rank_list(event.running)} of {event.world_size} still running"
+        if where:
+            text += " (" + "; ".join(f"rank {rank} in {location}" for rank, location in where.items()) + ")"
+    if event.finished:
+        many = len(event.finished) > 1
+        text += f" ({'ranks' if many else 'rank'} {_rank_list(event.finished)} finished the test body)"
+    return text
+
+
+def _rank_list(ranks: Iterable[int]) -> str:
+    return ", ".join(str(rank) for rank in sorted(ranks))
 
 
 def read_progress(results_dir: Path) -> ProgressSoFar:
@@ -197,6 +237,7 @@ def read_progress(results_dir: Path) -> ProgressSoFar:
     except (OSError, UnsafeResultFile):
         return progress
     started: dict[str, None] = {}
+    interrupted: Interrupted | None = None
     for line in data.splitlines():
         event = parse_event_line(line)
         if isinstance(event, Collected):
@@ -207,7 +248,12 @@ def read_progress(results_dir: Path) -> ProgressSoFar:
             started.pop(event.nodeid, None)
             progress.finished += 1
             progress.last_finished = event.nodeid
+        elif isinstance(event, Interrupted):
+            interrupted = event
     progress.running = next(reversed(started), "") if started else ""
+    # Only about the test still running: an earlier test's event (a line the cell's code forged, say) is not.
+    if interrupted is not None and interrupted.nodeid == progress.running:
+        progress.interrupted = interrupted
     return progress
 
 

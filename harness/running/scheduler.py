@@ -180,7 +180,9 @@ class CellScheduler:
             self._pool.release(planned, gpus)
             if result.status != "passed":
                 result.status = "error"
-                result.reason = INTERRUPTED
+                # The executor's own reason says where the cell was (its test, its ranks still running).
+                if not result.reason.startswith(INTERRUPTED):
+                    result.reason = INTERRUPTED
             self._finish(result, results)
         for planned in running.values():
             result = error_result(planned, planned.executor or "", f"{INTERRUPTED}; the cell did not stop")

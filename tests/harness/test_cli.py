@@ -214,7 +214,12 @@ def test_ctrl_c_stops_the_running_cells_and_writes_the_summary(project):
     assert harness.returncode == 130, output
     summary = json.loads((path.parent / "out" / "summary.json").read_text())
     statuses = {c["id"]: (c["status"], c["reason"]) for c in summary["cells"]}
-    assert statuses["cpu-gloo-ws1-plain"] == ("error", "interrupted")
+    status, reason = statuses["cpu-gloo-ws1-plain"]
+    assert (status, reason.splitlines()[0]) == (
+        "error",
+        "interrupted in tests/test_hangs.py::test_hangs: rank 0 of 1 still running, in tests/test_hangs.py:9 "
+        "test_hangs (0 of 1 tests finished, 1 not run)",
+    )
     assert statuses["cpu-gloo-ws2-plain"] == ("error", "not run: the run was interrupted")
     assert summary["exit_code"] == 130
     assert_all_gone(pids_in(pid_file))

@@ -176,3 +176,75 @@ def test_ctrl_c_keeps_the_finished_tests_every_time(tmp_path: Path, request: pyt
         assert (result.counts.passed, result.counts.failed, result.counts.errors) == (3, 0, 0), (
             f"attempt {attempt}: {result.counts}"
         )
+
+
+# Rank 0 finishes the body, rank 1 sleeps in it; each leaves a mark so the test knows when to press Ctrl-C.
+RANK_1_HANGS = """
+import os
+import time
+from pathlib import Path
+
+
+def test_quick(dist_env):
+    pass
+
+
+def test_hang(dist_env):
+    if dist_env.rank == 1:
+        Path(os.environ["MARKS"], "rank1-sleeping").touch()
+        time.sleep(600)
+    Path(os.environ["MARKS"], "rank0-done").touch()
+"""
+
+
+@pytest.mark.parametrize("mode", ["fork", "reuse"])
+def test_ctrl_c_names_the_test_and_the_ranks_still_in_it(project, tmp_path: Path, mode: str) -> None:
+    project(MATRIX.replace("tests/test_hangs.py", "tests/test_rank_1_hangs.py"))
+    (tmp_path / "tests" / "test_rank_1_hangs.py").write_text(RANK_1_HANGS)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    pytest_args = ["--", "--dist-reuse", "on"] if mode == "reuse" else []
+    harness = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness.commands.cli",
+            "run",
+            "--executor",
+            "local",
+            "--out",
+            "out",
+            "--cell",
+            "cpu-*",
+            *pytest_args,
+        ],
+        cwd=tmp_path,
+        env=harness_env(MARKS=str(marks)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        # As a terminal's Ctrl-C: SIGINT to the harness's whole process group, handled as Python does.
+        preexec_fn=lambda: (signal.signal(signal.SIGINT, signal.SIG_DFL), os.setpgrp()),
+    )
+    try:
+        wait_for(lambda: {p.name for p in marks.iterdir()} == {"rank0-done", "rank1-sleeping"}, 180, "ranks")
+        time.sleep(1)  # rank 0's outcome reaches pytest
+        os.killpg(harness.pid, signal.SIGINT)
+        output, _ = harness.communicate(timeout=60)
+    finally:
+        harness.kill()
+        harness.wait()
+
+    where = (
+        "interrupted in tests/test_rank_1_hangs.py::test_hang: rank 1 of 2 still running, in "
+        "tests/test_rank_1_hangs.py:14 test_hang (rank 0 finished the test body) "
+        "(1 of 2 tests finished, 1 not run)"
+    )
+    assert harness.returncode == 130, output
+    assert f"ERROR cpu-gloo-ws2: {where}" in output
+    (cell,) = json.loads((tmp_path / "out" / "summary.json").read_text())["cells"]
+    headline, stack_header, *stack = cell["reason"].splitlines()
+    assert headline == where
+    assert stack_header == "---- rank 1 of 2 when interrupted; its stack ----"
+    assert any('test_rank_1_hangs.py", line 14 in test_hang' in line for line in stack), cell["reason"]
+    assert where in (tmp_path / "out" / "summary.md").read_text()

@@ -10,6 +10,7 @@ import pytest
 from harness.common.progress_events import (
     TEXT_CHARS,
     Collected,
+    Interrupted,
     ProgressEvent,
     RanOnFreshRanks,
     Reported,
@@ -26,6 +27,7 @@ EVENTS = [
     Reported("tests/t.py::test_b", "call", "skipped", known_gap=True),
     Reported("tests/t.py::test_b", "teardown", "passed"),
     RanOnFreshRanks("tests/t.py::test_c", "marked dist_fork", "the test is marked dist_fork"),
+    Interrupted("tests/t.py::test_d", 4, (1, 3), (0, 2), ("tests/t.py:6 test_d", ""), ("Current thread", "")),
 ]
 
 
@@ -63,6 +65,19 @@ def test_the_lines_keep_the_format_the_plugin_has_always_written():
         b'{"event": "report", "nodeid": "t", "when": "later", "outcome": "passed"}',
         b'{"event": "report", "nodeid": "t", "when": "call"}',
         b"[" * 100_000,
+        # Interrupted: ranks that are not distinct ranks of the world, texts that do not go with them.
+        b'{"event": "interrupted", "nodeid": "t", "world_size": 0, "running": [], "finished": []}',
+        b'{"event": "interrupted", "nodeid": "t", "world_size": 2, "running": [2], "finished": [0]}',
+        b'{"event": "interrupted", "nodeid": "t", "world_size": 2, "running": [1, 1], "finished": []}',
+        b'{"event": "interrupted", "nodeid": "t", "world_size": 2, "running": [1], "finished": [1]}',
+        b'{"event": "interrupted", "nodeid": "t", "world_size": 2, "running": [-1], "finished": [0]}',
+        b'{"event": "interrupted", "nodeid": "t", "world_size": 2, "running": [true], "finished": [0]}',
+        b'{"event": "interrupted", "nodeid": "t", "world_size": 2, "running": "1", "finished": [0]}',
+        b'{"event": "interrupted", "nodeid": "t", "world_size": 2, "running": [1], "finished": [0], '
+        b'"locations": ["a", "b"]}',
+        b'{"event": "interrupted", "nodeid": "t", "world_size": 2, "running": [1], "finished": [0], '
+        b'"stacks": [7]}',
+        b'{"event": "interrupted", "nodeid": "t", "world_size": 2.0, "running": [1], "finished": [0]}',
     ],
 )
 def test_a_line_that_is_not_one_of_the_plugins_events_is_skipped(line):
@@ -83,6 +98,20 @@ def test_text_is_clipped_and_odd_optional_fields_fall_back():
     )
     event = parse_event_line(line)
     assert event == Reported("t" * TEXT_CHARS, "call", "failed", duration=0.0, message=None, known_gap=False)
+
+
+def test_an_interrupted_events_stacks_are_clipped_and_may_be_left_out():
+    line = json.dumps(
+        {
+            "event": "interrupted",
+            "nodeid": "t",
+            "world_size": 2,
+            "running": [1],
+            "finished": [0],
+            "stacks": ["s" * (TEXT_CHARS + 9)],
+        }
+    )
+    assert parse_event_line(line) == Interrupted("t", 2, (1,), (0,), (), ("s" * TEXT_CHARS,))
 
 
 def test_the_reader_hands_on_typed_events_of_complete_lines_only(tmp_path: Path):

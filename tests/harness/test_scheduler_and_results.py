@@ -8,7 +8,7 @@ import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from harness.common.progress_events import Collected, Reported, Started, event_line
+from harness.common.progress_events import Collected, Interrupted, Reported, Started, event_line
 from harness.config.model import Cell
 from harness.planning.plan import PlannedCell
 from harness.presentation.markdown import render_markdown
@@ -207,6 +207,39 @@ def test_an_error_names_the_running_test_or_else_the_last_one_that_finished(tmp_
     progress.write_text("".join(event_line(event) + "\n" for event in [*events, teardown]))
     after = collect_cell_result(cell, directory, 1, 1.0, "docker", "node 1 of 2 exited with code 137")
     assert after.reason.endswith("after tests/t.py::test_b (2 of 2 tests finished, 0 not run)")
+
+
+def test_an_interrupted_cell_names_its_test_the_ranks_still_in_it_and_their_stacks(tmp_path):
+    cell = planned("cpu", 4).cell
+    directory = write_cell_dir(tmp_path)
+    stack = 'Current thread 0x1 (most recent call first):\n  File "tests/t.py", line 6 in test_b\n'
+    events = [
+        Collected(2),
+        Started("tests/t.py::test_a"),
+        # An event about another test than the one running (a line forged by test code, say) says nothing.
+        Interrupted("tests/t.py::test_a", 4, (0,), (1, 2, 3), ("tests/t.py:1 forged",), ("forged",)),
+        Reported("tests/t.py::test_a", "teardown", "passed"),
+        Started("tests/t.py::test_b"),
+        Interrupted("tests/t.py::test_b", 4, (1, 3), (0, 2), ("tests/t.py:6 test_b", ""), (stack, "")),
+    ]
+    (directory / "progress.jsonl").write_text("".join(event_line(event) + "\n" for event in events))
+    result = collect_cell_result(cell, directory, 2, 1.0, "local", "interrupted")
+    assert result.reason.splitlines() == [
+        "interrupted in tests/t.py::test_b: ranks 1, 3 of 4 still running (rank 1 in tests/t.py:6 test_b) "
+        "(ranks 0, 2 finished the test body) (1 of 2 tests finished, 1 not run)",
+        "---- rank 1 of 4 when interrupted; its stack ----",
+        *stack.rstrip().splitlines(),
+    ]
+    (directory / "progress.jsonl").write_text("".join(event_line(event) + "\n" for event in events[:5]))
+    result = collect_cell_result(cell, directory, 2, 1.0, "local", "interrupted")
+    assert result.reason == "interrupted while running tests/t.py::test_b (1 of 2 tests finished, 1 not run)"
+    one = Interrupted("tests/t.py::test_b", 2, (1,), (0,), ("tests/t.py:6 test_b",))
+    (directory / "progress.jsonl").write_text("".join(event_line(e) + "\n" for e in [*events[:5], one]))
+    result = collect_cell_result(cell, directory, 2, 1.0, "local", "interrupted")
+    assert result.reason == (
+        "interrupted in tests/t.py::test_b: rank 1 of 2 still running, in tests/t.py:6 test_b "
+        "(rank 0 finished the test body) (1 of 2 tests finished, 1 not run)"
+    )
 
 
 def test_unreadable_junit_counts_as_missing(tmp_path):
