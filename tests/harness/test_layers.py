@@ -7,6 +7,7 @@ layer below; imports inside `if TYPE_CHECKING:` count too, so a type can't smugg
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import harness
@@ -101,3 +102,18 @@ def test_the_rule_sees_an_upward_import(tmp_path):
     found = imports_of(fake, "harness.results.x")
     assert "harness.running.runs" in found and "harness.commands.cli" in found
     assert layer_of("harness.results.x") == "results" and layer_of("harness.running.runs") == "running"
+
+
+def test_the_architecture_page_names_only_modules_that_exist():
+    # docs/architecture.md's table names each layer's modules: a moved or renamed module must move there too.
+    page = (HARNESS_DIR.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    missing = []
+    for line in page.splitlines():
+        layer = re.match(r"\| `(harness/[a-z_/]+/)` \|", line)
+        if layer:
+            missing += [
+                layer.group(1) + name
+                for name in re.findall(r"`([a-z_]+\.py)`", line)
+                if not (HARNESS_DIR.parent / layer.group(1) / name).is_file()
+            ]
+    assert missing == [], f"docs/architecture.md names modules that do not exist: {missing}"
