@@ -15,7 +15,7 @@ from harness.common.errors import ConfigurationError
 from harness.common.untrusted_text import print_line
 from harness.config.matrix import load_matrix
 from harness.config.model import ImageSpec
-from harness.running.containers import connect_engine
+from harness.running.containers import engine_client
 from harness.running.images import DEVICE_IMAGES, ImageRecipe, build_image, find_image, recipe_for
 
 DEFAULT_MATRIX = Path("matrix.yaml")
@@ -122,21 +122,21 @@ def handle_build(args: argparse.Namespace) -> int:
         )
     if args.wheelhouse is not None and not args.wheelhouse.is_dir():
         raise ConfigurationError(f"--wheelhouse {args.wheelhouse}: no such directory")
-    client = connect_engine()
     console = make_console()
-    for recipe in recipes(args.devices or default_devices(), args.matrix):
-        outcome = build_image(
-            client,
-            recipe,
-            base_image=args.base_image,
-            wheelhouse=args.wheelhouse.resolve() if args.wheelhouse else None,
-            offline=args.offline,
-            rebuild=args.rebuild,
-            torch_from=args.torch,
-            log=lambda line: print_line(console, line),
-        )
-        verb = "built" if outcome.built else "present"
-        console.print(f"[bold]{recipe.device}[/]: {outcome.tag} {verb} ({outcome.seconds:.1f} s)")
+    with engine_client() as client:
+        for recipe in recipes(args.devices or default_devices(), args.matrix):
+            outcome = build_image(
+                client,
+                recipe,
+                base_image=args.base_image,
+                wheelhouse=args.wheelhouse.resolve() if args.wheelhouse else None,
+                offline=args.offline,
+                rebuild=args.rebuild,
+                torch_from=args.torch,
+                log=lambda line: print_line(console, line),
+            )
+            verb = "built" if outcome.built else "present"
+            console.print(f"[bold]{recipe.device}[/]: {outcome.tag} {verb} ({outcome.seconds:.1f} s)")
     return 0
 
 
@@ -147,8 +147,8 @@ def handle_import_host(args: argparse.Namespace) -> int:
     console = make_console()
     started = time.monotonic()
     # Gigabytes streamed in one request, answered when the engine has unpacked them: no 60 s HTTP timeout.
-    client = connect_engine(timeout_s=3600)
-    import_host_environment(client, args.tag, args.python, log=lambda line: print_line(console, line))
+    with engine_client(timeout_s=3600) as client:
+        import_host_environment(client, args.tag, args.python, log=lambda line: print_line(console, line))
     console.print(
         f"{args.tag}: made in {time.monotonic() - started:.0f} s; build on it with "
         f"`harness images build cuda --torch base --base-image {args.tag}`",
@@ -159,13 +159,13 @@ def handle_import_host(args: argparse.Namespace) -> int:
 
 def handle_list(args: argparse.Namespace) -> int:
     """Print each device's image: tag, present or not, and how to build a missing one."""
-    client = connect_engine()
     table = Table(title="comm-harness images")
     for column in ("device", "tag", "present", "image id", "size", "built from"):
         table.add_column(column)
-    for recipe in recipes(sorted(DEVICE_IMAGES), args.matrix):
-        image = find_image(client, recipe.tag)
-        table.add_row(recipe.device, recipe.tag, *_image_columns(image, recipe.device))
+    with engine_client() as client:
+        for recipe in recipes(sorted(DEVICE_IMAGES), args.matrix):
+            image = find_image(client, recipe.tag)
+            table.add_row(recipe.device, recipe.tag, *_image_columns(image, recipe.device))
     make_console().print(table)
     return 0
 
