@@ -53,6 +53,12 @@ _IGNORED = {
     # Rebound by switches that process_switches carries: torch.set_default_dtype, torch.set_default_device.
     "torch": {"Storage"},
     "torch.utils._device": {"CURRENT_DEVICE"},
+    # Rebound by hypothesis's gc callback every time the collector runs, once any test has drawn examples
+    # in this process: bookkeeping of the collector's time, not a fixture's doing.
+    "hypothesis.internal.conjecture.junkdrawer": {"_gc_start", "_gc_cumulative_time"},
+    # Set by hypothesis's pytest plugin in every test's call phase (pytest's machinery, as sys.stdout is);
+    # the workers get it set too (workers.py), as fresh ranks inherit it.
+    "hypothesis.core": {"running_under_pytest"},
 }
 _ABSENT = object()
 _WORD = ctypes.sizeof(ctypes.c_uint64)
