@@ -7,9 +7,8 @@ from pathlib import Path
 
 from harness.common.errors import ConfigurationError
 from harness.config.matrix import Matrix
-from harness.config.model import Cell
+from harness.config.model import Cell, SlurmSpec
 from harness.presentation.console import make_console
-from harness.running.executors.slurm import SlurmOptions
 
 __all__ = [
     "add_matrix_arguments",
@@ -91,9 +90,10 @@ def add_slurm_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def slurm_options(args: argparse.Namespace) -> SlurmOptions:
-    """The --slurm-* options of a parsed command line."""
-    return SlurmOptions(
+def slurm_options(args: argparse.Namespace) -> SlurmSpec:
+    """The --slurm-* options of a parsed command line; `SlurmSpec.with_command_line` puts them over the
+    matrix's."""
+    return SlurmSpec(
         partition=args.slurm_partition,
         account=args.slurm_account,
         qos=args.slurm_qos,

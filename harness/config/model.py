@@ -67,6 +67,16 @@ class SlurmSpec:
     # The GRES that gives a node its GPUs (`--gres=<gres>:<ranks per node>`).
     gres: str = "gpu"
 
+    def with_command_line(self, options: SlurmSpec) -> SlurmSpec:
+        """These settings (the matrix's `slurm:`, or the defaults) with the command line's --slurm-* over
+        them: each option given replaces the matrix's value, sbatch arguments add up, the GRES stays."""
+        given = {
+            f.name: value
+            for f in dataclasses.fields(self)
+            if f.name not in ("sbatch_args", "gres") and (value := getattr(options, f.name))
+        }
+        return dataclasses.replace(self, **given, sbatch_args=self.sbatch_args + options.sbatch_args)
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SlurmSpec:
         data = dict(data)

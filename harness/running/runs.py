@@ -22,7 +22,7 @@ from rich.console import Console
 
 from harness.common.errors import ConfigurationError
 from harness.config.matrix import Matrix, load_matrix
-from harness.config.model import Cell
+from harness.config.model import Cell, SlurmSpec
 from harness.host.probe import HostCapabilities, probe_host
 from harness.planning.plan import ExecutorChoice, PlannedCell, oversubscription_warnings, plan_cells
 from harness.presentation.console import make_console
@@ -32,7 +32,6 @@ from harness.presentation.run_summary import print_run_end, print_run_start
 from harness.results.cell_result import CellResult
 from harness.results.summary import RunReport
 from harness.running.executors import open_docker_executor, open_executors
-from harness.running.executors.slurm import SlurmOptions
 from harness.running.guardian import RunGuard
 from harness.running.scheduler import CellScheduler, ResourcePool
 
@@ -51,7 +50,7 @@ class MatrixPlan:
     # The Docker executor that checked the images (None without an engine): the run's, if it runs.
     docker: DockerExecutor | None = None
     # The command line's --slurm-* options, for cells that run as Slurm jobs.
-    slurm_options: SlurmOptions | None = None
+    slurm_options: SlurmSpec | None = None
 
     def close(self) -> None:
         """Release the Docker executor (closing it again after a run that used it does nothing)."""
@@ -72,7 +71,7 @@ def plan_matrix(
     executor: ExecutorChoice = "auto",
     offline: bool = False,
     run_id: str | None = None,
-    slurm_options: SlurmOptions | None = None,
+    slurm_options: SlurmSpec | None = None,
     pytest_args: Sequence[str] = (),
 ) -> MatrixPlan:
     """Load the matrix, select cells, probe the host (and Slurm, where asked for) and decide each cell's

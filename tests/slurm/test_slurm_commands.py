@@ -15,7 +15,6 @@ from harness.config.model import Cell, SlurmSpec
 from harness.host.probe import HostCapabilities
 from harness.planning.plan import plan_cells
 from harness.running.executors.slurm import (
-    SlurmOptions,
     batch_script,
     job_reason,
     sbatch_arguments,
@@ -94,11 +93,11 @@ def test_the_batch_script_points_every_node_at_the_first_node_of_the_allocation(
 
 def test_command_line_options_replace_the_matrix_values_and_sbatch_arguments_add_up() -> None:
     matrix = SlurmSpec(partition="a", qos="low", sbatch_args=("--exclusive",), gres="gpu:h100")
-    merged = SlurmOptions(partition="b", sbatch_args=("--constraint=ib",)).over(matrix)
+    merged = matrix.with_command_line(SlurmSpec(partition="b", sbatch_args=("--constraint=ib",)))
     assert merged == SlurmSpec(
         partition="b", qos="low", sbatch_args=("--exclusive", "--constraint=ib"), gres="gpu:h100"
     )
-    assert SlurmOptions().over(None) == SlurmSpec()
+    assert SlurmSpec().with_command_line(SlurmSpec()) == SlurmSpec()
 
 
 SCONTROL = (

@@ -80,11 +80,11 @@ def test_a_two_node_cell_passes_as_one_allocation_of_two_nodes(
 def test_a_cell_from_a_shared_results_directory_comes_back_into_out(
     tmp_path: Path, slurm_cluster: None
 ) -> None:
-    from harness.running.executors.slurm import SlurmOptions
+    from harness.config.model import SlurmSpec
 
     shared = tmp_path / "shared"
     shared.mkdir()
-    executor = SlurmExecutor(REPO_ROOT, run_id="tshared", options=SlurmOptions(results_dir=str(shared)))
+    executor = SlurmExecutor(REPO_ROOT, run_id="tshared", options=SlurmSpec(results_dir=str(shared)))
     cell = make_cell("shared", "cell_collectives.py", world_size=2, nodes=2)
 
     result = executor.run(cell, tmp_path / "out" / cell.id, [], lambda *_: None)

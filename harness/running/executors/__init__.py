@@ -14,8 +14,8 @@ from harness.running.executors.protocol import Executor
 
 # Imported when used: a node task (-m harness.running.executors.slurm_node) must not load them first.
 if TYPE_CHECKING:
+    from harness.config.model import SlurmSpec
     from harness.running.executors.docker import DockerExecutor
-    from harness.running.executors.slurm import SlurmOptions
 
 
 def open_docker_executor(
@@ -47,7 +47,7 @@ def open_executors(
     docker: Executor | None = None,
     run_id: str = "",
     project_root: Path | None = None,
-    slurm_options: SlurmOptions | None = None,
+    slurm_options: SlurmSpec | None = None,
 ) -> dict[str, Executor]:
     """One executor per name the plan uses ("local", "docker", "slurm"), reusing the Docker executor of
     planning; each is entered on `resources` as it is made, so that unwinding it closes every one.

@@ -24,7 +24,6 @@ import shlex
 import sys
 import threading
 import time
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.common.errors import ConfigurationError
@@ -66,31 +65,6 @@ MASTER_PORT_SPAN = 20000
 CONTAINER_PYTHON = "python3"
 # What comes back from a node's work directory besides the harvested files.
 NODE_FILES = {NODE_LOG: READ_LIMIT, NODE_EXIT_JSON: 4096, BATCH_OUTPUT: READ_LIMIT, **HARVESTED_FILES}
-
-
-@dataclass(frozen=True)
-class SlurmOptions:
-    """The command line's --slurm-* options; each one set replaces the matrix's value."""
-
-    partition: str | None = None
-    account: str | None = None
-    qos: str | None = None
-    sbatch_args: tuple[str, ...] = ()
-    results_dir: str | None = None
-    container_image: str | None = None
-
-    def over(self, spec: SlurmSpec | None) -> SlurmSpec:
-        """The matrix's `slurm:` (or the defaults) with these options over it; sbatch arguments add up."""
-        spec = spec or SlurmSpec()
-        return replace(
-            spec,
-            partition=self.partition or spec.partition,
-            account=self.account or spec.account,
-            qos=self.qos or spec.qos,
-            sbatch_args=spec.sbatch_args + self.sbatch_args,
-            results_dir=self.results_dir or spec.results_dir,
-            container_image=self.container_image or spec.container_image,
-        )
 
 
 def time_limit_minutes(cell: Cell) -> int:
@@ -219,18 +193,18 @@ class SlurmExecutor(Executor):
         project_root: Path,
         *,
         run_id: str,
-        options: SlurmOptions | None = None,
+        options: SlurmSpec | None = None,
         poll_s: float = POLL_S,
     ) -> None:
         self.project_root = project_root.resolve()
         self.run_id = run_id
-        self.options = options or SlurmOptions()
+        self.options = options or SlurmSpec()  # the command line's --slurm-*
         self.poll_s = poll_s
         self._running = RunningCells()
 
     def spec(self, cell: Cell) -> SlurmSpec:
         """The cell's Slurm settings: the matrix's, with the command line's over them."""
-        return self.options.over(cell.slurm)
+        return (cell.slurm or SlurmSpec()).with_command_line(self.options)
 
     def run(
         self, cell: Cell, results_dir: Path, gpu_ids: list[int], on_progress: ProgressCallback
