@@ -25,6 +25,7 @@ from harness.bench.verdict import BenchOutcome
 from harness.common.errors import EXIT_OK, ConfigurationError
 from harness.common.untrusted_text import markdown_text
 from harness.host.checkout import Checkout
+from harness.results.cell_result import CellResult
 from harness.results.compare.outcomes import environment_facts
 from harness.results.files import write_json
 
@@ -92,7 +93,7 @@ def check_record_names(names: Iterable[str], option: str) -> list[str]:
 
 
 def qualification_manifest(
-    cells: list[dict[str, Any]],
+    cells: list[CellResult],
     bench: list[BenchOutcome],
     exit_code: int,
     *,
@@ -105,19 +106,19 @@ def qualification_manifest(
     """The manifest of a `harness qualify` run: its `command`, the cells (summary entries) and bench
     verdicts it merged and its exit code; the machine and devices from the fingerprints of the cells that
     ran (a missing cell has none)."""
-    ran = [cell for cell in cells if cell.get("fingerprint")]
+    ran = [cell for cell in cells if cell.fingerprint]
     facts: dict[str, str] = {}
     for cell in ran:
-        for key, value in environment_facts(cell.get("fingerprint") or {}).items():
+        for key, value in environment_facts(cell.fingerprint).items():
             facts.setdefault(key, value)
     # Cells see different GPUs (a ws1 cell one, a ws2 cell two): the machine has at least the most any saw.
-    seen = [environment_facts(cell.get("fingerprint") or {}).get("gpus", "") for cell in ran]
+    seen = [environment_facts(cell.fingerprint).get("gpus", "") for cell in ran]
     gpus = max(seen, key=lambda text: int(text.split(" x ")[0]) if text else 0, default="")
     machine = {"gpus": gpus} if gpus else {}
     machine.update((key, facts[fact]) for key, fact in _MACHINE_FACTS if fact in facts)
     described = [gpus or "no GPU", *(f"{label} {facts[fact]}" for label, fact in _DESCRIBED if fact in facts)]
     verdict = "qualified" if exit_code == EXIT_OK else "not qualified"
-    statuses = ", ".join(f"{cell['id']} {cell['status']}" for cell in cells)
+    statuses = ", ".join(f"{cell.id} {cell.status}" for cell in cells)
     judged = [
         f"bench {outcome.device} ws{outcome.world_size}: "
         + ("did not finish" if outcome.error else _bench_result(outcome))
@@ -129,7 +130,7 @@ def qualification_manifest(
         **({"commit_source": _COMMIT_SOURCE[checkout.dirty]} if checkout.commit else {}),
         "commands": [command],
         "harness_version": harness_version,
-        "devices": sorted({str(cell["device"]) for cell in ran}),
+        "devices": sorted({cell.device for cell in ran}),
         "machine": {"description": ", ".join(described), **machine},
         "verdict": verdict,
         "supersedes": list(supersedes),

@@ -11,6 +11,7 @@ import pytest
 
 from harness.common.errors import ConfigurationError
 from harness.host.checkout import Checkout
+from harness.results.cell_result import CellResult
 from harness.results.records import (
     README,
     load_manifest,
@@ -82,13 +83,11 @@ def test_a_qualify_manifest_takes_the_machine_from_the_fingerprints_and_the_verd
     tmp_path: Path,
 ) -> None:
     cells = [
-        {"id": "cuda-nccl-ws1", "status": "passed", "device": "cuda", "executor": "local",
-         "fingerprint": fingerprint(1)},
-        {"id": "cuda-nccl-ws2", "status": "failed", "device": "cuda", "executor": "local",
-         "fingerprint": fingerprint(2)},
+        CellResult("cuda-nccl-ws1", "cuda", 1, "passed", executor="local", fingerprint=fingerprint(1)),
+        CellResult("cuda-nccl-ws2", "cuda", 2, "failed", executor="local", fingerprint=fingerprint(2)),
         # Missing: it never ran, so it has no fingerprint and its device is not the record's.
-        {"id": "cpu-gloo-ws4", "status": "error", "device": "cpu", "executor": "local", "missing": True},
-    ]  # fmt: skip
+        CellResult("cpu-gloo-ws4", "cpu", 4, "error", executor="local", missing=True),
+    ]
     manifest = qualification_manifest(
         cells,
         [],
