@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.common.progress_events import Collected, Interrupted, Reported, Started, parse_event_line
@@ -130,6 +130,10 @@ def collect_cell_result(
     elif reason:
         status = "error"
         reason += progress.where_it_stopped() + progress.interrupted_stacks()
+        if counts is None and progress.finished:
+            # Stopped before pytest wrote junit.xml: the finished tests' outcomes are not lost.
+            counts = progress.counts
+            reason += f"\n(counts from the progress events: {junit_error})"
     elif counts is None:
         status = "error"
         reason = f"{junit_error}\nlog tail:\n{log_tail(results_dir)}"
@@ -175,6 +179,9 @@ class ProgressSoFar:
     last_finished: str = ""
     # pytest was interrupted in the running test while some of its ranks were still in it.
     interrupted: Interrupted | None = None
+    # The finished tests' outcomes as the events reported them: the counts of a cell stopped before pytest
+    # wrote junit.xml (killed past its grace period), where nothing else says what the finished tests did.
+    counts: TestCounts = field(default_factory=TestCounts)
 
     def where_it_stopped(self) -> str:
         """' while running tests/x.py::t (3 of 10 tests finished, 7 not run)', ' after tests/x.py::t (...)'
@@ -248,6 +255,17 @@ def read_progress(results_dir: Path) -> ProgressSoFar:
             started.pop(event.nodeid, None)
             progress.finished += 1
             progress.last_finished = event.nodeid
+            if event.outcome == "failed":
+                progress.counts.errors += 1
+        elif isinstance(event, Reported) and (event.when == "call" or event.outcome != "passed"):
+            # A test's outcome: its call's, or a setup that failed (an error) or skipped.
+            counts = progress.counts
+            if event.when == "setup" and event.outcome == "failed":
+                counts.errors += 1
+            elif event.outcome == "skipped" and event.known_gap:
+                counts.known_gaps += 1
+            else:
+                setattr(counts, event.outcome, getattr(counts, event.outcome) + 1)
         elif isinstance(event, Interrupted):
             interrupted = event
     progress.running = next(reversed(started), "") if started else ""

@@ -170,7 +170,9 @@ def test_ctrl_c_keeps_the_finished_tests_every_time(tmp_path: Path, request: pyt
 
         result = results[0]
         assert result.status == "error", attempt
-        assert result.reason == (
+        # Its first line; on a loaded machine pytest can be killed before it writes junit.xml, and a second
+        # line then says the counts come from the progress events.
+        assert result.reason.splitlines()[0] == (
             "interrupted while running tests/test_three.py::test_waits (3 of 4 tests finished, 1 not run)"
         ), attempt
         assert (result.counts.passed, result.counts.failed, result.counts.errors) == (3, 0, 0), (

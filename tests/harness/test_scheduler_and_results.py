@@ -209,6 +209,28 @@ def test_an_error_names_the_running_test_or_else_the_last_one_that_finished(tmp_
     assert after.reason.endswith("after tests/t.py::test_b (2 of 2 tests finished, 0 not run)")
 
 
+def test_a_cell_stopped_before_pytest_wrote_its_junit_keeps_its_finished_tests_from_the_events(tmp_path):
+    # Killed past its grace period (a loaded machine), pytest never wrote junit.xml: what the finished tests
+    # did is still known from the progress events.
+    cell = planned("cpu", 2).cell
+    directory = write_cell_dir(tmp_path, junit=False)
+    events = [Collected(5)]
+    for name, outcome in [("a", "passed"), ("b", "passed"), ("c", "failed"), ("d", "skipped")]:
+        nodeid = f"tests/t.py::test_{name}"
+        phases = [("setup", "passed"), ("call", outcome)] if outcome != "skipped" else [("setup", "skipped")]
+        events += [Started(nodeid), *(Reported(nodeid, when, o) for when, o in phases)]
+        events.append(Reported(nodeid, "teardown", "passed"))
+    events.append(Started("tests/t.py::test_e"))
+    (directory / "progress.jsonl").write_text("".join(event_line(event) + "\n" for event in events))
+    result = collect_cell_result(cell, directory, -9, 1.0, "local", "interrupted")
+    counts = result.counts
+    assert (counts.passed, counts.failed, counts.skipped, counts.errors, counts.not_run) == (2, 1, 1, 0, 1)
+    assert result.reason.splitlines() == [
+        "interrupted while running tests/t.py::test_e (4 of 5 tests finished, 1 not run)",
+        "(counts from the progress events: no junit.xml (the cell runner exited with code -9))",
+    ]
+
+
 def test_an_interrupted_cell_names_its_test_the_ranks_still_in_it_and_their_stacks(tmp_path):
     cell = planned("cpu", 4).cell
     directory = write_cell_dir(tmp_path)
